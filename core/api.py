@@ -1,0 +1,350 @@
+"""Typed JSON routes under ``/api/v1`` and the OpenAPI 3.1 document generated from them.
+
+A route declares its request and response pydantic models once; the same declaration
+validates the request, serialises the response and feeds ``/api/v1/openapi.json``::
+
+    api = Api.of(app)
+
+    @api.post("/rooms", body=RoomCreate, response=RoomOut, status=201, tags=["rooms"])
+    async def create_room(request: web.Request, body: RoomCreate) -> RoomOut: ...
+
+Handlers receive ``body`` and/or ``query`` keyword arguments when declared. Path parameters
+whose names end in ``_id`` must be UUIDs (else 404). ``auth`` says who may call:
+``"user"`` (a fully signed-in account, the default), ``"admin"``, ``"principal"`` (a user or
+an invited guest) or ``"none"``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, TypeAdapter
+from pydantic import ValidationError as PydanticValidationError
+from pydantic.json_schema import models_json_schema
+
+from core.errors import (
+    BadRequest,
+    NotFound,
+    TooLarge,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
+
+PREFIX = "/api/v1"
+Auth = Literal["none", "principal", "user", "admin"]
+Handler = Callable[..., Awaitable[Any]]
+
+_PARAM = re.compile(r"{(\w+)(?::[^}]*)?}")
+API_KEY: web.AppKey[Api] = web.AppKey("api")
+
+
+@dataclass
+class RouteSpec:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    tags: list[str]
+    auth: Auth
+    body: type[BaseModel] | None
+    query: type[BaseModel] | None
+    response: Any
+    status: int
+    raw_body: dict[str, Any] | None = None  # OpenAPI requestBody for non-JSON routes
+    raw_response: dict[str, Any] | None = None
+    errors: list[int] = field(default_factory=list)
+
+
+def _errors_of(e: PydanticValidationError) -> list[dict[str, Any]]:
+    return [
+        {"loc": [str(p) for p in err["loc"]], "msg": err["msg"], "type": err["type"]}
+        for err in e.errors(include_url=False, include_context=False, include_input=False)
+    ]
+
+
+class Api:
+    """The registry of typed routes of one application."""
+
+    def __init__(self, app: web.Application) -> None:
+        self.app = app
+        self.routes: list[RouteSpec] = []
+        self._openapi: dict[str, Any] | None = None
+
+    @classmethod
+    def of(cls, app: web.Application) -> Api:
+        if API_KEY not in app:
+            app[API_KEY] = cls(app)
+        return app[API_KEY]
+
+    # -- declaration -------------------------------------------------------------------
+
+    def route(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: type[BaseModel] | None = None,
+        query: type[BaseModel] | None = None,
+        response: Any = None,
+        status: int = 200,
+        auth: Auth = "user",
+        tags: list[str] | None = None,
+        summary: str | None = None,
+        raw_body: dict[str, Any] | None = None,
+        raw_response: dict[str, Any] | None = None,
+        errors: list[int] | None = None,
+    ) -> Callable[[Handler], Handler]:
+        def register(fn: Handler) -> Handler:
+            spec = RouteSpec(
+                method=method.upper(),
+                path=path,
+                handler=fn,
+                summary=summary or (fn.__doc__ or fn.__name__).strip().splitlines()[0],
+                tags=tags or [],
+                auth=auth,
+                body=body,
+                query=query,
+                response=response,
+                status=status,
+                raw_body=raw_body,
+                raw_response=raw_response,
+                errors=errors or [],
+            )
+            self.routes.append(spec)
+            self.app.router.add_route(spec.method, PREFIX + path, self._wrap(spec))
+            self._openapi = None
+            return fn
+
+        return register
+
+    def get(self, path: str, **kw: Any) -> Callable[[Handler], Handler]:
+        return self.route("GET", path, **kw)
+
+    def post(self, path: str, **kw: Any) -> Callable[[Handler], Handler]:
+        return self.route("POST", path, **kw)
+
+    def put(self, path: str, **kw: Any) -> Callable[[Handler], Handler]:
+        return self.route("PUT", path, **kw)
+
+    def patch(self, path: str, **kw: Any) -> Callable[[Handler], Handler]:
+        return self.route("PATCH", path, **kw)
+
+    def delete(self, path: str, **kw: Any) -> Callable[[Handler], Handler]:
+        return self.route("DELETE", path, **kw)
+
+    # -- request handling --------------------------------------------------------------
+
+    def _wrap(self, spec: RouteSpec) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        from core import auth  # late: auth registers its own routes through this module
+
+        response_adapter = (
+            TypeAdapter(spec.response)
+            if spec.response is not None and not _is_model(spec.response)
+            else None
+        )
+
+        async def handler(request: web.Request) -> web.StreamResponse:
+            for name, value in request.match_info.items():
+                if name.endswith("_id"):
+                    try:
+                        uuid.UUID(value)
+                    except ValueError:
+                        raise NotFound(f"No {name.removesuffix('_id')} with this id") from None
+            if spec.auth != "none":
+                await auth.require(request, spec.auth)
+            kwargs: dict[str, Any] = {}
+            if spec.query is not None:
+                try:
+                    kwargs["query"] = spec.query.model_validate(dict(request.query))
+                except PydanticValidationError as e:
+                    raise ValidationFailed(
+                        "Invalid query parameters", errors=_errors_of(e)
+                    ) from None
+            if spec.body is not None:
+                kwargs["body"] = await parse_body(request, spec.body)
+            result = await spec.handler(request, **kwargs)
+            if isinstance(result, web.StreamResponse):
+                return result
+            if result is None:
+                return web.Response(status=204 if spec.status == 200 else spec.status)
+            if isinstance(result, BaseModel):
+                data = result.model_dump(mode="json")
+            elif response_adapter is not None:
+                data = response_adapter.dump_python(result, mode="json")
+            else:
+                data = result
+            return web.json_response(data, status=spec.status)
+
+        handler.__name__ = spec.handler.__name__
+        return handler
+
+    # -- OpenAPI -----------------------------------------------------------------------
+
+    def openapi(self, *, title: str, version: str) -> dict[str, Any]:
+        if self._openapi is not None:
+            return self._openapi
+        models: set[type[BaseModel]] = set()
+        for r in self.routes:
+            for m in (r.body, r.query, _model_in(r.response)):
+                if m is not None:
+                    models.add(m)
+        ordered = sorted(models, key=lambda m: m.__name__)
+        _, defs = models_json_schema(
+            [(m, "validation") for m in ordered], ref_template="#/components/schemas/{model}"
+        )
+        schemas = dict(defs.get("$defs", {}))
+        schemas["Problem"] = PROBLEM_SCHEMA
+        paths: dict[str, dict[str, Any]] = {}
+        for r in self.routes:
+            op: dict[str, Any] = {
+                "operationId": f"{r.handler.__module__.split('.')[0]}_{r.handler.__name__}",
+                "summary": r.summary,
+                "tags": r.tags,
+                "responses": {},
+            }
+            params = [
+                {
+                    "name": name,
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "format": "uuid"}
+                    if name.endswith("_id")
+                    else {"type": "string"},
+                }
+                for name in _PARAM.findall(r.path)
+            ]
+            if r.query is not None:
+                qschema = r.query.model_json_schema(ref_template="#/components/schemas/{model}")
+                required = set(qschema.get("required", []))
+                for name, prop in qschema.get("properties", {}).items():
+                    params.append(
+                        {"name": name, "in": "query", "required": name in required, "schema": prop}
+                    )
+            if params:
+                op["parameters"] = params
+            if r.body is not None:
+                op["requestBody"] = {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": f"#/components/schemas/{r.body.__name__}"}
+                        }
+                    },
+                }
+            elif r.raw_body is not None:
+                op["requestBody"] = r.raw_body
+            ok: dict[str, Any] = {"description": "Success"}
+            if r.raw_response is not None:
+                ok["content"] = r.raw_response
+            elif r.response is not None:
+                ok["content"] = {"application/json": {"schema": _schema_of(r.response)}}
+            op["responses"][
+                str(
+                    r.status
+                    if r.response is not None or r.raw_response
+                    else (204 if r.status == 200 else r.status)
+                )
+            ] = ok
+            problem = {
+                "content": {PROBLEM_CT: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+            }
+            codes = set(r.errors)
+            if r.body is not None or r.query is not None:
+                codes |= {400, 413, 415, 422}
+            if r.auth != "none":
+                codes |= {401, 403}
+            if any(n.endswith("_id") for n in _PARAM.findall(r.path)):
+                codes.add(404)
+            for c in sorted(codes):
+                op["responses"][str(c)] = {"description": _REASONS.get(c, "Error"), **problem}
+            if r.auth != "none":
+                op["security"] = [{"session": []}]
+            paths.setdefault(PREFIX + r.path, {})[r.method.lower()] = op
+        self._openapi = {
+            "openapi": "3.1.0",
+            "info": {"title": title, "version": version},
+            "servers": [{"url": "/"}],
+            "paths": dict(sorted(paths.items())),
+            "components": {
+                "schemas": schemas,
+                "securitySchemes": {
+                    "session": {"type": "apiKey", "in": "cookie", "name": "consilium_session"}
+                },
+            },
+        }
+        return self._openapi
+
+
+PROBLEM_CT = "application/problem+json"
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "title", "status", "code"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "code": {"type": "string"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+    },
+}
+_REASONS = {
+    400: "Malformed request",
+    401: "Not signed in",
+    403: "Not allowed",
+    404: "Not found",
+    409: "Conflict with the current state",
+    410: "Gone",
+    413: "Body too large",
+    415: "Unsupported media type",
+    422: "Validation failed",
+    423: "Locked",
+    429: "Too many requests",
+}
+
+
+def _is_model(t: Any) -> bool:
+    return isinstance(t, type) and issubclass(t, BaseModel)
+
+
+def _model_in(t: Any) -> type[BaseModel] | None:
+    if _is_model(t):
+        return t
+    for arg in getattr(t, "__args__", ()):
+        if _is_model(arg):
+            return arg
+    return None
+
+
+def _schema_of(t: Any) -> dict[str, Any]:
+    if _is_model(t):
+        return {"$ref": f"#/components/schemas/{t.__name__}"}
+    return TypeAdapter(t).json_schema(ref_template="#/components/schemas/{model}")
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def parse_body(request: web.Request, model: type[M]) -> M:
+    """Read and validate a JSON body: 415, 413, 400 or 422 problems, never a 500."""
+    ctype = request.content_type
+    if ctype != "application/json":
+        raise UnsupportedMediaType("Send the body as application/json")
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise TooLarge(f"The body exceeds {request.client_max_size} bytes") from None
+    try:
+        data = json.loads(raw) if raw else None
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("The body is not valid JSON", code="malformed_json") from None
+    try:
+        return model.model_validate(data)
+    except PydanticValidationError as e:
+        raise ValidationFailed(errors=_errors_of(e)) from None

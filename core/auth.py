@@ -1,0 +1,146 @@
+"""Authentication glue: the session cookie, the principal of a request, CSRF, access levels.
+
+The login flow itself (password, then a one-time code or an authenticator app) lives in
+:mod:`core.login`; it ends by calling :func:`start_session`, which is also where an OpenID
+Connect provider (Pro Santé Connect) will land once it has identified the practitioner.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Literal
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from core import accounts
+from core.context import DB, SESSIONS, SETTINGS
+from core.errors import Forbidden, Unauthorized
+from core.principal import Principal
+from core.sessions import COOKIE, CSRF_HEADER, SessionData
+
+CSRF_COOKIE = "consilium_csrf"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+PRINCIPAL: web.RequestKey[Principal | None] = web.RequestKey("principal")
+SESSION: web.RequestKey[SessionData | None] = web.RequestKey("session")
+
+Level = Literal["none", "principal", "user", "admin"]
+
+
+def client_ip(request: web.Request) -> str:
+    return request.remote or ""
+
+
+async def _principal_of(request: web.Request, s: SessionData) -> Principal | None:
+    if s.kind == "guest":
+        return Principal(
+            kind="guest",
+            subject_id=s.subject_id,
+            label=str(s.data.get("label", "Invité")),
+            role="guest",
+            session_id=s.id,
+            ip=client_ip(request),
+            data=dict(s.data),
+        )
+    db = request.app[DB]
+    async with db.read() as session:
+        user = await session.get(accounts.User, s.subject_id)
+        if user is None or not user.active:
+            return None
+        delegates = await accounts.delegators_of(session, user.id)
+    return Principal(
+        kind="user",
+        subject_id=user.id,
+        label=user.display_name,
+        role=user.role.value,
+        session_id=s.id,
+        ip=client_ip(request),
+        delegates_for=tuple(delegates),
+        data=dict(s.data),
+    )
+
+
+@web.middleware
+async def session_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Load the session and principal; refuse unsafe requests without the CSRF token."""
+    request[SESSION] = None
+    request[PRINCIPAL] = None
+    token = request.cookies.get(COOKIE)
+    if token:
+        s = await request.app[SESSIONS].load(token)
+        if s is not None:
+            request[SESSION] = s
+            if s.stage == "full":
+                request[PRINCIPAL] = await _principal_of(request, s)
+            if request.method not in SAFE_METHODS and request.path.startswith("/api/"):
+                sent = request.headers.get(CSRF_HEADER, "")
+                if not sent or sent != s.csrf_token:
+                    raise Forbidden(f"Missing or wrong {CSRF_HEADER} header", code="csrf_failed")
+    return await handler(request)
+
+
+async def require(request: web.Request, level: Level) -> Principal | None:
+    if level == "none":
+        return request.get(PRINCIPAL)
+    p = request.get(PRINCIPAL)
+    if p is None:
+        s = request.get(SESSION)
+        if s is not None and s.stage == "mfa":
+            raise Unauthorized("The second factor is still expected", code="mfa_required")
+        raise Unauthorized("Sign in first", code="unauthenticated")
+    if level in ("user", "admin") and not p.is_user:
+        raise Forbidden("Reserved to professionals with an account", code="account_required")
+    if level == "admin" and not p.is_admin:
+        raise Forbidden("Reserved to administrators", code="admin_required")
+    return p
+
+
+def principal(request: web.Request) -> Principal:
+    """The principal of an authenticated route (after ``require``)."""
+    p = request.get(PRINCIPAL)
+    if p is None:
+        raise Unauthorized("Sign in first", code="unauthenticated")
+    return p
+
+
+def set_session_cookie(
+    request: web.Request, response: web.StreamResponse, token: str, s: SessionData
+) -> None:
+    settings = request.app[SETTINGS]
+    secure = settings.https
+    response.set_cookie(COOKIE, token, httponly=True, samesite="Lax", secure=secure, path="/")
+    # Readable by the page's JavaScript, which echoes it in the X-CSRF-Token header.
+    response.set_cookie(
+        CSRF_COOKIE, s.csrf_token, httponly=False, samesite="Strict", secure=secure, path="/"
+    )
+
+
+def clear_session_cookie(response: web.StreamResponse) -> None:
+    response.del_cookie(COOKIE, path="/")
+    response.del_cookie(CSRF_COOKIE, path="/")
+
+
+async def start_session(
+    request: web.Request,
+    response: web.StreamResponse,
+    *,
+    kind: Literal["user", "guest"],
+    subject_id: uuid.UUID,
+    stage: Literal["mfa", "full"],
+    data: dict[str, object] | None = None,
+) -> SessionData:
+    """Open a session (replacing any the request came with) and set its cookies."""
+    sessions = request.app[SESSIONS]
+    old = request.get(SESSION)
+    if old is not None:
+        await sessions.end(old.id)
+    token, s = await sessions.create(
+        kind=kind,
+        subject_id=subject_id,
+        stage=stage,
+        ip=client_ip(request),
+        user_agent=request.headers.get("User-Agent", ""),
+        data=dict(data or {}),
+    )
+    set_session_cookie(request, response, token, s)
+    return s

@@ -1,0 +1,174 @@
+"""The ``consilium`` command: serve, migrate, create-user, seed-demo, db-revision."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+
+from core.config import load_settings
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from core.app import create_app
+    from core.http import configure_logging
+
+    overrides: dict[str, object] = {}
+    if args.host:
+        overrides["host"] = args.host
+    if args.port:
+        overrides["port"] = args.port
+    settings = load_settings(**overrides)
+    configure_logging(settings.log_level, settings.log_format)
+    if args.migrate:
+        from core.migrate import upgrade
+
+        upgrade(settings.database_url)
+    ssl_context = None
+    if settings.tls_cert and settings.tls_key:
+        import ssl
+
+        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ssl_context.load_cert_chain(settings.tls_cert, settings.tls_key)
+    app = create_app(settings)
+    print(f"Consilium listening on {settings.public_url}", flush=True)
+    web.run_app(
+        app,
+        host=settings.host,
+        port=settings.port,
+        ssl_context=ssl_context,
+        print=None,
+        access_log=None,
+        shutdown_timeout=5,
+    )
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from core.migrate import upgrade
+
+    settings = load_settings()
+    upgrade(settings.database_url)
+    print(f"Database migrated: {settings.database_url}")
+    return 0
+
+
+def _create_user(args: argparse.Namespace) -> int:
+    from core import accounts
+    from core.db import Database
+    from core.events import EventBus
+
+    settings = load_settings()
+    password = args.password or getpass.getpass("Password: ")
+
+    async def run() -> None:
+        db = Database(settings.database_url, EventBus())
+        try:
+            async with db.write() as uow:
+                user = await accounts.create_user(
+                    uow.session,
+                    email=args.email,
+                    password=password,
+                    role=accounts.Role(args.role),
+                    first_name=args.first_name,
+                    last_name=args.last_name,
+                    title=args.title,
+                    rpps=args.rpps,
+                    mobile=args.mobile,
+                )
+            print(f"Created {user.role.value} {user.email} ({user.id})")
+        finally:
+            await db.close()
+
+    from core.errors import Problem
+
+    try:
+        asyncio.run(run())
+    except Problem as p:
+        print(f"consilium: {p.detail or p.title}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _seed_demo(args: argparse.Namespace) -> int:
+    from core.seed import seed_demo
+
+    settings = load_settings()
+    asyncio.run(seed_demo(settings))
+    return 0
+
+
+def _db_revision(args: argparse.Namespace) -> int:
+    """Write a new migration of one package's tables (for developers)."""
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
+    from core.migrate import _package_dir, alembic_config, upgrade
+
+    settings = load_settings()
+    upgrade(settings.database_url)
+    cfg = alembic_config(settings.database_url)
+    cfg.attributes["package"] = args.package
+    script = ScriptDirectory.from_config(cfg)
+    has_branch = any(args.package in (r.branch_labels or ()) for r in script.walk_revisions())
+    pkg_dir = _package_dir(args.package)
+    assert pkg_dir is not None
+    versions = pkg_dir / "migrations" / "versions"
+    versions.mkdir(parents=True, exist_ok=True)
+    if has_branch:
+        command.revision(cfg, args.message, autogenerate=True, head=f"{args.package}@head")
+    else:
+        core_head = None if args.package == "core" else script.get_revision("core@head").revision
+        command.revision(
+            cfg,
+            args.message,
+            autogenerate=True,
+            head="base",
+            branch_label=args.package,
+            version_path=str(versions),
+            depends_on=core_head,
+        )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="consilium", description="Consilium telehealth server")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+
+    p = sub.add_parser("serve", help="serve HTTP (and HTTPS with CONSILIUM_TLS_CERT/KEY)")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--migrate", action="store_true", help="migrate the database first")
+    p.set_defaults(fn=_serve)
+
+    p = sub.add_parser("migrate", help="bring the database schema up to date")
+    p.set_defaults(fn=_migrate)
+
+    p = sub.add_parser("create-user", help="create an account")
+    p.add_argument("--email", required=True)
+    p.add_argument("--role", choices=["practitioner", "secretary", "admin"], required=True)
+    p.add_argument("--first-name", required=True)
+    p.add_argument("--last-name", required=True)
+    p.add_argument("--title", default="")
+    p.add_argument("--rpps")
+    p.add_argument("--mobile")
+    p.add_argument("--password", help="read from the terminal when absent")
+    p.set_defaults(fn=_create_user)
+
+    p = sub.add_parser("seed-demo", help="create demo accounts and data (idempotent)")
+    p.set_defaults(fn=_seed_demo)
+
+    p = sub.add_parser("db-revision", help="write a migration for a package's models")
+    p.add_argument("package", choices=["core", "rooms", "chat", "rtc", "dossier"])
+    p.add_argument("-m", "--message", required=True)
+    p.set_defaults(fn=_db_revision)
+
+    args = parser.parse_args(argv)
+    return int(args.fn(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

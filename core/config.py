@@ -1,0 +1,141 @@
+"""Settings read from the environment (prefix ``CONSILIUM_``) with pydantic-settings."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SECRET = "dev-insecure-secret-change-me-0123456789abcdef"  # noqa: S105 (refused outside dev)
+
+
+class Settings(BaseSettings):
+    """Every setting Consilium reads. Each field is ``CONSILIUM_<NAME>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="CONSILIUM_", extra="ignore")
+
+    # Server
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    public_url: str = ""  # defaults to http(s)://host:port
+    dev: bool = False
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["console", "json"] = "console"
+    node_id: str = ""  # defaults to hostname:port
+
+    # Storage
+    data_dir: Path = Path("var")
+    database_url: str = ""  # defaults to sqlite+aiosqlite:///<data_dir>/consilium.db
+    redis_url: str = ""
+    redis_prefix: str = "consilium:"  # keys and channels; one prefix per deployment
+
+    # Security
+    secret_key: str = DEV_SECRET
+    session_idle_minutes: int = Field(30, ge=1)
+    session_absolute_hours: int = Field(12, ge=1)
+    login_max_failures: int = Field(5, ge=1)
+    login_lockout_minutes: int = Field(15, ge=1)
+    otp_ttl_seconds: int = Field(300, ge=30)
+
+    # HTTP limits
+    max_json_bytes: int = Field(1_048_576, ge=1024)
+    max_upload_bytes: int = Field(2 * 1024**3, ge=1024)
+    upload_chunk_bytes: int = Field(8 * 1024**2, ge=64 * 1024)
+
+    # Notifications
+    smtp_host: str = ""
+    smtp_port: int = Field(25, ge=1, le=65535)
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = False
+    smtp_tls: bool = False
+    mail_from: str = "Consilium <no-reply@consilium.localhost>"
+    mss_smtp_host: str = ""  # MSSanté operator relay; falls back to smtp_* when empty
+    mss_smtp_port: int = Field(25, ge=1, le=65535)
+    mss_from: str = ""
+    sms_gateway_url: str = ""
+    sms_gateway_token: str = ""
+    sms_sender: str = "Consilium"
+
+    # Media (rtc/)
+    stun_urls: list[str] = Field(default_factory=list)
+    turn_urls: list[str] = Field(default_factory=list)
+    turn_secret: str = ""
+    turn_ttl_seconds: int = Field(3600, ge=60)
+    rtc_allowed_addresses: list[str] = Field(default_factory=list)
+
+    # Dossier
+    retention_days: int = Field(3650, ge=1)
+    retention_reminder_days: int = Field(30, ge=0)
+
+    @field_validator("public_url")
+    @classmethod
+    def _strip_slash(cls, v: str) -> str:
+        return v.rstrip("/")
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_driver(cls, v: str) -> str:
+        if v and not v.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return v
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, v: str) -> str:
+        if v and not v.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return v
+
+    @model_validator(mode="after")
+    def _derive(self) -> Settings:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("CONSILIUM_TLS_CERT and CONSILIUM_TLS_KEY go together")
+        for p in (self.tls_cert, self.tls_key):
+            if p is not None and not p.is_file():
+                raise ValueError(f"TLS file not found: {p}")
+        if not self.dev and self.secret_key == DEV_SECRET:
+            raise ValueError(
+                "CONSILIUM_SECRET_KEY must be set outside development mode (CONSILIUM_DEV=1)"
+            )
+        if len(self.secret_key) < 32:
+            raise ValueError("CONSILIUM_SECRET_KEY must be at least 32 characters")
+        if not self.database_url:
+            self.database_url = f"sqlite+aiosqlite:///{self.data_dir / 'consilium.db'}"
+        if not self.public_url:
+            scheme = "https" if self.tls_cert else "http"
+            self.public_url = f"{scheme}://{self.host}:{self.port}"
+        if not self.node_id:
+            self.node_id = f"{self.host}:{self.port}"
+        return self
+
+    @property
+    def https(self) -> bool:
+        return self.public_url.startswith("https://")
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+class SettingsError(SystemExit):
+    """Raised at start-up with one line naming the wrong variable."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings; a wrong value stops start-up with one clear line."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = "_".join(str(p) for p in err["loc"]).upper()
+        name = f"CONSILIUM_{loc}" if loc else "configuration"
+        msg = err["msg"].removeprefix("Value error, ")
+        line = f"consilium: invalid setting {name}: {msg}"
+        print(line, file=sys.stderr)
+        raise SettingsError(2) from None

@@ -1,0 +1,140 @@
+"""HTTP middlewares: request id and structured access log, problem+json errors, security headers."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from core.errors import PROBLEM_TYPE, Problem
+
+log = structlog.get_logger("consilium.http")
+
+REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")
+
+# The client is served by this process: nothing is loaded from elsewhere (clinics' networks
+# are closed) and no page may be framed by another site.
+CSP = (
+    "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
+    "connect-src 'self' ws: wss:; style-src 'self'; script-src 'self'; "
+    "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
+def problem_response(p: Problem, request: web.Request) -> web.Response:
+    body = p.body(instance=request.path)
+    body["request_id"] = request.get(REQUEST_ID, "")
+    resp = web.Response(
+        status=p.status, text=json.dumps(body), content_type=PROBLEM_TYPE, charset="utf-8"
+    )
+    if p.status == 405 and "allow" in p.extra:
+        resp.headers["Allow"] = ",".join(p.extra["allow"])
+    return resp
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    415: "unsupported_media_type",
+}
+
+
+@web.middleware
+async def request_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Request id, timing log, and every error turned into problem+json."""
+    rid = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex
+    request[REQUEST_ID] = rid
+    structlog.contextvars.bind_contextvars(request_id=rid)
+    start = time.perf_counter()
+    status = 500
+    try:
+        try:
+            resp = await handler(request)
+        except Problem as p:
+            resp = problem_response(p, request)
+        except web.HTTPException as e:
+            if e.status < 400:
+                raise
+            extra = {}
+            if isinstance(e, web.HTTPMethodNotAllowed):
+                extra["allow"] = sorted(e.allowed_methods)
+            resp = problem_response(
+                Problem(
+                    e.text if e.text and not e.text.startswith(str(e.status)) else None,
+                    status=e.status,
+                    code=_HTTP_CODES.get(e.status, "http_error"),
+                    title=e.reason,
+                    **extra,
+                ),
+                request,
+            )
+        except Exception:
+            log.exception("unhandled error", path=request.path, method=request.method)
+            resp = problem_response(
+                Problem(
+                    "An internal error occurred",
+                    status=500,
+                    code="internal_error",
+                    title="Internal server error",
+                ),
+                request,
+            )
+        status = resp.status
+        resp.headers["X-Request-Id"] = rid
+        return resp
+    finally:
+        if not request.path.startswith(("/static/", "/healthz")):
+            log.info(
+                "request",
+                method=request.method,
+                path=request.path,
+                status=status,
+                ms=round((time.perf_counter() - start) * 1000, 1),
+            )
+        structlog.contextvars.unbind_contextvars("request_id")
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    resp = await handler(request)
+    h = resp.headers
+    h.setdefault("Content-Security-Policy", CSP)
+    h.setdefault("X-Content-Type-Options", "nosniff")
+    h.setdefault("Referrer-Policy", "same-origin")
+    h.setdefault("X-Frame-Options", "DENY")
+    h.setdefault("Permissions-Policy", "camera=(self), microphone=(self), display-capture=(self)")
+    h.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+    if request.secure:
+        h.setdefault("Strict-Transport-Security", "max-age=31536000")
+    if request.path.startswith("/api/"):
+        h.setdefault("Cache-Control", "no-store")
+    return resp
+
+
+def configure_logging(level: str, fmt: str) -> None:
+    logging.basicConfig(level=level, format="%(message)s")
+    renderer: structlog.types.Processor = (
+        structlog.processors.JSONRenderer()
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
+        cache_logger_on_first_use=True,
+    )

@@ -1,0 +1,168 @@
+"""Notifications by e-mail (SMTP, aiosmtplib), MSSanté (SMTP through the operator's relay)
+and SMS (an HTTP gateway), behind one small interface.
+
+Every message is recorded in the ``notifications`` table. With no transport configured (the
+embedded default) the message stays there with status ``outbox`` and development mode shows
+it at ``/dev/outbox``: nothing is lost and nothing leaves the machine.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.message import EmailMessage
+from email.utils import make_msgid
+
+import aiohttp
+import aiosmtplib
+from sqlalchemy import String, Text, select
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.config import Settings
+from core.db import Base, Database, IdMixin, UTCDateTime, utcnow
+
+log = logging.getLogger(__name__)
+
+
+class Notification(IdMixin, Base):
+    __tablename__ = "notifications"
+
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    channel: Mapped[str] = mapped_column(String(10))  # email | mss | sms
+    recipient: Mapped[str] = mapped_column(String(254), index=True)
+    subject: Mapped[str] = mapped_column(String(300), default="")
+    body: Mapped[str] = mapped_column(Text)
+    attachments: Mapped[str] = mapped_column(Text, default="")  # names, comma separated
+    status: Mapped[str] = mapped_column(String(10))  # sent | outbox | failed
+    error: Mapped[str] = mapped_column(Text, default="")
+
+
+@dataclass
+class Attachment:
+    filename: str
+    content: bytes
+    mime_type: str = "application/octet-stream"
+
+
+@dataclass
+class Email:
+    to: str
+    subject: str
+    text: str
+    html: str | None = None
+    attachments: list[Attachment] = field(default_factory=list)
+
+
+class DeliveryError(Exception):
+    """The transport refused or could not be reached; the message is recorded as failed."""
+
+
+class Notifier:
+    def __init__(self, settings: Settings, db: Database) -> None:
+        self.settings = settings
+        self.db = db
+
+    async def send_email(self, msg: Email, *, mss: bool = False) -> Notification:
+        """Send an e-mail (``mss=True``: through the MSSanté relay) and record it."""
+        s = self.settings
+        host = (s.mss_smtp_host or s.smtp_host) if mss else s.smtp_host
+        port = (s.mss_smtp_port if s.mss_smtp_host else s.smtp_port) if mss else s.smtp_port
+        sender = (s.mss_from or s.mail_from) if mss else s.mail_from
+        channel = "mss" if mss else "email"
+        if not host:
+            return await self._record(channel, msg.to, msg.subject, msg.text, msg, "outbox")
+        em = EmailMessage()
+        em["From"] = sender
+        em["To"] = msg.to
+        em["Subject"] = msg.subject
+        em["Message-ID"] = make_msgid(domain="consilium.localhost")
+        em.set_content(msg.text)
+        if msg.html:
+            em.add_alternative(msg.html, subtype="html")
+        for a in msg.attachments:
+            maintype, _, subtype = a.mime_type.partition("/")
+            em.add_attachment(a.content, maintype=maintype, subtype=subtype, filename=a.filename)
+        try:
+            await aiosmtplib.send(
+                em,
+                hostname=host,
+                port=port,
+                username=s.smtp_username or None,
+                password=s.smtp_password or None,
+                start_tls=s.smtp_starttls,
+                use_tls=s.smtp_tls,
+                timeout=30,
+            )
+        except (aiosmtplib.SMTPException, OSError) as e:
+            await self._record(channel, msg.to, msg.subject, msg.text, msg, "failed", str(e))
+            raise DeliveryError(f"e-mail to {msg.to} failed: {e}") from e
+        return await self._record(channel, msg.to, msg.subject, msg.text, msg, "sent")
+
+    async def send_sms(self, to: str, text: str) -> Notification:
+        """Send an SMS through the configured HTTP gateway and record it.
+
+        The gateway receives ``POST {"to", "text", "sender"}`` with a bearer token, the common
+        shape of French SMS providers' APIs; an adapter per provider goes here.
+        """
+        s = self.settings
+        if not s.sms_gateway_url:
+            return await self._record("sms", to, "", text, None, "outbox")
+        headers = {"Authorization": f"Bearer {s.sms_gateway_token}"} if s.sms_gateway_token else {}
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20)) as http,
+                http.post(
+                    s.sms_gateway_url,
+                    json={"to": to, "text": text, "sender": s.sms_sender},
+                    headers=headers,
+                ) as resp,
+            ):
+                if resp.status >= 300:
+                    raise DeliveryError(f"SMS gateway answered {resp.status}")
+        except (aiohttp.ClientError, TimeoutError, DeliveryError) as e:
+            await self._record("sms", to, "", text, None, "failed", str(e))
+            raise DeliveryError(f"SMS to {to} failed: {e}") from e
+        return await self._record("sms", to, "", text, None, "sent")
+
+    async def _record(
+        self,
+        channel: str,
+        to: str,
+        subject: str,
+        body: str,
+        msg: Email | None,
+        status: str,
+        error: str = "",
+    ) -> Notification:
+        row = Notification(
+            channel=channel,
+            recipient=to,
+            subject=subject,
+            body=body,
+            attachments=",".join(a.filename for a in msg.attachments) if msg else "",
+            status=status,
+            error=error,
+        )
+        async with self.db.write() as uow:
+            uow.session.add(row)
+        if status == "outbox":
+            log.info("notification kept in outbox", extra={"channel": channel, "to": to})
+        return row
+
+    async def outbox(self, limit: int = 100) -> list[Notification]:
+        async with self.db.read() as session:
+            rows = await session.execute(
+                select(Notification).order_by(Notification.created_at.desc()).limit(limit)
+            )
+            return list(rows.scalars())
+
+    async def last_to(self, recipient: str) -> Notification | None:
+        async with self.db.read() as session:
+            rows = await session.execute(
+                select(Notification)
+                .where(Notification.recipient == recipient)
+                .order_by(Notification.created_at.desc())
+                .limit(1)
+            )
+            return rows.scalar_one_or_none()

@@ -1,0 +1,9 @@
+"""Consilium `ui` package (see ARCHITECTURE.md)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+
+def setup(app: web.Application) -> None:
+    """Register this package's routes and handlers."""
