@@ -116,11 +116,40 @@ class Criteria:
     sex: Sex | None = None
 
 
+_SOUNDS = (
+    ("eau", "o"),
+    ("au", "o"),
+    ("ph", "f"),
+    ("th", "t"),
+    ("ck", "k"),
+    ("qu", "k"),
+    ("ai", "e"),
+    ("ei", "e"),
+    ("y", "i"),
+    ("z", "s"),
+    ("w", "v"),
+)
+
+
+def sound(word: str) -> str:
+    """A rough French sound key: Lucy ~ Lucie, Bernart ~ Bernard, Philippe ~ Filipe."""
+    for a, b in _SOUNDS:
+        word = word.replace(a, b)
+    word = re.sub(r"c(?=[aou])", "k", word)
+    word = re.sub(r"(.)\1+", r"\1", word)
+    while len(word) > 3 and word[-1] in "estdx":
+        word = word[:-1]
+    return word
+
+
 def _token_score(q: str, candidates: list[str]) -> float:
     best = 0.0
     for c in candidates:
         if c == q:
             return 100.0
+        if sound(c) == sound(q):
+            best = max(best, 95.0)  # sounds the same, spelled otherwise
+            continue
         if len(q) >= 2 and c.startswith(q):  # typing the start of a name is a full match
             score = 100.0
         else:
