@@ -28,7 +28,7 @@ from dossier.permissions import visible_patients
 _INS = re.compile(r"^[1-478]\d{4}(\d{2}|2A|2B)\d{6}\d{2}$")
 
 # A candidate below this rate is not shown; at or above this one it counts as a look-alike.
-SHOW_FROM = 60.0
+SHOW_FROM = 70.0
 SIMILAR_FROM = 85.0
 
 
