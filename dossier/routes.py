@@ -9,6 +9,7 @@ from aiohttp import web
 from sqlalchemy import select
 
 from core import audit
+from core.accounts import User
 from core.api import Api
 from core.auth import principal
 from core.context import DB
@@ -37,6 +38,7 @@ from dossier.schemas import (
     RequestTypeIn,
     RequestTypeOut,
     SignIn,
+    UserRef,
 )
 
 T_PAT, T_DIR, T_DOS = ["patients"], ["care offers"], ["dossiers"]
@@ -167,6 +169,20 @@ def setup(app: web.Application) -> None:
             return [RequestTypeOut.of(rt) for rt in rows.scalars()]
 
     # -- dossiers --------------------------------------------------------------------------
+
+    @api.get("/dossiers/requesters", response=list[UserRef], tags=T_DOS)
+    async def list_requesters(request: web.Request) -> list[UserRef]:
+        """Whom I may open a dossier for: myself (practitioner) or those I act for
+        (secretary, "en délégation de")."""
+        p = principal(request)
+        ids = [p.subject_id] if p.role == "practitioner" else list(p.delegates_for)
+        if p.role not in ("practitioner", "secretary") or not ids:
+            return []
+        async with request.app[DB].read() as s:
+            rows = await s.execute(
+                select(User).where(User.id.in_(ids), User.active.is_(True)).order_by(User.last_name)
+            )
+            return [UserRef.of(u) for u in rows.scalars()]
 
     @api.get("/dossiers", query=ActivityQuery, response=ActivityPage, tags=T_DOS)
     async def list_dossiers(request: web.Request, query: ActivityQuery) -> ActivityPage:
