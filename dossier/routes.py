@@ -33,6 +33,7 @@ from dossier.schemas import (
     PatientHit,
     PatientIn,
     PatientOut,
+    PatientPatch,
     PatientQuery,
     RecipientsIn,
     RequestTypeIn,
@@ -122,6 +123,26 @@ def setup(app: web.Application) -> None:
                 raise NotFound("No patient with this id", code="patient_not_found")
             audit.record(uow.session, "patient.read", actor=p, object_type="patient", object_id=pid)
             return PatientOut.of(pt)
+
+    @api.patch(
+        "/patients/{patient_id}", body=PatientPatch, response=PatientOut, tags=T_PAT, errors=[409]
+    )
+    async def patch_patient(request: web.Request, body: PatientPatch) -> PatientOut:
+        """Correct an identity ("Modifier"); a qualified identity's traits stay as they are."""
+        changes = body.model_dump(exclude_unset=True, mode="python")
+        # Only the IPP and the INS may be cleared; null elsewhere means "unchanged".
+        changes = {k: v for k, v in changes.items() if v is not None or k in ("ipp", "ins")}
+        if body.addresses is not None:
+            changes["addresses"] = [a.model_dump(mode="json") for a in body.addresses]
+        if body.contacts is not None:
+            changes["contacts"] = [c.model_dump(mode="json") for c in body.contacts]
+        patient = await identity.update_patient(
+            request.app[DB],
+            principal(request),
+            uuid.UUID(request.match_info["patient_id"]),
+            changes,
+        )
+        return PatientOut.of(patient)
 
     # -- directory and request types ---------------------------------------------------
 
