@@ -602,13 +602,17 @@ async def dossier_view(s: AsyncSession, principal: Principal, d: Dossier, a: Acc
     )
 
 
-async def open_dossier(db: Database, principal: Principal, dossier_id: uuid.UUID) -> DossierOut:
+async def open_dossier(
+    db: Database, principal: Principal, dossier_id: uuid.UUID, *, after_write: bool = False
+) -> DossierOut:
     """Read a dossier: audited; the first opening by an expert leaves a read receipt that
-    the requester sees ("Dossier lu par Dr X le …")."""
+    the requester sees ("Dossier lu par Dr X le …"). ``after_write``: the view answering a
+    change the caller just made (already audited as that change)."""
     async with db.write() as uow:
         s = uow.session
         d, a = await require(s, db, principal, dossier_id, Action.read)
-        audit.record(s, "dossier.read", actor=principal, object_type="dossier", object_id=d.id)
+        if not after_write:
+            audit.record(s, "dossier.read", actor=principal, object_type="dossier", object_id=d.id)
         if a.expert_side and not a.requester_side and not a.is_secretary:
             seen = await s.execute(
                 select(ReadReceipt.id).where(

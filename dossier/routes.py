@@ -231,7 +231,10 @@ def setup(app: web.Application) -> None:
         return await dossiers.activity(request.app[DB], principal(request), query)
 
     async def _view(request: web.Request) -> DossierOut:
-        return await dossiers.open_dossier(request.app[DB], principal(request), _did(request))
+        """The dossier as it is after the caller's change."""
+        return await dossiers.open_dossier(
+            request.app[DB], principal(request), _did(request), after_write=True
+        )
 
     @api.post("/dossiers", body=DossierCreate, response=DossierOut, status=201, tags=T_DOS)
     async def create_dossier(request: web.Request, body: DossierCreate) -> DossierOut:
@@ -245,12 +248,12 @@ def setup(app: web.Application) -> None:
             requester_id=body.requester_id,
             urgent=body.urgent,
         )
-        return await dossiers.open_dossier(request.app[DB], p, did)
+        return await dossiers.open_dossier(request.app[DB], p, did, after_write=True)
 
     @api.get("/dossiers/{dossier_id}", response=DossierOut, tags=T_DOS)
     async def get_dossier(request: web.Request) -> DossierOut:
         """Open a dossier (an expert's first opening leaves a read receipt)."""
-        return await _view(request)
+        return await dossiers.open_dossier(request.app[DB], principal(request), _did(request))
 
     @api.put(
         "/dossiers/{dossier_id}/consent",
