@@ -7,3 +7,6 @@ from aiohttp import web
 
 def setup(app: web.Application) -> None:
     """Register this package's routes and handlers."""
+    from dossier.routes_documents import setup_documents
+
+    setup_documents(app)
