@@ -1,4 +1,4 @@
-"""Consilium `dossier` package (see ARCHITECTURE.md)."""
+"""Consilium `dossier` package: asynchronous téléexpertise (see docs/dossier.md)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ from aiohttp import web
 
 
 def setup(app: web.Application) -> None:
-    """Register this package's routes and handlers."""
+    """Register the dossier routes and the notifications of its life."""
+    from dossier import notifications, routes
     from dossier.routes_documents import setup_documents
 
+    routes.setup(app)
+    notifications.setup(app)
     setup_documents(app)

@@ -1,57 +1,28 @@
-"""Who may read or add documents of a dossier: the dossier's own permission rule, applied.
+"""Who may read or add documents of a dossier, from the dossier's own permission rule.
 
-The rule (seed 002, issue 5 item 10): the requester, the recipients (members of the chosen
-care offers), the expert, their delegates and administrators see a dossier. Refusals are
-audited. Until the dossier package exposes its permission functions, the rule is written
-here from the same tables; it then delegates to them.
+:mod:`dossier.permissions` decides what a principal is to a dossier. For documents: whoever
+may see the dossier may read its documents; the requester side and the expert side (not an
+administrator, who writes none of the medical parts) may add them. As for the dossier
+itself, someone who may not see it gets 404 (its existence is not revealed) and someone who
+may see it but not act gets 403; both refusals are audited.
 """
 
 from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
 from core.errors import Forbidden, NotFound
 from core.principal import Principal
+from dossier.models import Dossier
+from dossier.permissions import Access, access_to
 
 
-async def _participants(session: AsyncSession, dossier_id: uuid.UUID) -> set[uuid.UUID] | None:
-    from dossier.models import CareOfferMember, Dossier, DossierRecipient
-
-    d = await session.get(Dossier, dossier_id)
-    if d is None:
-        return None
-    people = {d.requester_id, d.created_by_id}
-    if d.expert_id:
-        people.add(d.expert_id)
-    rows = await session.execute(
-        select(CareOfferMember.user_id)
-        .join(DossierRecipient, DossierRecipient.care_offer_id == CareOfferMember.care_offer_id)
-        .where(DossierRecipient.dossier_id == dossier_id)
-    )
-    people.update(rows.scalars())
-    return people
-
-
-async def can_see(session: AsyncSession, principal: Principal, dossier_id: uuid.UUID) -> bool:
-    people = await _participants(session, dossier_id)
-    if people is None:
-        raise NotFound("Dossier introuvable.", code="dossier_not_found")
-    if principal.is_admin:
-        return True
-    if not principal.is_user:
-        return False
-    return principal.subject_id in people or any(p in people for p in principal.delegates_for)
-
-
-async def _require(
+async def _denied(
     session: AsyncSession, principal: Principal, dossier_id: uuid.UUID, action: str
 ) -> None:
-    if await can_see(session, principal, dossier_id):
-        return
     # The caller's transaction will roll back: the refusal is written in one of its own.
     async with AsyncSession(session.bind) as apart:
         audit.record(
@@ -63,16 +34,34 @@ async def _require(
             outcome="denied",
         )
         await apart.commit()
-    raise Forbidden("Vous n'avez pas accès à ce dossier.", code="dossier_forbidden")
+
+
+async def _access(
+    session: AsyncSession, principal: Principal, dossier_id: uuid.UUID, action: str
+) -> Access:
+    dossier = await session.get(Dossier, dossier_id)
+    if dossier is None:
+        raise NotFound("No dossier with this id", code="dossier_not_found")
+    acc = await access_to(session, principal, dossier)
+    if not acc.can_see:
+        await _denied(session, principal, dossier_id, action)
+        raise NotFound("No dossier with this id", code="dossier_not_found")
+    return acc
 
 
 async def require_document_read(
     session: AsyncSession, principal: Principal, dossier_id: uuid.UUID
 ) -> None:
-    await _require(session, principal, dossier_id, "document.read")
+    await _access(session, principal, dossier_id, "document.read")
 
 
 async def require_document_write(
     session: AsyncSession, principal: Principal, dossier_id: uuid.UUID
 ) -> None:
-    await _require(session, principal, dossier_id, "document.add")
+    acc = await _access(session, principal, dossier_id, "document.add")
+    if not (acc.requester_side or acc.expert_side):
+        await _denied(session, principal, dossier_id, "document.add")
+        raise Forbidden(
+            "Seuls les intervenants du dossier y ajoutent des documents.",
+            code="document_write_forbidden",
+        )

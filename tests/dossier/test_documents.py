@@ -193,7 +193,7 @@ class TestSizeLimit:
         assert blob_files(settings.data_dir) == [] and staging_files(settings.data_dir) == []
 
 
-async def test_a_stranger_can_neither_list_nor_add_documents(app, client, users, dossier_id):
+async def test_a_stranger_can_neither_list_nor_add_documents_and_is_audited(app, client, users, dossier_id):
     from core import accounts
 
     async with app[DB].write() as uow:
@@ -206,11 +206,12 @@ async def test_a_stranger_can_neither_list_nor_add_documents(app, client, users,
             last_name="Autre",
         )
     await client.sign_in_as(other.id)
+    # Its existence is not even revealed.
     r = await client.get(f"/api/v1/dossiers/{dossier_id}/documents")
-    assert r.status == 403
+    assert r.status == 404
     r = await upload(client, dossier_id, "x.pdf", pdf_bytes(1))
-    assert r.status == 403
-    assert (await r.json())["code"] == "dossier_forbidden"
+    assert r.status == 404
+    assert (await r.json())["code"] == "dossier_not_found"
     assert await count_documents(app) == 0
     async with app[DB].read() as s:
         denied = (
@@ -256,3 +257,25 @@ async def test_a_rolled_back_transaction_leaves_no_blob(app, users, dossier_id, 
             raise RuntimeError("later step failed")
     assert blob_files(settings.data_dir) == []
     assert await count_documents(app) == 0
+
+
+@sqlite_only
+async def test_document_permissions_by_role(app, client, users, dossier_id):
+    """Requester, expert and the requester's secretary read and add; the admin reads only."""
+    expected = {
+        "requester": (200, 201),
+        "expert": (200, 201),
+        "secretary": (200, 201),
+        "admin": (200, 403),
+    }
+    for role, (read, write) in expected.items():
+        await client.sign_in_as(users[role].id)
+        r = await client.get(f"/api/v1/dossiers/{dossier_id}/documents")
+        assert r.status == read, role
+        r = await upload(client, dossier_id, f"{role}.pdf", pdf_bytes(1))
+        assert r.status == write, (role, await r.text())
+    # A draft is not sent yet: the expert does not see it.
+    draft = await make_dossier(app[DB], users, state="draft")
+    await client.sign_in_as(users["expert"].id)
+    r = await client.get(f"/api/v1/dossiers/{draft}/documents")
+    assert r.status == 404
