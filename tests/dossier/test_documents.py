@@ -193,7 +193,9 @@ class TestSizeLimit:
         assert blob_files(settings.data_dir) == [] and staging_files(settings.data_dir) == []
 
 
-async def test_a_stranger_can_neither_list_nor_add_documents_and_is_audited(app, client, users, dossier_id):
+async def test_a_stranger_can_neither_list_nor_add_documents_and_is_audited(
+    app, client, users, dossier_id
+):
     from core import accounts
 
     async with app[DB].write() as uow:
