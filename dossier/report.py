@@ -217,7 +217,7 @@ table { width: 100%; border-collapse: collapse; }
 td, th { border-bottom: 0.5px solid #d5dbe1; padding: 3pt 4pt; vertical-align: top;
          text-align: left; }
 th { background-color: #eef3f8; font-weight: bold; }
-td.k { width: 38%; color: #5a6775; }
+td.k { color: #5a6775; padding-right: 12pt; }
 p.sign { background-color: #eef7ee; padding: 4pt; margin: 4pt 0; }
 p.unsigned { background-color: #fdf3e6; padding: 4pt; margin: 4pt 0; }
 p.note { color: #5a6775; font-size: 8pt; }
@@ -227,7 +227,10 @@ p.note { color: #5a6775; font-size: 8pt; }
 def _kv(rows: dict[str, str] | list[tuple[str, str]]) -> str:
     items = rows.items() if isinstance(rows, dict) else rows
     body = "".join(
-        f"<tr><td class='k'>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in items
+        # Non-breaking keys: the key column takes the width of the longest key.
+        f"<tr><td class='k'>{html.escape(k).replace(' ', '&#160;')}</td>"
+        f"<td>{html.escape(v)}</td></tr>"
+        for k, v in items
     )
     return f"<table>{body}</table>"
 
