@@ -937,6 +937,12 @@ def setup_documents(app: web.Application) -> None:
         return resp
 
     retention.start(app)
+    # The DICOM node starts when the deployment gives it a port (seed 003's gateway).
+    dicom_port = int(getattr(settings, "dicom_port", 0) or 0)
+    if dicom_port:
+        from dossier import dicom_node
+
+        dicom_node.start(app, settings.host, dicom_port)
 
 
 def _vault_html(body: str, *, status: int = 200, raw: bool = False) -> web.Response:
