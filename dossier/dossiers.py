@@ -14,6 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import asc, desc, func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
@@ -611,12 +612,17 @@ async def open_dossier(db: Database, principal: Principal, dossier_id: uuid.UUID
                     ReadReceipt.dossier_id == d.id, ReadReceipt.user_id == principal.subject_id
                 )
             )
+            receipt = None
             if seen.first() is None:
                 receipt = ReadReceipt(
                     dossier_id=d.id, user_id=principal.subject_id, first_read_at=utcnow()
                 )
-                s.add(receipt)
-                await s.flush()
+                try:
+                    async with s.begin_nested():  # two first openings at once: one receipt
+                        s.add(receipt)
+                except IntegrityError:
+                    receipt = None
+            if receipt is not None:
                 audit.record(
                     s, "dossier.receipt", actor=principal, object_type="dossier", object_id=d.id
                 )

@@ -16,6 +16,7 @@ from typing import Any
 
 from rapidfuzz import fuzz
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
@@ -289,8 +290,6 @@ async def create_patient(
             **fields,
         )
         patient.search_text = search_text_of(patient)
-        s.add(patient)
-        await s.flush()
         audit.record(
             s,
             "patient.create",
@@ -300,4 +299,10 @@ async def create_patient(
             confirmed_despite_similar=confirm,
             ins_status=patient.ins_status.value,
         )
+        await s.flush()  # the transaction is open before the savepoint (SQLite driver)
+        try:
+            async with s.begin_nested():  # the same INS entered twice at once
+                s.add(patient)
+        except IntegrityError:
+            raise Conflict("An identity with this INS already exists", code="ins_exists") from None
     return patient
