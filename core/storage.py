@@ -190,6 +190,19 @@ class Staging:
         with contextlib.suppress(FileNotFoundError):
             self._resumable(name).unlink()
 
+    def sweep(self, older_than_seconds: float) -> int:
+        """Remove one-shot staging files left by a crash (resumable ones have their rows)."""
+        import time
+
+        limit = time.time() - older_than_seconds
+        removed = 0
+        for p in (self.root / "once").glob("*.part"):
+            with contextlib.suppress(FileNotFoundError):
+                if p.stat().st_mtime < limit:
+                    p.unlink()
+                    removed += 1
+        return removed
+
     def discard_file(self, staged: StagedFile) -> None:
         with contextlib.suppress(FileNotFoundError):
             staged.path.unlink()
@@ -224,7 +237,11 @@ class BlobStore(Protocol):
         """A filesystem path for libraries that need one (pydicom, zipfile), if any."""
         ...
 
-    def keys(self) -> list[str]: ...
+    def list_keys(self) -> list[str]: ...
+
+    def age_seconds(self, key: str) -> float:
+        """Seconds since the blob was written (the orphan sweep spares fresh ones)."""
+        ...
 
 
 class LocalBlobStore:
@@ -294,8 +311,13 @@ class LocalBlobStore:
     def local_path(self, key: str) -> Path | None:
         return self._path(key)
 
-    def keys(self) -> list[str]:
+    def list_keys(self) -> list[str]:
         return sorted(p.name for p in self.root.glob("*/*") if _KEY.match(p.name))
+
+    def age_seconds(self, key: str) -> float:
+        import time
+
+        return time.time() - self._path(key).stat().st_mtime
 
 
 @dataclass

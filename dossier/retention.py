@@ -202,6 +202,30 @@ async def purge_expired(
     return report
 
 
+async def sweep_orphans(db: Database, storage: Storage, min_age_seconds: float = 3600) -> int:
+    """Delete blobs no row refers to (left by a process killed mid-write), and old staging
+    files. Fresh blobs are spared: they may belong to a transaction still running."""
+    from dossier.documents import UserSignature
+
+    async with db.read() as session:
+        used: set[str] = set()
+        for col in (Document.blob_key, Document.preview_key, UserSignature.blob_key):
+            used.update(k for k in (await session.execute(select(col))).scalars() if k)
+    removed = 0
+    for key in await asyncio.to_thread(storage.blobs.list_keys):
+        if key in used:
+            continue
+        try:
+            if storage.blobs.age_seconds(key) < min_age_seconds:
+                continue
+        except FileNotFoundError:
+            continue
+        await storage.blobs.delete(key)
+        removed += 1
+    removed += await asyncio.to_thread(storage.staging.sweep, 86400)
+    return removed
+
+
 def start(app: web.Application) -> None:
     """Run the purge every hour in the server (first run a minute after start)."""
 
@@ -214,6 +238,7 @@ def start(app: web.Application) -> None:
                 try:
                     await purge_expired(app, utcnow())
                     await purge_stale_uploads(app[DB], storage_of(app))
+                    await sweep_orphans(app[DB], storage_of(app))
                 except Exception:
                     log.exception("retention run failed")
                 await asyncio.sleep(INTERVAL_SECONDS)

@@ -78,3 +78,31 @@ async def test_closed_dossiers_get_a_reminder_then_are_purged_keeping_the_audit(
     assert "document.add" in actions  # the trace of what happened stays
     assert purge.object_id == str(closed) and purge.details["documents"] == 2
     assert storage_of(app).blobs is not None
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_blobs_left_by_a_crash_are_swept_but_not_fresh_or_used_ones(
+    app, client, users, settings
+):
+    import os
+    import time
+
+    from dossier.retention import sweep_orphans
+
+    dossier_id = await make_dossier(app[DB], users)
+    await client.sign_in_as(users["requester"].id)
+    r = await client.post(
+        f"/api/v1/dossiers/{dossier_id}/documents?filename=a.pdf", data=pdf_bytes(1)
+    )
+    assert r.status == 201
+    storage = storage_of(app)
+    old = await storage.blobs.put_bytes(b"orphan from a crash")
+    fresh = await storage.blobs.put_bytes(b"a transaction still running")
+    past = time.time() - 7200
+    os.utime(storage.blobs.local_path(old.key), (past, past))
+    for key in storage.blobs.list_keys():  # the document's own blobs are old too
+        if key not in (old.key, fresh.key):
+            os.utime(storage.blobs.local_path(key), (past, past))
+    assert await sweep_orphans(app[DB], storage) == 1
+    keys = storage.blobs.list_keys()
+    assert old.key not in keys and fresh.key in keys and len(keys) == 3
