@@ -41,7 +41,7 @@ from dossier.documents import (
 from dossier.export import archive_name, stream_zip
 from dossier.filetypes import CATEGORIES
 from dossier.report import build_signed_report, generate_report
-from dossier.sending import find_deposit, open_deposit, send_mss, send_vault
+from dossier.sending import PARIS, find_deposit, open_deposit, send_mss, send_vault
 
 TAGS = ["documents"]
 STREAM_CHUNK = 256 * 1024
@@ -834,7 +834,7 @@ def setup_documents(app: web.Application) -> None:
             return _vault_html(str(e.detail), status=410)
         except NotFound as e:
             return _vault_html(str(e.detail), status=404)
-        until = dep.expires_at.strftime("%d/%m/%Y")
+        until = dep.expires_at.astimezone(PARIS).strftime("%d/%m/%Y à %H:%M")
         form_html = (
             f"<p>Un document médical vous a été transmis de façon sécurisée. "
             f"Ce lien est valable jusqu'au {until}.</p>"

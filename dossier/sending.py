@@ -18,6 +18,7 @@ import secrets
 import uuid
 from datetime import timedelta
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
@@ -31,6 +32,7 @@ from core.storage import Storage
 from dossier import doc_access
 from dossier.documents import Document, VaultDeposit, get_document
 
+PARIS = ZoneInfo("Europe/Paris")
 VAULT_TTL = timedelta(days=7)
 VAULT_MAX_ATTEMPTS = 5
 MAX_MSS_ATTACHMENT = 20 * 1024 * 1024  # operators cap messages around 20-25 MB
@@ -167,7 +169,7 @@ async def send_vault(
             expires_at=deposit.expires_at.isoformat(),
         )
     link = f"{settings.public_url}/vault/{token}"
-    until = deposit.expires_at.astimezone().strftime("%d/%m/%Y")
+    until = deposit.expires_at.astimezone(PARIS).strftime("%d/%m/%Y à %H:%M")
     await notifier.send_email(
         Email(
             to=email,
