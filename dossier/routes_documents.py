@@ -99,11 +99,50 @@ class DocumentOut(BaseModel):
         )
 
 
+class StudyOut(BaseModel):
+    """The DICOM instances of one study, shown as one exam."""
+
+    study_uid: str
+    study_date: str
+    description: str
+    modalities: list[str]
+    patient_name: str
+    instances: int
+    document_ids: list[uuid.UUID]
+    identity_mismatch: bool
+
+
 class CategoryOut(BaseModel):
     code: str
     label: str
     count: int
     documents: list[DocumentOut]
+    studies: list[StudyOut] = Field(default_factory=list)  # DICOM only
+
+
+def _studies(docs: list[DocumentOut]) -> list[StudyOut]:
+    by_uid: dict[str, list[DocumentOut]] = {}
+    for d in docs:
+        uid = str((d.meta.get("dicom") or {}).get("study_uid", "")) or str(d.id)
+        by_uid.setdefault(uid, []).append(d)
+    out = []
+    for uid, members in by_uid.items():
+        first = members[0].meta.get("dicom") or {}
+        out.append(
+            StudyOut(
+                study_uid=uid,
+                study_date=str(first.get("study_date", "")),
+                description=str(first.get("study_description", "")),
+                modalities=sorted(
+                    {str((m.meta.get("dicom") or {}).get("modality", "")) for m in members} - {""}
+                ),
+                patient_name=str(first.get("patient_name", "")),
+                instances=len(members),
+                document_ids=[m.id for m in members],
+                identity_mismatch=any(m.pending_identity_check for m in members),
+            )
+        )
+    return out
 
 
 class DocumentList(BaseModel):
@@ -287,7 +326,15 @@ def setup_documents(app: web.Application) -> None:
         for code, label in CATEGORIES.items():
             mine = [DocumentOut.of(d) for d in docs if d.category == code]
             if mine:
-                cats.append(CategoryOut(code=code, label=label, count=len(mine), documents=mine))
+                cats.append(
+                    CategoryOut(
+                        code=code,
+                        label=label,
+                        count=len(mine),
+                        documents=mine,
+                        studies=_studies(mine) if code == "dicom" else [],
+                    )
+                )
         return DocumentList(categories=cats, total=len(docs))
 
     @api.post(

@@ -136,6 +136,13 @@ async def test_a_study_of_the_dossier_patient_is_attached_and_another_is_flagged
     assert flagged["identity_mismatch"] is True and flagged["pending_identity_check"] is True
     assert "SIMON" in flagged["identity_warning"] and "1960-02-02" in flagged["identity_warning"]
 
+    # The listing shows exams (studies), each with its instances.
+    r = await client.get(f"/api/v1/dossiers/{dossier_id}/documents")
+    [dicom] = [c for c in (await r.json())["categories"] if c["code"] == "dicom"]
+    assert sorted(
+        (s["modalities"], s["instances"], s["identity_mismatch"]) for s in dicom["studies"]
+    ) == [(["CT"], 1, False), (["MR"], 1, True)]
+
     # A flagged study is listed with its warning until someone confirms it explicitly.
     r = await client.post(
         f"/api/v1/dossiers/{dossier_id}/documents/{flagged['id']}/confirm-identity"
