@@ -38,6 +38,8 @@ PNG = FileType("image/png", "image", (".png",))
 JPEG = FileType("image/jpeg", "image", (".jpg", ".jpeg", ".jpe", ".jfif"))
 GIF = FileType("image/gif", "image", (".gif",))
 WEBP = FileType("image/webp", "image", (".webp",))
+HEIC = FileType("image/heic", "image", (".heic", ".heif"))  # phone photos
+AVIF = FileType("image/avif", "image", (".avif",))
 MP4 = FileType("video/mp4", "video", (".mp4", ".m4v"))
 MOV = FileType("video/quicktime", "video", (".mov", ".qt"))
 WEBM = FileType("video/webm", "video", (".webm", ".mkv"))
@@ -60,12 +62,43 @@ ODS = FileType("application/vnd.oasis.opendocument.spreadsheet", "office", (".od
 ODP = FileType("application/vnd.oasis.opendocument.presentation", "office", (".odp",))
 TEXT = FileType("text/plain", "text", (".txt", ".csv", ".md", ".log", ".hl7", ".xml", ".json"))
 
-_ALL = (PDF, PNG, JPEG, GIF, WEBP, MP4, MOV, WEBM, DICOM, DOCX, XLSX, PPTX, ODT, ODS, ODP, TEXT)
+_ALL = (
+    PDF,
+    PNG,
+    JPEG,
+    GIF,
+    WEBP,
+    HEIC,
+    AVIF,
+    MP4,
+    MOV,
+    WEBM,
+    DICOM,
+    DOCX,
+    XLSX,
+    PPTX,
+    ODT,
+    ODS,
+    ODP,
+    TEXT,
+)
 _BY_EXT: dict[str, FileType] = {e: t for t in _ALL for e in t.extensions if e}
 _ODF = {
     b"application/vnd.oasis.opendocument.text": ODT,
     b"application/vnd.oasis.opendocument.spreadsheet": ODS,
     b"application/vnd.oasis.opendocument.presentation": ODP,
+}
+_HEIF_BRANDS = {
+    b"heic",
+    b"heix",
+    b"heim",
+    b"heis",
+    b"hevc",
+    b"hevx",
+    b"mif1",
+    b"msf1",
+    b"avif",
+    b"avis",
 }
 _OOXML_MAIN = {"word/": DOCX, "xl/": XLSX, "ppt/": PPTX}
 
@@ -94,6 +127,8 @@ def _sniff_head(head: bytes) -> FileType | None:
         return DICOM
     if head[4:8] == b"ftyp":
         brand = head[8:12]
+        if brand in _HEIF_BRANDS:
+            return AVIF if brand in (b"avif", b"avis") else HEIC
         return MOV if brand == b"qt  " else MP4
     if head[:4] == b"\x1a\x45\xdf\xa3":
         return WEBM
@@ -189,7 +224,7 @@ def check_structure(t: FileType, path: Path, filename: str) -> None:
                     doc[0].get_text()
         except (RuntimeError, ValueError) as e:
             raise Truncated(f"« {filename} » : PDF illisible ou tronqué ({e}).") from None
-    elif t.category == "image":
+    elif t.category == "image" and t not in (HEIC, AVIF):  # Pillow reads neither natively
         from PIL import Image, UnidentifiedImageError
 
         Image.MAX_IMAGE_PIXELS = 120_000_000

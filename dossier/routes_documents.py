@@ -21,9 +21,17 @@ from pydantic import BaseModel, Field, field_validator
 from core import audit
 from core.api import Api
 from core.auth import principal as principal_of
-from core.context import DB, NOTIFIER, SETTINGS
+from core.context import DB, LIMITER, NOTIFIER, SETTINGS
 from core.db import utcnow
-from core.errors import BadRequest, Gone, NotFound, Problem, TooLarge, ValidationFailed
+from core.errors import (
+    BadRequest,
+    Gone,
+    NotFound,
+    Problem,
+    TooLarge,
+    TooManyRequests,
+    ValidationFailed,
+)
 from core.storage import Storage
 from core.storage import of as storage_of
 from dossier import doc_access, signing, stamp, uploads
@@ -845,6 +853,11 @@ def setup_documents(app: web.Application) -> None:
     # -- vault (recipients without an account) ------------------------------------------
 
     async def _vault_download(request: web.Request, token: str, code: str) -> web.StreamResponse:
+        # Per deposit, 5 wrong codes burn the link; per address, many links cannot be probed.
+        if not await request.app[LIMITER].hit(
+            f"vault:{request.remote or ''}", limit=30, window=3600
+        ):
+            raise TooManyRequests("Trop de tentatives ; réessayez plus tard.", code="rate_limited")
         _dep, doc = await open_deposit(request.app[DB], settings, token, code, request.remote or "")
         return await _file_response(
             request, storage, doc.blob_key, doc.filename, doc.content_type, False

@@ -38,6 +38,11 @@ def _odt() -> bytes:
         ("a.gif", _image("GIF"), "image/gif"),
         ("a.webp", _image("WEBP"), "image/webp"),
         ("a.mp4", mp4_bytes(1000), "video/mp4"),
+        (
+            "IMG_0042.HEIC",
+            b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64),
+            "image/heic",
+        ),
         ("a.mov", b"\x00\x00\x00\x14ftypqt  \x00\x00\x00\x00" + bytes(100), "video/quicktime"),
         ("a.webm", b"\x1a\x45\xdf\xa3" + bytes(100), "video/webm"),
         ("a.dcm", dicom_bytes(), "application/dicom"),
