@@ -43,6 +43,7 @@ from dossier.permissions import (
     Access,
     Action,
     access_to,
+    acting_ids,
     require,
     visible_dossiers,
     visible_patients,
@@ -474,8 +475,9 @@ def on_behalf_label(requester: User, creator: User) -> str | None:
     return f"{creator.display_name}, en délégation de {requester.display_name}"
 
 
-def actions_for(d: Dossier, a: Access, parts: dict[FormSide, FormPart] | None = None) -> list[str]:
+def actions_for(d: Dossier, a: Access, principal: Principal) -> list[str]:
     """The actions the UI may offer this principal now (the activity view's "Action")."""
+    asked_by_me = d.closure_requested_by_id in acting_ids(principal)
     out = ["open"] if a.can_see else []
     st = d.state
     if st is S.draft and a.requester_side:
@@ -491,7 +493,8 @@ def actions_for(d: Dossier, a: Access, parts: dict[FormSide, FormPart] | None = 
     if states.can_transition(st, S.closed) and (
         a.admin
         or (st is S.draft and a.requester_side)
-        or (st is not S.draft and (a.requester_side or a.is_expert))
+        or (st is S.closure_requested and (a.requester_side or a.is_expert) and not asked_by_me)
+        or (st is S.expertised and (a.requester_side or a.is_expert))
     ):
         out.append("close")
     return out
@@ -595,7 +598,7 @@ async def dossier_view(s: AsyncSession, principal: Principal, d: Dossier, a: Acc
         closure_requested_by=ref(d.closure_requested_by_id),
         closed_at=d.closed_at,
         my_side=side,
-        actions=actions_for(d, a, parts),
+        actions=actions_for(d, a, principal),
     )
 
 
@@ -735,7 +738,7 @@ async def activity(db: Database, principal: Principal, query: ActivityQuery) -> 
                     state_label=d.state.label,
                     urgent=d.urgent,
                     request_type_label=rtypes.get(d.request_type_id) if d.request_type_id else None,
-                    actions=actions_for(d, a),
+                    actions=actions_for(d, a, principal),
                 )
             )
         audit.record(
