@@ -52,6 +52,7 @@ from dossier.report import build_signed_report, generate_report
 from dossier.sending import PARIS, find_deposit, open_deposit, send_mss, send_vault
 
 TAGS = ["documents"]
+STAMPABLE = {"application/pdf", "image/png", "image/jpeg", "image/webp"}
 STREAM_CHUNK = 256 * 1024
 
 # -- models -----------------------------------------------------------------------------
@@ -500,7 +501,7 @@ def setup_documents(app: web.Application) -> None:
                     "Chargez d'abord votre signature (Paramètres → Charger une signature).",
                     code="no_signature",
                 )
-            if doc.category not in ("pdf", "image") or doc.content_type == "image/gif":
+            if doc.category not in ("pdf", "image") or doc.content_type not in STAMPABLE:
                 raise ValidationFailed(
                     "La signature s'appose sur un PDF ou une photo.", code="not_stampable"
                 )

@@ -90,16 +90,27 @@ def stamp_pdf(
 
 def stamp_image(image: bytes, signature_png: bytes, *, x: float, y: float, width: float) -> bytes:
     """A photo with the signature pasted at (x, y, width), as PNG (or JPEG if it was one)."""
-    from PIL import Image
 
     _check_position(x, y, width)
+    try:
+        return _stamp_image(image, signature_png, x=x, y=y, width=width)
+    except (OSError, ValueError) as e:
+        raise ValidationFailed(f"Image illisible : {e}", code="bad_image") from None
+
+
+def _stamp_image(image: bytes, signature_png: bytes, *, x: float, y: float, width: float) -> bytes:
+    from PIL import Image
+
     with Image.open(io.BytesIO(image)) as base, Image.open(io.BytesIO(signature_png)) as sig:
         fmt = "JPEG" if base.format == "JPEG" else "PNG"
         canvas = base.convert("RGBA")
         w = max(int(width * canvas.width), 1)
         h = max(int(w * sig.height / max(sig.width, 1)), 1)
         mark = sig.convert("RGBA").resize((w, h))
-        canvas.alpha_composite(mark, (int(x * canvas.width), int(y * canvas.height)))
+        left, top = int(x * canvas.width), int(y * canvas.height)
+        # Keep inside the picture: a signature near the bottom edge is cut, not refused.
+        mark = mark.crop((0, 0, min(w, canvas.width - left), min(h, canvas.height - top)))
+        canvas.alpha_composite(mark, (left, top))
         buf = io.BytesIO()
         (canvas.convert("RGB") if fmt == "JPEG" else canvas).save(buf, fmt)
         return buf.getvalue()
