@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import quote, unquote
 
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, ClientPayloadError, web
 from pydantic import BaseModel, Field, field_validator
 
 from core import audit
@@ -261,14 +261,25 @@ async def _readable(
         return await get_document(session, document_id, dossier_id)
 
 
+class Interrupted(BadRequest):
+    code = "upload_interrupted"
+    title = "The upload was cut before its end"
+
+
 async def _body_chunks(request: web.Request) -> AsyncIterator[bytes]:
-    async for chunk in request.content.iter_chunked(STREAM_CHUNK):
-        yield chunk
+    try:
+        async for chunk in request.content.iter_chunked(STREAM_CHUNK):
+            yield chunk
+    except (ClientPayloadError, ConnectionError) as e:
+        raise Interrupted(f"Envoi interrompu : {e}") from None
 
 
 async def _part_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
-    while chunk := await part.read_chunk(STREAM_CHUNK):
-        yield chunk
+    try:
+        while chunk := await part.read_chunk(STREAM_CHUNK):
+            yield chunk
+    except (ClientPayloadError, ConnectionError) as e:
+        raise Interrupted(f"Envoi interrompu : {e}") from None
 
 
 def _filename_from_headers(request: web.Request) -> str:
