@@ -22,6 +22,8 @@ from core.db import Base, Database, UTCDateTime, utcnow
 
 COOKIE = "consilium_session"
 CSRF_HEADER = "X-CSRF-Token"
+# Between the password and the second factor: long enough to fetch a code, no longer.
+MFA_LIFETIME = timedelta(minutes=10)
 
 
 def _hash(token: str) -> str:
@@ -191,7 +193,7 @@ class Sessions:
         if s is None:
             return None
         now = utcnow()
-        hard_end = s.created_at + self.absolute
+        hard_end = s.created_at + (MFA_LIFETIME if s.stage == "mfa" else self.absolute)
         if now >= s.expires_at or now >= hard_end:
             await self.store.delete(s.id)
             return None

@@ -151,3 +151,23 @@ async def test_cookies_are_secure_when_served_over_https(
     assert r.status == 200
     assert r.cookies[COOKIE]["secure"]
     assert r.cookies["consilium_csrf"]["secure"]
+
+
+@pytest.mark.parametrize("store_kind", ["db"], indirect=True)
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_a_pending_sign_in_expires_after_ten_minutes(client, users):
+    r = await client.post(
+        "/api/v1/auth/login",
+        json={"email": "requerant@demo.consilium.fr", "password": DEMO_PASSWORD},
+    )
+    assert r.status == 200
+    token = token_of(client)
+    store = client.app[SESSIONS].store
+    s = await store.get(_hash(token))
+    assert s.stage == "mfa"
+    s.created_at = utcnow() - timedelta(minutes=11)
+    s.last_seen_at = utcnow() - timedelta(seconds=5)
+    await store.put(s)
+    r = await client.post("/api/v1/auth/otp", json={"channel": "email"})
+    assert r.status == 401
+    assert (await r.json())["code"] == "password_required"
