@@ -96,20 +96,29 @@ class NotificationKind(enum.StrEnum):
     chat_message = "chat_message"  # a direct message arrived while I was away
 
 
-NOTIFICATION_CHANNELS = ("email", "sms", "none")
+NOTIFICATION_CHANNELS = ("email", "sms", "both", "none")
 DEFAULT_CHANNEL = "email"
 
 
 def notification_channels(user: User) -> dict[str, str]:
-    """The channel of every notification kind for this user (``email``, ``sms`` or ``none``)."""
-    chosen = dict((user.preferences or {}).get("notify", {}))
-    return {k.value: str(chosen.get(k.value, DEFAULT_CHANNEL)) for k in NotificationKind}
+    """The channel of every notification kind for this user: ``email``, ``sms``, ``both``
+    or ``none``. ``preferences["notify"]`` is a dict by kind (a single string applies to
+    every kind)."""
+    chosen = (user.preferences or {}).get("notify", {})
+    if isinstance(chosen, str):
+        chosen = {k.value: chosen for k in NotificationKind}
+    out = {}
+    for k in NotificationKind:
+        channel = str(chosen.get(k.value, DEFAULT_CHANNEL))
+        out[k.value] = channel if channel in NOTIFICATION_CHANNELS else DEFAULT_CHANNEL
+    return out
 
 
 def notification_channel(user: User, kind: NotificationKind | str) -> str:
-    """Where to tell ``user`` about ``kind``: ``email``, ``sms`` (with a mobile) or ``none``."""
+    """Where to tell ``user`` about ``kind``: ``email``, ``sms``, ``both`` or ``none``;
+    SMS falls back to e-mail when the account has no mobile number."""
     channel = notification_channels(user).get(str(kind), DEFAULT_CHANNEL)
-    if channel == "sms" and not user.mobile:
+    if channel in ("sms", "both") and not user.mobile:
         return "email"
     return channel
 
@@ -279,9 +288,9 @@ async def update_profile(
         changed.append("otp_channel")
     if changes.get("notifications"):
         prefs = dict(user.preferences or {})
-        notify = dict(prefs.get("notify", {}))
+        notify = notification_channels(user)
         for kind, channel in changes["notifications"].items():
-            if channel == "sms" and not user.mobile:
+            if channel in ("sms", "both") and not user.mobile:
                 raise ValidationFailed("Add a mobile number first", code="no_mobile")
             notify[str(kind)] = str(channel)
         prefs["notify"] = notify

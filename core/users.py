@@ -18,7 +18,7 @@ from core.auth import SESSION, principal, set_session_cookie
 from core.context import DB, LIMITER, SESSIONS, SETTINGS
 from core.errors import Conflict, NotFound, TooManyRequests, Unauthorized, ValidationFailed
 
-Channel = Literal["email", "sms", "none"]
+Channel = Literal["email", "sms", "both", "none"]
 
 
 class _In(BaseModel):
