@@ -162,6 +162,8 @@ def setup(app: web.Application) -> None:
         async with db.write() as uow:
             user = await accounts.get_by_email(uow.session, email)
             if user is not None and (locked_for := _locked_for(user)):
+                # Same work as an unlocked attempt: the answer's timing reveals nothing.
+                passwords.verify_password(None, body.password)
                 audit.record(
                     uow.session,
                     "auth.login",

@@ -125,7 +125,10 @@ class RedisSessionStore:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(self._key(s.id), json.dumps(payload), ex=ttl)
             pipe.sadd(self._subject_key(s.subject_id), s.id)
-            pipe.expire(self._subject_key(s.subject_id), ttl)
+            # The index of a subject's sessions outlives the longest of them (Redis >= 7):
+            # set a TTL when there is none, otherwise only ever extend it.
+            pipe.expire(self._subject_key(s.subject_id), ttl, nx=True)
+            pipe.expire(self._subject_key(s.subject_id), ttl, gt=True)
             await pipe.execute()
 
     async def get(self, session_id: str) -> SessionData | None:

@@ -171,3 +171,20 @@ async def test_a_pending_sign_in_expires_after_ten_minutes(client, users):
     r = await client.post("/api/v1/auth/otp", json={"channel": "email"})
     assert r.status == 401
     assert (await r.json())["code"] == "password_required"
+
+
+@pytest.mark.parametrize("store_kind", ["redis"], indirect=True)
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_ending_all_sessions_of_a_user_in_redis_reaches_every_one(client, users, settings):
+    sessions = client.app[SESSIONS]
+    uid = users["requester"].id
+    long_token, _ = await sessions.create(kind="user", subject_id=uid, stage="full")
+    # A session created later but ending sooner must not shorten the index of the others.
+    short_token, _ = await sessions.create(
+        kind="user", subject_id=uid, stage="full", absolute=timedelta(seconds=5)
+    )
+    index = f"{settings.redis_prefix}session:by-subject:{uid}"
+    assert await client.app[REDIS].ttl(index) > 60
+    await sessions.store.delete_for_subject(uid)
+    assert await sessions.load(long_token) is None
+    assert await sessions.load(short_token) is None
