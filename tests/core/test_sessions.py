@@ -27,6 +27,15 @@ def settings(database_url, tmp_path, store_kind, request):
     return make_settings(database_url, tmp_path / "data", **extra)
 
 
+# Every store on SQLite, the database store on PostgreSQL too (Redis does not care which
+# database holds the accounts).
+ALL_STORES = pytest.mark.parametrize(
+    ("backend", "store_kind"),
+    [("sqlite", "db"), ("postgresql", "db"), ("sqlite", "redis")],
+    indirect=True,
+)
+
+
 def token_of(client: ApiClient) -> str:
     return next(c.value for c in client.client.session.cookie_jar if c.key == COOKIE)
 
@@ -38,6 +47,7 @@ async def signed_in(client: ApiClient, user_id) -> str:
     return token
 
 
+@ALL_STORES
 async def test_the_configured_store_keeps_sessions(client, users, store_kind, settings):
     store = client.app[SESSIONS].store
     assert isinstance(store, RedisSessionStore if store_kind == "redis" else DbSessionStore)
@@ -50,6 +60,7 @@ async def test_the_configured_store_keeps_sessions(client, users, store_kind, se
         assert not await client.app[REDIS].exists(f"{settings.redis_prefix}session:{token}")
 
 
+@ALL_STORES
 async def test_logout_ends_the_session(client, users):
     token = await signed_in(client, users["requester"].id)
     r = await client.post("/api/v1/auth/logout")
@@ -61,6 +72,7 @@ async def test_logout_ends_the_session(client, users):
     assert (await r.json())["code"] == "unauthenticated"
 
 
+@ALL_STORES
 async def test_idle_session_expires(client, users):
     token = await signed_in(client, users["requester"].id)
     store = client.app[SESSIONS].store
@@ -74,6 +86,7 @@ async def test_idle_session_expires(client, users):
     assert await store.get(_hash(token)) is None
 
 
+@ALL_STORES
 async def test_absolute_lifetime_ends_even_an_active_session(client, users):
     token = await signed_in(client, users["requester"].id)
     store = client.app[SESSIONS].store
@@ -87,6 +100,7 @@ async def test_absolute_lifetime_ends_even_an_active_session(client, users):
     assert (await r.json())["code"] == "unauthenticated"
 
 
+@ALL_STORES
 async def test_activity_pushes_the_idle_deadline_back(client, users):
     token = await signed_in(client, users["requester"].id)
     store = client.app[SESSIONS].store
