@@ -301,6 +301,35 @@ def setup(app: web.Application) -> None:
             )
         return RecoveryCodesOut(recovery_codes=codes)
 
+    @api.post(
+        "/me/totp/recovery-codes",
+        body=CodeIn,
+        response=RecoveryCodesOut,
+        tags=["account"],
+        errors=[409, 429],
+    )
+    async def renew_recovery_codes(request: web.Request, body: CodeIn) -> RecoveryCodesOut:
+        """Replace my recovery codes (give a current authenticator code); the old ones die."""
+        p = principal(request)
+        await _code_attempt(request, p.user_id)
+        settings = request.app[SETTINGS]
+        async with request.app[DB].write() as uow:
+            user = await uow.session.get(User, p.user_id)
+            assert user is not None
+            if not user.totp_enabled:
+                raise Conflict("No authenticator app is enrolled", code="totp_not_enrolled")
+            if not mfa.check_totp(user, body.code):
+                raise ValidationFailed("Wrong code", code="invalid_code")
+            codes = await mfa.replace_recovery_codes(uow.session, user, settings.secret_key)
+            audit.record(
+                uow.session,
+                "account.recovery_codes",
+                actor=p,
+                object_type="user",
+                object_id=user.id,
+            )
+        return RecoveryCodesOut(recovery_codes=codes)
+
     @api.delete("/me/totp", body=CodeIn, tags=["account"], status=204, errors=[409, 429])
     async def remove_totp(request: web.Request, body: CodeIn) -> None:
         """Remove my authenticator app (give a current code or a recovery code)."""
