@@ -9,7 +9,7 @@ import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, Enum, ForeignKey, String, UniqueConstraint, func, select
+from sqlalchemy import JSON, Enum, ForeignKey, String, UniqueConstraint, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -96,20 +96,29 @@ class NotificationKind(enum.StrEnum):
     chat_message = "chat_message"  # a direct message arrived while I was away
 
 
-NOTIFICATION_CHANNELS = ("email", "sms", "none")
+NOTIFICATION_CHANNELS = ("email", "sms", "both", "none")
 DEFAULT_CHANNEL = "email"
 
 
 def notification_channels(user: User) -> dict[str, str]:
-    """The channel of every notification kind for this user (``email``, ``sms`` or ``none``)."""
-    chosen = dict((user.preferences or {}).get("notify", {}))
-    return {k.value: str(chosen.get(k.value, DEFAULT_CHANNEL)) for k in NotificationKind}
+    """The channel of every notification kind for this user: ``email``, ``sms``, ``both``
+    or ``none``. ``preferences["notify"]`` is a dict by kind (a single string applies to
+    every kind)."""
+    chosen = (user.preferences or {}).get("notify", {})
+    if isinstance(chosen, str):
+        chosen = {k.value: chosen for k in NotificationKind}
+    out = {}
+    for k in NotificationKind:
+        channel = str(chosen.get(k.value, DEFAULT_CHANNEL))
+        out[k.value] = channel if channel in NOTIFICATION_CHANNELS else DEFAULT_CHANNEL
+    return out
 
 
 def notification_channel(user: User, kind: NotificationKind | str) -> str:
-    """Where to tell ``user`` about ``kind``: ``email``, ``sms`` (with a mobile) or ``none``."""
+    """Where to tell ``user`` about ``kind``: ``email``, ``sms``, ``both`` or ``none``;
+    SMS falls back to e-mail when the account has no mobile number."""
     channel = notification_channels(user).get(str(kind), DEFAULT_CHANNEL)
-    if channel == "sms" and not user.mobile:
+    if channel in ("sms", "both") and not user.mobile:
         return "email"
     return channel
 
@@ -279,9 +288,9 @@ async def update_profile(
         changed.append("otp_channel")
     if changes.get("notifications"):
         prefs = dict(user.preferences or {})
-        notify = dict(prefs.get("notify", {}))
+        notify = notification_channels(user)
         for kind, channel in changes["notifications"].items():
-            if channel == "sms" and not user.mobile:
+            if channel in ("sms", "both") and not user.mobile:
                 raise ValidationFailed("Add a mobile number first", code="no_mobile")
             notify[str(kind)] = str(channel)
         prefs["notify"] = notify
@@ -316,3 +325,58 @@ async def change_password(
     audit.record(
         session, "account.password_change", actor=actor, object_type="user", object_id=user.id
     )
+
+
+async def admin_update_user(
+    session: AsyncSession, user: User, changes: dict[str, Any], *, actor: Principal
+) -> list[str]:
+    """The one write path for an administrator changing an account; returns changed fields.
+    The caller ends the user's sessions when the account is deactivated."""
+    changed: list[str] = []
+    for name in ("title", "profession", "specialty", "establishment"):
+        if changes.get(name) is not None:
+            setattr(user, name, str(changes[name]).strip())
+            changed.append(name)
+    if "rpps" in changes:
+        rpps = validate_rpps(changes["rpps"]) if changes["rpps"] else None
+        if rpps and rpps != user.rpps:
+            taken = await session.execute(select(User.id).where(User.rpps == rpps))
+            if taken.first():
+                raise Conflict("An account with this RPPS number exists", code="rpps_taken")
+        user.rpps = rpps
+        changed.append("rpps")
+    if changes.get("delegates_for") is not None:
+        if user.role is not Role.secretary:
+            raise ValidationFailed("Only secretaries act for others", code="invalid_delegation")
+        wanted = list(dict.fromkeys(changes["delegates_for"]))
+        for practitioner_id in wanted:
+            other = await session.get(User, practitioner_id)
+            if other is None or other.role is not Role.practitioner:
+                raise ValidationFailed(
+                    "A secretary delegates for existing practitioners only",
+                    code="invalid_delegation",
+                )
+        await session.execute(delete(Delegation).where(Delegation.secretary_id == user.id))
+        for practitioner_id in wanted:
+            session.add(Delegation(secretary_id=user.id, practitioner_id=practitioner_id))
+        changed.append("delegates_for")
+    if changes.get("active") is not None and bool(changes["active"]) != user.active:
+        if user.id == actor.subject_id:
+            raise ValidationFailed(
+                "You cannot deactivate your own account", code="self_deactivation"
+            )
+        user.active = bool(changes["active"])
+        changed.append("active")
+    if changed:
+        await session.flush()
+        audit.record(
+            session,
+            "user.deactivate"
+            if changes.get("active") is False and "active" in changed
+            else "user.update",
+            actor=actor,
+            object_type="user",
+            object_id=user.id,
+            fields=changed,
+        )
+    return changed

@@ -7,6 +7,7 @@ Connect provider (Pro Santé Connect) will land once it has identified the pract
 
 from __future__ import annotations
 
+import hmac
 import uuid
 from typing import Literal
 
@@ -74,7 +75,7 @@ async def session_middleware(request: web.Request, handler: Handler) -> web.Stre
                 request[PRINCIPAL] = await _principal_of(request, s)
             if request.method not in SAFE_METHODS and request.path.startswith("/api/"):
                 sent = request.headers.get(CSRF_HEADER, "")
-                if not sent or sent != s.csrf_token:
+                if not sent or not hmac.compare_digest(sent.encode(), s.csrf_token.encode()):
                     raise Forbidden(f"Missing or wrong {CSRF_HEADER} header", code="csrf_failed")
     return await handler(request)
 

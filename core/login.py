@@ -18,6 +18,7 @@ identified the practitioner, its callback calls :func:`core.auth.start_session` 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
 from datetime import timedelta
@@ -157,26 +158,37 @@ def setup(app: web.Application) -> None:
                 "Too many sign-in attempts from this address; wait a minute", retry_after=60
             )
         email = str(body.email).lower()
-        locked_for = 0
-        failed = False
-        async with db.write() as uow:
-            user = await accounts.get_by_email(uow.session, email)
-            if user is not None and (locked_for := _locked_for(user)):
-                audit.record(
-                    uow.session,
-                    "auth.login",
-                    object_type="user",
-                    object_id=user.id,
-                    ip=ip,
-                    outcome="denied",
-                    actor_label=email,
-                    reason="locked",
+        async with db.read() as session:
+            user = await accounts.get_by_email(session, email)
+        locked_for = _locked_for(user) if user is not None else 0
+        # argon2 runs in a worker thread (it releases the GIL): a burst of sign-ins does not
+        # stall the event loop that also carries media. Unknown and locked accounts are
+        # checked against a dummy hash: same work, same time.
+        stored = user.password_hash if user is not None and not locked_for else None
+        ok = await asyncio.to_thread(passwords.verify_password, stored, body.password)
+        failed = not locked_for and (user is None or not ok or not user.active)
+        new_hash = None
+        if ok and stored and passwords.needs_rehash(stored):
+            new_hash = await asyncio.to_thread(passwords.hash_password, body.password)
+        if locked_for or failed or new_hash:
+            async with db.write() as uow:
+                row = (
+                    await uow.session.get(accounts.User, user.id, with_for_update=True)
+                    if user
+                    else None
                 )
-            else:
-                # Unknown accounts are checked against a dummy hash: same work, same time.
-                ok = passwords.verify_password(user.password_hash if user else None, body.password)
-                failed = user is None or not ok or not user.active
-                if failed:
+                if locked_for:
+                    audit.record(
+                        uow.session,
+                        "auth.login",
+                        object_type="user",
+                        object_id=user.id if user else "",
+                        ip=ip,
+                        outcome="denied",
+                        actor_label=email,
+                        reason="locked",
+                    )
+                elif failed:
                     audit.record(
                         uow.session,
                         "auth.login",
@@ -186,14 +198,10 @@ def setup(app: web.Application) -> None:
                         outcome="failure",
                         actor_label=email,
                     )
-                    if user is not None:
-                        _lock(uow.session, user, settings, ip)
-                elif (
-                    user is not None
-                    and user.password_hash
-                    and passwords.needs_rehash(user.password_hash)
-                ):
-                    user.password_hash = passwords.hash_password(body.password)
+                    if row is not None:
+                        _lock(uow.session, row, settings, ip)
+                elif row is not None and new_hash:
+                    row.password_hash = new_hash
         if locked_for:
             raise Locked("Too many failed attempts; try again later", retry_after=locked_for)
         if failed:
@@ -297,7 +305,7 @@ def setup(app: web.Application) -> None:
         ip = client_ip(request)
         locked_for = 0
         async with db.write() as uow:
-            user = await uow.session.get(accounts.User, s.subject_id)
+            user = await uow.session.get(accounts.User, s.subject_id, with_for_update=True)
             if user is None or not user.active:
                 raise Unauthorized("Enter your password first", code="password_required")
             locked_for = _locked_for(user)

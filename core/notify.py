@@ -132,16 +132,28 @@ class Notifier:
     async def notify_user(
         self, user: User, kind: NotificationKind | str, *, subject: str, text: str
     ) -> Notification | None:
-        """Tell a user about something on the channel they chose for this kind of news
-        (``User.preferences``): e-mail, SMS (the subject and text, shortened) or nothing."""
+        """Tell a user about something on the channel(s) they chose for this kind of news
+        (``User.preferences``): e-mail, SMS (subject and text, shortened), both, or nothing.
+        Returns the last message sent (None when the user wants none). With ``both``, a
+        failure of one channel does not stop the other; DeliveryError only if both fail."""
         from core.accounts import notification_channel
 
         channel = notification_channel(user, kind)
-        if channel == "none":
-            return None
-        if channel == "sms" and user.mobile:
-            return await self.send_sms(user.mobile, f"{subject}\n{text}"[:600])
-        return await self.send_email(Email(to=user.email, subject=subject, text=text))
+        sent: Notification | None = None
+        failure: DeliveryError | None = None
+        if channel in ("email", "both"):
+            try:
+                sent = await self.send_email(Email(to=user.email, subject=subject, text=text))
+            except DeliveryError as e:
+                failure = e
+        if channel in ("sms", "both") and user.mobile:
+            try:
+                sent = await self.send_sms(user.mobile, f"{subject}\n{text}"[:600])
+            except DeliveryError as e:
+                failure = e
+        if sent is None and failure is not None:
+            raise failure
+        return sent
 
     async def _record(
         self,

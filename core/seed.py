@@ -3,11 +3,12 @@ package's own demo data (``<package>.seed.seed_demo(db, users)`` when it exists)
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 from dataclasses import dataclass
 
-from core import accounts
+from core import accounts, passwords
 from core.app import FEATURES
 from core.config import Settings
 from core.db import Database
@@ -87,6 +88,12 @@ DEMO_USERS = (
 )
 
 
+@functools.cache
+def _demo_password_hash() -> str:
+    # One argon2 hash for the shared demo password: seeding (and every test) stays fast.
+    return passwords.hash_password(DEMO_PASSWORD)
+
+
 async def seed_accounts(db: Database) -> dict[str, accounts.User]:
     users: dict[str, accounts.User] = {}
     async with db.write() as uow:
@@ -96,7 +103,7 @@ async def seed_accounts(db: Database) -> dict[str, accounts.User]:
                 user = await accounts.create_user(
                     uow.session,
                     email=d.email,
-                    password=DEMO_PASSWORD,
+                    password=None,
                     role=d.role,
                     title=d.title,
                     first_name=d.first_name,
@@ -113,6 +120,7 @@ async def seed_accounts(db: Database) -> dict[str, accounts.User]:
                     ),
                     delegates_for=[users["requester"].id] if d.key == "secretary" else None,
                 )
+                user.password_hash = _demo_password_hash()
             users[d.key] = user
     return users
 

@@ -22,6 +22,8 @@ from core.db import Base, Database, UTCDateTime, utcnow
 
 COOKIE = "consilium_session"
 CSRF_HEADER = "X-CSRF-Token"
+# Between the password and the second factor: long enough to fetch a code, no longer.
+MFA_LIFETIME = timedelta(minutes=10)
 
 
 def _hash(token: str) -> str:
@@ -123,7 +125,10 @@ class RedisSessionStore:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(self._key(s.id), json.dumps(payload), ex=ttl)
             pipe.sadd(self._subject_key(s.subject_id), s.id)
-            pipe.expire(self._subject_key(s.subject_id), ttl)
+            # The index of a subject's sessions outlives the longest of them (Redis >= 7):
+            # set a TTL when there is none, otherwise only ever extend it.
+            pipe.expire(self._subject_key(s.subject_id), ttl, nx=True)
+            pipe.expire(self._subject_key(s.subject_id), ttl, gt=True)
             await pipe.execute()
 
     async def get(self, session_id: str) -> SessionData | None:
@@ -191,7 +196,7 @@ class Sessions:
         if s is None:
             return None
         now = utcnow()
-        hard_end = s.created_at + self.absolute
+        hard_end = s.created_at + (MFA_LIFETIME if s.stage == "mfa" else self.absolute)
         if now >= s.expires_at or now >= hard_end:
             await self.store.delete(s.id)
             return None

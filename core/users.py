@@ -18,7 +18,7 @@ from core.auth import SESSION, principal, set_session_cookie
 from core.context import DB, LIMITER, SESSIONS, SETTINGS
 from core.errors import Conflict, NotFound, TooManyRequests, Unauthorized, ValidationFailed
 
-Channel = Literal["email", "sms", "none"]
+Channel = Literal["email", "sms", "both", "none"]
 
 
 class _In(BaseModel):
@@ -92,6 +92,16 @@ class UserCreate(_In):
     delegates_for: list[uuid.UUID] = Field(default_factory=list, max_length=50)
 
 
+class UserUpdate(_In):
+    active: bool | None = None
+    title: str | None = Field(None, max_length=20)
+    rpps: str | None = Field(None, max_length=20, description="Empty string removes it")
+    profession: str | None = Field(None, max_length=100)
+    specialty: str | None = Field(None, max_length=100)
+    establishment: str | None = Field(None, max_length=200)
+    delegates_for: list[uuid.UUID] | None = Field(None, max_length=50)
+
+
 class UserOut(BaseModel):
     id: uuid.UUID
     email: str
@@ -136,6 +146,12 @@ class ColleagueOut(BaseModel):
     profession: str
     specialty: str
     establishment: str
+
+
+def _contains(text: str) -> str:
+    """A LIKE pattern matching ``text`` anywhere, its wildcards escaped (with ``\\``)."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 def _user_out(user: User, delegates: list[uuid.UUID]) -> UserOut:
@@ -285,6 +301,35 @@ def setup(app: web.Application) -> None:
             )
         return RecoveryCodesOut(recovery_codes=codes)
 
+    @api.post(
+        "/me/totp/recovery-codes",
+        body=CodeIn,
+        response=RecoveryCodesOut,
+        tags=["account"],
+        errors=[409, 429],
+    )
+    async def renew_recovery_codes(request: web.Request, body: CodeIn) -> RecoveryCodesOut:
+        """Replace my recovery codes (give a current authenticator code); the old ones die."""
+        p = principal(request)
+        await _code_attempt(request, p.user_id)
+        settings = request.app[SETTINGS]
+        async with request.app[DB].write() as uow:
+            user = await uow.session.get(User, p.user_id)
+            assert user is not None
+            if not user.totp_enabled:
+                raise Conflict("No authenticator app is enrolled", code="totp_not_enrolled")
+            if not mfa.check_totp(user, body.code):
+                raise ValidationFailed("Wrong code", code="invalid_code")
+            codes = await mfa.replace_recovery_codes(uow.session, user, settings.secret_key)
+            audit.record(
+                uow.session,
+                "account.recovery_codes",
+                actor=p,
+                object_type="user",
+                object_id=user.id,
+            )
+        return RecoveryCodesOut(recovery_codes=codes)
+
     @api.delete("/me/totp", body=CodeIn, tags=["account"], status=204, errors=[409, 429])
     async def remove_totp(request: web.Request, body: CodeIn) -> None:
         """Remove my authenticator app (give a current code or a recovery code)."""
@@ -312,12 +357,11 @@ def setup(app: web.Application) -> None:
     async def directory(request: web.Request, query: DirectoryQuery) -> list[ColleagueOut]:
         """Find colleagues by name (at least 2 characters; accents and case ignored)."""
         words = accounts.fold(query.q).split()
-        if not words or len("".join(words)) < 2:
+        if len("".join(words)) < 2:
             raise ValidationFailed("Type at least 2 letters", code="query_too_short")
         stmt = select(User).where(User.active.is_(True), User.role != Role.admin)
         for w in words[:4]:
-            pattern = "%" + w.replace("\\", "").replace("%", "").replace("_", "") + "%"
-            stmt = stmt.where(User.search_name.like(pattern))
+            stmt = stmt.where(User.search_name.like(_contains(w), escape="\\"))
         if query.role:
             stmt = stmt.where(User.role == Role(query.role))
         stmt = stmt.order_by(User.last_name, User.first_name).limit(query.limit)
@@ -343,11 +387,10 @@ def setup(app: web.Application) -> None:
         """Every account (administrators)."""
         stmt = select(User)
         if query.q:
-            folded = accounts.fold(query.q).replace("%", "").replace("_", "")
             stmt = stmt.where(
                 or_(
-                    User.search_name.like(f"%{folded}%"),
-                    User.email.like(f"%{query.q.lower().replace('%', '')}%"),
+                    User.search_name.like(_contains(accounts.fold(query.q)), escape="\\"),
+                    User.email.like(_contains(query.q.lower()), escape="\\"),
                 )
             )
         if query.role:
@@ -407,3 +450,28 @@ def setup(app: web.Application) -> None:
             if user is None:
                 raise NotFound("No user with this id")
             return _user_out(user, await accounts.delegators_of(session, user.id))
+
+    @api.patch(
+        "/users/{user_id}",
+        body=UserUpdate,
+        response=UserOut,
+        auth="admin",
+        tags=["admin"],
+        errors=[409],
+    )
+    async def update_user(request: web.Request, body: UserUpdate) -> UserOut:
+        """Change an account (administrators): deactivate it (its sessions end), its RPPS,
+        profession, establishment, or the practitioners a secretary acts for."""
+        p = principal(request)
+        user_id = uuid.UUID(request.match_info["user_id"])
+        async with request.app[DB].write() as uow:
+            user = await uow.session.get(User, user_id)
+            if user is None:
+                raise NotFound("No user with this id")
+            await accounts.admin_update_user(
+                uow.session, user, body.model_dump(exclude_unset=True), actor=p
+            )
+            out = _user_out(user, await accounts.delegators_of(uow.session, user.id))
+        if not out.active:
+            await request.app[SESSIONS].store.delete_for_subject(user_id)
+        return out

@@ -272,3 +272,61 @@ async def test_create_user_command_creates_an_account_that_can_sign_in(client, s
     assert done.returncode == 1
     assert "RPPS" in done.stderr
     assert SESSIONS  # the app under test was untouched by the command
+
+
+async def test_admin_deactivation_ends_the_sessions_and_blocks_sign_in(client, make_client, users):
+    victim = await make_client()
+    await victim.sign_in_as(users["expert"].id)
+    assert (await victim.get("/api/v1/me")).status == 200
+    await client.sign_in_as(users["admin"].id)
+    r = await client.patch(f"/api/v1/users/{users['expert'].id}", json={"active": False})
+    assert r.status == 200, await r.text()
+    assert (await r.json())["active"] is False
+    assert (await victim.get("/api/v1/me")).status == 401
+    r = await victim.post(
+        "/api/v1/auth/login",
+        json={"email": "expert@demo.consilium.fr", "password": DEMO_PASSWORD},
+    )
+    assert r.status == 401
+    r = await client.patch(f"/api/v1/users/{users['admin'].id}", json={"active": False})
+    assert r.status == 422
+    assert (await r.json())["code"] == "self_deactivation"
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_admin_changes_a_secretarys_delegations(client, users):
+    await client.sign_in_as(users["admin"].id)
+    secretary = users["secretary"].id
+    r = await client.patch(
+        f"/api/v1/users/{secretary}",
+        json={"delegates_for": [str(users["expert"].id), str(users["requester"].id)]},
+    )
+    assert r.status == 200, await r.text()
+    assert set((await r.json())["delegates_for"]) == {
+        str(users["expert"].id),
+        str(users["requester"].id),
+    }
+    r = await client.patch(f"/api/v1/users/{secretary}", json={"delegates_for": []})
+    assert (await r.json())["delegates_for"] == []
+    r = await client.patch(
+        f"/api/v1/users/{users['expert'].id}", json={"delegates_for": [str(secretary)]}
+    )
+    assert r.status == 422
+    r = await client.patch(
+        f"/api/v1/users/{users['expert'].id}", json={"rpps": rpps_with_key("1000000001")}
+    )
+    assert r.status == 409
+    r = await client.patch(
+        "/api/v1/users/00000000-0000-4000-8000-000000000000", json={"active": True}
+    )
+    assert r.status == 404
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_directory_treats_wildcards_as_plain_text(client, users):
+    await client.sign_in_as(users["requester"].id)
+    r = await client.get("/api/v1/users/directory", params={"q": "%%"})
+    assert r.status == 200
+    assert await r.json() == []
+    r = await client.get("/api/v1/users/directory", params={"q": "b_nali"})
+    assert await r.json() == []

@@ -11,6 +11,7 @@ import pyotp
 import pytest
 from sqlalchemy import select
 
+from core.accounts import User
 from core.audit import AuditEntry
 from core.context import DB, SESSIONS
 from core.seed import DEMO_PASSWORD
@@ -178,6 +179,16 @@ async def test_totp_enrolment_login_and_recovery_codes(client, users):
         "/api/v1/auth/verify", json={"method": "recovery", "code": codes[1].lower()}
     )
     assert r.status == 200
+
+    # New recovery codes (with a current app code) replace the old ones.
+    async with client.app[DB].write() as uow:  # a minute later: the used steps are past
+        user = await uow.session.get(User, users["requester"].id)
+        user.preferences = {**user.preferences, "totp_last_step": -1}
+    r = await client.post("/api/v1/me/totp/recovery-codes", json={"code": totp.now()})
+    assert r.status == 200, await r.text()
+    renewed = (await r.json())["recovery_codes"]
+    assert len(renewed) == 10 and not set(renewed) & set(codes)
+    codes = renewed
 
     # Removing the app needs a code.
     r = await client.delete("/api/v1/me/totp", json={"code": "ZZZZZ-ZZZZZ"})

@@ -137,3 +137,10 @@ async def test_users_are_told_on_the_channel_they_chose(app, users, smtp, sms_ga
     sent = await notifier.notify_user(expert, "room_invitation", subject="e-Staff", text="t")
     assert sent is not None and sent.channel == "email"
     await smtp.wait_for("expert@demo.consilium.fr")
+    # "both", and the older single-string form that applies to every kind.
+    async with app[DB].write() as uow:
+        expert = await uow.session.get(accounts.User, users["expert"].id)
+        expert.preferences = {"notify": "both"}
+    await notifier.notify_user(expert, "expertise_report", subject="Avis signé", text="ok")
+    await smtp.wait_for("expert@demo.consilium.fr", count=2)
+    assert "Avis signé" in (await sms_gateway.wait_for("+33600000002"))["text"]

@@ -27,6 +27,15 @@ def settings(database_url, tmp_path, store_kind, request):
     return make_settings(database_url, tmp_path / "data", **extra)
 
 
+# Every store on SQLite, the database store on PostgreSQL too (Redis does not care which
+# database holds the accounts).
+ALL_STORES = pytest.mark.parametrize(
+    ("backend", "store_kind"),
+    [("sqlite", "db"), ("postgresql", "db"), ("sqlite", "redis")],
+    indirect=True,
+)
+
+
 def token_of(client: ApiClient) -> str:
     return next(c.value for c in client.client.session.cookie_jar if c.key == COOKIE)
 
@@ -38,6 +47,7 @@ async def signed_in(client: ApiClient, user_id) -> str:
     return token
 
 
+@ALL_STORES
 async def test_the_configured_store_keeps_sessions(client, users, store_kind, settings):
     store = client.app[SESSIONS].store
     assert isinstance(store, RedisSessionStore if store_kind == "redis" else DbSessionStore)
@@ -50,6 +60,7 @@ async def test_the_configured_store_keeps_sessions(client, users, store_kind, se
         assert not await client.app[REDIS].exists(f"{settings.redis_prefix}session:{token}")
 
 
+@ALL_STORES
 async def test_logout_ends_the_session(client, users):
     token = await signed_in(client, users["requester"].id)
     r = await client.post("/api/v1/auth/logout")
@@ -61,6 +72,7 @@ async def test_logout_ends_the_session(client, users):
     assert (await r.json())["code"] == "unauthenticated"
 
 
+@ALL_STORES
 async def test_idle_session_expires(client, users):
     token = await signed_in(client, users["requester"].id)
     store = client.app[SESSIONS].store
@@ -74,6 +86,7 @@ async def test_idle_session_expires(client, users):
     assert await store.get(_hash(token)) is None
 
 
+@ALL_STORES
 async def test_absolute_lifetime_ends_even_an_active_session(client, users):
     token = await signed_in(client, users["requester"].id)
     store = client.app[SESSIONS].store
@@ -87,6 +100,7 @@ async def test_absolute_lifetime_ends_even_an_active_session(client, users):
     assert (await r.json())["code"] == "unauthenticated"
 
 
+@ALL_STORES
 async def test_activity_pushes_the_idle_deadline_back(client, users):
     token = await signed_in(client, users["requester"].id)
     store = client.app[SESSIONS].store
@@ -151,3 +165,40 @@ async def test_cookies_are_secure_when_served_over_https(
     assert r.status == 200
     assert r.cookies[COOKIE]["secure"]
     assert r.cookies["consilium_csrf"]["secure"]
+
+
+@pytest.mark.parametrize("store_kind", ["db"], indirect=True)
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_a_pending_sign_in_expires_after_ten_minutes(client, users):
+    r = await client.post(
+        "/api/v1/auth/login",
+        json={"email": "requerant@demo.consilium.fr", "password": DEMO_PASSWORD},
+    )
+    assert r.status == 200
+    token = token_of(client)
+    store = client.app[SESSIONS].store
+    s = await store.get(_hash(token))
+    assert s.stage == "mfa"
+    s.created_at = utcnow() - timedelta(minutes=11)
+    s.last_seen_at = utcnow() - timedelta(seconds=5)
+    await store.put(s)
+    r = await client.post("/api/v1/auth/otp", json={"channel": "email"})
+    assert r.status == 401
+    assert (await r.json())["code"] == "password_required"
+
+
+@pytest.mark.parametrize("store_kind", ["redis"], indirect=True)
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_ending_all_sessions_of_a_user_in_redis_reaches_every_one(client, users, settings):
+    sessions = client.app[SESSIONS]
+    uid = users["requester"].id
+    long_token, _ = await sessions.create(kind="user", subject_id=uid, stage="full")
+    # A session created later but ending sooner must not shorten the index of the others.
+    short_token, _ = await sessions.create(
+        kind="user", subject_id=uid, stage="full", absolute=timedelta(seconds=5)
+    )
+    index = f"{settings.redis_prefix}session:by-subject:{uid}"
+    assert await client.app[REDIS].ttl(index) > 60
+    await sessions.store.delete_for_subject(uid)
+    assert await sessions.load(long_token) is None
+    assert await sessions.load(short_token) is None
