@@ -160,6 +160,10 @@ class Api:
                 await auth.require(request, spec.auth)
             kwargs: dict[str, Any] = {}
             if spec.query is not None:
+                if _has_nul(dict(request.query)):
+                    raise ValidationFailed(
+                        "Text may not contain NUL characters", code="nul_character"
+                    )
                 try:
                     kwargs["query"] = spec.query.model_validate(dict(request.query))
                 except PydanticValidationError as e:
@@ -255,7 +259,7 @@ class Api:
                 "content": {PROBLEM_CT: {"schema": {"$ref": "#/components/schemas/Problem"}}}
             }
             codes = set(r.errors)
-            if r.body is not None or r.query is not None:
+            if r.body is not None or r.query is not None or r.raw_body is not None:
                 codes |= {400, 413, 415, 422}
             if r.auth != "none":
                 codes |= {401, 403}
@@ -344,7 +348,20 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
         data = json.loads(raw) if raw else None
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("The body is not valid JSON", code="malformed_json") from None
+    if _has_nul(data):
+        raise ValidationFailed("Text may not contain NUL characters", code="nul_character")
     try:
         return model.model_validate(data)
     except PydanticValidationError as e:
         raise ValidationFailed(errors=_errors_of(e)) from None
+
+
+def _has_nul(data: Any) -> bool:
+    """NUL characters are refused everywhere: PostgreSQL cannot store them in text."""
+    if isinstance(data, str):
+        return "\x00" in data
+    if isinstance(data, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in data.items())
+    if isinstance(data, list):
+        return any(_has_nul(v) for v in data)
+    return False

@@ -73,6 +73,8 @@ class Settings(BaseSettings):
 
     # Dossier
     retention_days: int = Field(3650, ge=1)
+    dicom_port: int = Field(0, ge=0, le=65535)  # DICOM C-STORE receiver (0 = off)
+    dicom_ae_title: str = Field("CONSILIUM", max_length=16)
     retention_reminder_days: int = Field(30, ge=0)
 
     @field_validator("public_url")

@@ -9,6 +9,7 @@ import uuid
 
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
 from core.errors import PROBLEM_TYPE, Problem
@@ -63,6 +64,10 @@ async def request_middleware(request: web.Request, handler: Handler) -> web.Stre
             resp = await handler(request)
         except Problem as p:
             resp = problem_response(p, request)
+        except HttpProcessingError as e:  # a body that breaks HTTP framing while being read
+            resp = problem_response(
+                Problem(f"Malformed request body: {e.message}", code="malformed_body"), request
+            )
         except web.HTTPException as e:
             if e.status < 400:
                 raise

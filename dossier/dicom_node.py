@@ -176,7 +176,7 @@ def start(app: web.Application, host: str, port: int) -> None:
     """Serve C-STORE on ``host:port`` while the app runs."""
 
     async def ctx(app: web.Application) -> Any:
-        node = DicomNode(app)
+        node = DicomNode(app, ae_title=app[SETTINGS].dicom_ae_title)
         node.start(host, port)
         try:
             yield

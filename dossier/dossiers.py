@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import asc, desc, func, or_, select
+from sqlalchemy import and_, asc, desc, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -659,7 +659,16 @@ async def history(db: Database, principal: Principal, dossier_id: uuid.UUID) -> 
         audit.record(s, "dossier.history", actor=principal, object_type="dossier", object_id=d.id)
         rows = await s.execute(
             select(AuditEntry)
-            .where(AuditEntry.object_type == "dossier", AuditEntry.object_id == str(d.id))
+            .where(
+                or_(
+                    and_(AuditEntry.object_type == "dossier", AuditEntry.object_id == str(d.id)),
+                    # documents of the dossier are audited with their own id
+                    and_(
+                        AuditEntry.object_type == "document",
+                        AuditEntry.details["dossier_id"].as_string() == str(d.id),
+                    ),
+                )
+            )
             .order_by(AuditEntry.at)
         )
         return [

@@ -4,7 +4,7 @@ only after the change committed, and a failed delivery never undoes it.
 
 Messages carry no patient data: plain e-mail and SMS are not secure health channels. They
 say that something awaits and link to the dossier, which opens after signing in.
-Channel per user: ``preferences["notify"]`` = "email" (default), "sms", "both" or "none".
+Each user gets them on the channel chosen for that kind (``Notifier.notify_user``).
 """
 
 from __future__ import annotations
@@ -15,24 +15,13 @@ import uuid
 from aiohttp import web
 from sqlalchemy import select
 
-from core.accounts import User
+from core.accounts import NotificationKind, User
 from core.context import BUS, DB, NOTIFIER, SETTINGS
 from core.events import Event
-from core.notify import DeliveryError, Email
+from core.notify import DeliveryError
 from dossier.models import CareOfferMember, Dossier, DossierRecipient
 
 log = logging.getLogger(__name__)
-
-
-def channels(user: User) -> set[str]:
-    pref = (user.preferences or {}).get("notify", "email")
-    if pref == "none":
-        return set()
-    if pref == "both":
-        return {"email", "sms"}
-    if isinstance(pref, list):
-        return {c for c in pref if c in ("email", "sms")}
-    return {pref} if pref in ("email", "sms") else {"email"}
 
 
 def setup(app: web.Application) -> None:
@@ -78,13 +67,14 @@ def setup(app: web.Application) -> None:
         body = text.format(by=event.payload.get("by", "")) + (
             f"\n\nOuvrir le dossier : {link}\n\nCe message ne contient aucune donnée de santé."
         )
+        kind = (
+            NotificationKind.expertise_request
+            if change == "submitted"
+            else NotificationKind.expertise_report
+        )
         for u in users:
-            how = channels(u)
             try:
-                if "email" in how:
-                    await notifier.send_email(Email(to=u.email, subject=subject, text=body))
-                if "sms" in how and u.mobile:
-                    await notifier.send_sms(u.mobile, f"Consilium : {subject}. {link}")
+                await notifier.notify_user(u, kind, subject=subject, text=body)
             except DeliveryError:
                 log.warning("dossier notification to %s failed", u.id)
 

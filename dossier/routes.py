@@ -236,7 +236,9 @@ def setup(app: web.Application) -> None:
             request.app[DB], principal(request), _did(request), after_write=True
         )
 
-    @api.post("/dossiers", body=DossierCreate, response=DossierOut, status=201, tags=T_DOS)
+    @api.post(
+        "/dossiers", body=DossierCreate, response=DossierOut, status=201, tags=T_DOS, errors=[404]
+    )
     async def create_dossier(request: web.Request, body: DossierCreate) -> DossierOut:
         """Open a draft dossier for a patient (the wizard's first step)."""
         _no_nul(body)

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from urllib.parse import quote, unquote
 
 from aiohttp import BodyPartReader, ClientPayloadError, web
+from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, Field, field_validator
 
 from core import audit
@@ -384,12 +385,17 @@ def setup_documents(app: web.Application) -> None:
             raise TooLarge(f"Le fichier dépasse {settings.max_upload_bytes} octets.")
         db = request.app[DB]
         if request.content_type.startswith("multipart/"):
-            reader = await request.multipart()
-            part = await reader.next()
-            while part is not None and (
-                not isinstance(part, BodyPartReader) or part.name != "file"
-            ):
+            try:
+                reader = await request.multipart()
                 part = await reader.next()
+                while part is not None and (
+                    not isinstance(part, BodyPartReader) or part.name != "file"
+                ):
+                    part = await reader.next()
+            except (ValueError, HttpProcessingError) as e:
+                raise BadRequest(
+                    f"The multipart body is malformed: {e}", code="malformed_multipart"
+                ) from None
             if part is None or not isinstance(part, BodyPartReader):
                 raise BadRequest("The form has no `file` field.", code="file_missing")
             filename = unquote(part.filename or "")
@@ -1010,11 +1016,10 @@ def setup_documents(app: web.Application) -> None:
 
     retention.start(app)
     # The DICOM node starts when the deployment gives it a port (seed 003's gateway).
-    dicom_port = int(getattr(settings, "dicom_port", 0) or 0)
-    if dicom_port:
+    if settings.dicom_port:
         from dossier import dicom_node
 
-        dicom_node.start(app, settings.host, dicom_port)
+        dicom_node.start(app, settings.host, settings.dicom_port)
 
 
 def _vault_html(body: str, *, status: int = 200, raw: bool = False) -> web.Response:

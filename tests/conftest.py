@@ -242,6 +242,7 @@ class ApiClient:
     async def sign_in_as(self, user_id: uuid.UUID) -> None:
         """Open a full session directly (the login flow has its own tests)."""
         token, s = await self.app[SESSIONS].create(kind="user", subject_id=user_id, stage="full")
+        self.client.session.cookie_jar.clear()
         self.client.session.cookie_jar.update_cookies({COOKIE: token})
         self.csrf = s.csrf_token
 

@@ -115,3 +115,13 @@ async def test_readyz_checks_redis_when_configured(tmp_path, database_url, aioht
     r = await client.get("/readyz")
     assert r.status == 503
     assert (await r.json())["checks"]["redis"].startswith("error")
+
+
+async def test_nul_characters_are_refused_in_bodies_and_queries(client, users):
+    r = await client.post("/api/v1/auth/login", json={"email": "a@b.fr", "password": "x\u0000y"})
+    assert r.status == 422
+    assert (await r.json())["code"] == "nul_character"
+    await client.sign_in_as(users["admin"].id)
+    r = await client.get("/api/v1/audit", params={"action": "a\u0000"})
+    assert r.status == 422
+    assert (await r.json())["code"] == "nul_character"

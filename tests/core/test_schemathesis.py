@@ -34,6 +34,9 @@ from core.seed import seed_accounts
 from core.sessions import COOKIE, CSRF_HEADER
 from tests.conftest import free_port
 
+# Resumable upload chunks (tus-like) are raw bytes under their own media type.
+schemathesis.serializer.alias("application/offset+octet-stream", "application/octet-stream")
+
 pytestmark = [pytest.mark.parametrize("backend", ["sqlite"], indirect=True)]
 
 # A budget of generated requests shared by all operations (3 to 8 each), so the run stays
