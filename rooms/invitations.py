@@ -23,7 +23,7 @@ from sqlalchemy import select
 from core import audit
 from core.config import Settings
 from core.db import Database, utcnow
-from core.errors import Gone, NotFound
+from core.errors import Conflict, Gone, NotFound, ValidationFailed
 from core.notify import DeliveryError, Email, Notifier
 from core.principal import Principal
 from rooms import access
@@ -123,11 +123,11 @@ async def create_invitation(
 ) -> tuple[Invitation, Room, Delivery]:
     """Create the invitation, then send the link (after commit: a failed delivery leaves the
     invitation usable and says so)."""
+    if expires_at is not None and expires_at <= utcnow():
+        raise ValidationFailed("The expiry must be in the future", code="invalid_expiry")
     async with db.write() as uow:
         room = await access.host_room(uow.session, principal, room_id)
         if room.status is RoomStatus.closed:
-            from core.errors import Conflict
-
             raise Conflict("The room is closed", code="room_closed")
         when = scheduled_at or room.scheduled_at
         default_end = (when + timedelta(hours=4)) if when else utcnow() + DEFAULT_VALIDITY

@@ -46,11 +46,16 @@ class Sock:
         return [d for e, d in self.received if e == name]
 
     async def wait_for(
-        self, name: str, pred: Callable[[Any], bool] = lambda d: True, timeout: float = 5
+        self,
+        name: str,
+        pred: Callable[[Any], bool] = lambda d: True,
+        timeout: float = 5,
+        since: int = 0,
     ) -> Any:
+        """The first ``name`` event (from index ``since`` of ``received``) matching ``pred``."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        seen = 0
+        seen = since
         while loop.time() < deadline:
             for e, d in self.received[seen:]:
                 if e == name and pred(d):
