@@ -8,8 +8,10 @@ delivered once.
 
 from __future__ import annotations
 
+import asyncio
 import unicodedata
 import uuid
+import weakref
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -58,6 +60,76 @@ def message_out(m: Message) -> dict[str, Any]:
     }
 
 
+class GroupCommit:
+    """Stores messages in batches: while one transaction commits, newcomers queue for the
+    next one. Each caller still returns only once *its* message is committed (stored before
+    acknowledged), but a busy room costs one commit per batch instead of one per message."""
+
+    MAX_BATCH = 500
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._queue: list[tuple[Message, dict[str, Any], asyncio.Future[bool]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def store(self, msg: Message, routing: dict[str, Any]) -> bool:
+        """Commit the message and publish ``chat.message``; False if the id was stored before."""
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._queue.append((msg, routing, fut))
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._drain())
+        return await fut
+
+    async def _drain(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue[: self.MAX_BATCH], self._queue[self.MAX_BATCH :]
+            try:
+                async with self.db.write() as uow:
+                    uow.session.add_all([m for m, _, _ in batch])
+                    await uow.session.flush()
+                    for m, routing, _ in batch:
+                        uow.emit("chat.message", message_out(m), **routing)
+            except IntegrityError:
+                # A retry (or a vanished room) in the batch: store each message on its own.
+                for m, routing, fut in batch:
+                    try:
+                        result = await self._store_one(m, routing)
+                    except Exception as e:
+                        if not fut.done():
+                            fut.set_exception(e)
+                    else:
+                        if not fut.done():
+                            fut.set_result(result)
+            except Exception as e:
+                for _, _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(e)
+            else:
+                for _, _, fut in batch:
+                    if not fut.done():
+                        fut.set_result(True)
+
+    async def _store_one(self, msg: Message, routing: dict[str, Any]) -> bool:
+        fresh = Message(**{c.key: getattr(msg, c.key) for c in Message.__table__.columns})
+        try:
+            async with self.db.write() as uow:
+                uow.session.add(fresh)
+                await uow.session.flush()
+                uow.emit("chat.message", message_out(fresh), **routing)
+        except IntegrityError:
+            return False
+        return True
+
+
+_writers: weakref.WeakKeyDictionary[Database, GroupCommit] = weakref.WeakKeyDictionary()
+
+
+def writer_of(db: Database) -> GroupCommit:
+    if db not in _writers:
+        _writers[db] = GroupCommit(db)
+    return _writers[db]
+
+
 async def send_message(
     db: Database,
     sender: Sender,
@@ -85,20 +157,15 @@ async def send_message(
         document_name=document[1][:255] if document else "",
         created_at=utcnow(),
     )
-    try:
-        async with db.write() as uow:
-            uow.session.add(msg)
-            await uow.session.flush()
-            uow.emit("chat.message", message_out(msg), **(routing or {}))
-    except IntegrityError:
-        async with db.read() as session:
-            stored = await session.get(Message, message_id)
-        if stored is None:  # the conflict was something else (e.g. the room vanished)
-            raise NotFound("The room no longer exists", code="room_not_found") from None
-        if stored.sender_id != sender.id or stored.room_id != room_id:
-            raise Conflict("This message id is taken", code="duplicate_id") from None
-        return stored, False
-    return msg, True
+    if await writer_of(db).store(msg, routing or {}):
+        return msg, True
+    async with db.read() as session:
+        stored = await session.get(Message, message_id)
+    if stored is None:  # the conflict was something else (e.g. the room vanished)
+        raise NotFound("The room no longer exists", code="room_not_found")
+    if stored.sender_id != sender.id or stored.room_id != room_id:
+        raise Conflict("This message id is taken", code="duplicate_id")
+    return stored, False
 
 
 async def history(

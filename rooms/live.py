@@ -183,8 +183,6 @@ class Live:
             # Above our own per-event limit, so an oversized event gets an error ack
             # instead of a closed connection.
             max_http_buffer_size=max(1_000_000, self.config.max_event_bytes * 4),
-            ping_interval=10,
-            ping_timeout=10,
             logger=False,
             engineio_logger=False,
         )

@@ -198,12 +198,15 @@ def worker(*args: Any) -> None:
 # -- servers ------------------------------------------------------------------------------
 
 
-def start_server(env: dict[str, str], port: int, log: Path) -> Any:
+def start_server(env: dict[str, str], port: int, log: Path, profile: str = "") -> Any:
     import subprocess
 
     exe = Path(sys.executable).parent / "consilium"
+    cmd = [str(exe), "serve"]
+    if profile:  # cProfile output of the server, for finding the hot path
+        cmd = [sys.executable, "-m", "cProfile", "-o", f"{profile}.{port}", *cmd]
     return subprocess.Popen(
-        [str(exe), "serve"],
+        cmd,
         env={**env, "CONSILIUM_PORT": str(port)},
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
@@ -245,6 +248,7 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=2, help="client processes")
     ap.add_argument("--database-url", default="", help="PostgreSQL admin URL (two nodes)")
     ap.add_argument("--redis-url", default="")
+    ap.add_argument("--profile", default="", help="write the servers' cProfile stats here")
     args = ap.parse_args()
     if args.nodes == 2 and not (args.database_url and args.redis_url):
         ap.error("two nodes need --database-url (PostgreSQL) and --redis-url")
@@ -287,7 +291,7 @@ def main() -> int:
         urls = []
         for i in range(args.nodes):
             port = free_port()
-            procs.append(start_server(env, port, tmp / f"node{i}.log"))
+            procs.append(start_server(env, port, tmp / f"node{i}.log", args.profile))
             urls.append(f"http://127.0.0.1:{port}")
         for url, p in zip(urls, procs, strict=True):
             wait_ready(url, p)
@@ -341,7 +345,7 @@ def main() -> int:
         )
     finally:
         for p in procs:
-            p.terminate()
+            p.send_signal(2)  # SIGINT: a clean stop (and the profile written)
             try:
                 p.wait(timeout=10)
             except Exception:
