@@ -11,8 +11,9 @@ latency p50/p99.
         --database-url postgresql+asyncpg://postgres@127.0.0.1:5432/postgres \\
         --redis-url redis://127.0.0.1:6379/0
 
-One node uses the embedded SQLite database; two nodes need PostgreSQL (a fresh database is
-created and dropped) and Redis (a fresh key prefix, deleted afterwards).
+Without ``--database-url`` the embedded SQLite database is used; with it a fresh PostgreSQL
+database is created and dropped. ``--redis-url`` uses Redis (a fresh key prefix, deleted
+afterwards). Two nodes need both.
 """
 
 from __future__ import annotations
@@ -258,7 +259,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-chat-"))
     prefix = f"bench-{uuid.uuid4().hex[:8]}:"
     pg_name = ""
-    if args.nodes == 2:
+    if args.database_url:
         pg_name = f"consilium_bench_{uuid.uuid4().hex[:8]}"
         asyncio.run(pg_admin(args.database_url, f'CREATE DATABASE "{pg_name}"'))
         database_url = f"{args.database_url.rpartition('/')[0]}/{pg_name}"
@@ -286,7 +287,7 @@ def main() -> int:
             "CONSILIUM_LOG_LEVEL": "WARNING",
             "CONSILIUM_REDIS_PREFIX": prefix,
         }
-        if args.nodes == 2:
+        if args.redis_url:
             env["CONSILIUM_REDIS_URL"] = args.redis_url
         urls = []
         for i in range(args.nodes):
@@ -350,10 +351,11 @@ def main() -> int:
                 p.wait(timeout=10)
             except Exception:
                 p.kill()
-        if args.nodes == 2:
+        if pg_name:
             asyncio.run(
                 pg_admin(args.database_url, f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
             )
+        if args.redis_url:
 
             async def purge() -> None:
                 import redis.asyncio as aioredis
