@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.errors import Forbidden, NotFound
 from core.principal import Principal
-from rooms.models import MemberRole, Removal, Room, RoomMember
+from rooms.models import Invitation, MemberRole, Removal, Room, RoomMember
 
 RoomRole = Literal["host", "participant", "guest"]
 
@@ -64,7 +64,11 @@ async def role_in(session: AsyncSession, principal: Principal, room: Room) -> Ro
     if await is_banned(session, room.id, principal.subject_id):
         return None
     if principal.kind == "guest":
-        return "guest" if guest_room_id(principal) == room.id else None
+        if guest_room_id(principal) != room.id:
+            return None
+        # The guest's identity is their invitation: withdrawn, the way in closes.
+        inv = await session.get(Invitation, principal.subject_id)
+        return "guest" if inv is not None and inv.revoked_at is None else None
     if room.owner_id == principal.subject_id or room.owner_id in principal.delegates_for:
         return "host"
     member = await session.scalar(

@@ -150,6 +150,23 @@ async def test_refused_revoked_expired_and_forged_tokens_are_refused(
         page = await guest.get(f"/join/{bad}")
         assert page.status == 404 and "Lien invalide" in await page.text()
 
+    # Withdrawn after it was accepted: the guest's way in closes too.
+    inv4 = await invite(host, room["id"], name="Mme Lune", email="lune@example.org")
+    late = await make_client()
+    r = await late.post(
+        f"/api/v1/invitations/{token_from(inv4['link'])}/accept", json={"name": "Lune"}
+    )
+    assert r.status == 200
+    await host.post(f"/api/v1/rooms/{room['id']}/invitations/{inv4['id']}/revoke")
+    s4 = await sockets(late)
+    ack = await s4.call("room:join", {"room_id": room["id"]})
+    assert ack["error"]["code"] == "room_not_found"
+
     # Listing shows each invitation's state.
     r = await host.get(f"/api/v1/rooms/{room['id']}/invitations")
-    assert sorted(i["status"] for i in await r.json()) == ["expired", "revoked", "revoked"]
+    assert sorted(i["status"] for i in await r.json()) == [
+        "expired",
+        "revoked",
+        "revoked",
+        "revoked",
+    ]
