@@ -115,6 +115,20 @@ def register(live: Live, config: ChatSettings | None = None) -> None:
         )
         return {"message": actions.message_out(msg)}
 
+    @live.event("presence:online", in_room=False)
+    async def online(live: Live, conn: Conn, body: Any) -> dict[str, Any]:
+        """Colleagues connected right now (on any node), to chat with outside the room."""
+        if conn.principal.kind != "user":
+            raise EventError("Reserved to professionals", code="account_required")
+        me = str(conn.principal.subject_id)
+        users = await live.state.online_users()
+        return {
+            "users": sorted(
+                ({"user_id": u, "name": n} for u, n in users.items() if u != me),
+                key=lambda x: x["name"],
+            )
+        }
+
     @live.event("chat:history", HistoryIn, in_room=False)
     async def history(live: Live, conn: Conn, body: HistoryIn) -> dict[str, Any]:
         me = conn.principal.subject_id

@@ -315,6 +315,7 @@ class Live:
         self.conns[sid] = Conn(sid=sid, principal=principal, session_id=session_id)
         if principal.kind == "user":
             await self.sio.enter_room(sid, channel_user(principal.subject_id))
+            await self.state.set_online(str(principal.subject_id), sid, principal.label, True)
         else:
             await self.sio.enter_room(sid, channel_guest(principal.subject_id))
 
@@ -323,6 +324,8 @@ class Live:
         if conn is None:
             return
         try:
+            if conn.principal.kind == "user":
+                await self.state.set_online(str(conn.principal.subject_id), sid, "", False)
             await self._release(conn, reason="timeout")
         except Exception:
             log.exception("cleanup of %s failed", sid)
@@ -424,6 +427,12 @@ class Live:
     async def shutdown(self) -> None:
         for t in list(self._timers):
             t.cancel()
+        for sid, conn in list(self.conns.items()):  # shared state must not list us any more
+            if conn.principal.kind == "user":
+                try:
+                    await self.state.set_online(str(conn.principal.subject_id), sid, "", False)
+                except Exception:
+                    log.debug("online cleanup", exc_info=True)
         try:
             await self.sio.shutdown()
         except Exception:

@@ -116,6 +116,8 @@ class LiveState(Protocol):
     async def lobby(self, room_id: str) -> list[LobbyEntry]: ...
     async def admit(self, room_id: str, guest_id: str) -> None: ...
     async def is_admitted(self, room_id: str, guest_id: str) -> bool: ...
+    async def set_online(self, user_id: str, sid: str, name: str, online: bool) -> None: ...
+    async def online_users(self) -> dict[str, str]: ...
 
 
 def _alive(p: Participant, grace: float, now: float) -> bool:
@@ -155,6 +157,7 @@ class MemoryLiveState:
         self._lobby: dict[str, dict[str, LobbyEntry]] = {}
         self._admitted: dict[str, set[str]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._online: dict[str, str] = {}  # "<user id>|<sid>" -> name
 
     def _lock(self, room_id: str) -> asyncio.Lock:
         return self._locks.setdefault(room_id, asyncio.Lock())
@@ -221,6 +224,15 @@ class MemoryLiveState:
 
     async def is_admitted(self, room_id: str, guest_id: str) -> bool:
         return guest_id in self._admitted.get(room_id, set())
+
+    async def set_online(self, user_id: str, sid: str, name: str, online: bool) -> None:
+        if online:
+            self._online[f"{user_id}|{sid}"] = name
+        else:
+            self._online.pop(f"{user_id}|{sid}", None)
+
+    async def online_users(self) -> dict[str, str]:
+        return {k.split("|", 1)[0]: v for k, v in self._online.items()}
 
 
 class RedisLiveState:
@@ -347,6 +359,20 @@ class RedisLiveState:
 
     async def is_admitted(self, room_id: str, guest_id: str) -> bool:
         return bool(await self.redis.sismember(f"{self.prefix}admitted:{room_id}", guest_id))
+
+    async def set_online(self, user_id: str, sid: str, name: str, online: bool) -> None:
+        if online:
+            await self.redis.hset(f"{self.prefix}online", f"{user_id}|{sid}", name)
+        else:
+            await self.redis.hdel(f"{self.prefix}online", f"{user_id}|{sid}")
+
+    async def online_users(self) -> dict[str, str]:
+        raw = await self.redis.hgetall(f"{self.prefix}online")
+        out = {}
+        for k, v in raw.items():
+            key = k.decode() if isinstance(k, bytes) else k
+            out[key.split("|", 1)[0]] = v.decode() if isinstance(v, bytes) else v
+        return out
 
 
 def new_participant_id() -> str:

@@ -108,6 +108,8 @@ async def test_chat_with_a_connected_colleague_outside_the_room(browsers, socket
     a = await sockets(host)
     await a.ok("room:join", {"room_id": room["id"]})
     colleague = await sockets(await browsers("expert"))  # connected, in no room
+    online = await a.ok("presence:online")
+    assert online["users"] == [{"user_id": str(users["expert"].id), "name": "Dr Karim Benali"}]
     ack = await a.ok(
         "chat:direct",
         {"id": str(uuid.uuid4()), "text": "Tu as un moment ?", "to_user": str(users["expert"].id)},

@@ -154,6 +154,8 @@ async def test_chat_presence_moderation_and_occupancy_cross_two_nodes(tmp_path):
             "Dr Claire Martin",
             "Dr Karim Benali",
         ]
+        online = await h.ok("presence:online")
+        assert [u["name"] for u in online["users"]] == ["Dr Karim Benali"]
         seen = await h.wait_for("participant:joined")
         assert seen["participant"]["name"] == "Dr Karim Benali"
 
