@@ -4,9 +4,28 @@ import asyncio
 
 import pytest
 
+from tests.conftest import REDIS_URL, make_settings, need
 from tests.rooms.conftest import create_room
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def settings(request, database_url, tmp_path):
+    """Presence on both live-state implementations: process memory and Redis."""
+    if request.param == "memory":
+        yield make_settings(database_url, tmp_path / "data")
+        return
+    need("redis", REDIS_URL)
+    s = make_settings(database_url, tmp_path / "data", redis_url=REDIS_URL)
+    yield s
+    import redis.asyncio as aioredis
+
+    r = aioredis.from_url(REDIS_URL)
+    keys = [k async for k in r.scan_iter(match=s.redis_prefix + "*")]
+    if keys:
+        await r.delete(*keys)
+    await r.aclose()
 
 
 async def test_two_clients_see_each_other_join_and_leave(browsers, sockets, users):
