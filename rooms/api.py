@@ -14,13 +14,15 @@ from sqlalchemy import select
 from core import auth
 from core.accounts import User
 from core.api import Api
-from core.context import DB, NOTIFIER, SETTINGS
-from core.errors import Problem
+from core.context import DB, LIMITER, NOTIFIER, SETTINGS
+from core.errors import Problem, TooManyRequests
 from core.principal import Principal
 from rooms import access, actions, invitations
 from rooms.live import LIVE
 from rooms.models import Invitation, MemberRole, Room, RoomKind, RoomMember, RoomStatus
 from rooms.presence import Participant
+
+INVITE_TRIES_PER_MINUTE = 60  # per client address, checks and accepts together
 
 JOIN_PAGE: web.AppKey[Callable[[web.Request, str], Awaitable[web.StreamResponse]]] = web.AppKey(
     "join_page"
@@ -209,6 +211,12 @@ def _invitation_out(inv: Invitation) -> dict[str, object]:
 def setup(app: web.Application) -> None:
     api = Api.of(app)
 
+    async def throttle(request: web.Request) -> None:
+        """Token links are unguessable; still, no one gets to hammer them."""
+        ip = auth.client_ip(request)
+        if not await app[LIMITER].hit(f"invite:{ip}", limit=INVITE_TRIES_PER_MINUTE, window=60):
+            raise TooManyRequests("Too many attempts; wait a minute", code="rate_limited")
+
     async def occupancy_of(rooms: list[Room]) -> dict[str, list[Participant]]:
         live = app[LIVE]
         return await live.state.occupancy([str(r.id) for r in rooms], live.grace)
@@ -371,10 +379,11 @@ def setup(app: web.Application) -> None:
         response=InvitationCheck,
         auth="none",
         tags=["invitations"],
-        errors=[404, 410],
+        errors=[404, 410, 429],
     )
     async def check_invitation(request: web.Request) -> InvitationCheck:
         """Check an invitation link (no account needed): what it opens, or why it cannot."""
+        await throttle(request)
         inv, room = await invitations.resolve(app[DB], app[SETTINGS], request.match_info["token"])
         async with app[DB].read() as session:
             host = await session.get(User, inv.created_by)
@@ -395,10 +404,11 @@ def setup(app: web.Application) -> None:
         response=AcceptOut,
         auth="none",
         tags=["invitations"],
-        errors=[404, 410],
+        errors=[404, 410, 429],
     )
     async def accept_invitation(request: web.Request, body: AcceptIn) -> web.StreamResponse:
         """Enter with an invitation: a guest session bound to the room; next, the lobby."""
+        await throttle(request)
         name = body.name.strip()
         inv, room = await invitations.accept(
             app[DB], app[SETTINGS], request.match_info["token"], name, auth.client_ip(request)

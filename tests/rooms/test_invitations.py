@@ -170,3 +170,13 @@ async def test_refused_revoked_expired_and_forged_tokens_are_refused(
         "revoked",
         "revoked",
     ]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_hammering_invitation_links_is_throttled(make_client, monkeypatch):
+    import rooms.api
+
+    monkeypatch.setattr(rooms.api, "INVITE_TRIES_PER_MINUTE", 5)
+    anon = await make_client()
+    codes = [(await anon.get(f"/api/v1/invitations/{'a' * 32}.x{i}")).status for i in range(7)]
+    assert codes == [404] * 5 + [429] * 2
