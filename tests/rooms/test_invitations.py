@@ -150,17 +150,22 @@ async def test_refused_revoked_expired_and_forged_tokens_are_refused(
         page = await guest.get(f"/join/{bad}")
         assert page.status == 404 and "Lien invalide" in await page.text()
 
-    # Withdrawn after it was accepted: the guest's way in closes too.
+    # Withdrawn while the guest is inside: removed, and the way back is closed.
     inv4 = await invite(host, room["id"], name="Mme Lune", email="lune@example.org")
     late = await make_client()
     r = await late.post(
         f"/api/v1/invitations/{token_from(inv4['link'])}/accept", json={"name": "Lune"}
     )
     assert r.status == 200
-    await host.post(f"/api/v1/rooms/{room['id']}/invitations/{inv4['id']}/revoke")
     s4 = await sockets(late)
-    ack = await s4.call("room:join", {"room_id": room["id"]})
-    assert ack["error"]["code"] == "room_not_found"
+    await s4.ok("room:join", {"room_id": room["id"]})
+    await host_sock.ok("room:admit", {"guest_id": inv4["id"]})
+    await s4.wait_for("lobby:admitted")
+    await s4.ok("room:join", {"room_id": room["id"]})
+    await host.post(f"/api/v1/rooms/{room['id']}/invitations/{inv4['id']}/revoke")
+    await s4.wait_for("room:removed")
+    await s4.disconnected.wait()
+    assert (await late.get(f"/api/v1/rooms/{room['id']}")).status == 401  # session ended
 
     # Listing shows each invitation's state.
     r = await host.get(f"/api/v1/rooms/{room['id']}/invitations")
