@@ -40,10 +40,14 @@ async def create_room(
     dossier_id: uuid.UUID | None = None,
     scheduled_at: datetime | None = None,
     capacity: int | None = None,
+    owner_id: uuid.UUID | None = None,
 ) -> Room:
+    """Create a room; a secretary may create it for a practitioner they act for."""
     if not principal.is_user:
         raise Forbidden("Reserved to professionals with an account", code="account_required")
-    owner = principal.subject_id
+    owner = owner_id or principal.subject_id
+    if owner != principal.subject_id and owner not in principal.delegates_for:
+        raise Forbidden("You do not act for this practitioner", code="not_delegate")
     async with db.write() as uow:
         room = Room(
             kind=kind,
@@ -65,6 +69,7 @@ async def create_room(
             object_id=room.id,
             kind=kind.value,
             capacity=room.capacity,
+            owner_id=str(owner),
         )
         uow.emit("room.created", room_event(room), room_id=room.id)
     return room

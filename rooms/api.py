@@ -45,6 +45,8 @@ class RoomCreate(BaseModel):
     dossier_id: uuid.UUID | None = None
     scheduled_at: AwareDT = None
     capacity: int | None = Field(None, ge=2, le=actions.MAX_CAPACITY)
+    # A secretary creates the room for a practitioner they act for ("en délégation de").
+    owner_id: uuid.UUID | None = None
 
 
 class Occupant(BaseModel):
@@ -239,6 +241,7 @@ def setup(app: web.Application) -> None:
             dossier_id=body.dossier_id,
             scheduled_at=body.scheduled_at,
             capacity=body.capacity,
+            owner_id=body.owner_id,
         )
         return _room_out(room, "host", [])
 

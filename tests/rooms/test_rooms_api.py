@@ -60,10 +60,17 @@ async def test_another_practitioner_cannot_see_or_close_my_room(browsers, users)
     r = await other.post(f"/api/v1/rooms/{room['id']}/close")
     assert r.status == 403
     assert (await r.json())["code"] == "host_required"
-    # The secretary acting for the owner manages the room.
+    # The secretary acting for the owner manages the room, and creates rooms for her only.
     sec = await browsers("secretary")
     r = await sec.get(f"/api/v1/rooms/{room['id']}")
     assert (await r.json())["my_role"] == "host"
+    made = await create_room(sec, owner_id=str(users["requester"].id))
+    assert made["owner_id"] == str(users["requester"].id)
+    r = await sec.post(
+        "/api/v1/rooms",
+        json={"kind": "estaff", "title": "x", "owner_id": str(users["expert"].id)},
+    )
+    assert r.status == 403 and (await r.json())["code"] == "not_delegate"
     # Unknown room, wrong ids, anonymous caller.
     assert (await host.get(f"/api/v1/rooms/{uuid.uuid4()}")).status == 404
     assert (await host.get("/api/v1/rooms/not-a-uuid")).status == 404
