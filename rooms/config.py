@@ -16,3 +16,5 @@ class RoomSettings(BaseSettings):
     # Any event: sustained rate and burst per connection (beyond: error ack "rate_limited").
     events_per_second: float = Field(30.0, gt=0)
     events_burst: int = Field(60, ge=1)
+    # How often each connection's session is checked (and kept alive while in a call).
+    session_check_seconds: float = Field(60.0, ge=0.1)

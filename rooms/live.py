@@ -71,6 +71,7 @@ class Conn:
     sid: str
     principal: Principal
     session_id: str
+    token: str = field(default="", repr=False)  # the cookie token: to re-check the session
     room_id: uuid.UUID | None = None
     participant_id: str | None = None
     role: str | None = None
@@ -169,6 +170,7 @@ class Live:
         self.app = app
         self.config = config or RoomSettings()
         self.grace = self.config.grace_seconds
+        self.session_check = self.config.session_check_seconds
         self.node = settings.node_id
         manager = (
             socketio.AsyncRedisManager(
@@ -261,7 +263,7 @@ class Live:
 
     # -- connection --------------------------------------------------------------------
 
-    async def _principal(self, environ: dict[str, Any]) -> tuple[Principal, str] | None:
+    async def _principal(self, environ: dict[str, Any]) -> tuple[Principal, str, str] | None:
         raw = environ.get("HTTP_COOKIE", "")
         try:
             jar = SimpleCookie(raw)
@@ -269,7 +271,8 @@ class Live:
             return None
         if COOKIE not in jar:
             return None
-        s = await self.app[SESSIONS].load(jar[COOKIE].value)
+        token = jar[COOKIE].value
+        s = await self.app[SESSIONS].load(token)
         if s is None or s.stage != "full":
             return None
         ip = str(environ.get("REMOTE_ADDR", ""))
@@ -283,7 +286,7 @@ class Live:
                 ip=ip,
                 data=dict(s.data),
             )
-            return p, s.id
+            return p, s.id, token
         async with self.app[DB].read() as session:
             user = await session.get(User, s.subject_id)
             if user is None or not user.active:
@@ -299,7 +302,7 @@ class Live:
             delegates_for=tuple(delegates),
             data=dict(s.data),
         )
-        return p, s.id
+        return p, s.id, token
 
     async def _connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         try:
@@ -311,8 +314,8 @@ class Live:
             raise socketio.exceptions.ConnectionRefusedError(
                 {"code": "unauthenticated", "message": "Sign in or open your invitation link"}
             )
-        principal, session_id = found
-        self.conns[sid] = Conn(sid=sid, principal=principal, session_id=session_id)
+        principal, session_id, token = found
+        self.conns[sid] = Conn(sid=sid, principal=principal, session_id=session_id, token=token)
         if principal.kind == "user":
             await self.sio.enter_room(sid, channel_user(principal.subject_id))
             await self.state.set_online(str(principal.subject_id), sid, principal.label, True)
@@ -424,6 +427,22 @@ class Live:
 
     # -- lifecycle ---------------------------------------------------------------------
 
+    async def watch_sessions(self) -> None:
+        """Keep the sessions of connected people alive (a call is activity), and close the
+        connections whose session ended (logout, expiry, removal)."""
+        sessions = self.app[SESSIONS]
+        while True:
+            await asyncio.sleep(self.session_check)
+            for sid, conn in list(self.conns.items()):
+                try:
+                    alive = await sessions.load(conn.token) is not None
+                except Exception:
+                    log.warning("session check failed", exc_info=True)
+                    continue
+                if not alive and sid in self.conns:
+                    await self.sio.emit("session:ended", {}, to=sid)
+                    await self.disconnect_sid(sid)
+
     async def shutdown(self) -> None:
         for t in list(self._timers):
             t.cancel()
@@ -451,6 +470,7 @@ def setup(app: web.Application) -> Live:
     app[LIVE] = live
 
     async def lifespan(app: web.Application) -> Any:
+        live.spawn(live.watch_sessions())
         yield
         await live.shutdown()
 

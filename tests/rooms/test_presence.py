@@ -117,3 +117,20 @@ async def test_room_capacity_is_enforced(browsers, sockets, users):
     fourth = await sockets(await browsers("secretary"))
     ack = await fourth.call("room:join", {"room_id": room["id"]})
     assert ack == {"ok": False, "error": {"code": "room_full", "message": "The room is full"}}
+
+
+async def test_a_connection_closes_when_its_session_ends(browsers, sockets, app):
+    from core.context import SESSIONS
+    from rooms.live import Live
+
+    Live.of(app).session_check = 0.2
+    host = await browsers("requester")
+    room = await create_room(host)
+    s = await sockets(host)
+    await s.ok("room:join", {"room_id": room["id"]})
+    await asyncio.sleep(0.5)
+    assert not s.disconnected.is_set()  # a live session keeps the connection
+    [conn] = Live.of(app).conns.values()
+    await app[SESSIONS].end(conn.session_id)  # what logout does
+    await s.wait_for("session:ended")
+    await asyncio.wait_for(s.disconnected.wait(), 5)
