@@ -7,9 +7,10 @@ from aiohttp import web
 
 def setup(app: web.Application) -> None:
     """Register the dossier routes and the notifications of its life."""
-    from dossier import notifications, routes
+    from dossier import notifications, rooms_link, routes
     from dossier.routes_documents import setup_documents
 
     routes.setup(app)
     notifications.setup(app)
     setup_documents(app)
+    rooms_link.setup(app)

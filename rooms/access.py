@@ -11,6 +11,7 @@ the room of their invitation. Other packages widen access by registering an
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Literal, Protocol
 
 from sqlalchemy import ColumnElement, exists, false, or_, select
@@ -34,6 +35,27 @@ class AccessCheck(Protocol):
 
 
 _checks: list[AccessCheck] = []
+
+# Verifies that a principal may attach a room to a dossier (registered by the dossier package;
+# rooms cannot read dossiers itself). With none registered, no room can name a dossier.
+AttachCheck = Callable[[AsyncSession, Principal, uuid.UUID], Awaitable[bool]]
+_attach_checks: list[AttachCheck] = []
+
+
+def register_attach_check(check: AttachCheck) -> None:
+    if check not in _attach_checks:
+        _attach_checks.append(check)
+
+
+async def may_attach_dossier(
+    session: AsyncSession, principal: Principal, dossier_id: uuid.UUID
+) -> bool:
+    if not _attach_checks:
+        return False
+    for check in _attach_checks:
+        if not await check(session, principal, dossier_id):
+            return False
+    return True
 
 
 def register(check: AccessCheck) -> None:

@@ -49,13 +49,18 @@ async def create_room(
     if owner != principal.subject_id and owner not in principal.delegates_for:
         raise Forbidden("You do not act for this practitioner", code="not_delegate")
     async with db.write() as uow:
+        if dossier_id is not None and not await access.may_attach_dossier(
+            uow.session, principal, dossier_id
+        ):
+            raise NotFound("No dossier with this id", code="dossier_not_found")
         room = Room(
             kind=kind,
             title=title.strip(),
             owner_id=owner,
             dossier_id=dossier_id,
             scheduled_at=scheduled_at,
-            capacity=capacity or (2 if kind is RoomKind.teleconsultation else 12),
+            # a téléconsultation: practitioner, patient, often a nurse or a relative
+            capacity=capacity or (4 if kind is RoomKind.teleconsultation else 12),
             locked=False,
             status=RoomStatus.open,
         )

@@ -229,7 +229,7 @@ def setup(app: web.Application) -> None:
         occ = await occupancy_of([room])
         return _room_out(room, role, occ[str(room.id)])
 
-    @api.post("/rooms", body=RoomCreate, response=RoomOut, status=201, tags=["rooms"])
+    @api.post("/rooms", body=RoomCreate, response=RoomOut, status=201, tags=["rooms"], errors=[404])
     async def create_room(request: web.Request, body: RoomCreate) -> RoomOut:
         """Create a room (téléconsultation, e-Staff, expertise); the caller is its host."""
         p = auth.principal(request)

@@ -12,7 +12,7 @@ async def test_create_list_with_live_occupancy_show_close(browsers, sockets, use
     room = await create_room(
         host, title="Téléconsultation Mme Petit", scheduled_at="2026-11-26T13:30:00Z"
     )
-    assert room["my_role"] == "host" and room["status"] == "open" and room["capacity"] == 2
+    assert room["my_role"] == "host" and room["status"] == "open" and room["capacity"] == 4
     assert room["occupancy"] == {"count": 0, "participants": []}
     sock = await sockets(host)
     await sock.ok("room:join", {"room_id": room["id"]})
