@@ -1,0 +1,1 @@
+// Camera and microphone helpers (filled in with the device test).

@@ -1,0 +1,6 @@
+import { t } from "../i18n.js";
+import { html } from "../lib.js";
+
+export function DossierPage() {
+  return html`<h1>${t("common.soon")}</h1>`;
+}
