@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import enum
 import re
+import unicodedata
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import JSON, Enum, ForeignKey, String, UniqueConstraint, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core import passwords
+from core import audit, passwords
 from core.db import Base, IdMixin, TimestampMixin, UTCDateTime
-from core.errors import Conflict, ValidationFailed
+from core.errors import Conflict, Forbidden, ValidationFailed
+
+if TYPE_CHECKING:
+    from core.principal import Principal
 
 
 class Role(enum.StrEnum):
@@ -32,6 +36,8 @@ class User(IdMixin, TimestampMixin, Base):
     title: Mapped[str] = mapped_column(String(20), default="")  # "Dr", "Pr", "" …
     first_name: Mapped[str] = mapped_column(String(100))
     last_name: Mapped[str] = mapped_column(String(100))
+    # "first last" folded to lower-case ASCII for the colleague directory (accents ignored).
+    search_name: Mapped[str] = mapped_column(String(201), default="", index=True)
     rpps: Mapped[str | None] = mapped_column(String(11), unique=True)
     profession: Mapped[str] = mapped_column(String(100), default="")
     specialty: Mapped[str] = mapped_column(String(100), default="")
@@ -78,6 +84,70 @@ class RecoveryCode(IdMixin, Base):
     )
     code_hash: Mapped[str] = mapped_column(String(255))
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class NotificationKind(enum.StrEnum):
+    """What a user can be told about, each with its own channel (``User.preferences``)."""
+
+    expertise_request = "expertise_request"  # a dossier awaits my expertise
+    expertise_report = "expertise_report"  # the expert answered; the report is available
+    closure_request = "closure_request"  # the other side asks to close a dossier
+    room_invitation = "room_invitation"  # invited to a room or an e-Staff meeting
+    chat_message = "chat_message"  # a direct message arrived while I was away
+
+
+NOTIFICATION_CHANNELS = ("email", "sms", "none")
+DEFAULT_CHANNEL = "email"
+
+
+def notification_channels(user: User) -> dict[str, str]:
+    """The channel of every notification kind for this user (``email``, ``sms`` or ``none``)."""
+    chosen = dict((user.preferences or {}).get("notify", {}))
+    return {k.value: str(chosen.get(k.value, DEFAULT_CHANNEL)) for k in NotificationKind}
+
+
+def notification_channel(user: User, kind: NotificationKind | str) -> str:
+    """Where to tell ``user`` about ``kind``: ``email``, ``sms`` (with a mobile) or ``none``."""
+    channel = notification_channels(user).get(str(kind), DEFAULT_CHANNEL)
+    if channel == "sms" and not user.mobile:
+        return "email"
+    return channel
+
+
+def fold(text: str) -> str:
+    """Lower-case ASCII without accents: "Hélène Dupré" -> "helene dupre"."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).lower().strip()
+
+
+def search_name_of(first_name: str, last_name: str) -> str:
+    return fold(f"{first_name} {last_name}")[:201]
+
+
+_MOBILE = re.compile(r"^\+[1-9]\d{7,14}$")
+
+
+def normalise_mobile(mobile: str) -> str:
+    """A mobile number in E.164 (``+33612345678``); French national form is accepted."""
+    m = re.sub(r"[\s.()-]", "", mobile)
+    if m.startswith("00"):
+        m = "+" + m[2:]
+    elif re.fullmatch(r"0[67]\d{8}", m):
+        m = "+33" + m[1:]
+    if not _MOBILE.match(m):
+        raise ValidationFailed(
+            "A mobile number looks like +33612345678 or 06 12 34 56 78", code="invalid_mobile"
+        )
+    return m
+
+
+def validate_mss_address(address: str) -> str:
+    """MSSanté addresses live under the mssante.fr domain (e.g. ``x@hopital.mssante.fr``)."""
+    address = address.strip().lower()
+    domain = address.rpartition("@")[2]
+    if not (domain == "mssante.fr" or domain.endswith(".mssante.fr")):
+        raise ValidationFailed("An MSSanté address ends in mssante.fr", code="invalid_mss_address")
+    return address
 
 
 _RPPS = re.compile(r"^\d{11}$")
@@ -141,12 +211,25 @@ async def create_user(
             raise Conflict("An account with this RPPS number exists", code="rpps_taken")
     if password is not None:
         passwords.check_strength(password)
+    if fields.get("mobile"):
+        fields["mobile"] = normalise_mobile(fields["mobile"])
+    if fields.get("mss_address"):
+        fields["mss_address"] = validate_mss_address(fields["mss_address"])
+    for practitioner_id in delegates_for or []:
+        other = await session.get(User, practitioner_id)
+        if other is None or other.role is not Role.practitioner:
+            raise ValidationFailed(
+                "A secretary delegates for existing practitioners only", code="invalid_delegation"
+            )
+    if delegates_for and role is not Role.secretary:
+        raise ValidationFailed("Only secretaries act for others", code="invalid_delegation")
     user = User(
         email=email,
         password_hash=passwords.hash_password(password) if password else None,
         role=role,
         first_name=first_name,
         last_name=last_name,
+        search_name=search_name_of(first_name, last_name),
         title=title,
         rpps=rpps or None,
         preferences={},
@@ -166,3 +249,70 @@ async def delegators_of(session: AsyncSession, secretary_id: uuid.UUID) -> list[
         select(Delegation.practitioner_id).where(Delegation.secretary_id == secretary_id)
     )
     return list(rows.scalars())
+
+
+async def update_profile(
+    session: AsyncSession, user: User, changes: dict[str, Any], *, actor: Principal
+) -> list[str]:
+    """The one write path for a user's own profile; returns the names of changed fields."""
+    changed: list[str] = []
+    for name in ("title", "first_name", "last_name"):
+        if name in changes and changes[name] is not None:
+            setattr(user, name, str(changes[name]).strip())
+            changed.append(name)
+    if "mobile" in changes:
+        user.mobile = normalise_mobile(changes["mobile"]) if changes["mobile"] else None
+        if not user.mobile and user.otp_channel == "sms":
+            user.otp_channel = "email"
+        changed.append("mobile")
+    if "mss_address" in changes:
+        addr = changes["mss_address"]
+        user.mss_address = validate_mss_address(addr) if addr else None
+        changed.append("mss_address")
+    if changes.get("otp_channel") is not None:
+        channel = changes["otp_channel"]
+        if channel == "sms" and not user.mobile:
+            raise ValidationFailed("Add a mobile number first", code="no_mobile")
+        if channel == "totp" and not user.totp_enabled:
+            raise ValidationFailed("Enrol an authenticator app first", code="totp_not_enrolled")
+        user.otp_channel = channel
+        changed.append("otp_channel")
+    if changes.get("notifications"):
+        prefs = dict(user.preferences or {})
+        notify = dict(prefs.get("notify", {}))
+        for kind, channel in changes["notifications"].items():
+            if channel == "sms" and not user.mobile:
+                raise ValidationFailed("Add a mobile number first", code="no_mobile")
+            notify[str(kind)] = str(channel)
+        prefs["notify"] = notify
+        user.preferences = prefs
+        changed.append("notifications")
+    if {"first_name", "last_name"} & set(changed):
+        user.search_name = search_name_of(user.first_name, user.last_name)
+    if changed:
+        audit.record(
+            session,
+            "account.update",
+            actor=actor,
+            object_type="user",
+            object_id=user.id,
+            fields=changed,
+        )
+    return changed
+
+
+async def change_password(
+    session: AsyncSession, user: User, current: str, new: str, *, actor: Principal
+) -> None:
+    """Change a password after checking the current one (the caller ends the other sessions)."""
+    if not passwords.verify_password(user.password_hash, current):
+        raise Forbidden("The current password is wrong", code="wrong_password")
+    passwords.check_strength(new)
+    if passwords.verify_password(user.password_hash, new):
+        raise ValidationFailed(
+            "Choose a password different from the current one", code="same_password"
+        )
+    user.password_hash = passwords.hash_password(new)
+    audit.record(
+        session, "account.password_change", actor=actor, object_type="user", object_id=user.id
+    )

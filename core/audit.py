@@ -46,11 +46,15 @@ def entry(
     ip: str = "",
     outcome: str = "success",
     actor_label: str = "",
+    actor_id: uuid.UUID | None = None,
+    actor_kind: str = "",
     **details: Any,
 ) -> AuditEntry:
+    """An audit row. ``actor`` is the principal acting; before a session exists (sign-in),
+    ``actor_id``/``actor_kind``/``actor_label`` name who it was instead."""
     return AuditEntry(
-        actor_id=actor.subject_id if actor else None,
-        actor_kind=actor.kind if actor else "anonymous",
+        actor_id=actor.subject_id if actor else actor_id,
+        actor_kind=actor.kind if actor else (actor_kind or ("user" if actor_id else "anonymous")),
         actor_label=actor_label or (actor.label if actor else ""),
         action=action,
         object_type=object_type,

@@ -59,6 +59,7 @@ def _migrate(args: argparse.Namespace) -> int:
 def _create_user(args: argparse.Namespace) -> int:
     from core import accounts
     from core.db import Database
+    from core.errors import Problem, ValidationFailed
     from core.events import EventBus
 
     settings = load_settings()
@@ -68,6 +69,12 @@ def _create_user(args: argparse.Namespace) -> int:
         db = Database(settings.database_url, EventBus())
         try:
             async with db.write() as uow:
+                delegates = []
+                for email in args.delegate_for or []:
+                    practitioner = await accounts.get_by_email(uow.session, email)
+                    if practitioner is None:
+                        raise ValidationFailed(f"No account {email} to delegate for")
+                    delegates.append(practitioner.id)
                 user = await accounts.create_user(
                     uow.session,
                     email=args.email,
@@ -78,12 +85,15 @@ def _create_user(args: argparse.Namespace) -> int:
                     title=args.title,
                     rpps=args.rpps,
                     mobile=args.mobile,
+                    profession=args.profession,
+                    specialty=args.specialty,
+                    establishment=args.establishment,
+                    mss_address=args.mss_address,
+                    delegates_for=delegates,
                 )
             print(f"Created {user.role.value} {user.email} ({user.id})")
         finally:
             await db.close()
-
-    from core.errors import Problem
 
     try:
         asyncio.run(run())
@@ -155,6 +165,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--title", default="")
     p.add_argument("--rpps")
     p.add_argument("--mobile")
+    p.add_argument("--profession", default="")
+    p.add_argument("--specialty", default="")
+    p.add_argument("--establishment", default="")
+    p.add_argument("--mss-address")
+    p.add_argument(
+        "--delegate-for", action="append", metavar="EMAIL", help="secretaries: a practitioner"
+    )
     p.add_argument("--password", help="read from the terminal when absent")
     p.set_defaults(fn=_create_user)
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsError as PydanticSettingsError
 
 DEV_SECRET = "dev-insecure-secret-change-me-0123456789abcdef"  # noqa: S105 (refused outside dev)
 
@@ -128,14 +130,21 @@ class SettingsError(SystemExit):
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Read the settings; a wrong value stops start-up with one clear line."""
+    """Read the settings; a wrong value stops start-up with one clear line (exit code 2)."""
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         err = exc.errors()[0]
-        loc = "_".join(str(p) for p in err["loc"]).upper()
-        name = f"CONSILIUM_{loc}" if loc else "configuration"
+        loc = str(err["loc"][0]).upper() if err["loc"] else ""
         msg = err["msg"].removeprefix("Value error, ")
-        line = f"consilium: invalid setting {name}: {msg}"
-        print(line, file=sys.stderr)
-        raise SettingsError(2) from None
+        if loc:
+            line = f"consilium: invalid setting CONSILIUM_{loc}: {msg}"
+        else:
+            line = f"consilium: invalid configuration: {msg}"
+    except PydanticSettingsError as exc:
+        # e.g. a list setting that is not valid JSON: name the variable, not the traceback.
+        m = re.search(r'field "(\w+)"', str(exc))
+        name = f"CONSILIUM_{m.group(1).upper()}" if m else "configuration"
+        line = f"consilium: invalid setting {name}: expected a JSON value"
+    print(line, file=sys.stderr)
+    raise SettingsError(2)

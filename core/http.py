@@ -34,6 +34,8 @@ def problem_response(p: Problem, request: web.Request) -> web.Response:
     )
     if p.status == 405 and "allow" in p.extra:
         resp.headers["Allow"] = ",".join(p.extra["allow"])
+    if "retry_after" in p.extra:
+        resp.headers["Retry-After"] = str(int(p.extra["retry_after"]))
     return resp
 
 

@@ -6,25 +6,28 @@
    (TOTP), or a one-time recovery code.
 3. ``POST /auth/verify`` checks it and promotes the session to ``full`` under a new token.
 
+Failures count per account (``login_max_failures``, then a lockout of
+``login_lockout_minutes``: 423 with ``Retry-After``); unknown e-mail addresses are counted the
+same way in the rate limiter, so the answers do not reveal which accounts exist.
+
 An OpenID Connect provider (Pro Santé Connect) plugs in at step 3: once the provider has
 identified the practitioner, its callback calls :func:`core.auth.start_session` with
-``stage="full"`` — the account, the session and the cookies are the same.
+``stage="full"`` — the account, the session and the cookies are the same (see
+:mod:`core.oidc` and docs/security.md).
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
-import time
+import math
 from datetime import timedelta
 from typing import Literal
 
-import pyotp
 from aiohttp import web
 from pydantic import BaseModel, EmailStr, Field
-from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from core import accounts, audit, passwords
+from core import accounts, audit, mfa, passwords
 from core.api import Api
 from core.auth import (
     SESSION,
@@ -34,10 +37,13 @@ from core.auth import (
     set_session_cookie,
     start_session,
 )
+from core.config import Settings
 from core.context import DB, LIMITER, NOTIFIER, SESSIONS, SETTINGS
 from core.db import utcnow
 from core.errors import BadRequest, Problem, TooManyRequests, Unauthorized
 from core.notify import DeliveryError, Email
+
+Method = Literal["email", "sms", "totp", "recovery"]
 
 
 class Locked(Problem):
@@ -51,8 +57,8 @@ class LoginIn(BaseModel):
 
 class LoginOut(BaseModel):
     status: Literal["mfa_required"]
-    methods: list[Literal["email", "sms", "totp", "recovery"]]
-    preferred: str
+    methods: list[Method]
+    preferred: Method
     email_hint: str
     mobile_hint: str | None
 
@@ -79,17 +85,54 @@ class SessionOut(BaseModel):
     csrf_token: str
 
 
-def _mask_email(email: str) -> str:
+def mask_email(email: str) -> str:
     name, _, domain = email.partition("@")
     return f"{name[:1]}***@{domain}"
 
 
-def _mask_phone(phone: str | None) -> str | None:
+def mask_phone(phone: str | None) -> str | None:
     return f"{phone[:4]}****{phone[-2:]}" if phone else None
 
 
-def _code_hash(secret_key: str, code: str) -> str:
-    return hmac.new(secret_key.encode(), code.encode(), hashlib.sha256).hexdigest()
+def methods_of(user: accounts.User) -> list[Method]:
+    methods: list[Method] = ["email"]
+    if user.mobile:
+        methods.append("sms")
+    if user.totp_enabled:
+        methods += ["totp", "recovery"]
+    return methods
+
+
+def _unknown_key(email: str) -> str:
+    return "login-unknown:" + hashlib.sha256(email.lower().encode()).hexdigest()[:32]
+
+
+def _lock(
+    session: AsyncSession, user: accounts.User, settings: Settings, ip: str
+) -> tuple[bool, int]:
+    """Count one failure; lock the account when the limit is reached. Returns (locked, secs)."""
+    user.failed_logins += 1
+    if user.failed_logins < settings.login_max_failures:
+        return False, 0
+    user.failed_logins = 0
+    user.locked_until = utcnow() + timedelta(minutes=settings.login_lockout_minutes)
+    audit.record(
+        session,
+        "auth.lockout",
+        object_type="user",
+        object_id=user.id,
+        ip=ip,
+        outcome="denied",
+        actor_label=user.email,
+        minutes=settings.login_lockout_minutes,
+    )
+    return True, settings.login_lockout_minutes * 60
+
+
+def _locked_for(user: accounts.User) -> int:
+    if user.locked_until is None:
+        return 0
+    return max(0, math.ceil((user.locked_until - utcnow()).total_seconds()))
 
 
 def setup(app: web.Application) -> None:
@@ -107,13 +150,18 @@ def setup(app: web.Application) -> None:
         """Check e-mail and password; the second factor comes next."""
         settings = request.app[SETTINGS]
         db = request.app[DB]
+        limiter = request.app[LIMITER]
         ip = client_ip(request)
-        if not await request.app[LIMITER].hit(f"login-ip:{ip}", limit=30, window=60):
-            raise TooManyRequests("Too many sign-in attempts from this address; wait a minute")
+        if not await limiter.hit(f"login-ip:{ip}", limit=30, window=60):
+            raise TooManyRequests(
+                "Too many sign-in attempts from this address; wait a minute", retry_after=60
+            )
+        email = str(body.email).lower()
+        locked_for = 0
+        failed = False
         async with db.write() as uow:
-            user = await accounts.get_by_email(uow.session, body.email)
-            now = utcnow()
-            if user is not None and user.locked_until and user.locked_until > now:
+            user = await accounts.get_by_email(uow.session, email)
+            if user is not None and (locked_for := _locked_for(user)):
                 audit.record(
                     uow.session,
                     "auth.login",
@@ -121,64 +169,63 @@ def setup(app: web.Application) -> None:
                     object_id=user.id,
                     ip=ip,
                     outcome="denied",
-                    actor_label=body.email,
+                    actor_label=email,
                     reason="locked",
                 )
-                raise Locked(
-                    "Too many failed attempts; try again later",
-                    retry_after=int((user.locked_until - now).total_seconds()),
-                )
-            ok = passwords.verify_password(user.password_hash if user else None, body.password)
-            if user is None or not ok or not user.active:
-                if user is not None:
-                    user.failed_logins += 1
-                    if user.failed_logins >= settings.login_max_failures:
-                        user.locked_until = now + timedelta(minutes=settings.login_lockout_minutes)
-                        user.failed_logins = 0
-                        audit.record(
-                            uow.session,
-                            "auth.lockout",
-                            object_type="user",
-                            object_id=user.id,
-                            ip=ip,
-                            outcome="denied",
-                            actor_label=body.email,
-                        )
-                audit.record(
-                    uow.session,
-                    "auth.login",
-                    object_type="user",
-                    object_id=user.id if user else "",
-                    ip=ip,
-                    outcome="failure",
-                    actor_label=body.email,
-                )
-                failed = True
             else:
-                failed = False
-                if user.password_hash and passwords.needs_rehash(user.password_hash):
+                # Unknown accounts are checked against a dummy hash: same work, same time.
+                ok = passwords.verify_password(user.password_hash if user else None, body.password)
+                failed = user is None or not ok or not user.active
+                if failed:
+                    audit.record(
+                        uow.session,
+                        "auth.login",
+                        object_type="user",
+                        object_id=user.id if user else "",
+                        ip=ip,
+                        outcome="failure",
+                        actor_label=email,
+                    )
+                    if user is not None:
+                        _lock(uow.session, user, settings, ip)
+                elif (
+                    user is not None
+                    and user.password_hash
+                    and passwords.needs_rehash(user.password_hash)
+                ):
                     user.password_hash = passwords.hash_password(body.password)
+        if locked_for:
+            raise Locked("Too many failed attempts; try again later", retry_after=locked_for)
         if failed:
+            if user is None:
+                # Count failures on unknown addresses like on real accounts (anti-enumeration).
+                window = settings.login_lockout_minutes * 60
+                if not await limiter.hit(
+                    _unknown_key(email), limit=settings.login_max_failures, window=window
+                ):
+                    raise Locked("Too many failed attempts; try again later", retry_after=window)
             raise Unauthorized("Wrong e-mail or password", code="invalid_credentials")
         assert user is not None
-        methods: list[Literal["email", "sms", "totp", "recovery"]] = ["email"]
-        if user.mobile:
-            methods.append("sms")
-        if user.totp_enabled:
-            methods += ["totp", "recovery"]
+        methods = methods_of(user)
+        preferred: Method = user.otp_channel if user.otp_channel in methods else "email"
         out = LoginOut(
             status="mfa_required",
             methods=methods,
-            preferred=user.otp_channel if user.otp_channel in methods else "email",
-            email_hint=_mask_email(user.email),
-            mobile_hint=_mask_phone(user.mobile),
+            preferred=preferred,
+            email_hint=mask_email(user.email),
+            mobile_hint=mask_phone(user.mobile),
         )
         resp = web.json_response(out.model_dump(mode="json"))
         await start_session(request, resp, kind="user", subject_id=user.id, stage="mfa")
         return resp
 
     @api.post(
-        "/auth/otp", body=OtpIn, response=OtpOut, auth="none", tags=["auth"], errors=[401, 429, 502]
+        "/auth/otp",
+        body=OtpIn,
+        response=OtpOut,
+        auth="none",
+        tags=["auth"],
+        errors=[401, 429, 502],
     )
     async def send_otp(request: web.Request, body: OtpIn) -> OtpOut:
         """Send a one-time code by e-mail or SMS (6 digits, 5 minutes, single use)."""
@@ -186,21 +233,16 @@ def setup(app: web.Application) -> None:
         if s is None or s.stage != "mfa":
             raise Unauthorized("Enter your password first", code="password_required")
         if not await request.app[LIMITER].hit(f"otp-send:{s.subject_id}", limit=5, window=600):
-            raise TooManyRequests("Too many codes requested; wait a few minutes")
+            raise TooManyRequests("Too many codes requested; wait a few minutes", retry_after=600)
         settings = request.app[SETTINGS]
         async with request.app[DB].read() as session:
             user = await session.get(accounts.User, s.subject_id)
-        if user is None:
+        if user is None or not user.active:
             raise Unauthorized("Enter your password first", code="password_required")
         if body.channel == "sms" and not user.mobile:
             raise BadRequest("No mobile number on this account", code="no_mobile")
-        secret = pyotp.random_base32()
-        code = pyotp.HOTP(secret, digits=6).at(0)
-        s.data.update(
-            mfa_code=_code_hash(settings.secret_key, code),
-            mfa_expires=time.time() + settings.otp_ttl_seconds,
-            mfa_tries=0,
-        )
+        code, state = mfa.new_one_time_code(settings.secret_key, settings.otp_ttl_seconds)
+        s.data.update(state, mfa_channel=body.channel)
         await request.app[SESSIONS].update(s)
         text = (
             f"Votre code de connexion Consilium : {code}\n"
@@ -212,12 +254,12 @@ def setup(app: web.Application) -> None:
             if body.channel == "sms":
                 assert user.mobile is not None
                 await notifier.send_sms(user.mobile, text)
-                sent_to = _mask_phone(user.mobile) or ""
+                sent_to = mask_phone(user.mobile) or ""
             else:
                 await notifier.send_email(
                     Email(to=user.email, subject="Votre code de connexion Consilium", text=text)
                 )
-                sent_to = _mask_email(user.email)
+                sent_to = mask_email(user.email)
         except DeliveryError:
             raise Problem(
                 "The code could not be sent; try the other channel",
@@ -251,65 +293,30 @@ def setup(app: web.Application) -> None:
             raise Unauthorized("Enter your password first", code="password_required")
         settings = request.app[SETTINGS]
         db = request.app[DB]
+        sessions = request.app[SESSIONS]
         ip = client_ip(request)
-        code = body.code.strip().replace(" ", "")
+        locked_for = 0
         async with db.write() as uow:
             user = await uow.session.get(accounts.User, s.subject_id)
             if user is None or not user.active:
                 raise Unauthorized("Enter your password first", code="password_required")
-            if user.locked_until and user.locked_until > utcnow():
-                raise Locked("Too many failed attempts; try again later")
+            locked_for = _locked_for(user)
             ok = False
-            if body.method == "otp":
-                expected = s.data.get("mfa_code")
-                fresh = float(s.data.get("mfa_expires", 0)) > time.time()
-                ok = (
-                    bool(expected)
-                    and fresh
-                    and hmac.compare_digest(str(expected), _code_hash(settings.secret_key, code))
-                )
-                if ok:  # single use
-                    s.data.pop("mfa_code", None)
-            elif body.method == "totp" and user.totp_enabled and user.totp_secret:
-                totp = pyotp.TOTP(user.totp_secret)
-                last = int(user.preferences.get("totp_last_step", -1))
-                step = totp.timecode(utcnow())
-                for candidate in (step - 1, step, step + 1):
-                    if candidate > last and hmac.compare_digest(totp.generate_otp(candidate), code):
-                        ok = True
-                        user.preferences = {**user.preferences, "totp_last_step": candidate}
-                        break
+            if locked_for:
+                pass
+            elif body.method == "otp":
+                ok = mfa.check_one_time_code(settings.secret_key, s.data, body.code)
+            elif body.method == "totp" and user.totp_enabled:
+                ok = mfa.check_totp(user, body.code)
             elif body.method == "recovery" and user.totp_enabled:
-                rows = await uow.session.execute(
-                    select(accounts.RecoveryCode).where(
-                        accounts.RecoveryCode.user_id == user.id,
-                        accounts.RecoveryCode.used_at.is_(None),
-                    )
-                )
-                for rc in rows.scalars():
-                    if passwords.verify_password(rc.code_hash, code.upper()):
-                        rc.used_at = utcnow()
-                        ok = True
-                        break
-            if not ok:
-                tries = int(s.data.get("mfa_tries", 0)) + 1
-                s.data["mfa_tries"] = tries
-                user.failed_logins += 1
-                if user.failed_logins >= settings.login_max_failures:
-                    user.locked_until = utcnow() + timedelta(minutes=settings.login_lockout_minutes)
-                    user.failed_logins = 0
-                    audit.record(
-                        uow.session,
-                        "auth.lockout",
-                        object_type="user",
-                        object_id=user.id,
-                        ip=ip,
-                        outcome="denied",
-                        actor_label=user.email,
-                    )
+                ok = await mfa.use_recovery_code(uow.session, user, settings.secret_key, body.code)
+            if locked_for:
+                pass
+            elif not ok:
+                s.data["mfa_tries"] = int(s.data.get("mfa_tries", 0)) + 1
                 audit.record(
                     uow.session,
-                    "auth.otp_verify",
+                    "auth.otp_failed",
                     object_type="user",
                     object_id=user.id,
                     ip=ip,
@@ -317,33 +324,38 @@ def setup(app: web.Application) -> None:
                     actor_label=user.email,
                     method=body.method,
                 )
+                _, locked_for = _lock(uow.session, user, settings, ip)
             else:
                 user.failed_logins = 0
                 user.last_login_at = utcnow()
-                audit.record(
-                    uow.session,
-                    "auth.otp_verify",
-                    object_type="user",
-                    object_id=user.id,
-                    ip=ip,
-                    actor_label=user.email,
-                    method=body.method,
-                )
-                audit.record(
-                    uow.session,
-                    "auth.login",
-                    object_type="user",
-                    object_id=user.id,
-                    ip=ip,
-                    actor_label=user.email,
-                    method=body.method,
-                )
+                if body.method == "otp" and s.data.get("mfa_channel") in ("email", "sms"):
+                    user.otp_channel = str(s.data["mfa_channel"])  # remembered for next time
+                elif body.method == "totp":
+                    user.otp_channel = "totp"
+                for action in ("auth.otp_used", "auth.login"):
+                    audit.record(
+                        uow.session,
+                        action,
+                        actor_id=user.id,
+                        actor_kind="user",
+                        actor_label=user.email,
+                        object_type="user",
+                        object_id=user.id,
+                        ip=ip,
+                        method=body.method,
+                    )
             label, role = user.display_name, user.role.value
+        if locked_for:
+            # The pending sign-in ends with the lockout: start again with the password.
+            await sessions.end(s.id)
+            raise Locked("Too many failed attempts; try again later", retry_after=locked_for)
         if not ok:
-            await request.app[SESSIONS].update(s)
+            if s.data["mfa_tries"] >= settings.login_max_failures:
+                s.data.pop("mfa_code", None)  # too many guesses: ask for a new code
+            await sessions.update(s)
             raise Unauthorized("Wrong or expired code", code="invalid_code")
         tokens: list[str] = []
-        new = await request.app[SESSIONS].promote(s, tokens)
+        new = await sessions.promote(s, tokens)
         out = SessionOut(
             kind="user", id=str(new.subject_id), name=label, role=role, csrf_token=new.csrf_token
         )
@@ -374,6 +386,8 @@ def setup(app: web.Application) -> None:
                     object_type="user",
                     object_id=s.subject_id,
                     ip=client_ip(request),
+                    actor_id=s.subject_id,
+                    actor_kind="user",
                 )
         resp = web.Response(status=204)
         clear_session_cookie(resp)

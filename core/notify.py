@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import make_msgid
+from typing import TYPE_CHECKING
 
 import aiohttp
 import aiosmtplib
@@ -21,6 +22,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from core.config import Settings
 from core.db import Base, Database, IdMixin, UTCDateTime, utcnow
+
+if TYPE_CHECKING:
+    from core.accounts import NotificationKind, User
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +128,20 @@ class Notifier:
             await self._record("sms", to, "", text, None, "failed", str(e))
             raise DeliveryError(f"SMS to {to} failed: {e}") from e
         return await self._record("sms", to, "", text, None, "sent")
+
+    async def notify_user(
+        self, user: User, kind: NotificationKind | str, *, subject: str, text: str
+    ) -> Notification | None:
+        """Tell a user about something on the channel they chose for this kind of news
+        (``User.preferences``): e-mail, SMS (the subject and text, shortened) or nothing."""
+        from core.accounts import notification_channel
+
+        channel = notification_channel(user, kind)
+        if channel == "none":
+            return None
+        if channel == "sms" and user.mobile:
+            return await self.send_sms(user.mobile, f"{subject}\n{text}"[:600])
+        return await self.send_email(Email(to=user.email, subject=subject, text=text))
 
     async def _record(
         self,

@@ -28,6 +28,7 @@ from core.app import create_app
 from core.config import Settings
 from core.context import DB, SESSIONS
 from core.sessions import COOKIE, CSRF_HEADER
+from tests.support.sms import SmsGateway
 from tests.support.smtp import SmtpSink
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -164,6 +165,17 @@ async def smtp() -> AsyncIterator[SmtpSink]:
         yield sink
     finally:
         sink.stop()
+
+
+@pytest.fixture
+async def sms_gateway() -> AsyncIterator[SmsGateway]:
+    """A real HTTP server on 127.0.0.1 standing in for the SMS provider."""
+    gw = SmsGateway()
+    await gw.start()
+    try:
+        yield gw
+    finally:
+        await gw.close()
 
 
 def make_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settings:

@@ -67,3 +67,51 @@ async def test_non_json_content_type_is_415(client):
         "/api/v1/auth/login", data="email=a", headers={"Content-Type": "text/plain"}
     )
     assert r.status == 415
+
+
+async def test_wrong_method_is_405_problem_with_allow(client):
+    r = await client.client.put("/api/v1/auth/login", json={})
+    assert r.status == 405
+    assert r.content_type == "application/problem+json"
+    assert (await r.json())["code"] == "method_not_allowed"
+    assert "POST" in r.headers["Allow"]
+
+
+async def test_unknown_page_outside_the_api_is_problem_json_too(client):
+    r = await client.get("/no/such/page")
+    assert r.status == 404
+    assert r.content_type == "application/problem+json"
+    assert r.headers["X-Content-Type-Options"] == "nosniff"
+
+
+async def test_request_id_is_echoed_from_the_client(client):
+    r = await client.get("/api/v1/nothing-here", headers={"X-Request-Id": "abc-123"})
+    assert r.headers["X-Request-Id"] == "abc-123"
+    assert (await r.json())["request_id"] == "abc-123"
+
+
+async def test_readyz_is_503_when_the_database_is_unreachable(backend, tmp_path, aiohttp_client):
+    from core.app import create_app
+    from tests.conftest import free_port, make_settings
+
+    url = f"postgresql+asyncpg://nobody@127.0.0.1:{free_port()}/nothing"
+    client = await aiohttp_client(create_app(make_settings(url, tmp_path / "data")))
+    r = await client.get("/readyz")
+    assert r.status == 503
+    body = await r.json()
+    assert body["status"] == "unavailable"
+    assert body["checks"]["database"].startswith("error")
+    assert (await client.get("/healthz")).status == 200  # alive, only not ready
+
+
+async def test_readyz_checks_redis_when_configured(tmp_path, database_url, aiohttp_client):
+    from core.app import create_app
+    from tests.conftest import free_port, make_settings
+
+    settings = make_settings(
+        database_url, tmp_path / "data", redis_url=f"redis://127.0.0.1:{free_port()}/0"
+    )
+    client = await aiohttp_client(create_app(settings))
+    r = await client.get("/readyz")
+    assert r.status == 503
+    assert (await r.json())["checks"]["redis"].startswith("error")

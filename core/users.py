@@ -1,0 +1,409 @@
+"""Account routes: my profile (``/me``), my password, my authenticator app, the colleague
+directory, and the administrators' user management (``/users``)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from sqlalchemy import or_, select
+
+from core import accounts, audit, mfa
+from core.accounts import NotificationKind, Role, User
+from core.api import Api
+from core.auth import SESSION, principal, set_session_cookie
+from core.context import DB, LIMITER, SESSIONS, SETTINGS
+from core.errors import Conflict, NotFound, TooManyRequests, Unauthorized, ValidationFailed
+
+Channel = Literal["email", "sms", "none"]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProfileOut(BaseModel):
+    id: uuid.UUID
+    email: str
+    role: Role
+    title: str
+    first_name: str
+    last_name: str
+    display_name: str
+    rpps: str | None
+    profession: str
+    specialty: str
+    establishment: str
+    mss_address: str | None
+    mobile: str | None
+    otp_channel: Literal["email", "sms", "totp"]
+    totp_enabled: bool
+    recovery_codes_left: int
+    notifications: dict[NotificationKind, Channel]
+    delegates_for: list[uuid.UUID]
+    last_login_at: datetime | None
+
+
+class ProfileUpdate(_In):
+    title: str | None = Field(None, max_length=20)
+    first_name: str | None = Field(None, min_length=1, max_length=100)
+    last_name: str | None = Field(None, min_length=1, max_length=100)
+    mobile: str | None = Field(None, max_length=20)
+    mss_address: EmailStr | None = None
+    otp_channel: Literal["email", "sms", "totp"] | None = None
+    notifications: dict[NotificationKind, Channel] | None = None
+
+
+class PasswordChange(_In):
+    current_password: str = Field(min_length=1, max_length=512)
+    new_password: str = Field(min_length=1, max_length=512)
+
+
+class TotpEnrolOut(BaseModel):
+    secret: str
+    otpauth_uri: str
+    qr_svg: str = Field(description="The otpauth URI as a QR code: an SVG data URI")
+
+
+class CodeIn(_In):
+    code: str = Field(min_length=6, max_length=20)
+
+
+class RecoveryCodesOut(BaseModel):
+    recovery_codes: list[str] = Field(description="Shown once; each works once")
+
+
+class UserCreate(_In):
+    email: EmailStr
+    password: str = Field(min_length=1, max_length=512)
+    role: Role
+    title: str = Field("", max_length=20)
+    first_name: str = Field(min_length=1, max_length=100)
+    last_name: str = Field(min_length=1, max_length=100)
+    rpps: str | None = Field(None, max_length=20)
+    profession: str = Field("", max_length=100)
+    specialty: str = Field("", max_length=100)
+    establishment: str = Field("", max_length=200)
+    mss_address: EmailStr | None = None
+    mobile: str | None = Field(None, max_length=20)
+    delegates_for: list[uuid.UUID] = Field(default_factory=list, max_length=50)
+
+
+class UserOut(BaseModel):
+    id: uuid.UUID
+    email: str
+    role: Role
+    title: str
+    first_name: str
+    last_name: str
+    display_name: str
+    rpps: str | None
+    profession: str
+    specialty: str
+    establishment: str
+    mss_address: str | None
+    mobile: str | None
+    active: bool
+    totp_enabled: bool
+    delegates_for: list[uuid.UUID]
+    created_at: datetime
+    last_login_at: datetime | None
+
+
+class UserQuery(_In):
+    q: str | None = Field(None, max_length=100)
+    role: Role | None = None
+    limit: int = Field(100, ge=1, le=500)
+    offset: int = Field(0, ge=0, le=1_000_000)
+
+
+class DirectoryQuery(_In):
+    q: str = Field(min_length=2, max_length=100, description="Part of a first or last name")
+    role: Literal["practitioner", "secretary"] | None = None
+    limit: int = Field(20, ge=1, le=50)
+
+
+class ColleagueOut(BaseModel):
+    id: uuid.UUID
+    display_name: str
+    title: str
+    first_name: str
+    last_name: str
+    role: Role
+    profession: str
+    specialty: str
+    establishment: str
+
+
+def _user_out(user: User, delegates: list[uuid.UUID]) -> UserOut:
+    return UserOut(
+        id=user.id,
+        email=user.email,
+        role=user.role,
+        title=user.title,
+        first_name=user.first_name,
+        last_name=user.last_name,
+        display_name=user.display_name,
+        rpps=user.rpps,
+        profession=user.profession,
+        specialty=user.specialty,
+        establishment=user.establishment,
+        mss_address=user.mss_address,
+        mobile=user.mobile,
+        active=user.active,
+        totp_enabled=user.totp_enabled,
+        delegates_for=delegates,
+        created_at=user.created_at,
+        last_login_at=user.last_login_at,
+    )
+
+
+def setup(app: web.Application) -> None:
+    api = Api.of(app)
+
+    async def _profile(request: web.Request, user_id: uuid.UUID) -> ProfileOut:
+        async with request.app[DB].read() as session:
+            user = await session.get(User, user_id)
+            if user is None:
+                raise Unauthorized("Sign in first", code="unauthenticated")
+            delegates = await accounts.delegators_of(session, user.id)
+            left = await mfa.remaining_recovery_codes(session, user) if user.totp_enabled else 0
+        return ProfileOut(
+            id=user.id,
+            email=user.email,
+            role=user.role,
+            title=user.title,
+            first_name=user.first_name,
+            last_name=user.last_name,
+            display_name=user.display_name,
+            rpps=user.rpps,
+            profession=user.profession,
+            specialty=user.specialty,
+            establishment=user.establishment,
+            mss_address=user.mss_address,
+            mobile=user.mobile,
+            otp_channel=user.otp_channel,
+            totp_enabled=user.totp_enabled,
+            recovery_codes_left=left,
+            notifications=accounts.notification_channels(user),
+            delegates_for=delegates,
+            last_login_at=user.last_login_at,
+        )
+
+    async def _code_attempt(request: web.Request, user_id: uuid.UUID) -> None:
+        if not await request.app[LIMITER].hit(f"account-code:{user_id}", limit=10, window=600):
+            raise TooManyRequests("Too many attempts; wait a few minutes", retry_after=600)
+
+    @api.get("/me", response=ProfileOut, tags=["account"])
+    async def get_me(request: web.Request) -> ProfileOut:
+        """My profile, second-factor settings and notification preferences."""
+        return await _profile(request, principal(request).user_id)
+
+    @api.patch("/me", body=ProfileUpdate, response=ProfileOut, tags=["account"])
+    async def patch_me(request: web.Request, body: ProfileUpdate) -> ProfileOut:
+        """Change my names, mobile, MSSanté address, preferred code channel, notifications."""
+        p = principal(request)
+        async with request.app[DB].write() as uow:
+            user = await uow.session.get(User, p.user_id)
+            assert user is not None
+            await accounts.update_profile(
+                uow.session, user, body.model_dump(exclude_unset=True), actor=p
+            )
+        return await _profile(request, p.user_id)
+
+    @api.post("/me/password", body=PasswordChange, tags=["account"], status=204, errors=[429])
+    async def change_password(request: web.Request, body: PasswordChange) -> web.StreamResponse:
+        """Change my password; every other session of mine ends, this one gets a new token."""
+        p = principal(request)
+        await _code_attempt(request, p.user_id)
+        async with request.app[DB].write() as uow:
+            user = await uow.session.get(User, p.user_id)
+            assert user is not None
+            await accounts.change_password(
+                uow.session, user, body.current_password, body.new_password, actor=p
+            )
+        sessions = request.app[SESSIONS]
+        current = request.get(SESSION)
+        assert current is not None
+        await sessions.store.delete_for_subject(p.user_id)
+        token, s = await sessions.create(
+            kind="user",
+            subject_id=p.user_id,
+            stage="full",
+            ip=current.ip,
+            user_agent=current.user_agent,
+            data=current.data,
+        )
+        resp = web.Response(status=204)
+        set_session_cookie(request, resp, token, s)
+        return resp
+
+    @api.post("/me/totp", response=TotpEnrolOut, tags=["account"], errors=[409])
+    async def enrol_totp(request: web.Request) -> TotpEnrolOut:
+        """Start enrolling an authenticator app: scan the QR code, then confirm with a code."""
+        p = principal(request)
+        async with request.app[DB].write() as uow:
+            user = await uow.session.get(User, p.user_id)
+            assert user is not None
+            if user.totp_enabled:
+                raise Conflict(
+                    "An authenticator app is already enrolled; remove it first",
+                    code="totp_enabled",
+                )
+            user.totp_secret = mfa.new_totp_secret()
+            secret, email = user.totp_secret, user.email
+        uri = mfa.provisioning_uri(secret, email)
+        return TotpEnrolOut(secret=secret, otpauth_uri=uri, qr_svg=mfa.qr_svg_data_uri(uri))
+
+    @api.post(
+        "/me/totp/confirm",
+        body=CodeIn,
+        response=RecoveryCodesOut,
+        tags=["account"],
+        errors=[409, 429],
+    )
+    async def confirm_totp(request: web.Request, body: CodeIn) -> RecoveryCodesOut:
+        """Confirm the enrolment with a first code; returns 10 recovery codes, shown once."""
+        p = principal(request)
+        await _code_attempt(request, p.user_id)
+        settings = request.app[SETTINGS]
+        async with request.app[DB].write() as uow:
+            user = await uow.session.get(User, p.user_id)
+            assert user is not None
+            if user.totp_enabled or not user.totp_secret:
+                raise Conflict("Start the enrolment first", code="totp_not_pending")
+            if not mfa.check_totp(user, body.code):
+                raise ValidationFailed("Wrong code; check the phone's clock", code="invalid_code")
+            user.totp_enabled = True
+            user.otp_channel = "totp"
+            codes = await mfa.replace_recovery_codes(uow.session, user, settings.secret_key)
+            audit.record(
+                uow.session, "account.totp_enrol", actor=p, object_type="user", object_id=user.id
+            )
+        return RecoveryCodesOut(recovery_codes=codes)
+
+    @api.delete("/me/totp", body=CodeIn, tags=["account"], status=204, errors=[409, 429])
+    async def remove_totp(request: web.Request, body: CodeIn) -> None:
+        """Remove my authenticator app (give a current code or a recovery code)."""
+        p = principal(request)
+        await _code_attempt(request, p.user_id)
+        settings = request.app[SETTINGS]
+        async with request.app[DB].write() as uow:
+            user = await uow.session.get(User, p.user_id)
+            assert user is not None
+            if not user.totp_enabled:
+                raise Conflict("No authenticator app is enrolled", code="totp_not_enrolled")
+            ok = mfa.check_totp(user, body.code) or await mfa.use_recovery_code(
+                uow.session, user, settings.secret_key, body.code
+            )
+            if not ok:
+                raise ValidationFailed("Wrong code", code="invalid_code")
+            await mfa.disable_totp(uow.session, user)
+            audit.record(
+                uow.session, "account.totp_remove", actor=p, object_type="user", object_id=user.id
+            )
+
+    @api.get(
+        "/users/directory", query=DirectoryQuery, response=list[ColleagueOut], tags=["account"]
+    )
+    async def directory(request: web.Request, query: DirectoryQuery) -> list[ColleagueOut]:
+        """Find colleagues by name (at least 2 characters; accents and case ignored)."""
+        words = accounts.fold(query.q).split()
+        if not words or len("".join(words)) < 2:
+            raise ValidationFailed("Type at least 2 letters", code="query_too_short")
+        stmt = select(User).where(User.active.is_(True), User.role != Role.admin)
+        for w in words[:4]:
+            pattern = "%" + w.replace("\\", "").replace("%", "").replace("_", "") + "%"
+            stmt = stmt.where(User.search_name.like(pattern))
+        if query.role:
+            stmt = stmt.where(User.role == Role(query.role))
+        stmt = stmt.order_by(User.last_name, User.first_name).limit(query.limit)
+        async with request.app[DB].read() as session:
+            rows = (await session.execute(stmt)).scalars().all()
+        return [
+            ColleagueOut(
+                id=u.id,
+                display_name=u.display_name,
+                title=u.title,
+                first_name=u.first_name,
+                last_name=u.last_name,
+                role=u.role,
+                profession=u.profession,
+                specialty=u.specialty,
+                establishment=u.establishment,
+            )
+            for u in rows
+        ]
+
+    @api.get("/users", query=UserQuery, response=list[UserOut], auth="admin", tags=["admin"])
+    async def list_users(request: web.Request, query: UserQuery) -> list[UserOut]:
+        """Every account (administrators)."""
+        stmt = select(User)
+        if query.q:
+            folded = accounts.fold(query.q).replace("%", "").replace("_", "")
+            stmt = stmt.where(
+                or_(
+                    User.search_name.like(f"%{folded}%"),
+                    User.email.like(f"%{query.q.lower().replace('%', '')}%"),
+                )
+            )
+        if query.role:
+            stmt = stmt.where(User.role == query.role)
+        stmt = stmt.order_by(User.last_name, User.first_name).offset(query.offset)
+        async with request.app[DB].read() as session:
+            users = (await session.execute(stmt.limit(query.limit))).scalars().all()
+            return [_user_out(u, await accounts.delegators_of(session, u.id)) for u in users]
+
+    @api.post(
+        "/users",
+        body=UserCreate,
+        response=UserOut,
+        status=201,
+        auth="admin",
+        tags=["admin"],
+        errors=[409],
+    )
+    async def create_user(request: web.Request, body: UserCreate) -> UserOut:
+        """Create a practitioner, a secretary (with the practitioners they act for) or an admin."""
+        p = principal(request)
+        async with request.app[DB].write() as uow:
+            user = await accounts.create_user(
+                uow.session,
+                email=str(body.email),
+                password=body.password,
+                role=body.role,
+                first_name=body.first_name.strip(),
+                last_name=body.last_name.strip(),
+                title=body.title.strip(),
+                rpps=body.rpps,
+                delegates_for=body.delegates_for,
+                profession=body.profession,
+                specialty=body.specialty,
+                establishment=body.establishment,
+                mss_address=str(body.mss_address) if body.mss_address else None,
+                mobile=body.mobile or None,
+            )
+            audit.record(
+                uow.session,
+                "user.create",
+                actor=p,
+                object_type="user",
+                object_id=user.id,
+                role=user.role.value,
+                email=user.email,
+            )
+            out = _user_out(user, list(body.delegates_for))
+        return out
+
+    @api.get("/users/{user_id}", response=UserOut, auth="admin", tags=["admin"])
+    async def get_user(request: web.Request) -> UserOut:
+        """One account (administrators)."""
+        user_id = uuid.UUID(request.match_info["user_id"])
+        async with request.app[DB].read() as session:
+            user = await session.get(User, user_id)
+            if user is None:
+                raise NotFound("No user with this id")
+            return _user_out(user, await accounts.delegators_of(session, user.id))
