@@ -25,10 +25,13 @@ export function onUnauthorized(fn) {
   return () => listeners.delete(fn);
 }
 
-export async function request(method, path, { json, form, query, signal, quiet401 } = {}) {
+export async function request(method, path, { json, form, raw, rawType, query, signal, quiet401 } = {}) {
   const headers = { Accept: "application/json" };
   let body;
-  if (json !== undefined) {
+  if (raw !== undefined) {
+    headers["Content-Type"] = rawType || raw.type || "application/octet-stream";
+    body = raw;
+  } else if (json !== undefined) {
     headers["Content-Type"] = "application/json";
     body = JSON.stringify(json);
   } else if (form !== undefined) {
@@ -64,6 +67,7 @@ export const api = {
   patch: (path, json, opts) => request("PATCH", path, { ...opts, json }),
   del: (path, opts) => request("DELETE", path, opts),
   upload: (path, form, opts) => request("POST", path, { ...opts, form }),
+  putFile: (path, file, opts) => request("PUT", path, { ...opts, raw: file }),
 };
 
 /** Upload with progress (fetch has no upload progress): XMLHttpRequest with the same rules. */
