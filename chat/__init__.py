@@ -1,4 +1,5 @@
-"""Consilium `chat` package (see ARCHITECTURE.md)."""
+"""Chat: durable room messages, direct messages, history, typing and read markers, carried
+by the rooms' live connection. See docs/chat.md."""
 
 from __future__ import annotations
 
@@ -6,4 +7,8 @@ from aiohttp import web
 
 
 def setup(app: web.Application) -> None:
-    """Register this package's routes and handlers."""
+    """Register the chat's Socket.IO events on the rooms' live layer."""
+    from chat import live
+    from rooms.live import Live
+
+    live.register(Live.of(app))

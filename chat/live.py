@@ -1,0 +1,202 @@
+"""Chat over the live connection: ``chat:send``, ``chat:direct``, ``chat:history``,
+``chat:typing``, ``chat:read``; the server emits ``chat:message``, ``chat:typing``,
+``chat:read``. Messages are broadcast after they are committed (``chat.message`` event)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field
+
+from chat import actions
+from chat.config import ChatSettings
+from chat.models import MAX_TEXT
+from core.accounts import User
+from core.context import DB
+from core.events import Event
+from rooms.live import Conn, EventError, Live, Payload, channel_participant, channel_user
+
+Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]
+
+
+class DocumentRef(BaseModel):
+    id: uuid.UUID
+    name: Annotated[str, Field(min_length=1, max_length=255)]
+
+
+class SendIn(Payload):
+    id: uuid.UUID
+    text: Text
+    to: Annotated[str, Field(max_length=64)] | None = None  # a participant id: direct message
+    document: DocumentRef | None = None
+
+
+class DirectIn(Payload):
+    id: uuid.UUID
+    text: Text
+    to_user: uuid.UUID
+    document: DocumentRef | None = None
+
+
+class HistoryIn(Payload):
+    before: uuid.UUID | None = None
+    limit: int = Field(50, ge=1, le=200)
+    with_user: uuid.UUID | None = None  # a direct conversation outside rooms
+
+
+class TypingIn(Payload):
+    typing: bool = True
+    to: Annotated[str, Field(max_length=64)] | None = None
+
+
+class ReadIn(Payload):
+    message_id: uuid.UUID
+    with_user: uuid.UUID | None = None
+
+
+def _sender(conn: Conn) -> actions.Sender:
+    p = conn.principal
+    return actions.Sender(id=p.subject_id, kind=p.kind, name=p.label)
+
+
+def register(live: Live, config: ChatSettings | None = None) -> None:
+    db = live.app[DB]
+    cfg = config or ChatSettings()
+
+    def throttle(conn: Conn) -> None:
+        if not conn.allow("chat", cfg.messages_per_second, cfg.burst):
+            raise EventError("You are sending too fast; wait a moment", code="rate_limited")
+
+    @live.event("chat:send", SendIn)
+    async def send(live: Live, conn: Conn, body: SendIn) -> dict[str, Any]:
+        assert conn.room_id is not None
+        throttle(conn)
+        recipient = None
+        target_pid = None
+        if body.to is not None:
+            target = await live.state.get(str(conn.room_id), body.to)
+            if target is None:
+                raise EventError("No such participant in this room", code="participant_not_found")
+            recipient = actions.Sender(
+                id=uuid.UUID(target.subject_id), kind=target.kind, name=target.name
+            )
+            target_pid = target.id
+        msg, _ = await actions.send_message(
+            db,
+            _sender(conn),
+            message_id=body.id,
+            text=body.text,
+            room_id=conn.room_id,
+            recipient=recipient,
+            document=(body.document.id, body.document.name) if body.document else None,
+            routing={"origin_sid": conn.sid, "to_participant": target_pid},
+        )
+        return {"message": actions.message_out(msg)}
+
+    @live.event("chat:direct", DirectIn, in_room=False)
+    async def direct(live: Live, conn: Conn, body: DirectIn) -> dict[str, Any]:
+        if conn.principal.kind != "user":
+            raise EventError("Reserved to professionals with an account", code="account_required")
+        throttle(conn)
+        async with db.read() as session:
+            user = await session.get(User, body.to_user)
+        if user is None or not user.active:
+            raise EventError("No account with this id", code="user_not_found")
+        msg, _ = await actions.send_message(
+            db,
+            _sender(conn),
+            message_id=body.id,
+            text=body.text,
+            room_id=None,
+            recipient=actions.Sender(id=user.id, kind="user", name=user.display_name),
+            document=(body.document.id, body.document.name) if body.document else None,
+            routing={"origin_sid": conn.sid},
+        )
+        return {"message": actions.message_out(msg)}
+
+    @live.event("chat:history", HistoryIn, in_room=False)
+    async def history(live: Live, conn: Conn, body: HistoryIn) -> dict[str, Any]:
+        me = conn.principal.subject_id
+        if body.with_user is not None:
+            if conn.principal.kind != "user":
+                raise EventError("Reserved to professionals", code="account_required")
+            msgs, more = await actions.history(
+                db, me, peer_id=body.with_user, before=body.before, limit=body.limit
+            )
+        else:
+            if conn.room_id is None:
+                raise EventError("Join a room first", code="not_in_room")
+            msgs, more = await actions.history(
+                db, me, room_id=conn.room_id, before=body.before, limit=body.limit
+            )
+        return {"messages": [actions.message_out(m) for m in msgs], "has_more": more}
+
+    @live.event("chat:typing", TypingIn)
+    async def typing(live: Live, conn: Conn, body: TypingIn) -> dict[str, Any]:
+        data = {
+            "participant_id": conn.participant_id,
+            "name": conn.principal.label,
+            "typing": body.typing,
+        }
+        if body.to:
+            await live.emit_to_participant(body.to, "chat:typing", data)
+        else:
+            await live.emit_to_room(conn.room_id or "", "chat:typing", data, skip_sid=conn.sid)
+        return {}
+
+    @live.event("chat:read", ReadIn, in_room=False)
+    async def read(live: Live, conn: Conn, body: ReadIn) -> dict[str, Any]:
+        me = conn.principal.subject_id
+        if body.with_user is not None:
+            scope = actions.dm_scope(me, body.with_user)
+        elif conn.room_id is not None:
+            scope = f"room:{conn.room_id}"
+        else:
+            raise EventError("Join a room first", code="not_in_room")
+        if not await actions.message_in_scope(db, body.message_id, scope):
+            raise EventError("No message with this id here", code="message_not_found")
+        at = await actions.mark_read(db, me, scope, body.message_id)
+        data = {
+            "reader": {"id": str(me), "name": conn.principal.label},
+            "participant_id": conn.participant_id,
+            "message_id": str(body.message_id),
+            "read_at": at.isoformat(),
+        }
+        if body.with_user is not None:
+            await live.emit_to_user(body.with_user, "chat:read", data)
+        else:
+            await live.emit_to_room(conn.room_id or "", "chat:read", data, skip_sid=conn.sid)
+        return {}
+
+    @live.hooks.on_join_ack
+    async def history_on_join(live: Live, conn: Conn) -> dict[str, Any]:
+        assert conn.room_id is not None
+        me = conn.principal.subject_id
+        msgs, more = await actions.history(db, me, room_id=conn.room_id, limit=cfg.history_page)
+        marker = await actions.read_marker(db, me, f"room:{conn.room_id}")
+        return {
+            "chat": {
+                "messages": [actions.message_out(m) for m in msgs],
+                "has_more": more,
+                "read_up_to": str(marker) if marker else None,
+            }
+        }
+
+    async def on_message(event: Event) -> None:
+        m = event.payload
+        origin = event.routing.get("origin_sid")
+        if m["room_id"] is None:  # a direct conversation outside rooms
+            assert m["to"] is not None
+            await live.sio.emit("chat:message", m, room=channel_user(m["to"]["id"]))
+            await live.sio.emit(
+                "chat:message", m, room=channel_user(m["sender"]["id"]), skip_sid=origin
+            )
+        elif event.routing.get("to_participant"):
+            await live.sio.emit(
+                "chat:message", m, room=channel_participant(event.routing["to_participant"])
+            )
+        else:
+            await live.emit_to_room(m["room_id"], "chat:message", m, skip_sid=origin)
+
+    db.bus.subscribe("chat.message", on_message)

@@ -1,0 +1,451 @@
+"""The live connection every participant holds while in a room: Socket.IO on the aiohttp app.
+
+One :class:`Live` per application (``Live.of(app)``) owns the ``socketio.AsyncServer``, the
+live state (:mod:`rooms.presence`), the registry of client events and the hooks other
+packages (``chat``, ``rtc``) plug into. See docs/rooms.md for the event catalogue.
+
+Every client event goes through :meth:`Live._dispatch`: unknown event, oversized payload,
+invalid payload, not in a room, not a host, flooding, domain refusal or internal error all
+come back as an error acknowledgement ``{"ok": false, "error": {"code", "message"}}``;
+success is ``{"ok": true, ...}``. A handler's exception never closes the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from http.cookies import CookieError, SimpleCookie
+from typing import Any, Literal
+
+import socketio
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict
+from pydantic import ValidationError as PydanticValidationError
+
+from core.accounts import User, delegators_of
+from core.context import DB, REDIS, SESSIONS, SETTINGS
+from core.errors import Problem
+from core.principal import Principal
+from core.sessions import COOKIE
+from rooms.config import RoomSettings
+from rooms.presence import (
+    LiveState,
+    MemoryLiveState,
+    Participant,
+    RedisLiveState,
+)
+
+log = logging.getLogger(__name__)
+
+LIVE: web.AppKey[Live] = web.AppKey("live")
+
+LeaveReason = Literal["left", "timeout", "removed", "ended"]
+JoinHook = Callable[["Live", Participant], Awaitable[None]]
+LeaveHook = Callable[["Live", Participant, str], Awaitable[None]]
+ParticipantHook = Callable[["Live", Participant], Awaitable[None]]
+JoinExtra = Callable[["Live", "Conn"], Awaitable[dict[str, Any]]]
+EventHandler = Callable[["Live", "Conn", Any], Awaitable[dict[str, Any] | None]]
+
+
+class EventError(Problem):
+    """Refuse a client event with an error acknowledgement of this code."""
+
+    status, code, title = 400, "bad_request", "Refused"
+
+
+class Payload(BaseModel):
+    """Base of event payload models: unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass
+class Conn:
+    """One Socket.IO connection on this node."""
+
+    sid: str
+    principal: Principal
+    session_id: str
+    room_id: uuid.UUID | None = None
+    participant_id: str | None = None
+    role: str | None = None
+    lobby_room_id: uuid.UUID | None = None
+    _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def allow(self, key: str, rate: float, burst: int) -> bool:
+        """Token bucket per connection (a connection lives on one node: no shared state)."""
+        now = time.monotonic()
+        tokens, last = self._buckets.get(key, (float(burst), now))
+        tokens = min(float(burst), tokens + (now - last) * rate)
+        if tokens < 1:
+            self._buckets[key] = (tokens, now)
+            return False
+        self._buckets[key] = (tokens - 1, now)
+        return True
+
+
+@dataclass
+class EventSpec:
+    name: str
+    handler: EventHandler
+    model: type[BaseModel] | None
+    in_room: bool
+    host: bool
+    max_bytes: int | None
+
+
+class Hooks:
+    """Async callbacks other packages register (the SFU in ``rtc``, the chat). They run on
+    the node that handled the act; a failing hook is logged and never undoes the act."""
+
+    def __init__(self) -> None:
+        self.joined: list[JoinHook] = []
+        self.left: list[LeaveHook] = []
+        self.updated: list[ParticipantHook] = []
+        self.muted: list[ParticipantHook] = []
+        self.join_extras: list[JoinExtra] = []
+
+    def on_joined(self, fn: JoinHook) -> JoinHook:
+        self.joined.append(fn)
+        return fn
+
+    def on_left(self, fn: LeaveHook) -> LeaveHook:
+        self.left.append(fn)
+        return fn
+
+    def on_updated(self, fn: ParticipantHook) -> ParticipantHook:
+        self.updated.append(fn)
+        return fn
+
+    def on_muted(self, fn: ParticipantHook) -> ParticipantHook:
+        self.muted.append(fn)
+        return fn
+
+    def on_join_ack(self, fn: JoinExtra) -> JoinExtra:
+        """Add fields to the ``room:join`` acknowledgement (the chat adds its history)."""
+        self.join_extras.append(fn)
+        return fn
+
+    async def call(self, hooks: list[Any], *args: Any) -> None:
+        for fn in hooks:
+            try:
+                await fn(*args)
+            except Exception:
+                log.exception("live hook %s failed", getattr(fn, "__qualname__", fn))
+
+
+def error_ack(code: str, message: str, **extra: Any) -> dict[str, Any]:
+    return {"ok": False, "error": {"code": code, "message": message, **extra}}
+
+
+def channel_room(room_id: uuid.UUID | str) -> str:
+    return f"room:{room_id}"
+
+
+def channel_hosts(room_id: uuid.UUID | str) -> str:
+    return f"hosts:{room_id}"
+
+
+def channel_participant(participant_id: str) -> str:
+    return f"p:{participant_id}"
+
+
+def channel_user(subject_id: uuid.UUID | str) -> str:
+    return f"user:{subject_id}"
+
+
+def channel_guest(guest_id: uuid.UUID | str) -> str:
+    return f"guest:{guest_id}"
+
+
+class Live:
+    def __init__(self, app: web.Application, config: RoomSettings | None = None) -> None:
+        settings = app[SETTINGS]
+        self.app = app
+        self.config = config or RoomSettings()
+        self.grace = self.config.grace_seconds
+        self.node = settings.node_id
+        manager = (
+            socketio.AsyncRedisManager(
+                settings.redis_url, channel=settings.redis_prefix + "socketio"
+            )
+            if settings.redis_url
+            else None
+        )
+        self.sio = socketio.AsyncServer(
+            async_mode="aiohttp",
+            client_manager=manager,
+            # Above our own per-event limit, so an oversized event gets an error ack
+            # instead of a closed connection.
+            max_http_buffer_size=max(1_000_000, self.config.max_event_bytes * 4),
+            ping_interval=10,
+            ping_timeout=10,
+            logger=False,
+            engineio_logger=False,
+        )
+        self.state: LiveState = (
+            RedisLiveState(app[REDIS], settings.redis_prefix)
+            if app[REDIS] is not None
+            else MemoryLiveState()
+        )
+        self.hooks = Hooks()
+        self.conns: dict[str, Conn] = {}
+        self.events: dict[str, EventSpec] = {}
+        self._timers: set[asyncio.Task[None]] = set()
+        self.sio.on("connect", self._connect)
+        self.sio.on("disconnect", self._disconnect)
+        self.sio.on("*", self._dispatch)
+        self.sio.attach(app, socketio_path="socket.io")
+
+    @classmethod
+    def of(cls, app: web.Application) -> Live:
+        return app[LIVE]
+
+    # -- registry ----------------------------------------------------------------------
+
+    def event(
+        self,
+        name: str,
+        model: type[BaseModel] | None = None,
+        *,
+        in_room: bool = True,
+        host: bool = False,
+        max_bytes: int | None = None,
+    ) -> Callable[[EventHandler], EventHandler]:
+        """Register a client event: ``@live.event("rtc:offer", OfferIn)``.
+
+        The handler gets ``(live, conn, body)`` (``body`` validated by ``model``, or the raw
+        payload without a model) and returns a dict merged into ``{"ok": true}``; it raises
+        :class:`EventError` (or any ``core.errors.Problem``) to refuse. ``in_room``: the
+        connection must have joined a room; ``host``: and be one of its hosts.
+        """
+
+        def register(fn: EventHandler) -> EventHandler:
+            if name in self.events:
+                raise ValueError(f"event {name} already registered")
+            self.events[name] = EventSpec(name, fn, model, in_room, host, max_bytes)
+            return fn
+
+        return register
+
+    # -- emitting ----------------------------------------------------------------------
+
+    async def emit_to_room(
+        self, room_id: uuid.UUID | str, event: str, data: Any, *, skip_sid: str | None = None
+    ) -> None:
+        """To every participant of the room, on every node."""
+        await self.sio.emit(event, data, room=channel_room(room_id), skip_sid=skip_sid)
+
+    async def emit_to_hosts(self, room_id: uuid.UUID | str, event: str, data: Any) -> None:
+        await self.sio.emit(event, data, room=channel_hosts(room_id))
+
+    async def emit_to_participant(self, participant_id: str, event: str, data: Any) -> None:
+        """To one participant's current connection, wherever it is."""
+        await self.sio.emit(event, data, room=channel_participant(participant_id))
+
+    async def emit_to_user(
+        self, user_id: uuid.UUID | str, event: str, data: Any, *, skip_sid: str | None = None
+    ) -> None:
+        """To every connection of a signed-in user (their personal channel)."""
+        await self.sio.emit(event, data, room=channel_user(user_id), skip_sid=skip_sid)
+
+    async def disconnect_sid(self, sid: str) -> None:
+        """Close a connection, on whichever node holds it."""
+        try:
+            await self.sio.disconnect(sid)
+        except Exception:
+            log.warning("could not disconnect %s", sid, exc_info=True)
+
+    # -- connection --------------------------------------------------------------------
+
+    async def _principal(self, environ: dict[str, Any]) -> tuple[Principal, str] | None:
+        raw = environ.get("HTTP_COOKIE", "")
+        try:
+            jar = SimpleCookie(raw)
+        except CookieError:
+            return None
+        if COOKIE not in jar:
+            return None
+        s = await self.app[SESSIONS].load(jar[COOKIE].value)
+        if s is None or s.stage != "full":
+            return None
+        ip = str(environ.get("REMOTE_ADDR", ""))
+        if s.kind == "guest":
+            p = Principal(
+                kind="guest",
+                subject_id=s.subject_id,
+                label=str(s.data.get("label", "Invité")),
+                role="guest",
+                session_id=s.id,
+                ip=ip,
+                data=dict(s.data),
+            )
+            return p, s.id
+        async with self.app[DB].read() as session:
+            user = await session.get(User, s.subject_id)
+            if user is None or not user.active:
+                return None
+            delegates = await delegators_of(session, user.id)
+        p = Principal(
+            kind="user",
+            subject_id=user.id,
+            label=user.display_name,
+            role=user.role.value,
+            session_id=s.id,
+            ip=ip,
+            delegates_for=tuple(delegates),
+            data=dict(s.data),
+        )
+        return p, s.id
+
+    async def _connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        try:
+            found = await self._principal(environ)
+        except Exception:
+            log.exception("socket authentication failed")
+            found = None
+        if found is None:
+            raise socketio.exceptions.ConnectionRefusedError(
+                {"code": "unauthenticated", "message": "Sign in or open your invitation link"}
+            )
+        principal, session_id = found
+        self.conns[sid] = Conn(sid=sid, principal=principal, session_id=session_id)
+        if principal.kind == "user":
+            await self.sio.enter_room(sid, channel_user(principal.subject_id))
+        else:
+            await self.sio.enter_room(sid, channel_guest(principal.subject_id))
+
+    async def _disconnect(self, sid: str, reason: Any = None) -> None:
+        conn = self.conns.pop(sid, None)
+        if conn is None:
+            return
+        try:
+            await self._release(conn, reason="timeout")
+        except Exception:
+            log.exception("cleanup of %s failed", sid)
+
+    async def _release(self, conn: Conn, *, reason: LeaveReason) -> None:
+        """The connection is gone: lobby entry dropped, participant kept for the grace period."""
+        if conn.lobby_room_id is not None:
+            room_id, conn.lobby_room_id = conn.lobby_room_id, None
+            entry = await self.state.lobby_remove(str(room_id), str(conn.principal.subject_id))
+            if entry is not None and entry.sid == conn.sid:
+                await self.emit_to_hosts(
+                    room_id, "lobby:left", {"guest_id": entry.guest_id, "reason": "gone"}
+                )
+            elif entry is not None:  # a newer connection of the same guest took the place
+                await self.state.lobby_add(str(room_id), entry)
+        if conn.room_id is None or conn.participant_id is None:
+            return
+        room_key, pid, sid = str(conn.room_id), conn.participant_id, conn.sid
+        if not await self.state.mark_disconnected(room_key, pid, sid):
+            return
+        p = await self.state.get(room_key, pid)
+        if p is not None:
+            await self.emit_to_room(room_key, "participant:updated", {"participant": p.public()})
+        self.spawn(self._expire(room_key, pid, sid))
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run a background task that the app's shutdown cancels."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._timers.add(task)
+        task.add_done_callback(self._timers.discard)
+
+    async def _expire(self, room_id: str, pid: str, sid: str) -> None:
+        await asyncio.sleep(self.grace)
+        p = await self.state.get(room_id, pid)
+        if p is not None and await self.state.remove(room_id, pid, only_if_sid=sid):
+            await self.participant_left(p, "timeout")
+
+    async def participant_left(self, p: Participant, reason: LeaveReason) -> None:
+        await self.emit_to_room(
+            p.room_id, "participant:left", {"participant_id": p.id, "reason": reason}
+        )
+        await self.hooks.call(self.hooks.left, self, p, reason)
+
+    # -- dispatch ----------------------------------------------------------------------
+
+    async def _dispatch(self, event: str, sid: str, *args: Any) -> dict[str, Any]:
+        conn = self.conns.get(sid)
+        if conn is None:
+            return error_ack("unauthenticated", "Not connected")
+        spec = self.events.get(event)
+        if spec is None:
+            return error_ack("unknown_event", f"Unknown event {event!r}"[:200])
+        if len(args) > 1:
+            return error_ack("invalid_payload", "Send one payload object")
+        data = args[0] if args else None
+        try:
+            size = len(json.dumps(data, separators=(",", ":"))) if data is not None else 0
+        except (TypeError, ValueError):
+            return error_ack("invalid_payload", "The payload is not JSON")
+        limit = spec.max_bytes or self.config.max_event_bytes
+        if size > limit:
+            return error_ack("too_large", f"The payload exceeds {limit} bytes", limit=limit)
+        if not conn.allow("events", self.config.events_per_second, self.config.events_burst):
+            return error_ack("rate_limited", "Too many events; slow down")
+        if spec.in_room:
+            if conn.room_id is None or conn.participant_id is None:
+                return error_ack("not_in_room", "Join a room first")
+            if (
+                isinstance(data, dict)
+                and "room_id" in data
+                and str(data.pop("room_id")) != str(conn.room_id)
+            ):
+                return error_ack("not_in_room", "This connection is not in that room")
+            if spec.host and conn.role != "host":
+                return error_ack("host_required", "Reserved to the room's hosts")
+        body: Any = data
+        if spec.model is not None:
+            try:
+                body = spec.model.model_validate(data if data is not None else {})
+            except PydanticValidationError as e:
+                errors = [
+                    {"loc": [str(x) for x in err["loc"]], "msg": err["msg"]}
+                    for err in e.errors(
+                        include_url=False, include_context=False, include_input=False
+                    )
+                ][:10]
+                return error_ack("invalid_payload", "The payload did not validate", errors=errors)
+        try:
+            result = await spec.handler(self, conn, body)
+        except Problem as p:
+            return error_ack(p.code, p.detail or p.title)
+        except Exception:
+            log.exception("socket event %s failed", event)
+            return error_ack("internal_error", "An internal error occurred")
+        return {"ok": True, **(result or {})}
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def shutdown(self) -> None:
+        for t in list(self._timers):
+            t.cancel()
+        try:
+            await self.sio.shutdown()
+        except Exception:
+            log.debug("socket.io shutdown", exc_info=True)
+        mgr = self.sio.manager
+        redis = getattr(mgr, "redis", None)
+        if redis is not None:
+            try:
+                await redis.aclose()
+            except Exception:
+                log.debug("socket.io redis close", exc_info=True)
+
+
+def setup(app: web.Application) -> Live:
+    live = Live(app)
+    app[LIVE] = live
+
+    async def lifespan(app: web.Application) -> Any:
+        yield
+        await live.shutdown()
+
+    app.cleanup_ctx.append(lifespan)
+    return live
