@@ -64,6 +64,23 @@ async def _static_cache(request: web.Request, handler: Handler) -> web.StreamRes
     return resp
 
 
+def _serve_join_page(app: web.Application) -> None:
+    """``/join/<token>``: when ``rooms`` owns the route (it checks the token and answers a
+    plain error page for a dead link), it asks us for the page through its ``JOIN_PAGE``
+    hook; otherwise we serve the route ourselves."""
+    from rooms.api import JOIN_PAGE  # the one import of another feature: its UI hook
+
+    owned = any(r.canonical == "/join/{token}" for r in app.router.resources())
+    if owned:
+
+        async def join_page(request: web.Request, token: str) -> web.StreamResponse:
+            return await _app_page(request)
+
+        app[JOIN_PAGE] = join_page
+    else:
+        app.router.add_get("/join/{token}", _app_page)
+
+
 def setup(app: web.Application) -> None:
     """Register the pages, the static assets, the manifest and the service worker."""
     missing = assets_missing()
@@ -73,7 +90,7 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/", _redirect_to_app)
     app.router.add_get("/app", _redirect_to_app)
     app.router.add_get("/app/{tail:.*}", _app_page)
-    app.router.add_get("/join/{token}", _app_page)
+    _serve_join_page(app)
     app.router.add_get("/sw.js", _service_worker)
     app.router.add_get("/manifest.webmanifest", _manifest)
     app.router.add_static("/static/", STATIC, append_version=False)

@@ -129,6 +129,35 @@ async def shot(page: Any, name: str, *, full_page: bool = True) -> None:
     await page.screenshot(path=str(RESULTS / f"{name}.png"), full_page=full_page)
 
 
+async def open_session(page: Any, app: web.Application, user: Any) -> None:
+    """Sign the page's browser context in directly (the login pages have their own tests)."""
+    from core.context import SESSIONS
+
+    token, s = await app[SESSIONS].create(kind="user", subject_id=user.id, stage="full")
+    url = page.context._impl_obj._options.get("baseURL") or ""
+    await page.context.add_cookies(
+        [
+            {"name": "consilium_session", "value": token, "url": url},
+            {"name": "consilium_csrf", "value": s.csrf_token, "url": url},
+        ]
+    )
+
+
+async def call_api(page: Any, method: str, path: str, body: Any = None) -> Any:
+    """Call the JSON API from the page, as its scripts do (cookies and CSRF header)."""
+    return await page.evaluate(
+        """async ([method, path, body]) => {
+            const csrf = (document.cookie.match(/consilium_csrf=([^;]+)/) || [])[1] || "";
+            const r = await fetch(path, {method, headers: {"Content-Type": "application/json",
+              "X-CSRF-Token": decodeURIComponent(csrf)}, body: body === null ? undefined : JSON.stringify(body)});
+            const data = await r.json().catch(() => null);
+            if (!r.ok) throw new Error(r.status + " " + JSON.stringify(data));
+            return data;
+        }""",
+        [method, path, body],
+    )
+
+
 async def sign_in(page: Any, smtp: Any, email: str) -> None:
     """The real login: password, "Code par e-mail", the code read from the SMTP server."""
     before = len(smtp.to(email))

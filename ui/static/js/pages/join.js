@@ -111,6 +111,10 @@ function DevicesStep({ onBack, onJoin, busy }) {
     });
     onJoin();
   };
+  const current = (kind) => {
+    const tr = stream && (kind === "video" ? stream.getVideoTracks()[0] : stream.getAudioTracks()[0]);
+    return (tr && tr.getSettings && tr.getSettings().deviceId) || "";
+  };
   const denied = error && (error.name === "NotAllowedError" || error.name === "SecurityError");
   return html`<div>
     <h1>${t("join.devices_title")}</h1>
@@ -129,13 +133,13 @@ function DevicesStep({ onBack, onJoin, busy }) {
       <div>
         <div class="field">
           <label for="cam-select">${t("room.camera")}</label>
-          <select id="cam-select" class="input" value=${cameraId} onChange=${(e) => setCameraId(e.target.value)}>
+          <select id="cam-select" class="input" value=${cameraId || current("video")} onChange=${(e) => setCameraId(e.target.value)}>
             ${devices.cameras.map((d, i) => html`<option value=${d.deviceId}>${d.label || `${t("room.camera")} ${i + 1}`}</option>`)}
           </select>
         </div>
         <div class="field">
           <label for="mic-select">${t("room.microphone")}</label>
-          <select id="mic-select" class="input" value=${microphoneId} onChange=${(e) => setMicrophoneId(e.target.value)}>
+          <select id="mic-select" class="input" value=${microphoneId || current("audio")} onChange=${(e) => setMicrophoneId(e.target.value)}>
             ${devices.microphones.map((d, i) => html`<option value=${d.deviceId}>${d.label || `${t("room.microphone")} ${i + 1}`}</option>`)}
           </select>
         </div>

@@ -212,6 +212,10 @@ export function RoomPage({ roomId, session }) {
   const [quality, setQuality] = useState({});
   const [devices, setDevices] = useState({ cameras: [], microphones: [] });
   const [choice, setChoice] = useState(() => ({ camOn: true, micOn: true, ...loadDeviceChoice() }));
+  const currentDevice = (kind) => {
+    const tr = local && (kind === "video" ? local.getVideoTracks()[0] : local.getAudioTracks()[0]);
+    return (tr && tr.getSettings && tr.getSettings().deviceId) || "";
+  };
   const [mediaError, setMediaError] = useState(null);
   const [rtcNote, setRtcNote] = useState(null);
   const [inviteOpen, setInviteOpen] = useState(false);
@@ -524,15 +528,15 @@ export function RoomPage({ roomId, session }) {
         <${Icon} name="pip" /><span class="ctl-label">${t("room.pip")}</span></button>
       <button type="button" class="ctl leave" onClick=${leave}><${Icon} name="phone" /><span class="ctl-label">${t("room.leave")}</span></button>
     </nav>
-    <input ref=${fileInput} type="file" class="visually-hidden" aria-label=${t("room.send_doc")} onChange=${sendDocument} />
+    ${!isGuest && html`<input ref=${fileInput} type="file" class="visually-hidden" aria-label=${t("room.send_doc")} onChange=${sendDocument} />`}
     ${!isGuest && html`<${InviteDialog} open=${inviteOpen} onClose=${() => setInviteOpen(false)} roomId=${roomId} />`}
     <${ShotDialog} shot=${shot} onClose=${() => setShot(null)} dossierId=${!isGuest && room && room.dossier_id} />
     <${Dialog} open=${devicesOpen} title=${t("room.devices")} onClose=${() => setDevicesOpen(false)}>
       <div class="field"><label for="room-cam">${t("room.camera")}</label>
-        <select id="room-cam" class="input" value=${choice.cameraId || ""} onChange=${(e) => changeDevice("video", e.target.value)}>
+        <select id="room-cam" class="input" value=${choice.cameraId || currentDevice("video")} onChange=${(e) => changeDevice("video", e.target.value)}>
           ${devices.cameras.map((d, i) => html`<option value=${d.deviceId}>${d.label || `${t("room.camera")} ${i + 1}`}</option>`)}</select></div>
       <div class="field"><label for="room-mic">${t("room.microphone")}</label>
-        <select id="room-mic" class="input" value=${choice.microphoneId || ""} onChange=${(e) => changeDevice("audio", e.target.value)}>
+        <select id="room-mic" class="input" value=${choice.microphoneId || currentDevice("audio")} onChange=${(e) => changeDevice("audio", e.target.value)}>
           ${devices.microphones.map((d, i) => html`<option value=${d.deviceId}>${d.label || `${t("room.microphone")} ${i + 1}`}</option>`)}</select></div>
     <//>
   </div>`;
