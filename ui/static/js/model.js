@@ -24,8 +24,10 @@ export function personName(x) {
   return x.name || x.display_name || x.label || [x.title, x.first_name, x.last_name].filter(Boolean).join(" ");
 }
 
+/** A dossier or an activity row (which flattens the patient into patient_*). */
 export function dossierPatient(d) {
-  return d.patient || {};
+  if (d.patient) return d.patient;
+  return { display_name: d.patient_name, sex: d.patient_sex, birth_date: d.patient_birth_date };
 }
 
 export function dossierRequester(d) {
