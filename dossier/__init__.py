@@ -1,4 +1,4 @@
-"""Consilium `dossier` package (see ARCHITECTURE.md)."""
+"""Consilium `dossier` package: asynchronous téléexpertise (see docs/dossier.md)."""
 
 from __future__ import annotations
 
@@ -6,4 +6,8 @@ from aiohttp import web
 
 
 def setup(app: web.Application) -> None:
-    """Register this package's routes and handlers."""
+    """Register the dossier routes and the notifications of its life."""
+    from dossier import notifications, routes
+
+    routes.setup(app)
+    notifications.setup(app)

@@ -1,0 +1,303 @@
+"""Patient identity (identitovigilance): INS validation, tolerant search with a match rate,
+and creation that warns about look-alike identities before writing.
+
+The INS "matricule" is the NIR (or a NIA): 13 characters plus a 2-digit key,
+``key = 97 - (NIR mod 97)`` where Corsican departments count as numbers (2A → 19, 2B → 18).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+import uuid
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from rapidfuzz import fuzz
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core import audit
+from core.db import Database
+from core.errors import Conflict, ValidationFailed
+from core.principal import Principal
+from dossier.models import InsStatus, Patient, Sex
+from dossier.permissions import visible_patients
+
+_INS = re.compile(r"^[1-478]\d{4}(\d{2}|2A|2B)\d{6}\d{2}$")
+
+# A candidate below this rate is not shown; at or above this one it counts as a look-alike.
+SHOW_FROM = 70.0
+SIMILAR_FROM = 85.0
+
+
+# -- INS --------------------------------------------------------------------------------
+
+
+def ins_key(nir13: str) -> int:
+    """The NIR's mod-97 key; Corsica's 2A/2B count as 19/18."""
+    digits = nir13.upper().replace("2A", "19").replace("2B", "18")
+    return 97 - int(digits) % 97
+
+
+def _invalid(detail: str) -> ValidationFailed:
+    return ValidationFailed(detail, code="invalid_ins")
+
+
+def validate_ins(raw: str, *, sex: Sex | None = None, birth_date: date | None = None) -> str:
+    """Check an INS matricule and return it normalised (15 characters, no spaces).
+
+    Checks the structure (sex digit, month incl. the NIR's special values, department incl.
+    Corsica, commune, order number), the mod-97 key, and, when given, that the sex digit and
+    the year and month of birth agree with the identity's traits.
+    """
+    ins = re.sub(r"[\s.\-]", "", raw).upper()
+    if len(ins) != 15:
+        raise _invalid("An INS has 15 characters (13 + a 2-digit key)")
+    if not _INS.match(ins):
+        raise _invalid("An INS is made of digits (2A or 2B allowed for Corsica)")
+    sex_digit, yy, mm, dept = ins[0], ins[1:3], int(ins[3:5]), ins[5:7]
+    if not (1 <= mm <= 12 or mm == 20 or 30 <= mm <= 42 or mm >= 50):
+        raise _invalid("The month of birth in this INS is not possible")
+    if dept == "00":
+        raise _invalid("The department in this INS is not possible")
+    # Overseas (97x, 98x): 3-digit department, 2-digit commune.
+    commune = ins[8:10] if dept in ("97", "98") else ins[7:10]
+    if int(commune) == 0:
+        raise _invalid("The commune in this INS is not possible")
+    if int(ins[10:13]) == 0:
+        raise _invalid("The order number in this INS is not possible")
+    if int(ins[13:]) != ins_key(ins[:13]):
+        raise _invalid("The INS key does not match (mod 97)")
+    known_sex = sex is not None and sex is not Sex.unknown and sex_digit in "12"
+    if known_sex and (sex_digit == "1") != (sex is Sex.male):
+        raise ValidationFailed(
+            "The INS's sex digit does not match the sex entered", code="ins_mismatch"
+        )
+    if (
+        birth_date is not None
+        and 1 <= mm <= 12
+        and (int(yy) != birth_date.year % 100 or mm != birth_date.month)
+    ):
+        raise ValidationFailed(
+            "The INS's year and month of birth do not match the birth date entered",
+            code="ins_mismatch",
+        )
+    return ins
+
+
+def ins_with_key(nir13: str) -> str:
+    """Complete a 13-character NIR with its key (demo data, tests)."""
+    return f"{nir13}{ins_key(nir13):02d}"
+
+
+# -- text normalisation and matching ---------------------------------------------------
+
+
+def fold(text: str) -> str:
+    """Lower case, no accents, no punctuation: "Lefèvre-d'Aubigné" → "lefevre d aubigne"."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    ascii_ = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return " ".join(re.sub(r"[^a-z0-9]+", " ", ascii_.lower()).split())
+
+
+def search_text_of(p: Patient) -> str:
+    parts = [p.birth_name, p.used_name, p.first_name, p.first_names, p.used_first_name]
+    return " ".join(dict.fromkeys(fold(" ".join(parts)).split()))
+
+
+@dataclass
+class Criteria:
+    text: str = ""  # names, in any order
+    birth_date: date | None = None
+    ins: str = ""
+    ipp: str = ""
+    sex: Sex | None = None
+
+
+_SOUNDS = (
+    ("eau", "o"),
+    ("au", "o"),
+    ("ph", "f"),
+    ("th", "t"),
+    ("ck", "k"),
+    ("qu", "k"),
+    ("ai", "e"),
+    ("ei", "e"),
+    ("y", "i"),
+    ("z", "s"),
+    ("w", "v"),
+)
+
+
+def sound(word: str) -> str:
+    """A rough French sound key: Lucy ~ Lucie, Bernart ~ Bernard, Philippe ~ Filipe."""
+    for a, b in _SOUNDS:
+        word = word.replace(a, b)
+    word = re.sub(r"c(?=[aou])", "k", word)
+    word = re.sub(r"(.)\1+", r"\1", word)
+    while len(word) > 3 and word[-1] in "estdx":
+        word = word[:-1]
+    return word
+
+
+def _token_score(q: str, candidates: list[str]) -> float:
+    best = 0.0
+    for c in candidates:
+        if c == q:
+            return 100.0
+        if sound(c) == sound(q):
+            best = max(best, 95.0)  # sounds the same, spelled otherwise
+            continue
+        if len(q) >= 2 and c.startswith(q):  # typing the start of a name is a full match
+            score = 100.0
+        else:
+            score = fuzz.ratio(q, c)
+            if len(q) >= 3 and len(c) > len(q):  # "dupon" vs "dupont", "mart" vs "martin"
+                score = max(score, fuzz.ratio(q, c[: len(q) + 1]) - 5)
+        best = max(best, score)
+    return best
+
+
+def match_rate(p: Patient, c: Criteria) -> float:
+    """How well an identity answers the criteria, 0–100 ("Taux de corresp.")."""
+    scores: list[float] = []
+    if c.ins:
+        if (p.ins or "") != c.ins:
+            return 0.0
+        scores.append(100.0)
+    if c.ipp:
+        if (p.ipp or "") != c.ipp:
+            return 0.0
+        scores.append(100.0)
+    if c.text:
+        tokens = (p.search_text or search_text_of(p)).split()
+        q = fold(c.text).split()
+        if q:
+            scores.append(sum(_token_score(t, tokens) for t in q) / len(q))
+    if c.birth_date is not None:
+        if p.birth_date == c.birth_date:
+            scores.append(100.0)
+        elif (p.birth_date.day, p.birth_date.month) == (c.birth_date.month, c.birth_date.day):
+            scores.append(80.0)  # day and month swapped, a classic entry error
+        else:
+            scores.append(fuzz.ratio(p.birth_date.isoformat(), c.birth_date.isoformat()) * 0.8)
+    if c.sex is not None and c.sex is not Sex.unknown and p.sex is not Sex.unknown:
+        scores.append(100.0 if p.sex is c.sex else 50.0)
+    if not scores:
+        return 0.0
+    return round(min(scores) * 0.5 + sum(scores) / len(scores) * 0.5, 2)
+
+
+async def search(
+    session: AsyncSession, principal: Principal, c: Criteria, *, limit: int = 25
+) -> list[tuple[Patient, float]]:
+    """Identities the principal may see, best match first."""
+    stmt = select(Patient).where(visible_patients(principal))
+    if c.ins:
+        stmt = stmt.where(Patient.ins == c.ins)
+    if c.ipp:
+        stmt = stmt.where(Patient.ipp == c.ipp)
+    rows = (await session.execute(stmt)).scalars().all()
+    scored = [(p, match_rate(p, c)) for p in rows]
+    found = [(p, r) for p, r in scored if r >= SHOW_FROM]
+    found.sort(key=lambda pr: (-pr[1], pr[0].birth_name, pr[0].first_name))
+    return found[:limit]
+
+
+# -- creation ---------------------------------------------------------------------------
+
+
+def normalise_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """Trim names, upper-case the birth and used names (as the INS referential does)."""
+    out = dict(data)
+    out["sex"] = Sex(out["sex"])
+    out["ins_status"] = InsStatus(out.get("ins_status") or InsStatus.provisional)
+    for key in ("birth_name", "used_name"):
+        out[key] = " ".join(str(out.get(key) or "").split()).upper()
+    for key in ("first_name", "first_names", "used_first_name"):
+        out[key] = " ".join(str(out.get(key) or "").split())
+    if not out["birth_name"] or not out["first_name"]:
+        raise ValidationFailed("Birth name and first name are required", code="identity_required")
+    if out.get("ins"):
+        out["ins"] = validate_ins(out["ins"], sex=out.get("sex"), birth_date=out.get("birth_date"))
+    else:
+        out["ins"] = None
+    if out.get("ins_status") in (InsStatus.qualified, InsStatus.recovered) and not out["ins"]:
+        raise ValidationFailed(
+            "A recovered or qualified identity carries its INS", code="ins_required"
+        )
+    if out.get("ipp") is not None:
+        out["ipp"] = str(out["ipp"]).strip() or None
+    return out
+
+
+async def similar_identities(
+    session: AsyncSession, principal: Principal, data: dict[str, Any]
+) -> list[tuple[Patient, float]]:
+    """Visible identities that look like the one being entered."""
+    c = Criteria(
+        text=" ".join(
+            x for x in (data["birth_name"], data.get("used_name"), data["first_name"]) if x
+        ),
+        birth_date=data.get("birth_date"),
+        sex=data.get("sex"),
+    )
+    return [(p, r) for p, r in await search(session, principal, c) if r >= SIMILAR_FROM]
+
+
+async def create_patient(
+    db: Database, principal: Principal, data: dict[str, Any], *, confirm: bool = False
+) -> Patient:
+    """The one write path that creates an identity.
+
+    Without ``confirm``, a 409 ``similar_identities`` lists the look-alikes (the seed's
+    "L'identité en cours d'édition ressemble à une (des) identité(s) existante(s)") and
+    nothing is written; the client shows them and retries with ``confirm=True``.
+    """
+    fields = normalise_fields(data)
+    async with db.write() as uow:
+        s = uow.session
+        if fields["ins"]:
+            taken = await s.execute(select(Patient.id).where(Patient.ins == fields["ins"]))
+            if taken.first() is not None:
+                raise Conflict("An identity with this INS already exists", code="ins_exists")
+        if not confirm:
+            similar = await similar_identities(s, principal, fields)
+            if similar:
+                from dossier.schemas import PatientOut  # late: schemas imports this module
+
+                raise Conflict(
+                    "This identity resembles existing identities; confirm to create it anyway",
+                    code="similar_identities",
+                    candidates=[
+                        {**PatientOut.of(p).model_dump(mode="json"), "match_rate": r}
+                        for p, r in similar
+                    ],
+                )
+        establishment = ""
+        if principal.is_user:
+            from core.accounts import User
+
+            me = await s.get(User, principal.subject_id)
+            establishment = me.establishment if me else ""
+        patient = Patient(
+            id=uuid.uuid4(),
+            created_by_id=principal.subject_id if principal.is_user else None,
+            establishment=establishment,
+            **fields,
+        )
+        patient.search_text = search_text_of(patient)
+        s.add(patient)
+        await s.flush()
+        audit.record(
+            s,
+            "patient.create",
+            actor=principal,
+            object_type="patient",
+            object_id=patient.id,
+            confirmed_despite_similar=confirm,
+            ins_status=patient.ins_status.value,
+        )
+    return patient

@@ -1,0 +1,293 @@
+"""Tables of the téléexpertise dossier: patients, care offers, request types, dossiers, form
+parts and read receipts.
+
+The dossier's history is not a table of its own: every read and write of a dossier writes a
+``core.audit`` row with ``object_type="dossier"`` and ``object_id=str(dossier.id)``, and
+``GET /api/v1/dossiers/{id}/history`` reads them back.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.db import Base, IdMixin, TimestampMixin, UTCDateTime, utcnow
+
+
+def _enum(cls: type[enum.Enum], length: int = 30) -> Enum:
+    return Enum(cls, native_enum=False, length=length, values_callable=_values)
+
+
+def _values(cls: type[enum.Enum]) -> list[str]:
+    return [str(m.value) for m in cls]
+
+
+# -- patients ---------------------------------------------------------------------------
+
+
+class Sex(enum.StrEnum):
+    """As in the INS referential: F, M, or I (indéterminé)."""
+
+    female = "F"
+    male = "M"
+    unknown = "I"
+
+
+class InsStatus(enum.StrEnum):
+    """Identity status of the national identitovigilance reference (RNIV)."""
+
+    provisional = "provisional"  # Identité provisoire
+    recovered = "recovered"  # Identité récupérée (INSi call, no document checked)
+    validated = "validated"  # Identité validée (document checked, no INSi call)
+    qualified = "qualified"  # Identité qualifiée
+
+    @property
+    def label(self) -> str:
+        return INS_STATUS_LABELS[self]
+
+
+INS_STATUS_LABELS = {
+    InsStatus.provisional: "Identité provisoire",
+    InsStatus.recovered: "Identité récupérée",
+    InsStatus.validated: "Identité validée",
+    InsStatus.qualified: "Identité qualifiée",
+}
+
+
+class Patient(IdMixin, TimestampMixin, Base):
+    __tablename__ = "patients"
+
+    birth_name: Mapped[str] = mapped_column(String(100))  # Nom de naissance
+    used_name: Mapped[str] = mapped_column(String(100), default="")  # Nom utilisé
+    first_name: Mapped[str] = mapped_column(String(100))  # 1er prénom de naissance
+    first_names: Mapped[str] = mapped_column(String(300), default="")  # Liste des prénoms
+    used_first_name: Mapped[str] = mapped_column(String(100), default="")  # Prénom utilisé
+    sex: Mapped[Sex] = mapped_column(_enum(Sex, 1))
+    birth_date: Mapped[date] = mapped_column(Date, index=True)
+    birth_country: Mapped[str] = mapped_column(String(100), default="FRANCE")
+    birth_commune: Mapped[str] = mapped_column(String(100), default="")
+    birth_postcode: Mapped[str] = mapped_column(String(10), default="")
+    birth_insee_code: Mapped[str] = mapped_column(String(5), default="")  # Code INSEE commune
+    # [{"type": "home", "country": "FRANCE", "city", "postcode", "street", "line1",
+    #   "comment", "valid_from"}]
+    addresses: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # [{"kind": "mobile" | "phone" | "email", "value": "..."}]
+    contacts: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    ipp: Mapped[str | None] = mapped_column(String(40), index=True)  # establishment's number
+    ins: Mapped[str | None] = mapped_column(String(15), unique=True)  # matricule INS (NIR/NIA)
+    ins_status: Mapped[InsStatus] = mapped_column(
+        _enum(InsStatus, 20), default=InsStatus.provisional
+    )
+    # Accent- and case-free "birth used first firsts" used to pre-filter searches.
+    search_text: Mapped[str] = mapped_column(String(600), default="", index=True)
+    created_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    establishment: Mapped[str] = mapped_column(String(200), default="")  # creator's scope
+
+    @property
+    def display_name(self) -> str:
+        """BIRTH (USED) First, as the seed's identity lists show it."""
+        name = self.birth_name.upper()
+        if self.used_name and self.used_name.upper() != name:
+            name += f" ({self.used_name.upper()})"
+        return f"{name} {self.used_first_name or self.first_name}"
+
+
+# -- care-offer directory ---------------------------------------------------------------
+
+
+class CareOffer(IdMixin, TimestampMixin, Base):
+    """An "offre de soin": a service a requester can address a dossier to."""
+
+    __tablename__ = "care_offers"
+
+    name: Mapped[str] = mapped_column(String(200))
+    specialty: Mapped[str] = mapped_column(String(100), index=True)
+    establishment: Mapped[str] = mapped_column(String(200), index=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    address: Mapped[str] = mapped_column(String(300), default="")
+    postcode: Mapped[str] = mapped_column(String(10), default="")
+    city: Mapped[str] = mapped_column(String(100), default="")
+    latitude: Mapped[float | None] = mapped_column(Float)
+    longitude: Mapped[float | None] = mapped_column(Float)
+    mss_address: Mapped[str | None] = mapped_column(String(254))  # the team's MSSanté box
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class CareOfferMember(IdMixin, Base):
+    """A practitioner (or a team's secretary) who answers a care offer."""
+
+    __tablename__ = "care_offer_members"
+    __table_args__ = (UniqueConstraint("care_offer_id", "user_id"),)
+
+    care_offer_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("care_offers.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    role: Mapped[str] = mapped_column(String(20), default="expert")  # expert | secretary
+
+
+# -- request types and forms -------------------------------------------------------------
+
+
+class RequestType(IdMixin, TimestampMixin, Base):
+    """A "type de demande": a form template with a requester part and an expert part.
+
+    ``template`` is data: ``{"requester": [field, ...], "expert": [field, ...]}`` where a
+    field is ``{"name", "label", "type": text|textarea|date|number|select|checkbox,
+    "required": bool, "options": [...] (select), "help": str}``.
+    """
+
+    __tablename__ = "request_types"
+
+    code: Mapped[str] = mapped_column(String(60), unique=True)  # e.g. "tx_simple"
+    label: Mapped[str] = mapped_column(String(200))
+    specialty: Mapped[str] = mapped_column(String(100), default="")
+    template: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class FormSide(enum.StrEnum):
+    requester = "requester"
+    expert = "expert"
+
+
+class FormStatus(enum.StrEnum):
+    draft = "draft"
+    signed = "signed"
+
+
+# -- dossiers ---------------------------------------------------------------------------
+
+
+class DossierState(enum.StrEnum):
+    draft = "draft"
+    awaiting_expertise = "awaiting_expertise"
+    expertised = "expertised"
+    closure_requested = "closure_requested"
+    closed = "closed"
+
+    @property
+    def label(self) -> str:
+        return STATE_LABELS[self]
+
+
+STATE_LABELS = {
+    DossierState.draft: "Demande d'avis initiale",
+    DossierState.awaiting_expertise: "Avis en attente d'expertise",
+    DossierState.expertised: "Dossier expertisé",
+    DossierState.closure_requested: "Demande clôture",
+    DossierState.closed: "Dossier clôturé",
+}
+
+
+class Dossier(IdMixin, TimestampMixin, Base):
+    __tablename__ = "dossiers"
+    __table_args__ = (Index("ix_dossiers_state_modified", "state", "modified_at"),)
+
+    patient_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("patients.id", ondelete="RESTRICT"), index=True
+    )
+    # The practitioner asking for the opinion; created_by differs when a secretary prepared
+    # the dossier "en délégation de" the requester.
+    requester_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="RESTRICT"), index=True
+    )
+    created_by_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="RESTRICT"), index=True
+    )
+    state: Mapped[DossierState] = mapped_column(_enum(DossierState, 30), default=DossierState.draft)
+    # State to return to when a closure request is withdrawn.
+    state_before_closure: Mapped[DossierState | None] = mapped_column(_enum(DossierState, 30))
+    consent: Mapped[bool | None] = mapped_column(Boolean)  # None: not answered yet
+    consent_comment: Mapped[str] = mapped_column(Text, default="")
+    consent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    urgent: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    request_type_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("request_types.id", ondelete="RESTRICT")
+    )
+    # The expert who signed the expert part (or took the dossier).
+    expert_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    modified_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    expertised_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    closure_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    closure_requested_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+
+
+class DossierRecipient(IdMixin, Base):
+    """A care offer the dossier is addressed to ("destinataires")."""
+
+    __tablename__ = "dossier_recipients"
+    __table_args__ = (UniqueConstraint("dossier_id", "care_offer_id"),)
+
+    dossier_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("dossiers.id", ondelete="CASCADE"), index=True
+    )
+    care_offer_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("care_offers.id", ondelete="RESTRICT"), index=True
+    )
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class FormPart(IdMixin, TimestampMixin, Base):
+    """One side of a dossier's form. Once signed it never changes again."""
+
+    __tablename__ = "form_parts"
+    __table_args__ = (UniqueConstraint("dossier_id", "side"),)
+
+    dossier_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("dossiers.id", ondelete="CASCADE"), index=True
+    )
+    side: Mapped[FormSide] = mapped_column(_enum(FormSide, 20))
+    # The fields of this side, copied from the request type when it was chosen, so that a
+    # later change of the template never alters what was signed.
+    fields: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    values: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[FormStatus] = mapped_column(_enum(FormStatus, 20), default=FormStatus.draft)
+    saved_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    saved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    signed_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    signed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class ReadReceipt(IdMixin, Base):
+    """The first time a recipient opened a dossier ("Dossier lu par Dr X le …")."""
+
+    __tablename__ = "read_receipts"
+    __table_args__ = (UniqueConstraint("dossier_id", "user_id"),)
+
+    dossier_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("dossiers.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    first_read_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -1,0 +1,91 @@
+"""Notifications of the dossier's life: experts when a dossier awaits them, the requester
+when the opinion is signed. They listen to ``dossier.updated`` on the bus, so they go out
+only after the change committed, and a failed delivery never undoes it.
+
+Messages carry no patient data: plain e-mail and SMS are not secure health channels. They
+say that something awaits and link to the dossier, which opens after signing in.
+Channel per user: ``preferences["notify"]`` = "email" (default), "sms", "both" or "none".
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from aiohttp import web
+from sqlalchemy import select
+
+from core.accounts import User
+from core.context import BUS, DB, NOTIFIER, SETTINGS
+from core.events import Event
+from core.notify import DeliveryError, Email
+from dossier.models import CareOfferMember, Dossier, DossierRecipient
+
+log = logging.getLogger(__name__)
+
+
+def channels(user: User) -> set[str]:
+    pref = (user.preferences or {}).get("notify", "email")
+    if pref == "none":
+        return set()
+    if pref == "both":
+        return {"email", "sms"}
+    if isinstance(pref, list):
+        return {c for c in pref if c in ("email", "sms")}
+    return {pref} if pref in ("email", "sms") else {"email"}
+
+
+def setup(app: web.Application) -> None:
+    async def on_update(event: Event) -> None:
+        change = event.payload.get("change")
+        if change not in ("submitted", "expertised"):
+            return
+        db, notifier, settings = app[DB], app[NOTIFIER], app[SETTINGS]
+        dossier_id = uuid.UUID(event.payload["dossier_id"])
+        async with db.read() as s:
+            d = await s.get(Dossier, dossier_id)
+            if d is None:
+                return
+            if change == "submitted":
+                ids = list(
+                    (
+                        await s.execute(
+                            select(CareOfferMember.user_id)
+                            .join(
+                                DossierRecipient,
+                                DossierRecipient.care_offer_id == CareOfferMember.care_offer_id,
+                            )
+                            .where(
+                                DossierRecipient.dossier_id == d.id,
+                                CareOfferMember.role == "expert",
+                            )
+                        )
+                    ).scalars()
+                )
+                urgent = "URGENT — " if d.urgent else ""
+                subject = f"{urgent}Un dossier de téléexpertise attend votre avis"
+                text = "Un dossier de téléexpertise vous a été adressé par {by}."
+            else:
+                ids = [d.requester_id]
+                subject = "L'avis d'expertise a été signé"
+                text = "L'expert a signé son avis sur votre demande ({by})."
+            users = (
+                (await s.execute(select(User).where(User.id.in_(set(ids)), User.active.is_(True))))
+                .scalars()
+                .all()
+            )
+        link = f"{settings.public_url}/dossiers/{d.id}"
+        body = text.format(by=event.payload.get("by", "")) + (
+            f"\n\nOuvrir le dossier : {link}\n\nCe message ne contient aucune donnée de santé."
+        )
+        for u in users:
+            how = channels(u)
+            try:
+                if "email" in how:
+                    await notifier.send_email(Email(to=u.email, subject=subject, text=body))
+                if "sms" in how and u.mobile:
+                    await notifier.send_sms(u.mobile, f"Consilium : {subject}. {link}")
+            except DeliveryError:
+                log.warning("dossier notification to %s failed", u.id)
+
+    app[BUS].subscribe("dossier.updated", on_update)
