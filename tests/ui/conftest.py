@@ -148,8 +148,10 @@ async def call_api(page: Any, method: str, path: str, body: Any = None) -> Any:
     return await page.evaluate(
         """async ([method, path, body]) => {
             const csrf = (document.cookie.match(/consilium_csrf=([^;]+)/) || [])[1] || "";
-            const r = await fetch(path, {method, headers: {"Content-Type": "application/json",
-              "X-CSRF-Token": decodeURIComponent(csrf)}, body: body === null ? undefined : JSON.stringify(body)});
+            const headers = {"Content-Type": "application/json",
+              "X-CSRF-Token": decodeURIComponent(csrf)};
+            const payload = body === null ? undefined : JSON.stringify(body);
+            const r = await fetch(path, {method, headers, body: payload});
             const data = await r.json().catch(() => null);
             if (!r.ok) throw new Error(r.status + " " + JSON.stringify(data));
             return data;

@@ -92,7 +92,7 @@ export function DossierPage({ id }) {
   const sex = sexSymbol(p.sex);
   return html`
     <p><${Link} href="/app/" class="btn btn-ghost btn-sm"><${Icon} name="home" />${t("nav.activity")}<//></p>
-    <section class="card" aria-label=${t("dossier.identity")}>
+    <section class="card banner-gap" aria-label=${t("dossier.identity")}>
       <div class="identity-banner">
         <span class="avatar" aria-hidden="true">${sex.symbol}</span>
         <div><div class="who">${patientName(p)}</div>
