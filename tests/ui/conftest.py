@@ -87,14 +87,20 @@ class Pages:
         self.errors: list[str] = []
         self.contexts: list[Any] = []
 
-    async def new(self, *, viewport: dict[str, int] | None = None, locale: str = "fr-FR") -> Any:
+    async def new(
+        self,
+        *,
+        viewport: dict[str, int] | None = None,
+        locale: str = "fr-FR",
+        service_workers: str = "block",
+    ) -> Any:
         ctx = await self.browser.new_context(
             base_url=self.base_url,
             viewport=viewport or {"width": 1366, "height": 860},
             locale=locale,
             timezone_id="Europe/Paris",
             permissions=["camera", "microphone"],
-            service_workers="block",
+            service_workers=service_workers,
         )
         self.contexts.append(ctx)
         page = await ctx.new_page()

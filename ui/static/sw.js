@@ -24,6 +24,8 @@ const SHELL = [
   "/static/js/pages/room.js",
   "/static/js/pages/dossier.js",
   "/static/js/pages/wizard.js",
+  "/static/js/pages/documents.js",
+  "/static/js/room-client.js",
   "/static/vendor/preact.mjs",
   "/static/vendor/hooks.mjs",
   "/static/vendor/htm.mjs",

@@ -48,7 +48,13 @@ export async function request(method, path, { json, form, raw, rawType, query, s
     const s = q.toString();
     if (s) url += (url.includes("?") ? "&" : "?") + s;
   }
-  const r = await fetch(url, { method, headers, body, credentials: "same-origin", signal });
+  let r;
+  try {
+    r = await fetch(url, { method, headers, body, credentials: "same-origin", signal });
+  } catch (e) {
+    if (e.name === "AbortError") throw e;
+    throw new ApiError(0, { code: "network_error", detail: String(e) });
+  }
   if (r.status === 204) return null;
   const type = r.headers.get("Content-Type") || "";
   const data = type.includes("json") ? await r.json().catch(() => null) : await r.text();

@@ -23,7 +23,7 @@ export async function refreshSession() {
   } catch (err) {
     if (err.status === 401 || err.status === 403) {
       publish(null);
-    } else if (err instanceof TypeError || !navigator.onLine) {
+    } else if (err.status === 0 || !navigator.onLine) {
       const who = JSON.parse(localStorage.getItem(WHO) || "null");
       publish(who ? { ...who, offline: true } : null);
     } else {

@@ -218,7 +218,7 @@ export function ActivityPage({ session }) {
         </form>
         ${dossierError && html`<div class="card-body"><${Alert} kind="info">${dossierError}<//></div>`}
         ${shown === null ? html`<p class="card-body muted">${t("common.loading")}</p>`
-          : shown.length ? html`<${DossierTable} dossiers=${shown} query=${debounced} />`
+          : shown.length ? html`<${DossierTable} dossiers=${shown} query=${query} />`
           : !dossierError && html`<${Empty} icon="folder">${query || state || urgentOnly ? t("activity.no_match") : t("activity.no_dossiers")}<//>`}
       </section>
       <div class="stack">

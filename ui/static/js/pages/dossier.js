@@ -8,6 +8,7 @@ import { Icon } from "../icons.js";
 import { html, useEffect, useState } from "../lib.js";
 import { patientName, sexSymbol } from "../model.js";
 import { Link } from "../router.js";
+import { DocumentsPanel } from "./documents.js";
 
 function FieldInput({ f, value, onChange, disabled, id }) {
   const common = { id, disabled, required: f.required, class: "input" };
@@ -107,6 +108,8 @@ export function DossierPage({ id }) {
     ${d.receipts.map((r) => html`<div class="alert alert-info" role="status" key=${r.user.id}><${Icon} name="check" /> ${r.label}</div>`)}
     <div class="layout-2">
       <div class="stack">
+        <${DocumentsPanel} dossier=${d} canAdd=${d.my_side !== "admin" && d.state !== "closed"}
+          canReport=${d.state === "expertised" || d.state === "closed" || d.state === "closure_requested"} />
         ${d.forms.length ? d.forms.map((part) => html`<${FormPart} key=${part.side} dossier=${d} part=${part} onChanged=${setD} />`) : html`<${Alert} kind="info">${t("dossier.no_form")}<//>`}
       </div>
       <div class="stack">
@@ -120,8 +123,6 @@ export function DossierPage({ id }) {
             <dt>${t("activity.col_modified")}</dt><dd>${formatDateTime(d.modified_at)}</dd>
             <dt>${t("wizard.comment")}</dt><dd>${d.consent_comment || "–"}</dd>
           </dl></div></section>
-        <section class="card"><div class="card-header"><h2>${t("dossier.documents")}</h2></div><div class="card-body">
-          <p class="small muted">${t("dossier.documents_soon")}</p></div></section>
         <section class="card"><div class="card-header row-between"><h2>${t("dossier.history")}</h2>
           ${!history && html`<button type="button" class="btn btn-sm" onClick=${loadHistory}>${t("dossier.show_history")}</button>`}</div>
           ${history && html`<ul class="recent-list">${history.map((h, i) => html`<li key=${i}><div class="card-body small"><strong>${h.actor_label}</strong> · ${t(`audit.${h.action}`) !== `audit.${h.action}` ? t(`audit.${h.action}`) : h.action}<br /><span class="muted">${formatDateTime(h.at)}</span></div></li>`)}</ul>`}

@@ -50,7 +50,7 @@ function Tile({ p, stream, local, screen, speaking, quality, onShot, onPip }) {
   </div>`;
 }
 
-function Chat({ messages, me, participants, onSend }) {
+function Chat({ messages, me, participants, onSend, dossierId }) {
   const [text, setText] = useState("");
   const [to, setTo] = useState("");
   const list = useRef(null);
@@ -69,7 +69,7 @@ function Chat({ messages, me, participants, onSend }) {
       ${messages.map((m) => html`<div key=${m.id} class=${`chat-msg ${m.mine ? "mine" : ""} ${m.to ? "direct" : ""}`}>
         <div class="who">${m.mine ? t("room.me") : m.sender.name}${m.to ? ` → ${m.to.name}` : ""} · ${formatTime(m.created_at)}</div>
         <div class="bubble">${m.text}
-          ${m.document && html`<div><a href=${`/api/v1/documents/${m.document.id}/download`} download=${m.document.name} class="row"><${Icon} name="file" />${m.document.name}</a></div>`}
+          ${m.document && html`<div><a href=${`/api/v1/dossiers/${dossierId}/documents/${m.document.id}/content`} download=${m.document.name} class="row"><${Icon} name="file" />${m.document.name}</a></div>`}
         </div>
       </div>`)}
     </div>
@@ -503,7 +503,7 @@ export function RoomPage({ roomId, session }) {
         <div class="side-head"><h2>${t(panel === "chat" ? "room.chat" : "room.participants")}</h2>
           <button type="button" class="btn btn-ghost btn-icon" aria-label=${t("common.close")} onClick=${() => setPanel(null)}><${Icon} name="x" /></button></div>
         ${panel === "chat"
-          ? html`<${Chat} messages=${messages} me=${me} participants=${participants} onSend=${(text, to) => sendChat(text, to)} />`
+          ? html`<${Chat} messages=${messages} me=${me} participants=${participants} dossierId=${room && room.dossier_id} onSend=${(text, to) => sendChat(text, to)} />`
           : html`<${People} participants=${[meP, ...others]} me=${me} isHost=${isHost} lobby=${lobby} onAdmit=${admit} onRefuse=${refuse} onModerate=${moderate} />`}
       </aside>`}
     </div>
