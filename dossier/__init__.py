@@ -8,6 +8,8 @@ from aiohttp import web
 def setup(app: web.Application) -> None:
     """Register the dossier routes and the notifications of its life."""
     from dossier import notifications, routes
+    from dossier.routes_documents import setup_documents
 
     routes.setup(app)
     notifications.setup(app)
+    setup_documents(app)

@@ -14,6 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import asc, desc, func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
@@ -42,6 +43,7 @@ from dossier.permissions import (
     Access,
     Action,
     access_to,
+    acting_ids,
     require,
     visible_dossiers,
     visible_patients,
@@ -473,8 +475,9 @@ def on_behalf_label(requester: User, creator: User) -> str | None:
     return f"{creator.display_name}, en délégation de {requester.display_name}"
 
 
-def actions_for(d: Dossier, a: Access, parts: dict[FormSide, FormPart] | None = None) -> list[str]:
+def actions_for(d: Dossier, a: Access, principal: Principal) -> list[str]:
     """The actions the UI may offer this principal now (the activity view's "Action")."""
+    asked_by_me = d.closure_requested_by_id in acting_ids(principal)
     out = ["open"] if a.can_see else []
     st = d.state
     if st is S.draft and a.requester_side:
@@ -490,7 +493,8 @@ def actions_for(d: Dossier, a: Access, parts: dict[FormSide, FormPart] | None = 
     if states.can_transition(st, S.closed) and (
         a.admin
         or (st is S.draft and a.requester_side)
-        or (st is not S.draft and (a.requester_side or a.is_expert))
+        or (st is S.closure_requested and (a.requester_side or a.is_expert) and not asked_by_me)
+        or (st is S.expertised and (a.requester_side or a.is_expert))
     ):
         out.append("close")
     return out
@@ -594,7 +598,7 @@ async def dossier_view(s: AsyncSession, principal: Principal, d: Dossier, a: Acc
         closure_requested_by=ref(d.closure_requested_by_id),
         closed_at=d.closed_at,
         my_side=side,
-        actions=actions_for(d, a, parts),
+        actions=actions_for(d, a, principal),
     )
 
 
@@ -611,12 +615,17 @@ async def open_dossier(db: Database, principal: Principal, dossier_id: uuid.UUID
                     ReadReceipt.dossier_id == d.id, ReadReceipt.user_id == principal.subject_id
                 )
             )
+            receipt = None
             if seen.first() is None:
                 receipt = ReadReceipt(
                     dossier_id=d.id, user_id=principal.subject_id, first_read_at=utcnow()
                 )
-                s.add(receipt)
-                await s.flush()
+                try:
+                    async with s.begin_nested():  # two first openings at once: one receipt
+                        s.add(receipt)
+                except IntegrityError:
+                    receipt = None
+            if receipt is not None:
                 audit.record(
                     s, "dossier.receipt", actor=principal, object_type="dossier", object_id=d.id
                 )
@@ -729,7 +738,7 @@ async def activity(db: Database, principal: Principal, query: ActivityQuery) -> 
                     state_label=d.state.label,
                     urgent=d.urgent,
                     request_type_label=rtypes.get(d.request_type_id) if d.request_type_id else None,
-                    actions=actions_for(d, a),
+                    actions=actions_for(d, a, principal),
                 )
             )
         audit.record(

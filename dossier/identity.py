@@ -16,11 +16,12 @@ from typing import Any
 
 from rapidfuzz import fuzz
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
 from core.db import Database
-from core.errors import Conflict, ValidationFailed
+from core.errors import Conflict, NotFound, ValidationFailed
 from core.principal import Principal
 from dossier.models import InsStatus, Patient, Sex
 from dossier.permissions import visible_patients
@@ -289,8 +290,6 @@ async def create_patient(
             **fields,
         )
         patient.search_text = search_text_of(patient)
-        s.add(patient)
-        await s.flush()
         audit.record(
             s,
             "patient.create",
@@ -300,4 +299,84 @@ async def create_patient(
             confirmed_despite_similar=confirm,
             ins_status=patient.ins_status.value,
         )
+        await s.flush()  # the transaction is open before the savepoint (SQLite driver)
+        try:
+            async with s.begin_nested():  # the same INS entered twice at once
+                s.add(patient)
+        except IntegrityError:
+            raise Conflict("An identity with this INS already exists", code="ins_exists") from None
+    return patient
+
+
+# Traits that come from the national teleservice once an identity is qualified: they are not
+# changed by hand (RNIV); used names, contacts and addresses stay editable.
+QUALIFIED_TRAITS = frozenset(
+    {"birth_name", "first_name", "first_names", "sex", "birth_date", "birth_insee_code", "ins"}
+)
+
+
+async def update_patient(
+    db: Database, principal: Principal, patient_id: uuid.UUID, changes: dict[str, Any]
+) -> Patient:
+    """The one write path that corrects an identity ("Modifier")."""
+    async with db.write() as uow:
+        s = uow.session
+        patient = (
+            await s.execute(
+                select(Patient).where(Patient.id == patient_id, visible_patients(principal))
+            )
+        ).scalar_one_or_none()
+        if patient is None:
+            raise NotFound("No patient with this id", code="patient_not_found")
+        current = {
+            k: getattr(patient, k)
+            for k in (
+                "birth_name",
+                "used_name",
+                "first_name",
+                "first_names",
+                "used_first_name",
+                "sex",
+                "birth_date",
+                "birth_country",
+                "birth_commune",
+                "birth_postcode",
+                "birth_insee_code",
+                "addresses",
+                "contacts",
+                "ipp",
+                "ins",
+                "ins_status",
+            )
+        }
+        merged = normalise_fields({**current, **changes})
+        changed = sorted(k for k in changes if merged.get(k) != current.get(k))
+        if patient.ins_status is InsStatus.qualified and QUALIFIED_TRAITS & set(changed):
+            raise Conflict(
+                "A qualified identity's traits come from the INS teleservice",
+                code="identity_qualified",
+                fields=sorted(QUALIFIED_TRAITS & set(changed)),
+            )
+        if merged["ins"] and merged["ins"] != patient.ins:
+            taken = await s.execute(
+                select(Patient.id).where(Patient.ins == merged["ins"], Patient.id != patient.id)
+            )
+            if taken.first() is not None:
+                raise Conflict("An identity with this INS already exists", code="ins_exists")
+        for k in changed:
+            setattr(patient, k, merged[k])
+        patient.search_text = search_text_of(patient)
+        audit.record(
+            s,
+            "patient.update",
+            actor=principal,
+            object_type="patient",
+            object_id=patient.id,
+            fields=changed,
+        )
+        try:
+            async with s.begin_nested():
+                await s.flush()
+        except IntegrityError:
+            raise Conflict("An identity with this INS already exists", code="ins_exists") from None
     return patient

@@ -291,3 +291,7 @@ class ReadReceipt(IdMixin, Base):
     )
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     first_read_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+# Documents, uploads, signatures, vault deposits, retention notices: dossier/documents.py.
+from dossier import documents as documents  # noqa: E402

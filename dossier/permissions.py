@@ -172,12 +172,16 @@ async def require(
     dossier_id: uuid.UUID,
     action: Action,
     *,
-    for_update: bool = False,
+    for_update: bool | None = None,
 ) -> tuple[Dossier, Access]:
     """Load the dossier and check the action: 404 when invisible, 403 when not allowed.
 
-    Refusals are audited in a transaction of their own (the caller's is rolled back).
+    Writes lock the dossier's row (PostgreSQL) so that two changes of one dossier run one
+    after the other. Refusals are audited in a transaction of their own (the caller's is
+    rolled back).
     """
+    if for_update is None:
+        for_update = action is not Action.read
     from core import audit
 
     stmt = select(Dossier).where(Dossier.id == dossier_id)

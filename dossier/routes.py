@@ -6,13 +6,15 @@ from __future__ import annotations
 import uuid
 
 from aiohttp import web
+from pydantic import BaseModel
 from sqlalchemy import select
 
 from core import audit
+from core.accounts import User
 from core.api import Api
 from core.auth import principal
 from core.context import DB
-from core.errors import NotFound
+from core.errors import NotFound, ValidationFailed
 from dossier import careoffers, dossiers, identity
 from dossier.models import FormSide, Patient, RequestType
 from dossier.permissions import visible_patients
@@ -32,14 +34,32 @@ from dossier.schemas import (
     PatientHit,
     PatientIn,
     PatientOut,
+    PatientPatch,
     PatientQuery,
     RecipientsIn,
     RequestTypeIn,
     RequestTypeOut,
     SignIn,
+    UserRef,
 )
 
 T_PAT, T_DIR, T_DOS = ["patients"], ["care offers"], ["dossiers"]
+
+
+def _no_nul(value: object) -> None:
+    """PostgreSQL cannot store NUL characters: refuse them up front (422, not a 500)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValidationFailed("Text may not contain NUL characters", code="nul_character")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _no_nul(k)
+            _no_nul(v)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            _no_nul(v)
+    elif isinstance(value, BaseModel):
+        _no_nul(value.model_dump())
 
 
 def _side(request: web.Request) -> FormSide:
@@ -61,8 +81,7 @@ def setup(app: web.Application) -> None:
     @api.get("/patients", query=PatientQuery, response=list[PatientHit], tags=T_PAT)
     async def search_patients(request: web.Request, query: PatientQuery) -> list[PatientHit]:
         """Search identities I may see, with a match rate ("Taux de corresp.")."""
-        from core.errors import ValidationFailed
-
+        _no_nul(query)
         p = principal(request)
         ins = ""
         if query.ins:
@@ -97,6 +116,7 @@ def setup(app: web.Application) -> None:
     )
     async def create_patient(request: web.Request, body: PatientIn) -> PatientOut:
         """Create an identity; 409 similar_identities lists look-alikes until confirm=true."""
+        _no_nul(body)
         data = body.model_dump(exclude={"confirm"})
         data["addresses"] = [a.model_dump(mode="json") for a in body.addresses]
         data["contacts"] = [c.model_dump(mode="json") for c in body.contacts]
@@ -121,12 +141,34 @@ def setup(app: web.Application) -> None:
             audit.record(uow.session, "patient.read", actor=p, object_type="patient", object_id=pid)
             return PatientOut.of(pt)
 
+    @api.patch(
+        "/patients/{patient_id}", body=PatientPatch, response=PatientOut, tags=T_PAT, errors=[409]
+    )
+    async def patch_patient(request: web.Request, body: PatientPatch) -> PatientOut:
+        """Correct an identity ("Modifier"); a qualified identity's traits stay as they are."""
+        _no_nul(body)
+        changes = body.model_dump(exclude_unset=True, mode="python")
+        # Only the IPP and the INS may be cleared; null elsewhere means "unchanged".
+        changes = {k: v for k, v in changes.items() if v is not None or k in ("ipp", "ins")}
+        if body.addresses is not None:
+            changes["addresses"] = [a.model_dump(mode="json") for a in body.addresses]
+        if body.contacts is not None:
+            changes["contacts"] = [c.model_dump(mode="json") for c in body.contacts]
+        patient = await identity.update_patient(
+            request.app[DB],
+            principal(request),
+            uuid.UUID(request.match_info["patient_id"]),
+            changes,
+        )
+        return PatientOut.of(patient)
+
     # -- directory and request types ---------------------------------------------------
 
     @api.get("/care-offers", query=CareOfferQuery, response=CareOfferSearchOut, tags=T_DIR)
     async def search_care_offers(request: web.Request, query: CareOfferQuery) -> CareOfferSearchOut:
         """Search the care-offer directory (keyword ≥ 3 characters, specialty, establishment,
         distance from an address within radius_km)."""
+        _no_nul(query)
         async with request.app[DB].read() as s:
             hits, origin = await careoffers.search(
                 s,
@@ -168,9 +210,24 @@ def setup(app: web.Application) -> None:
 
     # -- dossiers --------------------------------------------------------------------------
 
+    @api.get("/dossiers/requesters", response=list[UserRef], tags=T_DOS)
+    async def list_requesters(request: web.Request) -> list[UserRef]:
+        """Whom I may open a dossier for: myself (practitioner) or those I act for
+        (secretary, "en délégation de")."""
+        p = principal(request)
+        ids = [p.subject_id] if p.role == "practitioner" else list(p.delegates_for)
+        if p.role not in ("practitioner", "secretary") or not ids:
+            return []
+        async with request.app[DB].read() as s:
+            rows = await s.execute(
+                select(User).where(User.id.in_(ids), User.active.is_(True)).order_by(User.last_name)
+            )
+            return [UserRef.of(u) for u in rows.scalars()]
+
     @api.get("/dossiers", query=ActivityQuery, response=ActivityPage, tags=T_DOS)
     async def list_dossiers(request: web.Request, query: ActivityQuery) -> ActivityPage:
         """The activity view: my dossiers, urgent first."""
+        _no_nul(query)
         return await dossiers.activity(request.app[DB], principal(request), query)
 
     async def _view(request: web.Request) -> DossierOut:
@@ -179,6 +236,7 @@ def setup(app: web.Application) -> None:
     @api.post("/dossiers", body=DossierCreate, response=DossierOut, status=201, tags=T_DOS)
     async def create_dossier(request: web.Request, body: DossierCreate) -> DossierOut:
         """Open a draft dossier for a patient (the wizard's first step)."""
+        _no_nul(body)
         p = principal(request)
         did = await dossiers.create_dossier(
             request.app[DB],
@@ -203,6 +261,7 @@ def setup(app: web.Application) -> None:
     )
     async def put_consent(request: web.Request, body: ConsentIn) -> DossierOut:
         """Wizard step: consent (required yes/no and comment), urgent flag."""
+        _no_nul(body)
         await dossiers.set_consent(
             request.app[DB],
             principal(request),
@@ -222,6 +281,7 @@ def setup(app: web.Application) -> None:
     )
     async def put_recipients(request: web.Request, body: RecipientsIn) -> DossierOut:
         """Wizard step: the care offers the dossier is addressed to."""
+        _no_nul(body)
         await dossiers.set_recipients(
             request.app[DB], principal(request), _did(request), body.care_offer_ids
         )
@@ -236,6 +296,7 @@ def setup(app: web.Application) -> None:
     )
     async def put_request_type(request: web.Request, body: RequestTypeIn) -> DossierOut:
         """Wizard step: the request type (its form)."""
+        _no_nul(body)
         await dossiers.set_request_type(
             request.app[DB],
             principal(request),
@@ -254,6 +315,7 @@ def setup(app: web.Application) -> None:
     )
     async def put_form(request: web.Request, body: FormValuesIn) -> DossierOut:
         """Save a draft of the requester or expert part ("Enregistrer")."""
+        _no_nul(body)
         await dossiers.save_form(
             request.app[DB], principal(request), _did(request), _side(request), body.values
         )
@@ -268,6 +330,7 @@ def setup(app: web.Application) -> None:
     )
     async def sign_form(request: web.Request, body: SignIn) -> DossierOut:
         """Sign a part: validated, then locked for good; the dossier moves on."""
+        _no_nul(body)
         await dossiers.sign_form(
             request.app[DB], principal(request), _did(request), _side(request), body.values
         )
@@ -282,6 +345,7 @@ def setup(app: web.Application) -> None:
     )
     async def post_closure_request(request: web.Request, body: ClosureIn) -> DossierOut:
         """Ask to close the dossier ("Demande clôture")."""
+        _no_nul(body)
         await dossiers.request_closure(
             request.app[DB], principal(request), _did(request), body.reason
         )

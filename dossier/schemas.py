@@ -122,6 +122,35 @@ class PatientHit(PatientOut):
     match_rate: float  # "Taux de corresp.", 0–100
 
 
+class PatientPatch(BaseModel):
+    """Corrections of an identity; only the fields sent change."""
+
+    model_config = ConfigDict(extra="forbid")
+    birth_name: str | None = Field(None, min_length=1, max_length=100)
+    used_name: str | None = Field(None, max_length=100)
+    first_name: str | None = Field(None, min_length=1, max_length=100)
+    first_names: str | None = Field(None, max_length=300)
+    used_first_name: str | None = Field(None, max_length=100)
+    sex: Sex | None = None
+    birth_date: date | None = None
+    birth_country: str | None = Field(None, max_length=100)
+    birth_commune: str | None = Field(None, max_length=100)
+    birth_postcode: str | None = Field(None, max_length=10)
+    birth_insee_code: str | None = Field(None, pattern=r"^(\d{5}|2[AB]\d{3})?$")
+    addresses: list[Address] | None = Field(None, max_length=10)
+    contacts: list[Contact] | None = Field(None, max_length=10)
+    ipp: str | None = Field(None, max_length=40)
+    ins: str | None = Field(None, max_length=30)
+    ins_status: InsStatus | None = None
+
+    @field_validator("birth_date")
+    @classmethod
+    def _not_future(cls, v: date | None) -> date | None:
+        if v is not None and (v > date.today() or v.year < 1880):
+            raise ValueError("birth date out of range")
+        return v
+
+
 class PatientQuery(BaseModel):
     q: str | None = Field(None, min_length=2, max_length=200)
     birth_date: date | None = None

@@ -9,6 +9,8 @@ from tests.dossier.dossier_fixtures import CARDIO_EMAIL, ENDO, TX_REQUESTER, new
 async def test_secretary_prepares_and_the_practitioner_signs(demo, as_user):
     sec = await as_user(demo["users"]["secretary"])
     req = await as_user(demo["users"]["requester"])
+    r = await sec.get("/api/v1/dossiers/requesters")
+    assert [u["name"] for u in await r.json()] == ["Dr Claire Martin"]
     p = await new_patient(sec, birth_name="Petit", first_name="Isabelle")
     r = await sec.post("/api/v1/dossiers", json={"patient_id": p["id"]})
     assert r.status == 201, await r.text()

@@ -85,6 +85,8 @@ async def test_closure_requested_by_one_side_is_accepted_by_the_other(demo, as_u
     r = await req.post(f"{url}/closure-request", json={"reason": "Patient hospitalisé"})
     d = await r.json()
     assert d["state"] == "closure_requested" and d["state_label"] == "Demande clôture"
+    assert "close" not in d["actions"] and "withdraw_closure" in d["actions"]
+    assert "close" in (await (await exp.get(url)).json())["actions"]
     r = await req.post(f"{url}/close")
     assert r.status == 409 and (await r.json())["code"] == "closure_needs_other_side"
     # Withdrawn: back where it was; asked again; the expert accepts.

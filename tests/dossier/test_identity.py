@@ -187,3 +187,31 @@ async def test_duplicate_warning_writes_nothing_until_confirmed(app, demo, as_us
     r = await req.post("/api/v1/patients", json={**body, "confirm": True})
     assert r.status == 201
     assert await count_patients(app) == before + 1
+
+
+@SQLITE
+async def test_identity_corrections_keep_qualified_traits(demo, as_user):
+    req = await as_user(demo["users"]["requester"])
+    outsider = await as_user(demo["everyone"][CARDIO_EMAIL])
+    p = await new_patient(req, birth_name="Morel", first_name="Luc", sex="M")
+    url = f"/api/v1/patients/{p['id']}"
+    r = await req.patch(url, json={"used_name": "Morel-Vidal", "first_name": "Lucas"})
+    assert r.status == 200, await r.text()
+    assert (await r.json())["display_name"] == "MOREL (MOREL-VIDAL) Lucas"
+    r = await req.get("/api/v1/patients", params={"q": "morel-vidal lucas"})
+    assert [x["id"] for x in await r.json()] == [p["id"]]
+    r = await req.patch(url, json={"ins": "123"})
+    assert r.status == 422 and (await r.json())["code"] == "invalid_ins"
+    r = await req.patch(url, json={"sex": None, "birth_name": None})
+    assert r.status == 200  # null means unchanged
+    r = await outsider.patch(url, json={"used_name": "X"})
+    assert r.status == 404
+    # The demo patient's identity is qualified: its traits stay, its contacts may change.
+    [demo_p] = await (await req.get("/api/v1/patients", params={"ipp": "DEMO-0001"})).json()
+    url = f"/api/v1/patients/{demo_p['id']}"
+    r = await req.patch(url, json={"birth_name": "Sevestres"})
+    assert r.status == 409 and (await r.json())["code"] == "identity_qualified"
+    r = await req.patch(url, json={"contacts": [{"kind": "mobile", "value": "+33611223344"}]})
+    assert r.status == 200 and (await r.json())["contacts"][0]["value"] == "+33611223344"
+    r = await req.get(f"/api/v1/patients/{demo_p['id']}")
+    assert (await r.json())["birth_name"] == "SEVESTRE"

@@ -1,0 +1,441 @@
+"""Documents of a dossier: the table, and the one write path every source goes through.
+
+Uploads, resumable uploads, snapshots and screenshots taken during a call, files sent in a
+room's chat, generated reports and stamped versions all end in :func:`add_document`. It
+checks the name and the bytes, computes the preview and the DICOM metadata, moves the staged
+file into the blob store and adds the row and its audit entry in the caller's transaction.
+If that transaction rolls back, the blob is removed again: a blob without a row, or a row
+without a blob, is never left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+import weakref
+from collections.abc import AsyncIterable
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Integer, String, Text, event, select
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core import audit
+from core.db import Base, IdMixin, UnitOfWork, UTCDateTime, utcnow
+from core.errors import Conflict, NotFound, ValidationFailed
+from core.principal import Principal
+from core.storage import StagedFile, Storage
+from dossier import filetypes, previews
+from dossier.dicom import DicomInfo, Identity, identity_mismatches, read_metadata
+
+Source = Literal["upload", "snapshot", "screenshot", "chat", "report", "stamp", "dicom_node"]
+SOURCE_LABELS = {
+    "upload": "Ajouté",
+    "snapshot": "Capture pendant l'appel",
+    "screenshot": "Capture d'écran pendant l'appel",
+    "chat": "Transmis dans la salle",
+    "report": "Compte-rendu généré",
+    "stamp": "Signature apposée",
+    "dicom_node": "Reçu d'une modalité DICOM",
+}
+
+
+class Document(IdMixin, Base):
+    __tablename__ = "documents"
+
+    dossier_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("dossiers.id", ondelete="CASCADE"), index=True
+    )
+    filename: Mapped[str] = mapped_column(String(200))
+    category: Mapped[str] = mapped_column(String(20), index=True)  # filetypes.CATEGORIES
+    content_type: Mapped[str] = mapped_column(String(120))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    blob_key: Mapped[str] = mapped_column(String(64))
+    preview_key: Mapped[str | None] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(20), default="upload")
+    author_id: Mapped[uuid.UUID | None] = mapped_column(index=True)  # user or guest id
+    author_kind: Mapped[str] = mapped_column(String(10), default="user")
+    author_label: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # A stamped copy points at the document it was made from; versions count from 1.
+    previous_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("documents.id", ondelete="SET NULL")
+    )
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    # DICOM metadata, stamp parameters, signature facts…
+    meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # DICOM whose patient does not match the dossier's: kept aside until someone confirms.
+    identity_mismatch: Mapped[bool] = mapped_column(Boolean, default=False)
+    identity_warning: Mapped[str] = mapped_column(Text, default="")
+    identity_confirmed_by_id: Mapped[uuid.UUID | None] = mapped_column()
+    identity_confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    @property
+    def pending_identity_check(self) -> bool:
+        return self.identity_mismatch and self.identity_confirmed_at is None
+
+
+class UserSignature(Base):
+    """The picture of a user's handwritten signature (seed 000, 3.2: "Charger une signature")."""
+
+    __tablename__ = "user_signatures"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    blob_key: Mapped[str] = mapped_column(String(64))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Upload(IdMixin, Base):
+    """A resumable upload in progress; its bytes are in the staging area under ``id.hex``."""
+
+    __tablename__ = "document_uploads"
+
+    dossier_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("dossiers.id", ondelete="CASCADE"), index=True
+    )
+    owner_id: Mapped[uuid.UUID] = mapped_column(index=True)  # user or guest id
+    filename: Mapped[str] = mapped_column(String(200))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64), default="")  # announced by the client
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class VaultDeposit(IdMixin, Base):
+    """One document deposited for one recipient in the vault."""
+
+    __tablename__ = "vault_deposits"
+
+    dossier_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("dossiers.id", ondelete="CASCADE"), index=True
+    )
+    document_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("documents.id", ondelete="CASCADE"), index=True
+    )
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    recipient_email: Mapped[str] = mapped_column(String(254))
+    recipient_phone: Mapped[str] = mapped_column(String(30))
+    created_by_id: Mapped[uuid.UUID | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    downloads: Mapped[int] = mapped_column(Integer, default=0)
+    last_download_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class RetentionNotice(Base):
+    """The reminder sent for a closed dossier (once)."""
+
+    __tablename__ = "retention_notices"
+
+    dossier_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    reminded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    purge_after: Mapped[datetime] = mapped_column(UTCDateTime())
+    recipients: Mapped[str] = mapped_column(String(600), default="")
+
+
+# -- storage lookup ---------------------------------------------------------------------
+
+# The storage of each running app, by database engine: lets add_document(uow, …) be called
+# from any package with just the unit of work it already has.
+_STORAGES: weakref.WeakKeyDictionary[Any, Storage] = weakref.WeakKeyDictionary()
+
+
+def register_storage(engine: AsyncEngine, storage: Storage) -> None:
+    _STORAGES[engine.sync_engine] = storage
+
+
+def storage_for(session: AsyncSession) -> Storage:
+    bind = session.bind
+    engine = getattr(bind, "sync_engine", bind)
+    try:
+        return _STORAGES[engine]
+    except KeyError:
+        raise RuntimeError("documents: setup_documents(app) was not called") from None
+
+
+def _on_rollback_delete(session: AsyncSession, storage: Storage, key: str) -> None:
+    """Remove ``key`` if the transaction that would reference it rolls back."""
+    sync = session.sync_session
+
+    def cleanup(_session: Any) -> None:
+        path = storage.blobs.local_path(key)
+        if path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        else:  # a remote store: best effort, the orphan sweep catches the rest
+            with contextlib.suppress(RuntimeError):
+                asyncio.get_running_loop().create_task(storage.blobs.delete(key))
+
+    def forget(_session: Any) -> None:
+        with contextlib.suppress(Exception):
+            event.remove(sync, "after_soft_rollback", on_rollback)
+
+    def on_rollback(_session: Any, _previous: Any) -> None:
+        cleanup(_session)
+
+    event.listen(sync, "after_soft_rollback", on_rollback)
+    event.listen(sync, "after_commit", forget, once=True)
+
+
+def on_commit_delete(session: AsyncSession, storage: Storage, keys: list[str]) -> None:
+    """Delete blobs once the transaction removing their rows has committed."""
+
+    def after_commit(_session: Any) -> None:
+        for key in keys:
+            path = storage.blobs.local_path(key)
+            if path is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+            else:
+                with contextlib.suppress(RuntimeError):
+                    asyncio.get_running_loop().create_task(storage.blobs.delete(key))
+
+    event.listen(session.sync_session, "after_commit", after_commit, once=True)
+
+
+# -- the dossier's patient, for DICOM matching -------------------------------------------
+
+
+async def patient_identity(session: AsyncSession, dossier_id: uuid.UUID) -> Identity | None:
+    from dossier.models import Dossier, Patient
+
+    row = (
+        await session.execute(
+            select(Patient)
+            .join(Dossier, Dossier.patient_id == Patient.id)
+            .where(Dossier.id == dossier_id)
+        )
+    ).scalar_one_or_none()
+    if row is None:
+        return None
+    bd: date = row.birth_date
+    return Identity(
+        family_names=tuple(n for n in (row.birth_name, row.used_name) if n),
+        given_names=tuple(
+            n for n in (row.first_name, row.used_first_name, *row.first_names.split()) if n
+        ),
+        birth_date=bd.isoformat(),
+        ids=tuple(i for i in (row.ins, row.ipp) if i),
+    )
+
+
+# -- the write path ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Checked:
+    filetype: filetypes.FileType
+    dicom: DicomInfo | None
+
+
+async def _inspect(filename: str, staged: StagedFile) -> Checked:
+    t = await asyncio.to_thread(filetypes.check, filename, staged.head, staged.path)
+    info = None
+    if t is filetypes.DICOM:
+        info = await asyncio.to_thread(read_metadata, staged.path)
+    else:
+        await asyncio.to_thread(filetypes.check_structure, t, staged.path, filename)
+    return Checked(t, info)
+
+
+async def _stage(storage: Storage, data: bytes | AsyncIterable[bytes] | StagedFile) -> StagedFile:
+    if isinstance(data, StagedFile):
+        return data
+    w = storage.staging.writer()
+    async with w:
+        if isinstance(data, bytes | bytearray | memoryview):
+            await w.write(bytes(data))
+        else:
+            async for chunk in data:
+                await w.write(chunk)
+        return await w.finish()
+
+
+async def add_document(
+    uow: UnitOfWork,
+    principal: Principal | None,
+    dossier_id: uuid.UUID,
+    filename: str,
+    data: bytes | AsyncIterable[bytes] | StagedFile,
+    source: Source = "upload",
+    *,
+    previous: Document | None = None,
+    meta: dict[str, Any] | None = None,
+    category: str | None = None,
+    check_permission: bool = True,
+) -> Document:
+    """Add a file to a dossier: THE write path for documents, whatever their source.
+
+    ``data`` is the bytes, an async iterable of chunks (streamed, never held whole), or a
+    file already staged by a resumable upload. The caller's ``uow`` commits the row; the
+    permission to add documents to the dossier is checked here (``principal=None`` is the
+    system itself, e.g. a DICOM node, and skips it).
+    """
+    session = uow.session
+    storage = storage_for(session)
+    staged: StagedFile | None = None
+    try:
+        filename = filetypes.sanitize_filename(filename)
+        if check_permission and principal is not None:
+            from dossier import doc_access as access
+
+            await access.require_document_write(session, principal, dossier_id)
+        staged = await _stage(storage, data)
+        if staged.size == 0:
+            raise ValidationFailed("Le fichier est vide.", code="empty_file")
+        checked = await _inspect(filename, staged)
+    except BaseException:
+        if staged is not None and not isinstance(data, StagedFile):
+            storage.staging.discard_file(staged)
+        raise
+    warning = ""
+    doc_meta = dict(meta or {})
+    if checked.dicom is not None:
+        doc_meta["dicom"] = checked.dicom.as_dict()
+        who = await patient_identity(session, dossier_id)
+        reasons = identity_mismatches(checked.dicom, who) if who else ["Patient du dossier inconnu"]
+        warning = " ; ".join(reasons)
+    preview = await asyncio.to_thread(previews.render, checked.filetype.category, staged.path)
+    blob = await storage.blobs.put(staged)
+    _on_rollback_delete(session, storage, blob.key)
+    preview_key = None
+    if preview:
+        pblob = await storage.blobs.put_bytes(preview)
+        preview_key = pblob.key
+        _on_rollback_delete(session, storage, pblob.key)
+    doc = Document(
+        id=uuid.uuid4(),
+        dossier_id=dossier_id,
+        filename=filename,
+        category=category or checked.filetype.category,
+        content_type=checked.filetype.mime,
+        size=blob.size,
+        sha256=blob.sha256,
+        blob_key=blob.key,
+        preview_key=preview_key,
+        source=source,
+        author_id=principal.subject_id if principal else None,
+        author_kind=principal.kind if principal else "system",
+        author_label=principal.label if principal else "Consilium",
+        created_at=utcnow(),
+        previous_id=previous.id if previous else None,
+        version=(previous.version + 1) if previous else 1,
+        meta=doc_meta,
+        identity_mismatch=bool(warning),
+        identity_warning=warning,
+    )
+    session.add(doc)
+    await session.flush()
+    audit.record(
+        session,
+        "document.add",
+        actor=principal,
+        object_type="document",
+        object_id=doc.id,
+        dossier_id=str(dossier_id),
+        filename=filename,
+        category=doc.category,
+        size=doc.size,
+        sha256=doc.sha256,
+        source=source,
+        identity_mismatch=doc.identity_mismatch,
+    )
+    uow.emit(
+        "document.added",
+        {
+            "dossier_id": str(dossier_id),
+            "document_id": str(doc.id),
+            "filename": filename,
+            "category": doc.category,
+            "identity_mismatch": doc.identity_mismatch,
+        },
+        dossier_id=str(dossier_id),
+    )
+    return doc
+
+
+async def get_document(
+    session: AsyncSession, document_id: uuid.UUID, dossier_id: uuid.UUID | None = None
+) -> Document:
+    doc = await session.get(Document, document_id)
+    if doc is None or (dossier_id is not None and doc.dossier_id != dossier_id):
+        raise NotFound("Document introuvable.", code="document_not_found")
+    return doc
+
+
+async def list_documents(session: AsyncSession, dossier_id: uuid.UUID) -> list[Document]:
+    rows = await session.execute(
+        select(Document)
+        .where(Document.dossier_id == dossier_id)
+        .order_by(Document.created_at, Document.filename)
+    )
+    return list(rows.scalars())
+
+
+async def confirm_identity(
+    uow: UnitOfWork, principal: Principal, document_id: uuid.UUID, dossier_id: uuid.UUID
+) -> Document:
+    """A human confirms that a flagged DICOM study belongs to this dossier's patient."""
+    from dossier import doc_access as access
+
+    session = uow.session
+    await access.require_document_write(session, principal, dossier_id)
+    doc = await get_document(session, document_id, dossier_id)
+    if not doc.identity_mismatch:
+        raise Conflict("Ce document n'attend pas de confirmation.", code="nothing_to_confirm")
+    if doc.identity_confirmed_at is None:
+        doc.identity_confirmed_at = utcnow()
+        doc.identity_confirmed_by_id = principal.subject_id
+        audit.record(
+            session,
+            "document.identity_confirm",
+            actor=principal,
+            object_type="document",
+            object_id=doc.id,
+            dossier_id=str(dossier_id),
+            warning=doc.identity_warning,
+        )
+    return doc
+
+
+async def delete_document(
+    uow: UnitOfWork, principal: Principal, document_id: uuid.UUID, dossier_id: uuid.UUID
+) -> None:
+    """Remove a document added by mistake (its blobs go once the removal has committed)."""
+    from dossier import doc_access as access
+
+    session = uow.session
+    await access.require_document_write(session, principal, dossier_id)
+    doc = await get_document(session, document_id, dossier_id)
+    if doc.source == "report" and doc.meta.get("signed"):
+        raise Conflict("Un compte-rendu signé ne se supprime pas.", code="report_locked")
+    if doc.author_id != principal.subject_id and not principal.is_admin:
+        raise Conflict("Seul l'auteur d'un document peut le retirer.", code="not_document_author")
+    keys = [k for k in (doc.blob_key, doc.preview_key) if k]
+    audit.record(
+        session,
+        "document.delete",
+        actor=principal,
+        object_type="document",
+        object_id=doc.id,
+        dossier_id=str(dossier_id),
+        filename=doc.filename,
+        sha256=doc.sha256,
+    )
+    await session.delete(doc)
+    on_commit_delete(session, storage_for(session), keys)
+
+
+def blob_path(storage: Storage, key: str) -> Path | None:
+    return storage.blobs.local_path(key)

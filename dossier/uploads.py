@@ -1,0 +1,218 @@
+"""Resumable uploads for large files (a 1.5 GB imaging export over a hospital link).
+
+The protocol follows tus (tus.io) in spirit, with the API's JSON conventions:
+
+1. ``POST /api/v1/dossiers/{id}/uploads`` ``{filename, size, sha256?}`` → ``{id, offset: 0}``
+2. ``PATCH /api/v1/uploads/{id}`` with header ``Upload-Offset: n`` and the next bytes as an
+   ``application/offset+octet-stream`` body → 204 with the new ``Upload-Offset``.
+3. After a cut, ``HEAD`` (or ``GET``) ``/api/v1/uploads/{id}`` gives the offset the server
+   holds: every byte received before the cut is kept, and the client resumes from there.
+4. ``POST /api/v1/uploads/{id}/complete`` checks size, checksum and content, and turns the
+   bytes into a document through :func:`dossier.documents.add_document`.
+
+The bytes live in the staging area under the upload's id; only the offset (the staged file's
+size) is state, so a restart loses nothing. Chunks of one upload are serialised by a lock:
+two PATCHes racing for the same offset cannot interleave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from collections.abc import AsyncIterable
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from core import audit
+from core.db import Database, UnitOfWork, utcnow
+from core.errors import Conflict, Gone, NotFound, Problem, TooLarge, ValidationFailed
+from core.principal import Principal
+from core.storage import Storage
+from dossier import doc_access, filetypes
+from dossier.documents import Document, Upload, add_document
+
+UPLOAD_TTL = timedelta(hours=24)
+_SHA = re.compile(r"^[0-9a-f]{64}$")
+
+
+class OffsetMismatch(Conflict):
+    code = "offset_mismatch"
+    title = "The chunk does not start where the upload stands"
+
+
+_locks: dict[uuid.UUID, asyncio.Lock] = {}
+
+
+def _lock(upload_id: uuid.UUID) -> asyncio.Lock:
+    lock = _locks.get(upload_id)
+    if lock is None:
+        lock = _locks[upload_id] = asyncio.Lock()
+    return lock
+
+
+async def create_upload(
+    uow: UnitOfWork,
+    principal: Principal,
+    dossier_id: uuid.UUID,
+    *,
+    filename: str,
+    size: int,
+    sha256: str = "",
+    max_bytes: int,
+) -> Upload:
+    session = uow.session
+    await doc_access.require_document_write(session, principal, dossier_id)
+    filename = filetypes.sanitize_filename(filename)
+    if size <= 0:
+        raise ValidationFailed("Le fichier est vide.", code="empty_file")
+    if size > max_bytes:
+        raise TooLarge(f"Le fichier dépasse la taille maximale de {max_bytes} octets.")
+    sha256 = sha256.lower()
+    if sha256 and not _SHA.match(sha256):
+        raise ValidationFailed("sha256 : 64 chiffres hexadécimaux.", code="bad_checksum")
+    up = Upload(
+        id=uuid.uuid4(),
+        dossier_id=dossier_id,
+        owner_id=principal.subject_id,
+        filename=filename,
+        size=size,
+        sha256=sha256,
+        created_at=utcnow(),
+        expires_at=utcnow() + UPLOAD_TTL,
+    )
+    session.add(up)
+    audit.record(
+        session,
+        "document.upload_start",
+        actor=principal,
+        object_type="document",
+        object_id=up.id,
+        dossier_id=str(dossier_id),
+        filename=filename,
+        size=size,
+    )
+    return up
+
+
+async def get_upload(db: Database, principal: Principal, upload_id: uuid.UUID) -> Upload:
+    async with db.read() as session:
+        up = await session.get(Upload, upload_id)
+    if up is None or up.owner_id != principal.subject_id:
+        raise NotFound("Envoi introuvable.", code="upload_not_found")
+    if up.expires_at < utcnow():
+        raise Gone("Cet envoi a expiré ; recommencez.", code="upload_expired")
+    return up
+
+
+async def append_chunk(
+    db: Database,
+    storage: Storage,
+    principal: Principal,
+    upload_id: uuid.UUID,
+    offset: int,
+    chunks: AsyncIterable[bytes],
+) -> int:
+    """Append the bytes of one PATCH at ``offset``; returns the new offset.
+
+    A connection cut in the middle keeps what arrived: the client asks for the offset and
+    sends the rest.
+    """
+    up = await get_upload(db, principal, upload_id)
+    async with _lock(upload_id):
+        current = storage.staging.resumable_size(up.id.hex)
+        if offset != current:
+            raise OffsetMismatch(
+                f"Le serveur détient {current} octets ; reprenez à cet offset.", offset=current
+            )
+        w = storage.staging.append(up.id.hex, limit=up.size)
+        try:
+            async for chunk in chunks:
+                await w.write(chunk)
+        except TooLarge:
+            await w.close_keep()
+            raise TooLarge(
+                f"Plus d'octets que les {up.size} annoncés.", code="upload_overflow"
+            ) from None
+        except BaseException:
+            # A cut connection (aiohttp payload error, cancellation): keep what arrived.
+            await w.close_keep()
+            raise
+        return await w.close_keep()
+
+
+async def current_offset(storage: Storage, up: Upload) -> int:
+    """The bytes held, once any chunk still being written has been flushed."""
+    async with _lock(up.id):
+        return storage.staging.resumable_size(up.id.hex)
+
+
+async def complete_upload(
+    db: Database, storage: Storage, principal: Principal, upload_id: uuid.UUID
+) -> Document:
+    """Turn a fully received upload into a document (checksum, content, name checked)."""
+    up = await get_upload(db, principal, upload_id)
+    async with _lock(upload_id):
+        have = storage.staging.resumable_size(up.id.hex)
+        if have != up.size:
+            raise OffsetMismatch(
+                f"Envoi incomplet : {have} octets reçus sur {up.size}.", offset=have
+            )
+        staged = await storage.staging.seal(up.id.hex)
+        try:
+            if up.sha256 and staged.sha256 != up.sha256:
+                raise ValidationFailed(
+                    "La somme de contrôle SHA-256 ne correspond pas au fichier reçu.",
+                    code="checksum_mismatch",
+                    sha256=staged.sha256,
+                )
+            async with db.write() as uow:
+                doc = await add_document(
+                    uow, principal, up.dossier_id, up.filename, staged, "upload"
+                )
+                row = await uow.session.get(Upload, up.id)
+                if row is not None:
+                    await uow.session.delete(row)
+            return doc
+        except Problem:
+            # The bytes are refused for good (content, checksum): nothing is left behind.
+            await abort_upload(db, storage, principal, up.id, reason="refused")
+            raise
+        finally:
+            _locks.pop(upload_id, None)
+
+
+async def abort_upload(
+    db: Database, storage: Storage, principal: Principal, upload_id: uuid.UUID, reason: str = ""
+) -> None:
+    async with db.write() as uow:
+        up = await uow.session.get(Upload, upload_id)
+        if up is None or up.owner_id != principal.subject_id:
+            raise NotFound("Envoi introuvable.", code="upload_not_found")
+        await uow.session.delete(up)
+        audit.record(
+            uow.session,
+            "document.upload_abort",
+            actor=principal,
+            object_type="document",
+            object_id=upload_id,
+            dossier_id=str(up.dossier_id),
+            reason=reason or "cancelled",
+        )
+    storage.staging.discard(upload_id.hex)
+    _locks.pop(upload_id, None)
+
+
+async def purge_stale_uploads(db: Database, storage: Storage) -> int:
+    """Drop uploads nobody finished within their lifetime."""
+    now = utcnow()
+    async with db.write() as uow:
+        rows = list(
+            (await uow.session.execute(select(Upload).where(Upload.expires_at < now))).scalars()
+        )
+        for up in rows:
+            await uow.session.delete(up)
+    for up in rows:
+        storage.staging.discard(up.id.hex)
+    return len(rows)
