@@ -4,12 +4,24 @@ then the requester's and the expert's signatures on the dossier page."""
 
 from __future__ import annotations
 
+import io
 import re
 
 import pytest
+from PIL import Image, ImageDraw
 
 from core.context import DB
 from tests.ui.conftest import open_session, shot
+
+
+def png(size: tuple[int, int], colour: str, text: str = "") -> bytes:
+    img = Image.new("RGB", size, colour)
+    if text:
+        ImageDraw.Draw(img).text((10, size[1] // 2), text, fill="black")
+    out = io.BytesIO()
+    img.save(out, "PNG")
+    return out.getvalue()
+
 
 pytestmark = [
     pytest.mark.browser,
@@ -94,6 +106,47 @@ async def test_wizard_then_both_signatures(pages, app, users):
     await exp.get_by_role("dialog").get_by_role("button", name="Signer").click()
     await exp.get_by_text("Dossier expertisé").first.wait_for()
     await shot(exp, "dossier-expert-signed")
+
+    # The expert's signature picture, from Settings ("Charger une signature").
+    await exp.goto("/app/settings")
+    await exp.locator("#signature-file").set_input_files(
+        {
+            "name": "signature.png",
+            "mimeType": "image/png",
+            "buffer": png((300, 100), "white", "K. Benali"),
+        }
+    )
+    await exp.get_by_alt_text("Votre signature").wait_for()
+    await exp.goto(dossier_url.replace(pages.base_url, ""))
+
+    # Add a photo with the progress bar, view it, adjust it, stamp the signature on it.
+    await exp.locator("input[type=file][multiple]").set_input_files(
+        {"name": "photo-pied.png", "mimeType": "image/png", "buffer": png((640, 480), "#c89070")}
+    )
+    await exp.get_by_text("« photo-pied.png » ajouté au dossier.").wait_for()
+    photo = exp.locator(".doc-list li", has_text="photo-pied.png")
+    await photo.get_by_role("button", name="Afficher").click()
+    viewer = exp.get_by_label("Visionneuse")
+    await viewer.get_by_alt_text("photo-pied.png").wait_for()
+    await viewer.get_by_label("Contraste").fill("180")
+    assert "contrast(180%)" in await viewer.get_by_alt_text("photo-pied.png").evaluate(
+        "img => img.style.filter"
+    )
+    await photo.get_by_role("button", name="Signature").click()
+    await (
+        exp.get_by_role("dialog")
+        .get_by_role("slider", name="Position de la signature")
+        .press("ArrowLeft")
+    )
+    await exp.get_by_role("dialog").get_by_role("button", name="Signer").click()
+    await exp.get_by_text("Signature apposée").wait_for()
+    await exp.get_by_text("v2").first.wait_for()
+
+    # The report PDF, generated from the signed form, filed in the dossier.
+    await exp.get_by_role("button", name="Générer le compte-rendu PDF").click()
+    await exp.get_by_text("Compte-rendu généré et ajouté au dossier.").wait_for()
+    await exp.locator(".viewer-pane").last.wait_for()
+    await shot(exp, "dossier-documents")
 
     await req.reload()
     await req.get_by_text(re.compile("lu par Dr Karim Benali", re.I)).first.wait_for()
