@@ -44,7 +44,7 @@ export function stateLabel(state) {
 
 export function roomOccupancy(r) {
   const occ = r.occupancy || {};
-  const names = occ.names || (r.participants || []).map((p) => personName(p)) || [];
+  const names = occ.names || (occ.participants || r.participants || []).map((p) => personName(p));
   const count = occ.count ?? r.participant_count ?? names.length;
   return { count, names };
 }
