@@ -98,3 +98,14 @@ async def test_login_page_fits_a_phone(pages, users):
     width = await page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390
     await shot(page, "login-phone")
+
+
+async def test_english_catalogue_on_request(pages, users):
+    page = await pages.new()
+    await page.goto("/app/login")
+    await page.get_by_role("button", name="Switch to English").click()
+    await page.get_by_role("heading", name="Sign in").wait_for()
+    await page.get_by_label("E-mail address").wait_for()
+    await page.reload()
+    await page.get_by_role("heading", name="Sign in").wait_for()
+    assert await page.evaluate("document.documentElement.lang") == "en"
