@@ -130,6 +130,22 @@ async def pages(browser: Any, server: TestServer) -> AsyncIterator[Pages]:
         await p.close()
 
 
+async def wait_js(page: Any, fn: str, arg: Any = None, timeout: float = 15.0) -> Any:
+    """Poll a JavaScript function until it returns a truthy value. (Playwright's
+    wait_for_function evaluates strings, which the pages' CSP forbids: no 'unsafe-eval'.)"""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = await page.evaluate(fn, arg)
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {fn}")
+        await asyncio.sleep(0.1)
+
+
 async def shot(page: Any, name: str, *, full_page: bool = True) -> None:
     RESULTS.mkdir(exist_ok=True)
     await page.screenshot(path=str(RESULTS / f"{name}.png"), full_page=full_page)

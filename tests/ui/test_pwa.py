@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from core.context import DB
-from tests.ui.conftest import open_session, shot
+from tests.ui.conftest import open_session, shot, wait_js
 
 pytestmark = [
     pytest.mark.browser,
@@ -25,7 +25,7 @@ async def test_last_searches_are_shown_offline(pages, app, users):
     )
     assert manifest["display"] == "standalone"
     await page.evaluate("navigator.serviceWorker.ready.then(() => true)")
-    await page.wait_for_function("navigator.serviceWorker.controller !== null", timeout=10000)
+    await wait_js(page, "() => navigator.serviceWorker.controller !== null")
 
     await page.get_by_label("Rechercher un dossier").fill("Sevestre")
     row = page.get_by_role("link", name="SEVESTRE Véronique")

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from tests.ui.conftest import call_api, open_session, shot
+from tests.ui.conftest import call_api, open_session, shot, wait_js
 
 pytestmark = [
     pytest.mark.browser,
@@ -18,9 +18,10 @@ pytestmark = [
 
 async def video_playing(page, selector: str) -> bool:
     """Frames are decoded: the element has a size and its time advances."""
-    await page.wait_for_function(
+    await wait_js(
+        page,
         "(sel) => { const v = document.querySelector(sel); return v && v.videoWidth > 0; }",
-        arg=selector,
+        selector,
     )
     return await page.evaluate(
         """async (sel) => {
@@ -70,7 +71,6 @@ async def test_patient_joins_through_lobby_chats_and_is_removed(pages, app, user
     await patient.get_by_text("Votre navigateur est compatible.").wait_for()
     await patient.get_by_role("button", name="Suivant").click()
     await patient.get_by_role("heading", name="Test de la caméra et du micro").wait_for()
-    await patient.wait_for_function("document.querySelector('.preview video').videoWidth > 0")
     assert await video_playing(patient, ".preview video")
     await shot(patient, "join-devices")
     await patient.get_by_role("button", name="Rejoindre la salle d'attente").click()

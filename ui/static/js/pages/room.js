@@ -490,7 +490,7 @@ export function RoomPage({ roomId, session }) {
       ${isHost && lobby.length > 0 && html`<button type="button" class="btn btn-sm lobby-alert" onClick=${() => setPanel("people")}>
         <${Icon} name="bell" />${t("room.lobby_waiting", { count: lobby.length })}</button>`}
       <button type="button" class="btn btn-ghost btn-sm" aria-pressed=${layout === "speaker" ? "true" : "false"} onClick=${() => setLayout(layout === "grid" ? "speaker" : "grid")}>
-        <${Icon} name=${layout === "grid" ? "speaker" : "grid"} />${layout === "grid" ? t("room.view_speaker") : t("room.view_grid")}</button>
+        <${Icon} name=${layout === "grid" ? "speaker" : "grid"} /><span class="ctl-label">${layout === "grid" ? t("room.view_speaker") : t("room.view_grid")}</span></button>
     </header>
     <div class="room-body">
       <section class="stage" aria-label=${t("room.videos")}>
