@@ -150,4 +150,6 @@ async def test_wizard_then_both_signatures(pages, app, users):
 
     await req.reload()
     await req.get_by_text(re.compile("lu par Dr Karim Benali", re.I)).first.wait_for()
+    await req.get_by_role("button", name="Clôturer le dossier").click()
+    await req.get_by_text("Dossier clôturé").first.wait_for()
     assert not pages.errors, pages.errors

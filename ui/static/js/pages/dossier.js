@@ -78,6 +78,37 @@ function FormPart({ dossier, part, onChanged }) {
   </section>`;
 }
 
+function Closure({ d, onChanged }) {
+  const [open, setOpen] = useState(false);
+  const [reason, setReason] = useState("");
+  const [error, setError] = useState(null);
+  const act = async (fn) => {
+    setError(null);
+    try {
+      onChanged(await fn());
+      setOpen(false);
+    } catch (err) {
+      setError(err);
+    }
+  };
+  const canAsk = d.actions.includes("request_closure") && d.state !== "closure_requested";
+  const canClose = d.actions.includes("close");
+  const canWithdraw = d.state === "closure_requested" && d.actions.includes("request_closure");
+  if (!canAsk && !canClose && !canWithdraw) return null;
+  return html`<div class="row">
+    <${Alert}>${error && errorMessage(error)}<//>
+    ${canClose && html`<button type="button" class="btn btn-sm" onClick=${() => act(() => api.post(`/dossiers/${d.id}/close`))}><${Icon} name="lock" />${t("dossier.close")}</button>`}
+    ${canAsk && !canClose && html`<button type="button" class="btn btn-sm" onClick=${() => setOpen(true)}>${t("dossier.ask_closure")}</button>`}
+    ${canWithdraw && html`<button type="button" class="btn btn-sm" onClick=${() => act(() => api.del(`/dossiers/${d.id}/closure-request`))}>${t("dossier.withdraw_closure")}</button>`}
+    <${Dialog} open=${open} title=${t("dossier.ask_closure")} onClose=${() => setOpen(false)}
+      footer=${html`<button type="button" class="btn" onClick=${() => setOpen(false)}>${t("common.cancel")}</button>
+        <button type="button" class="btn btn-primary" onClick=${() => act(() => api.post(`/dossiers/${d.id}/closure-request`, { reason }))}>${t("common.confirm")}</button>`}>
+      <div class="field"><label for="closure-reason">${t("dossier.closure_reason")}</label>
+        <textarea id="closure-reason" class="input" value=${reason} onInput=${(e) => setReason(e.target.value)} maxlength="2000"></textarea></div>
+    <//>
+  </div>`;
+}
+
 export function DossierPage({ id }) {
   const [d, setD] = useState(null);
   const [error, setError] = useState(null);
@@ -102,6 +133,7 @@ export function DossierPage({ id }) {
         <div class="stack small">
           <div><span class=${`badge badge-${d.state}`}>${d.state_label}</span> ${d.urgent && html`<span class="badge badge-urgent">${t("dossier.urgent")}</span>`}</div>
           ${d.request_type && html`<div>${t("wizard.step_type")} : <strong>${d.request_type.label}</strong></div>`}
+          <${Closure} d=${d} onChanged=${setD} />
         </div>
       </div>
     </section>
