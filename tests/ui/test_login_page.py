@@ -1,0 +1,111 @@
+"""Signing in through the pages, in Chromium: password, second factor, errors, session end."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from core.seed import DEMO_PASSWORD
+from tests.ui.conftest import shot, sign_in
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.parametrize("backend", ["sqlite"], indirect=True),
+]
+
+
+async def test_login_with_code_from_smtp_lands_on_activity_view(pages, users, smtp):
+    page = await pages.new()
+    await page.goto("/")
+    await page.get_by_role("heading", name="Connexion").wait_for()
+    assert page.url.endswith("/app/login?next=%2Fapp%2F")
+    await shot(page, "login")
+    await page.get_by_label("Adresse e-mail").fill("requerant@demo.consilium.fr")
+    await page.get_by_label("Mot de passe").fill(DEMO_PASSWORD)
+    await page.get_by_role("button", name="Continuer").click()
+    await page.get_by_role("heading", name="Vérification en deux étapes").wait_for()
+    await page.get_by_text("Code par SMS").wait_for()
+    await shot(page, "login-second-factor")
+    await page.get_by_text("Code par e-mail").click()
+    await page.get_by_role("button", name="Recevoir mon code").click()
+    [mail] = await smtp.wait_for("requerant@demo.consilium.fr")
+    code = re.search(r"\b(\d{6})\b", smtp.text_of(mail)).group(1)
+    await page.get_by_text("Un code a été envoyé à r***@demo.consilium.fr").wait_for()
+    await page.get_by_label("Code à 6 chiffres").fill(code)
+    await page.get_by_role("button", name="Valider").click()
+    await page.get_by_role("heading", name="Vue activité").wait_for()
+    await page.get_by_text("Dr Claire Martin").wait_for()
+    for column in ("Patient", "Sexe", "Requérant", "Modifié le", "Statut", "Actions"):
+        await page.get_by_role("columnheader", name=column).count()
+    await page.get_by_role("heading", name="Mes dernières recherches").wait_for()
+    await shot(page, "activity")
+    assert not pages.errors
+
+
+async def test_wrong_code_then_lockout_show_french_messages(pages, users, smtp, app):
+    from core.context import SETTINGS
+
+    page = await pages.new()
+    await page.goto("/app/login")
+    await page.get_by_label("Adresse e-mail").fill("expert@demo.consilium.fr")
+    await page.get_by_label("Mot de passe").fill("pas-le-bon")
+    await page.get_by_role("button", name="Continuer").click()
+    await page.get_by_text("Adresse e-mail ou mot de passe incorrect.").wait_for()
+
+    await page.get_by_label("Mot de passe").fill(DEMO_PASSWORD)
+    await page.get_by_role("button", name="Continuer").click()
+    await page.get_by_text("Code par e-mail").click()
+    await page.get_by_role("button", name="Recevoir mon code").click()
+    await smtp.wait_for("expert@demo.consilium.fr")
+    await page.get_by_label("Code à 6 chiffres").fill("000000")
+    await page.get_by_role("button", name="Valider").click()
+    alert = page.get_by_role("alert")
+    await alert.get_by_text("Code incorrect ou expiré").wait_for()
+    await shot(page, "login-wrong-code")
+
+    # Keep failing until the account locks (the limit is a setting).
+    limit = app[SETTINGS].login_max_failures
+    for _ in range(limit):
+        await page.get_by_label("Code à 6 chiffres").fill("000000")
+        await page.get_by_role("button", name="Valider").click()
+        await page.wait_for_timeout(150)
+        if await page.get_by_text("Compte temporairement verrouillé").count():
+            break
+    await page.get_by_text("Compte temporairement verrouillé").wait_for()
+    await page.get_by_text("Trop de tentatives infructueuses").wait_for()
+    await shot(page, "login-locked")
+
+
+async def test_expired_session_sends_back_to_login_then_to_the_page(pages, users, smtp, app):
+    from core.context import SESSIONS
+
+    page = await pages.new()
+    await sign_in(page, smtp, "requerant@demo.consilium.fr")
+    # The server forgets the session (expiry, or signed out elsewhere).
+    cookies = {c["name"]: c["value"] for c in await page.context.cookies()}
+    s = await app[SESSIONS].load(cookies["consilium_session"])
+    await app[SESSIONS].end(s.id)
+    await page.goto("/app/settings")
+    await page.get_by_role("heading", name="Connexion").wait_for()
+    assert "next=%2Fapp%2Fsettings" in page.url
+
+
+async def test_login_page_fits_a_phone(pages, users):
+    page = await pages.new(viewport={"width": 390, "height": 844})
+    await page.goto("/app/login")
+    await page.get_by_role("heading", name="Connexion").wait_for()
+    width = await page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390
+    await shot(page, "login-phone")
+
+
+async def test_english_catalogue_on_request(pages, users):
+    page = await pages.new()
+    await page.goto("/app/login")
+    await page.get_by_role("button", name="Switch to English").click()
+    await page.get_by_role("heading", name="Sign in").wait_for()
+    await page.get_by_label("E-mail address").wait_for()
+    await page.reload()
+    await page.get_by_role("heading", name="Sign in").wait_for()
+    assert await page.evaluate("document.documentElement.lang") == "en"

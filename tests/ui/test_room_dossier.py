@@ -1,0 +1,101 @@
+"""An exchange about a dossier in a room (seed 000 § 3.3): two practitioners in two browsers;
+the host mutes the other, shares the screen, files a screenshot into the dossier and sends a
+document that arrives as a chat item."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from sqlalchemy import select
+
+from core.context import DB
+from tests.ui.conftest import call_api, open_session, shot
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.parametrize("backend", ["sqlite"], indirect=True),
+]
+
+
+async def test_two_practitioners_in_a_dossier_room(pages, app, users, tmp_path):
+    from dossier.models import Dossier
+    from dossier.seed import seed_demo
+
+    await seed_demo(app[DB], users)
+    async with app[DB].read() as s:
+        dossier_id = str((await s.execute(select(Dossier.id).limit(1))).scalar_one())
+
+    host = await pages.new()
+    await open_session(host, app, users["requester"])
+    await host.goto("/app/")
+    room = await call_api(
+        host,
+        "POST",
+        "/api/v1/rooms",
+        {
+            "kind": "expertise",
+            "title": "Avis diabétologie — Mme Sevestre",
+            "dossier_id": dossier_id,
+        },
+    )
+    await call_api(
+        host,
+        "POST",
+        f"/api/v1/rooms/{room['id']}/members",
+        {"user_id": str(users["expert"].id), "role": "participant"},
+    )
+    await host.goto(f"/app/rooms/{room['id']}")
+    await host.get_by_text("Dr Claire Martin (vous)").wait_for()
+
+    expert = await pages.new()
+    await open_session(expert, app, users["expert"])
+    await expert.goto("/app/")
+    card = expert.locator(".room-item", has_text="Avis diabétologie")
+    await card.get_by_text(re.compile("1 participant : Dr Claire Martin")).wait_for()
+    await shot(expert, "activity-room-occupancy")
+    await card.get_by_role("link", name="Entrer dans la salle").click()
+    await expert.get_by_text("Dr Karim Benali (vous)").wait_for()
+    await host.locator(".tile:not(.local)").get_by_text("Dr Karim Benali").wait_for()
+
+    # The host asks to mute, then mutes the expert.
+    await host.get_by_role("button", name=re.compile("^Participants")).click()
+    await host.get_by_role("button", name="Couper son micro").click()
+    await expert.get_by_text("Dr Claire Martin a coupé votre micro.").wait_for()
+    await expert.get_by_role("button", name="Activer le micro").wait_for()
+
+    # Screen share: a large view of the shared screen.
+    await host.get_by_role("button", name="Partager l'écran").click()
+    await host.locator('.featured .tile[data-source="screen"]').wait_for()
+    await host.get_by_role("button", name="Arrêter le partage").wait_for()
+    await shot(host, "room-screen-share", full_page=False)
+    await host.get_by_role("button", name="Arrêter le partage").click()
+
+    # Screenshot filed into the dossier.
+    await host.get_by_role("button", name="Capture d'écran").click()
+    dialog = host.get_by_role("dialog")
+    await dialog.get_by_role("button", name="Ajouter au dossier").click()
+    await host.get_by_text("Capture ajoutée au dossier.").wait_for()
+    docs = await call_api(host, "GET", f"/api/v1/dossiers/{dossier_id}/documents")
+    names = [d["filename"] for c in docs["categories"] for d in c["documents"]]
+    assert any(n.startswith("capture-") for n in names), names
+
+    # A document sent in the room arrives as a downloadable chat item.
+    letter = tmp_path / "ordonnance.pdf"
+    import pymupdf
+
+    pdf = pymupdf.open()
+    pdf.new_page().insert_text((72, 72), "Ordonnance : metformine 1 g matin et soir")
+    letter.write_bytes(pdf.tobytes())
+    await host.locator("input[type=file][aria-label='Envoyer un document']").set_input_files(
+        str(letter)
+    )
+    await host.get_by_text("Document « ordonnance.pdf » envoyé.").wait_for()
+    await expert.get_by_role("button", name=re.compile("^Discussion")).click()
+    link = expert.get_by_role("link", name="ordonnance.pdf")
+    await link.wait_for()
+    async with expert.expect_download() as dl:
+        await link.click()
+    assert (await dl.value).suggested_filename == "ordonnance.pdf"
+    await shot(expert, "room-expert-chat-document", full_page=False)
+    assert not pages.errors, pages.errors

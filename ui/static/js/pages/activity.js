@@ -1,0 +1,235 @@
+// The activity view (home, seed 000 2.1): my dossiers with the seed's columns, search and
+// filters, urgent first; the rooms I may enter with their occupancy; my last searches.
+import { api, isMissing } from "../api.js";
+import { Alert, Empty, errorMessage, useTitle } from "../components.js";
+import { formatBirthDate, formatDateTime, t } from "../i18n.js";
+import { Icon } from "../icons.js";
+import { html, useEffect, useMemo, useState } from "../lib.js";
+import {
+  STATES,
+  dossierPatient,
+  dossierRequester,
+  dossierUpdated,
+  patientName,
+  roomOccupancy,
+  sexSymbol,
+  stateLabel,
+} from "../model.js";
+import { recentSearches, rememberSearch } from "../recent.js";
+import { Link, navigate } from "../router.js";
+
+function useDebounced(value, ms) {
+  const [v, setV] = useState(value);
+  useEffect(() => {
+    const id = setTimeout(() => setV(value), ms);
+    return () => clearTimeout(id);
+  }, [value, ms]);
+  return v;
+}
+
+/** Urgent first, then the most recently modified. */
+export function sortDossiers(list) {
+  return [...list].sort((a, b) => {
+    if (!!b.urgent !== !!a.urgent) return b.urgent ? 1 : -1;
+    return String(dossierUpdated(b) || "").localeCompare(String(dossierUpdated(a) || ""));
+  });
+}
+
+function matches(d, q) {
+  if (!q) return true;
+  const p = dossierPatient(d);
+  const hay = [patientName(p), p.birth_date, p.ipp, p.ins, dossierRequester(d), d.number, d.reference]
+    .filter(Boolean)
+    .join(" ")
+    .toLowerCase();
+  return q
+    .toLowerCase()
+    .split(/\s+/)
+    .every((w) => hay.includes(w));
+}
+
+function DossierTable({ dossiers, query }) {
+  const open = (d) => {
+    const p = dossierPatient(d);
+    if (query && query.trim().length >= 2) {
+      rememberSearch({ q: query.trim(), name: patientName(p), sex: p.sex, birth_date: p.birth_date, dossier_id: d.id });
+    }
+    navigate(`/app/dossiers/${d.id}`);
+  };
+  return html`<div class="table-wrap"><table class="table responsive">
+    <caption class="visually-hidden">${t("activity.dossiers")}</caption>
+    <thead><tr>
+      <th scope="col">${t("activity.col_patient")}</th>
+      <th scope="col">${t("activity.col_sex")}</th>
+      <th scope="col">${t("activity.col_requester")}</th>
+      <th scope="col">${t("activity.col_modified")}</th>
+      <th scope="col">${t("activity.col_state")}</th>
+      <th scope="col" class="actions">${t("activity.col_actions")}</th>
+    </tr></thead>
+    <tbody>
+      ${dossiers.map((d) => {
+        const p = dossierPatient(d);
+        const sex = sexSymbol(p.sex);
+        return html`<tr key=${d.id} class=${`clickable ${d.urgent ? "is-urgent" : ""}`} onClick=${() => open(d)}>
+          <td data-label=${t("activity.col_patient")}>
+            <a class="patient-name" href=${`/app/dossiers/${d.id}`} onClick=${(e) => { e.preventDefault(); e.stopPropagation(); open(d); }}>${patientName(p)}</a>
+            ${p.birth_date && html`<div class="small muted">${t("patient.born", { date: formatBirthDate(p.birth_date) })}</div>`}
+          </td>
+          <td data-label=${t("activity.col_sex")}><span class="sex" title=${sex.label} aria-label=${sex.label}>${sex.symbol}</span></td>
+          <td data-label=${t("activity.col_requester")}>${dossierRequester(d)}</td>
+          <td data-label=${t("activity.col_modified")}>${formatDateTime(dossierUpdated(d))}</td>
+          <td data-label=${t("activity.col_state")}>
+            <span class=${`badge badge-${d.state}`}>${stateLabel(d.state)}</span>
+            ${d.urgent && html` <span class="badge badge-urgent">${t("dossier.urgent")}</span>`}
+          </td>
+          <td class="actions">
+            <button type="button" class="btn btn-sm" onClick=${(e) => { e.stopPropagation(); open(d); }}>
+              <${Icon} name="folder" />${t("activity.open")}</button>
+          </td>
+        </tr>`;
+      })}
+    </tbody>
+  </table></div>`;
+}
+
+function Rooms({ rooms, error }) {
+  if (error) return html`<div class="card-body"><${Alert} kind="info">${error}<//></div>`;
+  if (rooms === null) return html`<div class="card-body muted">${t("common.loading")}</div>`;
+  if (!rooms.length) return html`<${Empty} icon="video">${t("activity.no_rooms")}<//>`;
+  return html`<ul class="room-list">
+    ${rooms.map((r) => {
+      const occ = roomOccupancy(r);
+      return html`<li class="room-item" key=${r.id}>
+        <div class="room-name">${r.name || r.title}</div>
+        <div class="occupancy">
+          <span class=${`dot ${occ.count ? "on" : ""}`} aria-hidden="true"></span>
+          <span>${occ.count
+            ? t(occ.count === 1 ? "room.occupancy_one" : "room.occupancy_many", { count: occ.count, names: occ.names.join(", ") })
+            : t("room.empty")}</span>
+        </div>
+        <${Link} class="btn btn-primary btn-sm" href=${`/app/rooms/${r.id}`}><${Icon} name="video" />${t("room.enter")}<//>
+      </li>`;
+    })}
+  </ul>`;
+}
+
+function RecentSearches({ onPick }) {
+  const items = recentSearches();
+  if (!items.length) return html`<p class="card-body small muted">${t("activity.recent_empty")}</p>`;
+  return html`<ul class="recent-list">
+    ${items.map((x) => {
+      const sex = sexSymbol(x.sex);
+      return html`<li key=${x.at}><button type="button" onClick=${() => onPick(x)}>
+        ${x.name ? html`<span class="sex" aria-label=${sex.label}>${sex.symbol}</span><span><strong>${x.name}</strong>
+          ${x.birth_date && html`<br /><span class="muted">${formatBirthDate(x.birth_date)}</span>`}</span>`
+          : html`<${Icon} name="search" /><span>${x.q}</span>`}
+      </button></li>`;
+    })}
+  </ul>`;
+}
+
+export function ActivityPage({ session }) {
+  useTitle(t("nav.activity"));
+  const [dossiers, setDossiers] = useState(null);
+  const [dossierError, setDossierError] = useState(null);
+  const [rooms, setRooms] = useState(null);
+  const [roomError, setRoomError] = useState(null);
+  const [query, setQuery] = useState("");
+  const [state, setState] = useState("");
+  const [urgentOnly, setUrgentOnly] = useState(false);
+  const [offline, setOffline] = useState(!navigator.onLine);
+  const debounced = useDebounced(query, 250);
+
+  useEffect(() => {
+    const on = () => setOffline(false);
+    const off = () => setOffline(true);
+    window.addEventListener("online", on);
+    window.addEventListener("offline", off);
+    return () => {
+      window.removeEventListener("online", on);
+      window.removeEventListener("offline", off);
+    };
+  }, []);
+
+  useEffect(() => {
+    let alive = true;
+    api
+      .get("/dossiers", { query: { q: debounced.trim().length >= 2 ? debounced.trim() : undefined, state: state || undefined } })
+      .then((data) => alive && (setDossiers(Array.isArray(data) ? data : data.items || []), setDossierError(null)))
+      .catch((err) => alive && (setDossiers([]), setDossierError(isMissing(err) ? t("activity.dossiers_unavailable") : errorMessage(err))));
+    return () => {
+      alive = false;
+    };
+  }, [debounced, state]);
+
+  useEffect(() => {
+    let alive = true;
+    const load = () =>
+      api
+        .get("/rooms")
+        .then((data) => alive && (setRooms(Array.isArray(data) ? data : data.items || []), setRoomError(null)))
+        .catch((err) => alive && (setRooms([]), setRoomError(isMissing(err) ? t("activity.rooms_unavailable") : errorMessage(err))));
+    load();
+    const id = setInterval(load, 15000); // occupancy changes while the page is open
+    return () => {
+      alive = false;
+      clearInterval(id);
+    };
+  }, []);
+
+  const shown = useMemo(() => {
+    if (!dossiers) return null;
+    return sortDossiers(dossiers.filter((d) => (!state || d.state === state) && (!urgentOnly || d.urgent) && matches(d, debounced.trim())));
+  }, [dossiers, state, urgentOnly, debounced]);
+
+  const onSearchSubmit = (e) => {
+    e.preventDefault();
+    if (query.trim().length >= 2) rememberSearch({ q: query.trim() });
+  };
+  const pickRecent = (x) => (x.dossier_id ? navigate(`/app/dossiers/${x.dossier_id}`) : setQuery(x.q));
+  const firstName = (session.name || "").replace(/^(Dr|Pr)\s+/, "");
+
+  return html`
+    <div class="page-head">
+      <div><h1>${t("activity.title")}</h1><p>${t("activity.hello", { name: firstName })}</p></div>
+      <${Link} class="btn btn-primary" href="/app/dossiers/new"><${Icon} name="plus" />${t("activity.new_request")}<//>
+    </div>
+    ${offline && html`<${Alert} kind="warning" title=${t("offline.title")}>${t("offline.body")}<//>`}
+    <div class="layout-2">
+      <section class="card" aria-labelledby="dossiers-title">
+        <div class="card-header row-between"><h2 id="dossiers-title">${t("activity.dossiers")}</h2>
+          ${shown && html`<span class="small muted">${t("activity.count", { count: shown.length })}</span>`}</div>
+        <form class="toolbar" role="search" onSubmit=${onSearchSubmit}>
+          <div class="field search">
+            <label for="dossier-search">${t("activity.search")}</label>
+            <div class="search-box"><${Icon} name="search" />
+              <input id="dossier-search" class="input" type="search" value=${query} placeholder=${t("activity.search_placeholder")}
+                onInput=${(e) => setQuery(e.target.value)} autocomplete="off" /></div>
+          </div>
+          <div class="field">
+            <label for="dossier-state">${t("activity.filter_state")}</label>
+            <select id="dossier-state" class="input" value=${state} onChange=${(e) => setState(e.target.value)}>
+              <option value="">${t("activity.all_states")}</option>
+              ${STATES.map((s) => html`<option value=${s}>${stateLabel(s)}</option>`)}
+            </select>
+          </div>
+          <label class="check field"><input type="checkbox" checked=${urgentOnly} onChange=${(e) => setUrgentOnly(e.target.checked)} />
+            <span>${t("activity.urgent_only")}</span></label>
+        </form>
+        ${dossierError && html`<div class="card-body"><${Alert} kind="info">${dossierError}<//></div>`}
+        ${shown === null ? html`<p class="card-body muted">${t("common.loading")}</p>`
+          : shown.length ? html`<${DossierTable} dossiers=${shown} query=${query} />`
+          : !dossierError && html`<${Empty} icon="folder">${query || state || urgentOnly ? t("activity.no_match") : t("activity.no_dossiers")}<//>`}
+      </section>
+      <div class="stack">
+        <section class="card" aria-labelledby="rooms-title">
+          <div class="card-header"><h2 id="rooms-title">${t("activity.rooms")}</h2></div>
+          <${Rooms} rooms=${rooms} error=${roomError} />
+        </section>
+        <section class="card" aria-labelledby="recent-title">
+          <div class="card-header"><h2 id="recent-title">${t("activity.recent")}</h2></div>
+          <${RecentSearches} onPick=${pickRecent} />
+        </section>
+      </div>
+    </div>`;
+}

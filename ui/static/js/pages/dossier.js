@@ -1,0 +1,164 @@
+// The dossier page (seed 000 § 2.2.4 – 3.2): identity banner, state, « lu par Dr X le … »,
+// recipients, the form with its requester and expert parts (save, sign: a signed part is
+// locked), closure, history. Documents, viewer and report come with the documents API.
+import { api } from "../api.js";
+import { Alert, Dialog, errorMessage, toast, useTitle } from "../components.js";
+import { formatBirthDate, formatDateTime, t } from "../i18n.js";
+import { Icon } from "../icons.js";
+import { html, useEffect, useState } from "../lib.js";
+import { patientName, sexSymbol } from "../model.js";
+import { Link } from "../router.js";
+import { DocumentsPanel } from "./documents.js";
+
+function FieldInput({ f, value, onChange, disabled, id }) {
+  const common = { id, disabled, required: f.required, class: "input" };
+  if (f.type === "textarea") return html`<textarea ...${common} value=${value || ""} onInput=${(e) => onChange(e.target.value)} maxlength=${f.max_length}></textarea>`;
+  if (f.type === "select") return html`<select ...${common} value=${value || ""} onChange=${(e) => onChange(e.target.value)}>
+    <option value="">–</option>${(f.options || []).map((o) => html`<option value=${typeof o === "string" ? o : o.value}>${typeof o === "string" ? o : o.label}</option>`)}</select>`;
+  if (f.type === "checkbox") return html`<input type="checkbox" id=${id} disabled=${disabled} checked=${value === true} onChange=${(e) => onChange(e.target.checked)} />`;
+  const type = f.type === "number" ? "number" : f.type === "date" ? "date" : "text";
+  return html`<input ...${common} type=${type} value=${value ?? ""} onInput=${(e) => onChange(type === "number" && e.target.value !== "" ? Number(e.target.value) : e.target.value)} />`;
+}
+
+function FormPart({ dossier, part, onChanged }) {
+  const [values, setValues] = useState(part.values || {});
+  const [error, setError] = useState(null);
+  const [busy, setBusy] = useState(false);
+  const [confirm, setConfirm] = useState(false);
+  useEffect(() => setValues(part.values || {}), [part.saved_at, part.signed_at]);
+  const side = part.side;
+  const canEdit = dossier.actions.includes(side === "requester" ? "edit_request" : "edit_expertise") && part.status !== "signed";
+  const canSign = dossier.actions.includes(side === "requester" ? "sign_request" : "sign_expertise") && part.status !== "signed";
+  const run = async (fn) => {
+    setBusy(true);
+    setError(null);
+    try {
+      onChanged(await fn());
+      return true;
+    } catch (err) {
+      setError(err);
+      return false;
+    } finally {
+      setBusy(false);
+    }
+  };
+  const save = () => run(() => api.put(`/dossiers/${dossier.id}/forms/${side}`, { values })).then((ok) => ok && toast(t("common.saved")));
+  const sign = async () => {
+    setConfirm(false);
+    if (await run(() => api.post(`/dossiers/${dossier.id}/forms/${side}/sign`, { values }))) toast(t("dossier.signed_toast"));
+  };
+  const fieldErrors = (error && error.body && error.body.fields) || {};
+  return html`<section class="card" aria-labelledby=${`part-${side}`}>
+    <div class="card-header row-between"><h2 id=${`part-${side}`}>${t(`dossier.part_${side}`)}</h2>
+      ${part.status === "signed"
+        ? html`<span class="badge badge-closed"><${Icon} name="lock" />${t("dossier.signed_by", { name: part.signed_by ? part.signed_by.name : "", date: formatDateTime(part.signed_at) })}</span>`
+        : html`<span class="badge badge-draft">${t(`dossier.part_status_${part.status}`)}</span>`}</div>
+    <div class="card-body">
+      <${Alert}>${error && errorMessage(error)}<//>
+      ${part.fields.map((f) => {
+        const id = `f-${side}-${f.name}`;
+        return html`<div class=${f.type === "checkbox" ? "field check" : "field"} key=${f.name}>
+          ${f.type === "checkbox" ? html`<${FieldInput} f=${f} id=${id} value=${values[f.name]} disabled=${!canEdit} onChange=${(v) => setValues({ ...values, [f.name]: v })} /><label for=${id}>${f.label}${f.required ? " *" : ""}</label>`
+            : html`<label for=${id}>${f.label}${f.required ? " *" : ""}</label><${FieldInput} f=${f} id=${id} value=${values[f.name]} disabled=${!canEdit} onChange=${(v) => setValues({ ...values, [f.name]: v })} />`}
+          ${f.help && html`<span class="hint">${f.help}</span>`}
+          ${fieldErrors[f.name] && html`<span class="hint ko">${fieldErrors[f.name]}</span>`}
+        </div>`;
+      })}
+      ${part.saved_at && part.status !== "signed" && html`<p class="small muted">${t("dossier.saved_by", { name: part.saved_by ? part.saved_by.name : "", date: formatDateTime(part.saved_at) })}</p>`}
+      ${(canEdit || canSign) && html`<div class="row">
+        ${canEdit && html`<button type="button" class="btn" disabled=${busy} onClick=${save}>${t("common.save")}</button>`}
+        ${canSign && html`<button type="button" class="btn btn-primary" disabled=${busy} onClick=${() => setConfirm(true)}><${Icon} name="pen" />${t("dossier.sign")}</button>`}
+      </div>`}
+    </div>
+    <${Dialog} open=${confirm} title=${t("dossier.sign_confirm_title")} onClose=${() => setConfirm(false)}
+      footer=${html`<button type="button" class="btn" onClick=${() => setConfirm(false)}>${t("common.cancel")}</button>
+        <button type="button" class="btn btn-primary" onClick=${sign}>${t("dossier.sign")}</button>`}>
+      <p>${t(`dossier.sign_confirm_${side}`)}</p>
+    <//>
+  </section>`;
+}
+
+function Closure({ d, onChanged }) {
+  const [open, setOpen] = useState(false);
+  const [reason, setReason] = useState("");
+  const [error, setError] = useState(null);
+  const act = async (fn) => {
+    setError(null);
+    try {
+      onChanged(await fn());
+      setOpen(false);
+    } catch (err) {
+      setError(err);
+    }
+  };
+  const canAsk = d.actions.includes("request_closure") && d.state !== "closure_requested";
+  const canClose = d.actions.includes("close");
+  const canWithdraw = d.state === "closure_requested" && d.actions.includes("request_closure");
+  if (!canAsk && !canClose && !canWithdraw) return null;
+  return html`<div class="row">
+    <${Alert}>${error && errorMessage(error)}<//>
+    ${canClose && html`<button type="button" class="btn btn-sm" onClick=${() => act(() => api.post(`/dossiers/${d.id}/close`))}><${Icon} name="lock" />${t("dossier.close")}</button>`}
+    ${canAsk && !canClose && html`<button type="button" class="btn btn-sm" onClick=${() => setOpen(true)}>${t("dossier.ask_closure")}</button>`}
+    ${canWithdraw && html`<button type="button" class="btn btn-sm" onClick=${() => act(() => api.del(`/dossiers/${d.id}/closure-request`))}>${t("dossier.withdraw_closure")}</button>`}
+    <${Dialog} open=${open} title=${t("dossier.ask_closure")} onClose=${() => setOpen(false)}
+      footer=${html`<button type="button" class="btn" onClick=${() => setOpen(false)}>${t("common.cancel")}</button>
+        <button type="button" class="btn btn-primary" onClick=${() => act(() => api.post(`/dossiers/${d.id}/closure-request`, { reason }))}>${t("common.confirm")}</button>`}>
+      <div class="field"><label for="closure-reason">${t("dossier.closure_reason")}</label>
+        <textarea id="closure-reason" class="input" value=${reason} onInput=${(e) => setReason(e.target.value)} maxlength="2000"></textarea></div>
+    <//>
+  </div>`;
+}
+
+export function DossierPage({ id }) {
+  const [d, setD] = useState(null);
+  const [error, setError] = useState(null);
+  const [history, setHistory] = useState(null);
+  useTitle(d ? patientName(d.patient) : t("dossier.title"));
+  useEffect(() => {
+    api.get(`/dossiers/${id}`).then(setD).catch(setError);
+  }, [id]);
+  const loadHistory = () => api.get(`/dossiers/${id}/history`).then(setHistory).catch(setError);
+  if (error && !d) return html`<${Alert}>${errorMessage(error)}<//><p><${Link} href="/app/">${t("nav.activity")}<//></p>`;
+  if (!d) return html`<p class="muted" role="status">${t("common.loading")}</p>`;
+  const p = d.patient;
+  const sex = sexSymbol(p.sex);
+  return html`
+    <p><${Link} href="/app/" class="btn btn-ghost btn-sm"><${Icon} name="home" />${t("nav.activity")}<//></p>
+    <section class="card banner-gap" aria-label=${t("dossier.identity")}>
+      <div class="identity-banner">
+        <span class="avatar" aria-hidden="true">${sex.symbol}</span>
+        <div><div class="who">${patientName(p)}</div>
+          <div class="small muted">${t("patient.born", { date: formatBirthDate(p.birth_date) })} · ${sex.label}${p.ipp ? ` · IPP ${p.ipp}` : ""}${p.ins ? ` · INS ${p.ins}` : ""}</div></div>
+        <span class="grow"></span>
+        <div class="stack small">
+          <div><span class=${`badge badge-${d.state}`}>${d.state_label}</span> ${d.urgent && html`<span class="badge badge-urgent">${t("dossier.urgent")}</span>`}</div>
+          ${d.request_type && html`<div>${t("wizard.step_type")} : <strong>${d.request_type.label}</strong></div>`}
+          <${Closure} d=${d} onChanged=${setD} />
+        </div>
+      </div>
+    </section>
+    ${d.receipts.map((r) => html`<div class="alert alert-info" role="status" key=${r.user.id}><${Icon} name="check" /> ${r.label}</div>`)}
+    <div class="layout-2">
+      <div class="stack">
+        <${DocumentsPanel} dossier=${d} canAdd=${d.my_side !== "admin" && d.state !== "closed"}
+          canReport=${d.state === "expertised" || d.state === "closed" || d.state === "closure_requested"} />
+        ${d.forms.length ? d.forms.map((part) => html`<${FormPart} key=${part.side} dossier=${d} part=${part} onChanged=${setD} />`) : html`<${Alert} kind="info">${t("dossier.no_form")}<//>`}
+      </div>
+      <div class="stack">
+        <section class="card"><div class="card-header"><h2>${t("dossier.summary")}</h2></div><div class="card-body">
+          <dl class="dl">
+            <dt>${t("activity.col_requester")}</dt><dd>${d.requester.name}</dd>
+            ${d.on_behalf_label && html`<dt></dt><dd class="small muted">${d.on_behalf_label}</dd>`}
+            ${d.expert && html`<dt>${t("dossier.expert")}</dt><dd>${d.expert.name}</dd>`}
+            <dt>${t("wizard.recipients")}</dt><dd>${d.recipients.map((o) => o.name).join(", ") || "–"}</dd>
+            <dt>${t("dossier.created")}</dt><dd>${formatDateTime(d.created_at)}</dd>
+            <dt>${t("activity.col_modified")}</dt><dd>${formatDateTime(d.modified_at)}</dd>
+            <dt>${t("wizard.comment")}</dt><dd>${d.consent_comment || "–"}</dd>
+          </dl></div></section>
+        <section class="card"><div class="card-header row-between"><h2>${t("dossier.history")}</h2>
+          ${!history && html`<button type="button" class="btn btn-sm" onClick=${loadHistory}>${t("dossier.show_history")}</button>`}</div>
+          ${history && html`<ul class="recent-list">${history.map((h, i) => html`<li key=${i}><div class="card-body small"><strong>${h.actor_label}</strong> · ${t(`audit.${h.action}`) !== `audit.${h.action}` ? t(`audit.${h.action}`) : h.action}<br /><span class="muted">${formatDateTime(h.at)}</span></div></li>`)}</ul>`}
+        </section>
+      </div>
+    </div>`;
+}

@@ -1,0 +1,178 @@
+// Sign-in (seed 000, 1.1.3): e-mail and password, then the second factor: a one-time code by
+// e-mail or SMS ("Recevoir mon code"), or the authenticator app, or a recovery code.
+import { api } from "../api.js";
+import { Alert, LangSwitch, errorMessage, useTitle } from "../components.js";
+import { t } from "../i18n.js";
+import { Icon } from "../icons.js";
+import { html, useEffect, useRef, useState } from "../lib.js";
+import { navigate } from "../router.js";
+import { setSession } from "../session.js";
+
+function safeNext(query) {
+  const next = query.get("next") || "/app/";
+  return next.startsWith("/app/") || next.startsWith("/join/") ? next : "/app/";
+}
+
+function PasswordStep({ onDone }) {
+  const [email, setEmail] = useState("");
+  const [password, setPassword] = useState("");
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState(null);
+  const submit = async (e) => {
+    e.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      onDone(await api.post("/auth/login", { email: email.trim(), password }));
+    } catch (err) {
+      setError(err);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return html`<form onSubmit=${submit} noValidate=${false}>
+    <${Alert}>${error && errorMessage(error)}<//>
+    <div class="field">
+      <label for="login-email">${t("login.email")}</label>
+      <input id="login-email" class="input" type="email" name="email" autocomplete="username" required
+        value=${email} onInput=${(e) => setEmail(e.target.value)} aria-invalid=${error ? "true" : undefined} />
+    </div>
+    <div class="field">
+      <label for="login-password">${t("login.password")}</label>
+      <input id="login-password" class="input" type="password" name="password" autocomplete="current-password" required
+        value=${password} onInput=${(e) => setPassword(e.target.value)} aria-invalid=${error ? "true" : undefined} />
+    </div>
+    <button class="btn btn-primary btn-block" type="submit" disabled=${busy}>${busy ? t("common.wait") : t("login.continue")}</button>
+  </form>`;
+}
+
+const METHOD_ICON = { email: "mail", sms: "sms", totp: "key", recovery: "lock" };
+
+function SecondFactorStep({ challenge, onRestart, onSignedIn }) {
+  const [method, setMethod] = useState(challenge.methods.includes(challenge.preferred) ? challenge.preferred : challenge.methods[0]);
+  const [sent, setSent] = useState(null); // {sent_to, expires_in}
+  const [code, setCode] = useState("");
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState(null);
+  const codeRef = useRef(null);
+  const needsSend = method === "email" || method === "sms";
+  const hint = { email: challenge.email_hint, sms: challenge.mobile_hint };
+
+  useEffect(() => {
+    if (codeRef.current && (!needsSend || sent)) codeRef.current.focus();
+  }, [method, sent]);
+
+  const choose = (m) => {
+    setMethod(m);
+    setSent(null);
+    setCode("");
+    setError(null);
+  };
+  const handle = (err) => {
+    if (err.code === "password_required") onRestart(err);
+    else setError(err);
+  };
+  const send = async () => {
+    setBusy(true);
+    setError(null);
+    try {
+      setSent(await api.post("/auth/otp", { channel: method }));
+    } catch (err) {
+      handle(err);
+    } finally {
+      setBusy(false);
+    }
+  };
+  const verify = async (e) => {
+    e.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      const apiMethod = needsSend ? "otp" : method;
+      onSignedIn(await api.post("/auth/verify", { method: apiMethod, code: code.trim() }));
+    } catch (err) {
+      setCode("");
+      handle(err);
+    } finally {
+      setBusy(false);
+    }
+  };
+  const locked = error && error.code === "account_locked";
+  return html`<div>
+    ${error && html`<${Alert} title=${locked ? t("login.locked_title") : t("login.error_title")}>${errorMessage(error)}<//>`}
+    <fieldset>
+      <legend>${t("login.choose_method")}</legend>
+      <div class="choice-list" role="radiogroup">
+        ${challenge.methods.map(
+          (m) => html`<label class=${`choice ${method === m ? "selected" : ""}`} key=${m}>
+            <input type="radio" name="mfa-method" value=${m} checked=${method === m} onChange=${() => choose(m)} />
+            <${Icon} name=${METHOD_ICON[m]} />
+            <span><span class="choice-title">${t(`login.method_${m}`)}</span>
+            ${hint[m] && html`<br /><span class="choice-sub">${hint[m]}</span>`}</span>
+          </label>`,
+        )}
+      </div>
+    </fieldset>
+    ${needsSend && !sent && html`<button type="button" class="btn btn-primary btn-block" onClick=${send} disabled=${busy || locked}>
+      ${busy ? t("common.wait") : t("login.receive_code")}</button>`}
+    ${(!needsSend || sent) && html`<form onSubmit=${verify}>
+      ${sent && html`<${Alert} kind="info">${t("login.code_sent", { to: sent.sent_to, minutes: Math.round(sent.expires_in / 60) })}<//>`}
+      <div class="field">
+        <label for="login-code">${t(method === "recovery" ? "login.recovery_code" : "login.code")}</label>
+        <input id="login-code" ref=${codeRef} class="input input-code" name="code" required
+          inputmode=${method === "recovery" ? "text" : "numeric"} autocomplete="one-time-code"
+          maxlength=${method === "recovery" ? 20 : 6} value=${code} onInput=${(e) => setCode(e.target.value)}
+          aria-invalid=${error && error.code === "invalid_code" ? "true" : undefined} aria-describedby="code-hint" />
+        <span id="code-hint" class="hint">${t(method === "totp" ? "login.code_hint_totp" : method === "recovery" ? "login.code_hint_recovery" : "login.code_hint")}</span>
+      </div>
+      <button class="btn btn-primary btn-block" type="submit" disabled=${busy || locked || code.trim().length < 6}>${busy ? t("common.wait") : t("login.validate")}</button>
+      ${sent && html`<p class="small muted"><button type="button" class="btn btn-ghost btn-sm" onClick=${send} disabled=${busy}>${t("login.resend")}</button></p>`}
+    </form>`}
+    <p class="small"><button type="button" class="btn btn-ghost btn-sm" onClick=${() => onRestart(null)}>← ${t("login.back")}</button></p>
+  </div>`;
+}
+
+export function LoginPage({ query }) {
+  useTitle(t("login.title"));
+  const [challenge, setChallenge] = useState(null);
+  const [restartError, setRestartError] = useState(null);
+  const onSignedIn = (s) => {
+    setSession(s);
+    navigate(safeNext(query), { replace: true });
+  };
+  const expired = query.get("expired") === "1";
+  return html`<div class="auth-page">
+    <aside class="auth-aside">
+      <div>
+        <span class="brand"><span class="brand-mark" aria-hidden="true"></span>Consilium</span>
+        <h2>${t("login.tagline")}</h2>
+        <ul>
+          <li><${Icon} name="video" /><span>${t("login.feature_rooms")}</span></li>
+          <li><${Icon} name="folder" /><span>${t("login.feature_dossiers")}</span></li>
+          <li><${Icon} name="shield" /><span>${t("login.feature_security")}</span></li>
+        </ul>
+      </div>
+      <p class="legal">${t("login.legal")}</p>
+    </aside>
+    <main class="auth-main" id="main">
+      <div class="auth-card">
+        <div class="lang-switch"><${LangSwitch} /></div>
+        <div class="card"><div class="card-body">
+          <div class="steps-mini" aria-hidden="true">
+            <span class=${challenge ? "" : "on"}><b>1</b>${t("login.step_password")}</span>
+            <span class=${challenge ? "on" : ""}><b>2</b>${t("login.step_code")}</span>
+          </div>
+          <h1>${challenge ? t("login.second_factor_title") : t("login.title")}</h1>
+          <p class="lead">${challenge ? t("login.second_factor_lead") : t("login.lead")}</p>
+          ${expired && !challenge && !restartError && html`<${Alert} kind="info">${t("login.session_expired")}<//>`}
+          ${restartError && !challenge && html`<${Alert}>${errorMessage(restartError)}<//>`}
+          ${challenge
+            ? html`<${SecondFactorStep} challenge=${challenge} onSignedIn=${onSignedIn}
+                onRestart=${(err) => { setRestartError(err); setChallenge(null); }} />`
+            : html`<${PasswordStep} onDone=${(c) => { setRestartError(null); setChallenge(c); }} />`}
+        </div></div>
+        <p class="small muted">${t("login.help")}</p>
+      </div>
+    </main>
+  </div>`;
+}

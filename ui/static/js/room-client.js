@@ -1,0 +1,191 @@
+// The live side of a room, without any UI: the Socket.IO connection (presence, lobby,
+// moderation, chat) and the one RTCPeerConnection with the SFU (rtc:* signalling).
+// Pages subscribe with `client.on(event, fn)`; every client event is acknowledged {ok, error?}.
+import { io } from "../vendor/socket.io.mjs";
+
+export class LiveError extends Error {
+  constructor(error) {
+    super((error && error.message) || "refused");
+    this.code = (error && error.code) || "refused";
+  }
+}
+
+export function uuid4() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  const b = crypto.getRandomValues(new Uint8Array(16));
+  b[6] = (b[6] & 0x0f) | 0x40;
+  b[8] = (b[8] & 0x3f) | 0x80;
+  const h = [...b].map((x) => x.toString(16).padStart(2, "0")).join("");
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
+}
+
+const SERVER_EVENTS = [
+  "participant:joined", "participant:updated", "participant:left",
+  "lobby:arrived", "lobby:left", "lobby:admitted", "lobby:refused",
+  "room:muted", "room:unmute_requested", "room:removed", "room:ended", "room:replaced", "room:updated",
+  "chat:message", "chat:typing",
+  "rtc:offer", "rtc:candidate", "rtc:tracks", "rtc:screen", "rtc:speaker", "rtc:stats", "rtc:state",
+];
+
+export class RoomClient {
+  constructor(roomId) {
+    this.roomId = roomId;
+    this.handlers = new Map();
+    this.pc = null;
+    this.midInfo = new Map(); // server m-line mid → {participant_id, source, kind, track_id}
+    this.negotiating = Promise.resolve();
+    this.sources = {}; // local MediaStreamTrack id → "camera" | "screen"
+    this.rtcAvailable = true;
+    this.socket = io({ path: "/socket.io", transports: ["websocket", "polling"], withCredentials: true, autoConnect: false });
+    for (const name of SERVER_EVENTS) this.socket.on(name, (data) => this.fire(name, data));
+    this.socket.on("connect", () => this.fire("connected"));
+    this.socket.on("disconnect", (reason) => this.fire("disconnected", reason));
+    this.socket.on("connect_error", (err) => this.fire("connect_error", err));
+    this.on("rtc:offer", (offer) => this.onServerOffer(offer));
+    this.on("rtc:candidate", (c) => this.pc && c && this.pc.addIceCandidate(c.candidate ? c : null).catch(() => {}));
+  }
+
+  on(name, fn) {
+    if (!this.handlers.has(name)) this.handlers.set(name, new Set());
+    this.handlers.get(name).add(fn);
+    return () => this.handlers.get(name).delete(fn);
+  }
+
+  fire(name, data) {
+    (this.handlers.get(name) || []).forEach((fn) => {
+      try {
+        fn(data);
+      } catch (e) {
+        console.error(name, e);
+      }
+    });
+  }
+
+  connect() {
+    this.socket.connect();
+  }
+
+  /** Emit with acknowledgement; resolves the ack, rejects LiveError on {ok:false}. */
+  call(event, data = {}, timeout = 10000) {
+    return new Promise((resolve, reject) => {
+      this.socket.timeout(timeout).emit(event, data, (err, ack) => {
+        if (err) return reject(new LiveError({ code: "timeout", message: `${event}: no answer` }));
+        if (!ack || ack.ok === false) return reject(new LiveError(ack && ack.error));
+        resolve(ack);
+      });
+    });
+  }
+
+  join() {
+    return this.call("room:join", { room_id: this.roomId });
+  }
+
+  async leave() {
+    try {
+      await this.call("room:leave", {}, 3000);
+    } catch {
+      /* leaving anyway */
+    }
+    this.close();
+  }
+
+  close() {
+    if (this.pc) this.pc.close();
+    this.pc = null;
+    this.socket.disconnect();
+  }
+
+  // --- media with the SFU ----------------------------------------------------------------
+
+  /** Open the peer connection and publish `stream` (camera and microphone). */
+  async startMedia(stream) {
+    let info;
+    try {
+      info = await this.call("rtc:join", {});
+    } catch (e) {
+      this.rtcAvailable = false;
+      throw e;
+    }
+    this.pc = new RTCPeerConnection({ iceServers: info.ice_servers || [], bundlePolicy: "max-bundle" });
+    this.pc.onicecandidate = (e) => {
+      const c = e.candidate ? e.candidate.toJSON() : null;
+      this.socket.emit("rtc:candidate", { candidate: c }, () => {});
+    };
+    this.pc.ontrack = (e) => {
+      const mid = e.transceiver && e.transceiver.mid;
+      const meta = this.midInfo.get(mid) || {};
+      this.fire("track", { track: e.track, mid, ...meta });
+    };
+    this.pc.onconnectionstatechange = () => this.fire("pc-state", this.pc && this.pc.connectionState);
+    for (const track of stream.getTracks()) {
+      this.sources[track.id] = "camera";
+      this.pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+    }
+    await this.publish();
+    return info;
+  }
+
+  /** Offer our current tracks to the server; one negotiation at a time. */
+  publish() {
+    this.negotiating = this.negotiating.then(async () => {
+      if (!this.pc) return;
+      const offer = await this.pc.createOffer();
+      await this.pc.setLocalDescription(offer);
+      const sources = {};
+      for (const tr of this.pc.getTransceivers()) {
+        const track = tr.sender && tr.sender.track;
+        if (track && track.kind === "video" && tr.mid) sources[tr.mid] = this.sources[track.id] || "camera";
+      }
+      const ack = await this.call("rtc:offer", { sdp: this.pc.localDescription.sdp, type: "offer", sources });
+      await this.pc.setRemoteDescription({ type: "answer", sdp: ack.sdp });
+    });
+    return this.negotiating.catch((e) => this.fire("rtc-error", e));
+  }
+
+  onServerOffer(offer) {
+    for (const tr of offer.tracks || []) this.midInfo.set(tr.mid, tr);
+    this.fire("tracks-map", offer.tracks || []);
+    this.negotiating = this.negotiating.then(async () => {
+      if (!this.pc) return;
+      await this.pc.setRemoteDescription({ type: "offer", sdp: offer.sdp });
+      const answer = await this.pc.createAnswer();
+      await this.pc.setLocalDescription(answer);
+      await this.call("rtc:answer", { sdp: this.pc.localDescription.sdp, type: "answer" });
+      // Tracks whose m-line was just (re)labelled: tell the page again.
+      for (const tr of this.pc.getTransceivers()) {
+        const meta = this.midInfo.get(tr.mid);
+        if (meta && tr.receiver && tr.receiver.track && tr.currentDirection !== "inactive") {
+          this.fire("track", { track: tr.receiver.track, mid: tr.mid, ...meta });
+        }
+      }
+    });
+    this.negotiating.catch((e) => this.fire("rtc-error", e));
+  }
+
+  async replaceTrack(kind, track) {
+    if (!this.pc) return;
+    const sender = this.pc.getSenders().find((s) => s.track && s.track.kind === kind && this.sources[s.track.id] !== "screen");
+    if (sender) {
+      this.sources[track.id] = "camera";
+      await sender.replaceTrack(track);
+    }
+  }
+
+  async startScreen(track, stream) {
+    if (!this.pc) return;
+    this.sources[track.id] = "screen";
+    this.screenTransceiver = this.pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+    await this.publish();
+  }
+
+  async stopScreen() {
+    if (!this.pc || !this.screenTransceiver) return;
+    try {
+      this.screenTransceiver.stop();
+    } catch {
+      /* already stopped */
+    }
+    this.screenTransceiver = null;
+    await this.publish();
+  }
+}
