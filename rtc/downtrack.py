@@ -125,13 +125,19 @@ class DownTrack:
         forwarder.refresh()
 
     def set_paused(self, paused: bool) -> None:
+        """Pause (takes effect after the frame in flight) or resume (from a keyframe)."""
         if paused == self.paused:
             return
         self.paused = paused
+        forwarder = self.forwarder
         if not paused:
             self._begin_epoch()
-        if self.forwarder is not None:
-            self.forwarder.refresh()
+            if forwarder is not None:
+                forwarder.refresh()
+        elif forwarder is not None:
+            # cutting a video frame in half would let the receiver assemble a broken frame
+            # from its head and the next epoch's packets: finish the frame first
+            forwarder.pause_after_frame(self)
 
     def _begin_epoch(self) -> None:
         """Next packet starts a new epoch; video waits for a keyframe, which is requested."""

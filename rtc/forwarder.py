@@ -81,6 +81,7 @@ class Forwarder:
             [None] * HISTORY_SIZE if kind == "video" else []
         )
         self._taps: list[PacketTap] = []
+        self._pausing: list[DownTrack] = []
         # publisher side, known once its transport is connected
         self.writer: TransportWriter | None = None
         self.rtcp_ssrc = 0
@@ -129,14 +130,25 @@ class Forwarder:
 
     def refresh(self) -> None:
         """Recompute which down-tracks get packets (bound, connected, not paused, not muted)."""
+        self._pausing = [dt for dt in self._pausing if dt.paused]
         if self.muted or self.closed:
             self._active = []
             return
+        pausing = self._pausing
         self._active = [
             dt
             for dt in self.downtracks
-            if dt.ready and not dt.paused and dt.writer is not None and dt.writer.rtp is not None
+            if dt.ready
+            and (not dt.paused or dt in pausing)
+            and dt.writer is not None
+            and dt.writer.rtp is not None
         ]
+
+    def pause_after_frame(self, downtrack: DownTrack) -> None:
+        if self.kind == "video" and downtrack in self._active and not downtrack.waiting_keyframe:
+            self._pausing.append(downtrack)
+        else:
+            self.refresh()
 
     def set_muted(self, muted: bool) -> None:
         self.muted = muted
@@ -221,6 +233,9 @@ class Forwarder:
             if entry is None:
                 entry = tails[ext_id] = self._tail(ext_id, payload, level)
             dt.write(fseq, ts, marker, entry[0], entry[1], keyframe)
+        if marker and self._pausing:
+            self._pausing.clear()
+            self.refresh()
 
     def _tail(self, ext_id: int, payload: bytes, level: int) -> tuple[int, bytes]:
         """First header byte and what follows the fixed header, for one extension id."""

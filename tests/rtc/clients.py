@@ -210,8 +210,8 @@ class Client:
 
     async def _answer(self, payload: dict[str, Any]) -> None:
         async with self.lock:
-            for info in payload.get("tracks", []):
-                self.labels[info["mid"]] = info
+            # the server lists every m-line it currently sends: older labels are stale
+            self.labels = {info["mid"]: info for info in payload.get("tracks", [])}
             await self.pc.setRemoteDescription(
                 RTCSessionDescription(sdp=payload["sdp"], type="offer")
             )
