@@ -164,8 +164,13 @@ class Client:
         return await self.sfu.join(self.room_id, self.id, name or self.id)
 
     async def publish(
-        self, *, camera: bool = True, audio: bool = True, screen: bool = False,
-        codec: str = "VP8", amplitude: float = 0.3,
+        self,
+        *,
+        camera: bool = True,
+        audio: bool = True,
+        screen: bool = False,
+        codec: str = "VP8",
+        amplitude: float = 0.3,
     ) -> None:
         wanted = [("camera", camera), ("screen", screen), ("audio", audio)]
         for source, on in wanted:
@@ -223,9 +228,7 @@ class Client:
     # --- receiving --------------------------------------------------------------------------
 
     def _on_track(self, track: MediaStreamTrack) -> None:
-        mid = next(
-            (t.mid for t in self.pc.getTransceivers() if t.receiver.track is track), None
-        )
+        mid = next((t.mid for t in self.pc.getTransceivers() if t.receiver.track is track), None)
         if mid is None:
             return
         if track.kind == "video":
@@ -248,7 +251,7 @@ class Client:
                 counter, stamp = decoded
                 received.counters.append(counter)
                 now_ms = int(time.time() * 1000) & 0xFFFFFFFF
-                received.delays_ms.append(((now_ms - stamp) & 0xFFFFFFFF))
+                received.delays_ms.append((now_ms - stamp) & 0xFFFFFFFF)
 
     async def _drain(self, track: MediaStreamTrack) -> None:
         with contextlib.suppress(MediaStreamError):
@@ -271,9 +274,7 @@ class Client:
         for transceiver in self.pc.getTransceivers():
             if transceiver.mid == mid:
                 report = await transceiver.receiver.getStats()
-                return sum(
-                    s.packetsReceived for s in report.values() if s.type == "inbound-rtp"
-                )
+                return sum(s.packetsReceived for s in report.values() if s.type == "inbound-rtp")
         raise KeyError(mid)
 
     async def close(self) -> None:
@@ -315,15 +316,18 @@ class Harness:
             await asyncio.sleep(0.05)
             busy = False
             for client in self.clients.values():
-                if client.lock.locked() or any(not t.done() for t in client._tasks[-3:] if
-                                              t.get_coro().__name__ == "_answer"):
+                if client.lock.locked() or any(
+                    not t.done() for t in client._tasks[-3:] if t.get_coro().__name__ == "_answer"
+                ):
                     busy = True
                 try:
                     peer = self.sfu.peer(client.id)
                 except RtcError:
                     continue
-                if peer.pc.signalingState != "stable" or peer._offer_needed or (
-                    peer._offer_task is not None and not peer._offer_task.done()
+                if (
+                    peer.pc.signalingState != "stable"
+                    or peer._offer_needed
+                    or (peer._offer_task is not None and not peer._offer_task.done())
                 ):
                     busy = True
             if not busy:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 
@@ -13,7 +14,7 @@ pytestmark = pytest.mark.media
 
 def assert_in_order(counters: list[int], minimum: int) -> None:
     assert len(counters) >= minimum, f"only {len(counters)} frames decoded"
-    assert all(b > a for a, b in zip(counters, counters[1:], strict=False)), counters
+    assert all(b > a for a, b in itertools.pairwise(counters)), counters
 
 
 async def test_three_participants_see_each_others_counters_advance(harness: Harness) -> None:
@@ -148,8 +149,11 @@ async def test_screen_share_appears_to_others_and_disappears_when_stopped(
     before = await bob.packets_received(screen_mid)
     await asyncio.sleep(1)
     assert await bob.packets_received(screen_mid) == before
-    assert not [t for t in harness.sfu.tracks("room-1") if t["track_id"].startswith("alice:")
-                and t["source"] == "screen"]
+    assert not [
+        t
+        for t in harness.sfu.tracks("room-1")
+        if t["track_id"].startswith("alice:") and t["source"] == "screen"
+    ]
     camera = bob.received_from("alice", "camera")
     count = len(camera.counters)
     await asyncio.sleep(1)
@@ -225,7 +229,7 @@ async def test_paused_video_gets_no_packets_and_resume_brings_a_keyframe(
     # (aiortc's jitter buffer releases the last frame before the pause only when the next
     # packet arrives, hence the window)
     window = received.counters[decoded - 1 : decoded + 3]
-    assert max(b - a for a, b in zip(window, window[1:], strict=False)) > 15, window
+    assert max(b - a for a, b in itertools.pairwise(window)) > 15, window
     assert_in_order(received.counters, decoded + 3)
 
 
