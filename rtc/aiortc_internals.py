@@ -285,3 +285,42 @@ def restrict_host_addresses(allowed: Sequence[str] | None) -> None:
         return result
 
     aioice.ice.get_host_addresses = get_host_addresses
+
+
+# --- load generators (loadtest/ only) -------------------------------------------------------
+
+
+def intercept_rtp_data(dtls: RTCDtlsTransport, callback: Callable[[bytes, int], None]) -> None:
+    """Hand every decrypted RTP packet of `dtls` to `callback(data, arrival_ms)`, unparsed.
+
+    For load generators that count and timestamp what they receive without paying for
+    aiortc's packet parsing, routing, jitter buffer and decoder.
+    """
+
+    async def handle_rtp_data(data: bytes, arrival_time_ms: int) -> None:
+        callback(data, arrival_time_ms)
+
+    setattr(dtls, "_handle_rtp_data", handle_rtp_data)  # noqa: B010
+
+
+def intercept_srtp_datagrams(dtls: RTCDtlsTransport, callback: Callable[[bytes], None]) -> bool:
+    """Hand every SRTP (not SRTCP) datagram of a connected transport to `callback`, as is.
+
+    The RTP header travels in clear in SRTP, so a load generator can count and timestamp
+    packets by SSRC, sequence number and timestamp without decrypting, queueing or parsing
+    them. STUN, DTLS and SRTCP still go to aioice/aiortc. False if not connected yet.
+    """
+    pair = dtls.transport._connection._nominated.get(1)
+    if pair is None:
+        return False
+    protocol = pair.protocol
+    original = protocol.datagram_received
+
+    def datagram_received(data: bytes, addr: tuple[Any, ...]) -> None:
+        if len(data) > 12 and 127 < data[0] < 192 and not 191 < data[1] < 209:
+            callback(data)
+        else:
+            original(data, addr)
+
+    setattr(protocol, "datagram_received", datagram_received)  # noqa: B010
+    return True
