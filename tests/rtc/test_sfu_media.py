@@ -255,3 +255,34 @@ async def test_snapshot_is_a_jpeg_at_the_publisher_resolution(harness: Harness) 
     decoded = decode_bars(np.asarray(image))
     assert decoded is not None and 0 < decoded[0] <= alice.tracks["camera"].counter  # type: ignore[attr-defined]
     assert snap.participant_id == "alice" and snap.taken_by == "bob" and snap.source == "camera"
+
+
+async def test_speaker_remb_and_stats_reach_the_room(harness: Harness) -> None:
+    alice = await harness.add("alice")
+    bob = await harness.add("bob")
+    carol = await harness.add("carol")
+    await alice.publish(camera=True, amplitude=0.01)  # quiet
+    await harness.settle()
+    await bob.publish(camera=False, amplitude=0.5)  # loud
+    await harness.settle()
+    await carol.publish(camera=False, audio=False)
+    await harness.settle()
+    await wait_for(lambda: any(e == "rtc:speaker" for e, _ in harness.room_events), 5)
+    speakers = [p["participant_id"] for e, p in harness.room_events if e == "rtc:speaker"]
+    assert speakers[0] == "bob", speakers
+
+    # REMB from the subscribers' estimators, aggregated for alice's camera
+    peer = harness.sfu.peer("alice")
+    camera = next(f for f in peer.published.values() if f.kind == "video")
+    await wait_for(lambda: camera.remb is not None and camera.remb.last_sent is not None, 8)
+    assert camera.remb is not None and camera.remb.last_sent is not None
+    assert 100_000 <= camera.remb.last_sent <= harness.sfu.config.max_camera_bitrate
+
+    stats = [p for e, p in harness.room_events if e == "rtc:stats"]
+    assert stats, "no periodic rtc:stats"
+    last = stats[-1]["participants"]
+    published = {f["source"]: f for f in last["alice"]["published"]}
+    assert published["camera"]["packets"] > 0 and published["camera"]["bitrate"] > 0
+    subscribed = last["carol"]["subscribed"]
+    assert {s["track_id"] for s in subscribed} >= {camera.track_id}
+    assert any(s["rtt_ms"] is not None for s in subscribed)
