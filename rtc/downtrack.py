@@ -103,10 +103,10 @@ class DownTrack:
         self.forwarder = forwarder
         self.remb = None
         if forwarder is not None:
+            # starts on the next `set_ready`, i.e. once the subscriber accepted the offer that
+            # carries this source: a keyframe sent before that could be thrown away
             self._pending_start = True
             forwarder.add_downtrack(self)
-            if self.ready:
-                self.start()
 
     def set_ready(self, writer: TransportWriter) -> None:
         """The subscriber's side is negotiated and connected: start if bound."""

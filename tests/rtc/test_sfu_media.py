@@ -286,3 +286,29 @@ async def test_speaker_remb_and_stats_reach_the_room(harness: Harness) -> None:
     subscribed = last["carol"]["subscribed"]
     assert {s["track_id"] for s in subscribed} >= {camera.track_id}
     assert any(s["rtt_ms"] is not None for s in subscribed)
+
+
+async def test_an_ended_track_frees_its_m_line_for_the_next_one(harness: Harness) -> None:
+    alice = await harness.add("alice")
+    bob = await harness.add("bob")
+    carol = await harness.add("carol")
+    await alice.publish(camera=False, audio=False, screen=True)
+    await harness.settle()
+    await asyncio.sleep(1)
+    old_mid = bob.mids_for("alice", "screen")[-1]
+    assert len(bob.received_from("alice", "screen").counters) > 5
+    await alice.stop_publishing("screen")
+    await harness.settle()
+    counters = bob.video[old_mid].counters
+    seen = len(counters)
+    await carol.publish(camera=False, audio=False, screen=True)
+    await harness.settle()
+    assert bob.mids_for("carol", "screen") == [old_mid]  # same m-line, new source
+    await asyncio.sleep(1.5)
+    new = counters[seen:]
+    if new and new[0] > counters[seen - 1]:
+        new = new[1:]  # alice's last frame, released by aiortc's jitter buffer only now
+    assert_in_order(new, 10)
+    # carol's counter started at 0 after alice's had run for a while: a different source
+    assert new[0] < counters[seen - 1]
+    assert new[-1] <= carol.tracks["screen"].counter  # type: ignore[attr-defined]
