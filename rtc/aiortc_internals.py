@@ -16,7 +16,9 @@ run it after any aiortc or aioice upgrade.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import socket
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -216,7 +218,9 @@ class TransportWriter:
         pair = dtls.transport._connection._nominated.get(1)
         if pair is None:
             return False
-        sendto = pair.protocol.transport.sendto
+        transport = pair.protocol.transport
+        _enlarge_socket_buffers(transport)
+        sendto = transport.sendto
         addr = pair.remote_addr
         protect = dtls._tx_srtp.protect
         protect_rtcp = dtls._tx_srtp.protect_rtcp
@@ -234,6 +238,17 @@ class TransportWriter:
     def unbind(self) -> None:
         self.rtp = None
         self.rtcp = None
+
+
+def _enlarge_socket_buffers(transport: Any, size: int = 1 << 20) -> None:
+    """Room for bursts (a keyframe to many subscribers) when the process is briefly busy."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return
+    for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        with contextlib.suppress(OSError):
+            if sock.getsockopt(socket.SOL_SOCKET, option) < size:
+                sock.setsockopt(socket.SOL_SOCKET, option, size)
 
 
 # --- codecs ---------------------------------------------------------------------------------
@@ -314,6 +329,7 @@ def intercept_srtp_datagrams(dtls: RTCDtlsTransport, callback: Callable[[bytes],
     if pair is None:
         return False
     protocol = pair.protocol
+    _enlarge_socket_buffers(protocol.transport, 4 << 20)
     original = protocol.datagram_received
 
     def datagram_received(data: bytes, addr: tuple[Any, ...]) -> None:
