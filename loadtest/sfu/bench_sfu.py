@@ -270,6 +270,9 @@ class Participant:
 
     async def close(self) -> None:
         self.closed = True
+        for out in (self.video, self.audio):
+            if out is not None:
+                out.writer.unbind()
         await self.pc.close()
 
 

@@ -16,6 +16,7 @@ import contextlib
 import cProfile
 import json
 import signal
+import time
 from typing import Any
 
 from aiortc import (
@@ -183,7 +184,7 @@ async def serve(mode: str, profile: str | None) -> None:
         SfuBackend(send_event) if mode == "sfu" else RelayBackend(send_event)
     )
     done = asyncio.Event()
-    profiler = cProfile.Profile() if profile else None
+    profiler = cProfile.Profile(time.process_time) if profile else None
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writers.append(writer)

@@ -101,3 +101,30 @@ def test_restrict_host_addresses_gathers_loopback_only() -> None:
         assert aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=False) == ["127.0.0.1"]
     finally:
         aiortc_internals.restrict_host_addresses(["127.0.0.1"])
+
+
+def test_fast_protect_matches_pylibsrtp() -> None:
+    import os
+    import struct
+
+    from pylibsrtp import Policy, Session
+
+    key = os.urandom(44)
+
+    def session() -> Session:
+        policy = Policy(
+            key=key,
+            ssrc_type=Policy.SSRC_ANY_OUTBOUND,
+            srtp_profile=Policy.SRTP_PROFILE_AEAD_AES_256_GCM,
+        )
+        policy.allow_repeat_tx = True
+        return Session(policy)
+
+    reference, ours = session(), session()
+    protect = aiortc_internals._fast_protect(ours)
+    for seq in range(3):
+        packet = struct.pack("!BBHII", 0x80, 96, seq, 1000, 42) + os.urandom(1100)
+        assert protect(packet) == reference.protect(packet)
+    # what _fast_protect reads from pylibsrtp
+    for name in ("_cdata", "_buffer", "_srtp"):
+        assert hasattr(ours, name)
