@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SOURCES = ("camera", "screen", "audio")
+_EXTMAP = re.compile(r"^a=extmap:(\d+)(/[a-z]+)? (\S+)(.*)$")
 MAX_CANDIDATES = 100
 OFFER_DEBOUNCE = 0.05
 
@@ -118,6 +120,47 @@ def codec_key(name: str, parameters: Mapping[str, Any]) -> tuple[str, str]:
     return name.upper(), profile
 
 
+class ExtmapRegistry:
+    """RTP header extension ids of one connection: once an id means a URI, it always does.
+
+    aiortc numbers extensions from its own table in every offer it creates, and browsers
+    (Chrome since M140) refuse an offer that gives an id another meaning than before. The
+    ids the client chose are learnt from its descriptions; the server's offers are rewritten
+    to use them, new URIs getting free ids.
+    """
+
+    def __init__(self) -> None:
+        self.ids: dict[str, int] = {}
+
+    def learn(self, sdp: str) -> None:
+        for line in sdp.splitlines():
+            match = _EXTMAP.match(line)
+            if match is not None:
+                uri, ext_id = match.group(3), int(match.group(1))
+                if uri not in self.ids and ext_id not in self.ids.values():
+                    self.ids[uri] = ext_id
+
+    def rewrite(self, sdp: str) -> str:
+        lines = []
+        for line in sdp.splitlines():
+            match = _EXTMAP.match(line)
+            if match is not None:
+                uri = match.group(3)
+                ext_id = self.ids.get(uri)
+                if ext_id is None:
+                    used = set(self.ids.values())
+                    offered = int(match.group(1))
+                    ext_id = offered if offered not in used else None  # keep it when free
+                    if ext_id is None:
+                        ext_id = next((i for i in range(1, 15) if i not in used), None)
+                    if ext_id is None:
+                        continue  # no one-byte id left: leave this extension out
+                    self.ids[uri] = ext_id
+                line = f"a=extmap:{ext_id}{match.group(2) or ''} {uri}{match.group(4)}"
+            lines.append(line)
+        return "\r\n".join(lines) + "\r\n"
+
+
 class RoomView:
     """What a peer needs from its room (implemented by rtc.sfu.Room)."""
 
@@ -171,6 +214,7 @@ class Peer:
         self._candidates = 0
         self._offer_needed = False
         self._offer_task: asyncio.Task[None] | None = None
+        self.extmap = ExtmapRegistry()
         self._on_state = on_state
         self.pc.on("connectionstatechange", self._connection_state_changed)
 
@@ -191,6 +235,7 @@ class Peer:
                 )
             if sources:
                 self.set_sources(sources)
+            self.extmap.learn(sdp)
             try:
                 await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
             except Exception as exc:  # aiortc raises ValueError, OperationError, ...
@@ -416,6 +461,7 @@ class Peer:
                     continue
                 try:
                     offer = await self.pc.createOffer()
+                    offer.sdp = self.extmap.rewrite(offer.sdp)
                     await self.pc.setLocalDescription(offer)
                 except Exception:
                     logger.exception("server offer failed for %s", self.participant_id)
@@ -507,6 +553,7 @@ class Peer:
                 raise RtcError(CLOSED, "the connection is closed")
             if self.pc.signalingState != "have-local-offer":
                 raise RtcError(WRONG_STATE, "no server offer is waiting for an answer")
+            self.extmap.learn(sdp)
             try:
                 await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
             except Exception as exc:

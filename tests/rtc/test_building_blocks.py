@@ -180,3 +180,30 @@ async def test_downtrack_rewrites_ssrc_sequence_and_payload_type_across_a_pause(
     assert again[2] == (headers[0][2] + 3) & 0xFFFF and capture.packets[-1].endswith(key)
     assert downtrack.stats.retransmitted == 1
     forwarder.close()
+
+
+def test_server_offers_keep_the_clients_header_extension_ids() -> None:
+    from rtc.peer import ExtmapRegistry
+
+    registry = ExtmapRegistry()
+    chrome_offer = (
+        "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
+        "a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\n"
+        "a=extmap:2 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time\r\n"
+        "a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid\r\n"
+    )
+    registry.learn(chrome_offer)
+    aiortc_offer = (
+        "m=video 9 UDP/TLS/RTP/SAVPF 97\r\n"
+        "a=extmap:1 urn:ietf:params:rtp-hdrext:sdes:mid\r\n"
+        "a=extmap:3 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time\r\n"
+        "a=extmap:5 urn:example:new\r\n"
+        "a=extmap:1 urn:example:other\r\n"
+    )
+    assert registry.rewrite(aiortc_offer) == (
+        "m=video 9 UDP/TLS/RTP/SAVPF 97\r\n"
+        "a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid\r\n"
+        "a=extmap:2 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time\r\n"
+        "a=extmap:5 urn:example:new\r\n"  # its own id is free: kept
+        "a=extmap:3 urn:example:other\r\n"  # 1 means audio level here: first free id
+    )
