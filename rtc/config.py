@@ -33,8 +33,10 @@ class RtcConfig:
     #: ceilings sent to publishers, bits per second.
     max_camera_bitrate: int = 1_500_000
     max_screen_bitrate: int = 2_500_000
-    #: negotiations (offers in either direction) allowed per participant per 10 s window.
+    #: client offers allowed per participant per 10 s window.
     max_negotiations_per_10s: int = 20
+    #: tracks one participant may publish at once (camera, screen, audio and some slack).
+    max_published_tracks: int = 4
     #: seconds between two `rtc:stats` events per room (0 disables them).
     stats_interval: float = 2.0
     #: active speaker: evaluation period and hold time, seconds.

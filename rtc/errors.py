@@ -14,6 +14,7 @@ WRONG_STATE: Final = "wrong_state"
 RATE_LIMITED: Final = "rate_limited"
 ALREADY_JOINED: Final = "already_joined"
 SNAPSHOT_FAILED: Final = "snapshot_failed"
+TOO_MANY_TRACKS: Final = "too_many_tracks"
 CLOSED: Final = "closed"
 
 

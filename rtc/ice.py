@@ -61,18 +61,16 @@ class AddressPolicy:
         return bool(self.networks)
 
     def allows(self, host: str) -> bool:
-        if not self.networks:
-            return True
         try:
             ip = ipaddress.ip_address(host)
         except ValueError:
-            return False  # mDNS names and garbage
-        return any(ip in network for network in self.networks)
+            # mDNS names (resolved asynchronously by aioice) when unrestricted; never DNS
+            # names, whose lookup in sendto would block the event loop
+            return not self.networks and host.endswith(".local") and len(host) < 256
+        return not self.networks or any(ip in network for network in self.networks)
 
     def filter_sdp(self, sdp: str) -> str:
         """Drop `a=candidate` lines whose address is not allowed."""
-        if not self.networks:
-            return sdp
         kept = []
         for line in sdp.splitlines():
             if line.startswith("a=candidate:"):

@@ -45,6 +45,7 @@ from rtc.errors import (
     GLARE,
     NO_SUPPORTED_CODEC,
     RATE_LIMITED,
+    TOO_MANY_TRACKS,
     WRONG_STATE,
     RtcError,
 )
@@ -59,6 +60,7 @@ logger = logging.getLogger(__name__)
 SOURCES = ("camera", "screen", "audio")
 _EXTMAP = re.compile(r"^a=extmap:(\d+)(/[a-z]+)? (\S+)(.*)$")
 MAX_CANDIDATES = 100
+MAX_SDP_LENGTH = 64 * 1024
 OFFER_DEBOUNCE = 0.05
 
 
@@ -259,6 +261,8 @@ class Peer:
         """Refuse what would put aiortc in a bad state; drop disallowed candidates."""
         if not isinstance(sdp, str) or not sdp.strip():
             raise RtcError(BAD_SDP, f"empty {kind}")
+        if len(sdp) > MAX_SDP_LENGTH:
+            raise RtcError(BAD_SDP, f"{kind} larger than {MAX_SDP_LENGTH} bytes")
         sdp = self.policy.filter_sdp(sdp)
         try:
             description = internals.SessionDescription.parse(sdp)
@@ -266,6 +270,21 @@ class Peer:
             raise RtcError(BAD_SDP, f"malformed SDP: {exc}") from exc
         if not description.media:
             raise RtcError(BAD_SDP, "the SDP has no media section")
+        if kind == "offer":
+            ours = {s.transceiver.mid for s in self.slots}
+            sending = [
+                m
+                for m in description.media
+                if m.kind in ("audio", "video")
+                and m.port != 0
+                and m.direction in ("sendonly", "sendrecv")
+                and m.rtp.muxId not in ours
+            ]
+            if len(sending) > self.config.max_published_tracks:
+                raise RtcError(
+                    TOO_MANY_TRACKS,
+                    f"{len(sending)} tracks offered, at most {self.config.max_published_tracks}",
+                )
         for media in description.media:
             if media.ice is None or not media.ice.usernameFragment or not media.ice.password:
                 raise RtcError(BAD_SDP, "ICE credentials are missing")

@@ -108,3 +108,17 @@ async def test_renegotiation_storm_is_rate_limited(harness: Harness) -> None:
     await _media_flows(harness, "bob", "alice")
     stats = harness.sfu.stats("room-1")["participants"]
     assert stats["bob"]["state"] == "connected"
+
+
+async def test_too_many_published_tracks_are_refused(harness: Harness) -> None:
+    greedy = await harness.add("greedy")
+    for _ in range(5):
+        greedy.pc.addTransceiver(CounterVideoTrack(), direction="sendonly")
+    await greedy.pc.setLocalDescription(await greedy.pc.createOffer())
+    with pytest.raises(RtcError) as error:
+        await harness.sfu.handle_offer("greedy", greedy.pc.localDescription.sdp)
+    assert error.value.code == "too_many_tracks"
+    with pytest.raises(RtcError) as error:
+        await harness.sfu.handle_offer("greedy", "v=0\r\n" + "a=x\r\n" * 20000)
+    assert error.value.code == "bad_sdp"
+    assert harness.sfu.tracks("room-1") == []

@@ -47,7 +47,9 @@ def test_address_policy_keeps_loopback_candidates_only() -> None:
         "a=candidate:2 1 udp 1 127.0.0.1 9 typ host\r\n"
     )
     assert policy.filter_sdp(sdp) == "v=0\r\na=candidate:2 1 udp 1 127.0.0.1 9 typ host\r\n"
-    assert AddressPolicy(()).allows("203.0.113.1")
+    open_policy = AddressPolicy(())
+    assert open_policy.allows("203.0.113.1") and open_policy.allows("4f1c.local")
+    assert not open_policy.allows("attacker.example.com")  # no DNS lookups on our loop
 
 
 def test_vp8_and_h264_keyframe_detection() -> None:
