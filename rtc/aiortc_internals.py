@@ -20,10 +20,12 @@ import contextlib
 import ipaddress
 import os
 import socket
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import aioice.ice
+import pylibsrtp
 from aiortc import (
     RTCDtlsTransport,
     RTCRtpCodecParameters,
@@ -259,6 +261,45 @@ class TransportWriter:
         if self._socket is not None:
             self._socket.close()
             self._socket = None
+
+
+def fast_rtp_input(dtls: RTCDtlsTransport) -> bool:
+    """Deliver SRTP arriving on the nominated ICE pair straight to the registered RTP sinks.
+
+    aiortc's input path tries to parse each datagram as STUN (an exception per RTP packet),
+    queues it, wakes the DTLS task, then unprotects, parses and routes it. Here RTP is
+    unprotected, parsed and routed in the socket callback and handed to the sink's
+    synchronous `on_rtp(packet, arrival_ms)`; STUN, DTLS and SRTCP keep aiortc's path.
+    Sinks without `on_rtp` get nothing (the SFU registers no decoding receiver anyway).
+    """
+    pair = dtls.transport._connection._nominated.get(1)
+    if pair is None or dtls._rx_srtp is None:
+        return False
+    protocol = pair.protocol
+    if getattr(protocol, "_consilium_fast_input", False):
+        return True
+    original = protocol.datagram_received
+    unprotect = dtls._rx_srtp.unprotect
+    extensions_map = dtls._rtp_header_extensions_map
+    route = dtls._rtp_router.route_rtp
+    parse = RtpPacket.parse
+    now = time.time
+
+    def datagram_received(data: bytes, addr: tuple[Any, ...]) -> None:
+        if len(data) > 12 and 127 < data[0] < 192 and not 191 < data[1] < 209:
+            try:
+                packet = parse(unprotect(data), extensions_map)
+            except (pylibsrtp.Error, ValueError):
+                return
+            on_rtp = getattr(route(packet), "on_rtp", None)
+            if on_rtp is not None:
+                on_rtp(packet, int(now() * 1000))
+        else:
+            original(data, addr)
+
+    setattr(protocol, "datagram_received", datagram_received)  # noqa: B010
+    setattr(protocol, "_consilium_fast_input", True)  # noqa: B010
+    return True
 
 
 def _fast_protect(session: Any) -> Callable[[bytes], bytes]:

@@ -177,6 +177,11 @@ class Forwarder:
     # --- packets from the publisher (called by aiortc's RTP router) -------------------------
 
     async def _handle_rtp_packet(self, packet: RtpPacket, arrival_time_ms: int) -> None:
+        """aiortc's entry point (RTP that came through the DTLS transport's queue)."""
+        self.on_rtp(packet, arrival_time_ms)
+
+    def on_rtp(self, packet: RtpPacket, arrival_time_ms: int) -> None:
+        """One packet of the published track (also called straight from the socket)."""
         pt = packet.payload_type
         payload = packet.payload
         seq = packet.sequence_number

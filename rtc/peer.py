@@ -83,12 +83,18 @@ class _PublisherSink:
 
     def __init__(self) -> None:
         self.forwarder: Forwarder | None = None
+        #: synchronous entry used by `aiortc_internals.fast_rtp_input`
+        self.on_rtp: Callable[[internals.RtpPacket, int], None] = self._ignore
 
     def attach(self, forwarder: Forwarder | None) -> None:
         self.forwarder = forwarder
         # bound methods set on the instance: the router's call reaches the forwarder directly
         handler = forwarder._handle_rtp_packet if forwarder is not None else self._drop
         self._handle_rtp_packet = handler  # type: ignore[method-assign]
+        self.on_rtp = forwarder.on_rtp if forwarder is not None else self._ignore
+
+    def _ignore(self, packet: internals.RtpPacket, arrival_time_ms: int) -> None:
+        return None
 
     async def _handle_rtp_packet(self, packet: internals.RtpPacket, arrival_time_ms: int) -> None:
         return None
@@ -650,8 +656,8 @@ class Peer:
                     self._refresh_all()
 
             transport.on("statechange", on_statechange)
-        if writer.rtp is None:
-            writer.bind()
+        if writer.rtp is None and writer.bind():
+            internals.fast_rtp_input(transport)
         return writer
 
     def _refresh_all(self) -> None:

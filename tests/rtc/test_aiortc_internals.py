@@ -53,7 +53,13 @@ def test_dtls_transport_internals_exist() -> None:
     assert params(RTCDtlsTransport._unregister_rtp_sender) == ["self", "sender"]
     assert params(RTCDtlsTransport._handle_rtp_data) == ["self", "data", "arrival_time_ms"]
     init = inspect.getsource(RTCDtlsTransport.__init__)
-    assert "self._tx_srtp" in init and "self._rtp_router = RtpRouter()" in init
+    assert "self._tx_srtp" in init and "self._rx_srtp" in init
+    assert "self._rtp_router = RtpRouter()" in init
+    assert "self._rtp_header_extensions_map" in init
+    assert params(RtpRouter.route_rtp) == ["self", "packet"]
+    # the input path that fast_rtp_input short-cuts: socket -> STUN parse -> queue
+    assert params(aioice.ice.StunProtocol.datagram_received) == ["self", "data", "addr"]
+    assert "self._queue.put_nowait" in inspect.getsource(aioice.ice.Connection.data_received)
     assert "ssrc_table" in inspect.getsource(RtpRouter.__init__)
     # the router routes RTCP to senders by SSRC and to receivers by SSRC
     route = inspect.getsource(RtpRouter.route_rtcp)

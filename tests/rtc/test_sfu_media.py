@@ -78,6 +78,11 @@ async def test_server_creates_no_encoder_and_no_decoder(
     assert not {id(s) for s in encoders_for} & server_senders
     assert not {id(r) for r in receivers_started} & server_receivers
     assert len(server_senders) >= 12
+    # and its packets took the short input path (socket callback straight to the forwarder)
+    for client in clients:
+        pc = harness.sfu.peer(client.id).pc
+        connection = pc.getTransceivers()[0].receiver.transport.transport._connection
+        assert connection._nominated[1].protocol._consilium_fast_input
     for client in clients:
         for other in clients:
             if other is not client:
