@@ -48,6 +48,15 @@ _EXT_LEVEL = struct.Struct("!HHBBH")
 AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 
 
+def runqueue_wait(pid: int) -> float:
+    """Seconds the process was runnable but waiting for a CPU (other load on the machine)."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+            total += int(f.read().split()[1])
+    return total / 1e9
+
+
 def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
@@ -335,6 +344,7 @@ class Result:
     received_tracks: int
     generator_cpu: float
     loadavg: str
+    server_wait: float
 
     def row(self) -> dict[str, Any]:
         lat = sorted(self.latencies)
@@ -357,6 +367,8 @@ class Result:
             "p99 ms": pct(0.99),
             "loadgen %core": round(100 * self.generator_cpu / self.seconds, 1),
             "loadavg": self.loadavg,
+            # share of the window the SFU was runnable but had no CPU: other processes
+            "srv runq %": round(100 * self.server_wait / self.seconds, 1),
         }
 
 
@@ -390,12 +402,14 @@ async def run(
             await signalling.call("profile", on=True)
         shared.measuring = True
         cpu0, t0, gen0 = cpu_seconds(process.pid), time.monotonic(), cpu_seconds(os.getpid())
+        wait0 = runqueue_wait(process.pid)
         for _ in range(int(seconds)):
             await asyncio.sleep(1)
             if os.environ.get("BENCH_DEBUG"):
                 print(await signalling.call("buffers"), flush=True)
         shared.measuring = False
         cpu1, t1, gen1 = cpu_seconds(process.pid), time.monotonic(), cpu_seconds(os.getpid())
+        wait1 = runqueue_wait(process.pid)
         with open("/proc/loadavg") as f:
             loadavg = f.read().split()[0]  # other processes on the machine skew latency
         if profile:
@@ -432,6 +446,7 @@ async def run(
         received_tracks=received_tracks,
         generator_cpu=gen1 - gen0,
         loadavg=loadavg,
+        server_wait=wait1 - wait0,
     )
 
 
