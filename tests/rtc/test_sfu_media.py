@@ -317,3 +317,34 @@ async def test_an_ended_track_frees_its_m_line_for_the_next_one(harness: Harness
     # carol's counter started at 0 after alice's had run for a while: a different source
     assert new[0] < counters[seen - 1]
     assert new[-1] <= carol.tracks["screen"].counter  # type: ignore[attr-defined]
+
+
+async def test_nacks_are_answered_on_the_lossy_hop(harness: Harness) -> None:
+    alice = await harness.add("alice")
+    bob = await harness.add("bob")
+    await alice.publish(audio=False)
+    await harness.settle()
+    await asyncio.sleep(0.5)
+    track_id = bob.labels[bob.mids_for("alice", "camera")[-1]]["track_id"]
+    downtrack = harness.sfu.peer("bob").subscriptions[track_id].downtrack
+    writer = downtrack.writer
+    assert writer is not None and writer.rtp is not None
+    send = writer.rtp
+    sent = [0]
+
+    def lossy(data: bytes) -> None:  # the server → bob hop loses one packet in 15
+        sent[0] += 1
+        if sent[0] % 15:
+            send(data)
+
+    lossy_writer = type("Lossy", (), {"rtp": staticmethod(lossy), "rtcp": writer.rtcp})()
+    downtrack.writer = lossy_writer  # type: ignore[assignment]
+    received = bob.received_from("alice")
+    before = len(received.counters)
+    await asyncio.sleep(3)
+    assert sent[0] > 30
+    assert downtrack.stats.nacks > 0 and downtrack.stats.retransmitted > 0
+    # bob recovered the lost packets: frames keep coming, in order, without a keyframe request
+    assert_in_order(received.counters[before:], 30)
+    publisher = harness.sfu.stats("room-1")["participants"]["alice"]["published"][0]
+    assert publisher["packets_lost"] == 0  # the loss was on the other hop
