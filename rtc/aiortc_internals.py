@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import logging
 import os
 import socket
 import time
@@ -59,6 +60,8 @@ from aiortc.sdp import SessionDescription, candidate_from_sdp
 from pylibsrtp import SRTP_MAX_TRAILER_LEN
 from pylibsrtp._binding import ffi as _srtp_ffi
 from pylibsrtp._binding import lib as _srtp_lib
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "RTCP_PSFB_APP",
@@ -240,8 +243,12 @@ class TransportWriter:
         protect_rtcp = dtls._tx_srtp.protect_rtcp
 
         def write_rtp(data: bytes) -> None:
+            protected = protect(data)
+            if protected is None:  # SRTP refused it (e.g. replay window): drop
+                self.dropped += 1
+                return
             try:
-                sendto(protect(data), addr)
+                sendto(protected, addr)
             except (BlockingIOError, InterruptedError):
                 self.dropped += 1
 
@@ -284,6 +291,7 @@ def fast_rtp_input(dtls: RTCDtlsTransport) -> bool:
     route = dtls._rtp_router.route_rtp
     parse = RtpPacket.parse
     now = time.time
+    failures = [0]
 
     def datagram_received(data: bytes, addr: tuple[Any, ...]) -> None:
         if len(data) > 12 and 127 < data[0] < 192 and not 191 < data[1] < 209:
@@ -293,7 +301,12 @@ def fast_rtp_input(dtls: RTCDtlsTransport) -> bool:
                 return
             on_rtp = getattr(route(packet), "on_rtp", None)
             if on_rtp is not None:
-                on_rtp(packet, int(now() * 1000))
+                try:
+                    on_rtp(packet, int(now() * 1000))
+                except Exception:  # one bad packet must not take the socket down
+                    failures[0] += 1
+                    if failures[0] in (1, 10, 100, 1000):
+                        logger.exception("forwarding failed (%d times)", failures[0])
         else:
             original(data, addr)
 
@@ -302,7 +315,7 @@ def fast_rtp_input(dtls: RTCDtlsTransport) -> bool:
     return True
 
 
-def _fast_protect(session: Any) -> Callable[[bytes], bytes]:
+def _fast_protect(session: Any) -> Callable[[bytes], bytes | None]:
     """pylibsrtp's `Session.protect` without its per-call allocation and checks.
 
     Same C call on the session's own buffer (pylibsrtp reuses it too); a fifth of the
@@ -315,14 +328,14 @@ def _fast_protect(session: Any) -> Callable[[bytes], bytes]:
     srtp_protect = _srtp_lib.srtp_protect
     limit = len(cdata) - SRTP_MAX_TRAILER_LEN
 
-    def protect(data: bytes) -> bytes:
+    def protect(data: bytes) -> bytes | None:
         n = len(data)
         if n > limit:
-            raise ValueError("packet is too long")
+            return None
         buffer[0:n] = data
         length[0] = n
         if srtp_protect(srtp, cdata, length):
-            return session.protect(data)  # let pylibsrtp raise its own error
+            return None  # libsrtp refused it (replay window, ...)
         return buffer[0 : length[0]]
 
     return protect

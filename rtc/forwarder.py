@@ -188,10 +188,14 @@ class Forwarder:
         if pt != self._payload_type:
             if pt != self._rtx_payload_type or len(payload) < 2:
                 return
-            # RTX (RFC 4588): original sequence number, then the original payload
+            # RTX (RFC 4588): original sequence number, then the original payload. Forward
+            # only the answers to our NACKs: browsers also send old packets on RTX as
+            # bandwidth-probing padding, which subscribers must not get
             seq = (payload[0] << 8) | payload[1]
-            payload = payload[2:]
+            if seq not in self._missing:
+                return
             self._missing.discard(seq)
+            payload = payload[2:]
         else:
             if packet.ssrc != self.media_ssrc:
                 self.media_ssrc = packet.ssrc  # SSRC not signalled, or changed by the publisher

@@ -15,6 +15,7 @@ sender. Both replacements go through rtc/aiortc_internals.py.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import re
 import time
@@ -223,6 +224,8 @@ class Peer:
         self._offer_needed = False
         self._offer_task: asyncio.Task[None] | None = None
         self.extmap = ExtmapRegistry()
+        #: codecs (with the client's payload types) agreed for each published m-line
+        self._published_codecs: dict[str, list[RTCRtpCodecParameters]] = {}
         self._on_state = on_state
         self.pc.on("connectionstatechange", self._connection_state_changed)
 
@@ -252,6 +255,7 @@ class Peer:
             self._narrow_published_codecs()
             answer = await self.pc.createAnswer()
             await self.pc.setLocalDescription(answer)
+            self._remember_published_codecs()
             added, removed = self._sync_published()
             local = self.pc.localDescription
         return local.sdp, added, removed
@@ -278,6 +282,13 @@ class Peer:
             raise RtcError(BAD_SDP, "the SDP has no media section")
         if kind == "offer":
             ours = {s.transceiver.mid for s in self.slots}
+            for media in description.media:
+                if media.rtp.muxId in ours and media.direction in ("sendonly", "sendrecv"):
+                    raise RtcError(
+                        BAD_SDP,
+                        f"m-line {media.rtp.muxId} is the server's; publish on a new one "
+                        "(addTransceiver(track, {direction: 'sendonly'}), not addTrack)",
+                    )
             sending = [
                 m
                 for m in description.media
@@ -367,6 +378,33 @@ class Peer:
                 if c.name.lower() == "rtx" and c.parameters.get("apt") == primary.payloadType
             ]
             internals.set_negotiated_codecs(transceiver, chosen)
+
+    def _remember_published_codecs(self) -> None:
+        slot_transceivers = {id(s.transceiver) for s in self.slots}
+        for transceiver in self.pc.getTransceivers():
+            if id(transceiver) not in slot_transceivers and transceiver.mid is not None:
+                self._published_codecs[transceiver.mid] = internals.negotiated_codecs(transceiver)
+
+    def _pin_published_codecs(self, sdp: str) -> str:
+        """Keep the client's m-lines on the codecs and payload types already agreed.
+
+        aiortc's createOffer lists its whole codec table, with its own payload type numbers,
+        on every m-line: the client would switch codec or payload type under a forwarder
+        (and its subscribers) bound to the agreed ones.
+        """
+        if not self._published_codecs:
+            return sdp
+        description = internals.SessionDescription.parse(sdp)
+        for media in description.media:
+            codecs = self._published_codecs.get(media.rtp.muxId or "")
+            if codecs:
+                media.rtp.codecs = [copy.deepcopy(c) for c in codecs]
+                media.fmt = [c.payloadType for c in codecs]
+        for transceiver in self.pc.getTransceivers():
+            codecs = self._published_codecs.get(transceiver.mid or "")
+            if codecs:
+                internals.set_negotiated_codecs(transceiver, codecs)
+        return str(description)
 
     def _sync_published(self) -> tuple[list[Forwarder], list[Forwarder]]:
         added: list[Forwarder] = []
@@ -486,7 +524,7 @@ class Peer:
                     continue
                 try:
                     offer = await self.pc.createOffer()
-                    offer.sdp = self.extmap.rewrite(offer.sdp)
+                    offer.sdp = self.extmap.rewrite(self._pin_published_codecs(offer.sdp))
                     await self.pc.setLocalDescription(offer)
                 except Exception:
                     logger.exception("server offer failed for %s", self.participant_id)
