@@ -237,6 +237,18 @@ async def test_chromium_and_aiortc_exchange_media_through_the_sfu(
             assert "rtc:offer" in await page.evaluate("window.log")
             stats = sfu.stats("room-1")["participants"]["browser"]
             assert all(f["packets"] > 0 for f in stats["published"])
+            # Chromium's receiver feedback reaches the server: RR (RTT) and REMB for alice
+            camera = next(f for f in sfu.peer("alice").published.values() if f.kind == "video")
+            await wait_for(lambda: camera.remb is not None and camera.remb.last_sent, 8)
+            subscribed = sfu.stats("room-1")["participants"]["browser"]["subscribed"]
+            await wait_for(
+                lambda: any(
+                    s["rtt_ms"] is not None
+                    for s in sfu.stats("room-1")["participants"]["browser"]["subscribed"]
+                ),
+                8,
+            )
+            assert subscribed
             # Chromium offered its other addresses too; the server checked loopback only
             assert True in bridge.candidates.values()
             assert not any(
