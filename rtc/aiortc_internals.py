@@ -315,6 +315,12 @@ def fast_rtp_input(dtls: RTCDtlsTransport) -> bool:
     return True
 
 
+def uses_fast_rtp_input(dtls: RTCDtlsTransport) -> bool:
+    """Whether `fast_rtp_input` is in place on this transport's socket (for tests)."""
+    pair = dtls.transport._connection._nominated.get(1)
+    return pair is not None and bool(getattr(pair.protocol, "_consilium_fast_input", False))
+
+
 def _fast_protect(session: Any) -> Callable[[bytes], bytes | None]:
     """pylibsrtp's `Session.protect` without its per-call allocation and checks.
 

@@ -505,6 +505,16 @@ class Peer:
 
     # --- server offers (subscribing) --------------------------------------------------------
 
+    @property
+    def negotiating(self) -> bool:
+        """An offer/answer exchange is under way or about to start."""
+        return (
+            self.lock.locked()
+            or self.pc.signalingState != "stable"
+            or self._offer_needed
+            or (self._offer_task is not None and not self._offer_task.done())
+        )
+
     def schedule_offer(self) -> None:
         """The tracks this participant should receive changed: offer when possible."""
         if self.closed:

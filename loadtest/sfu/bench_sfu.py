@@ -403,10 +403,7 @@ async def run(
         shared.measuring = True
         cpu0, t0, gen0 = cpu_seconds(process.pid), time.monotonic(), cpu_seconds(os.getpid())
         wait0 = runqueue_wait(process.pid)
-        for _ in range(int(seconds)):
-            await asyncio.sleep(1)
-            if os.environ.get("BENCH_DEBUG"):
-                print(await signalling.call("buffers"), flush=True)
+        await asyncio.sleep(seconds)
         shared.measuring = False
         cpu1, t1, gen1 = cpu_seconds(process.pid), time.monotonic(), cpu_seconds(os.getpid())
         wait1 = runqueue_wait(process.pid)

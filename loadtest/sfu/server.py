@@ -40,12 +40,14 @@ class SfuBackend:
     def __init__(self, send_event: Send) -> None:
         self.sfu = Sfu(RtcConfig(allowed_addresses=("127.0.0.1",)), self._on_event)
         self.send_event = send_event
+        self.participants: list[str] = []
 
     async def _on_event(self, room: str, target: str | None, event: str, payload: Any) -> None:
         if event in ("rtc:offer",):
             await self.send_event({"event": event, "target": target, "payload": payload})
 
     async def join(self, participant: str) -> Any:
+        self.participants.append(participant)
         return await self.sfu.join("bench", participant, participant)
 
     async def offer(self, participant: str, sdp: str) -> Any:
@@ -55,26 +57,10 @@ class SfuBackend:
         await self.sfu.handle_answer(participant, sdp)
 
     async def idle(self) -> bool:
-        for participant in list(self.sfu._where):
-            peer = self.sfu.peer(participant)
-            if peer.pc.signalingState != "stable" or peer._offer_needed:
-                return False
-            if peer._offer_task is not None and not peer._offer_task.done():
-                return False
-        return True
+        return not any(self.sfu.peer(p).negotiating for p in self.participants)
 
     async def stats(self) -> Any:
         return self.sfu.stats("bench")
-
-    async def buffers(self) -> Any:
-        out = {}
-        for participant in list(self.sfu._where):
-            pc = self.sfu.peer(participant).pc
-            for t in pc.getTransceivers()[:1]:
-                pair = t.sender.transport.transport._connection._nominated.get(1)
-                if pair is not None:
-                    out[participant] = pair.protocol.transport.get_write_buffer_size()
-        return out
 
     async def close(self) -> None:
         await self.sfu.close()

@@ -324,11 +324,7 @@ class Harness:
                     peer = self.sfu.peer(client.id)
                 except RtcError:
                     continue
-                if (
-                    peer.pc.signalingState != "stable"
-                    or peer._offer_needed
-                    or (peer._offer_task is not None and not peer._offer_task.done())
-                ):
+                if peer.negotiating:
                     busy = True
             if not busy:
                 return

@@ -7,6 +7,7 @@ import itertools
 
 import pytest
 
+from rtc import aiortc_internals
 from tests.rtc.clients import Harness, wait_for
 
 pytestmark = pytest.mark.media
@@ -80,9 +81,8 @@ async def test_server_creates_no_encoder_and_no_decoder(
     assert len(server_senders) >= 12
     # and its packets took the short input path (socket callback straight to the forwarder)
     for client in clients:
-        pc = harness.sfu.peer(client.id).pc
-        connection = pc.getTransceivers()[0].receiver.transport.transport._connection
-        assert connection._nominated[1].protocol._consilium_fast_input
+        transport = harness.sfu.peer(client.id).pc.getTransceivers()[0].receiver.transport
+        assert aiortc_internals.uses_fast_rtp_input(transport)
     for client in clients:
         for other in clients:
             if other is not client:
