@@ -379,6 +379,22 @@ async def run(
     if profile:
         args += ["--profile", profile]
     process = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE)
+    try:
+        return await _measure(process, mode, n, seconds, media, profile)
+    finally:
+        if process.returncode is None:  # never leave a server behind, even on failure
+            process.kill()
+            await process.wait()
+
+
+async def _measure(
+    process: asyncio.subprocess.Process,
+    mode: str,
+    n: int,
+    seconds: float,
+    media: EncodedMedia,
+    profile: str | None,
+) -> Result:
     assert process.stdout is not None
     ready = (await process.stdout.readline()).decode().split()
     port = int(ready[1])
