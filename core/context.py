@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -21,3 +22,8 @@ SESSIONS: web.AppKey[Sessions] = web.AppKey("sessions")
 NOTIFIER: web.AppKey[Notifier] = web.AppKey("notifier")
 LIMITER: web.AppKey[RateLimiter] = web.AppKey("limiter")
 REDIS: web.AppKey[Any] = web.AppKey("redis")  # redis.asyncio.Redis or None
+# The browser client's page for an invitation link: rooms/ checks the token and, when it is
+# good, asks ui/ (which registers this) for the page. Here so neither imports the other.
+JOIN_PAGE: web.AppKey[Callable[[web.Request, str], Awaitable[web.StreamResponse]]] = web.AppKey(
+    "join_page"
+)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -14,7 +13,7 @@ from sqlalchemy import select
 from core import auth
 from core.accounts import User
 from core.api import Api
-from core.context import DB, LIMITER, NOTIFIER, SETTINGS
+from core.context import DB, JOIN_PAGE, LIMITER, NOTIFIER, SETTINGS
 from core.errors import Problem, TooManyRequests
 from core.principal import Principal
 from rooms import access, actions, invitations
@@ -23,10 +22,6 @@ from rooms.models import Invitation, MemberRole, Room, RoomKind, RoomMember, Roo
 from rooms.presence import Participant
 
 INVITE_TRIES_PER_MINUTE = 60  # per client address, checks and accepts together
-
-JOIN_PAGE: web.AppKey[Callable[[web.Request, str], Awaitable[web.StreamResponse]]] = web.AppKey(
-    "join_page"
-)
 
 
 def _aware(v: datetime | None) -> datetime | None:

@@ -68,7 +68,7 @@ def _serve_join_page(app: web.Application) -> None:
     """``/join/<token>``: when ``rooms`` owns the route (it checks the token and answers a
     plain error page for a dead link), it asks us for the page through its ``JOIN_PAGE``
     hook; otherwise we serve the route ourselves."""
-    from rooms.api import JOIN_PAGE  # the one import of another feature: its UI hook
+    from core.context import JOIN_PAGE
 
     owned = any(r.canonical == "/join/{token}" for r in app.router.resources())
     if owned:
