@@ -206,13 +206,17 @@ async def add_attachment(
     ``data`` is the bytes or an async iterable of chunks (streamed, never held whole).
     ``recipient`` is a live participant id or the account/guest id of someone who may enter
     the room; None addresses everyone in it. Hosts and participants may address anyone; a
-    guest only the hosts or everyone. ``file_into_dossier`` also files the file into the
+    guest only the hosts or everyone; a capture (snapshot, screenshot) without a recipient is
+    addressed to the one who took it. ``file_into_dossier`` also files the file into the
     room's dossier (refused to guests; 422 ``no_dossier`` when the room has none).
     ``dossier_document_id`` records the dossier document a file was copied from.
     """
     if source not in SOURCES:
         raise ValidationFailed(f"source must be one of {', '.join(SOURCES)}", code="bad_source")
     filename = filetypes.sanitize_filename(filename)
+    if source in CAPTURES and recipient is None:
+        # A capture of someone's video is for the one who took it, unless sent on purpose.
+        recipient = str(principal.subject_id)
     db = app[DB]
     async with db.read() as session:
         room, role = await access.room_for(session, principal, room_id)
@@ -246,6 +250,13 @@ async def add_attachment(
         blob = await storage.blobs.put(staged)
         blob_key = blob.key
         async with db.write() as uow:
+            if file_into_dossier:
+                # First, before this transaction writes anything: the dossier checks its own
+                # permission and may record a refusal in a transaction of its own.
+                filer = _filers[-1]
+                dossier_document_id = await filer(
+                    uow, principal, room, filename, storage.blobs.open(blob.key), source
+                )
             a = RoomAttachment(
                 id=uuid.uuid4(),
                 room_id=room.id,
@@ -265,11 +276,6 @@ async def add_attachment(
                 created_at=utcnow(),
             )
             uow.session.add(a)
-            if file_into_dossier:
-                filer = _filers[-1]
-                a.dossier_document_id = await filer(
-                    uow, principal, room, filename, storage.blobs.open(blob.key), source
-                )
             await uow.session.flush()
             audit.record(
                 uow.session,
