@@ -15,7 +15,8 @@ from dossier.documents import Document
 from rooms import attachments
 from rooms.models import RoomAttachment
 from tests.conftest import make_settings
-from tests.rooms.conftest import browsers, create_room, sockets  # noqa: F401 (fixtures)
+from tests.rooms.conftest import *  # noqa: F403 (the browsers and sockets fixtures)
+from tests.rooms.conftest import create_room
 from tests.rooms.test_attachments import admitted_guest, send
 from tests.support.documents import blob_files, make_dossier, pdf_bytes, png_bytes
 
