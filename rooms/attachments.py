@@ -29,13 +29,13 @@ from core import storage as core_storage
 from core.accounts import User
 from core.context import BUS, DB
 from core.db import UnitOfWork, utcnow
-from core.errors import Forbidden, NotFound, ValidationFailed
+from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from core.events import Event
 from core.principal import Principal
 from core.storage import StagedFile, Storage
 from rooms import access
 from rooms.live import LIVE, channel_guest, channel_hosts, channel_room, channel_user
-from rooms.models import Invitation, Room, RoomAttachment
+from rooms.models import Invitation, Room, RoomAttachment, RoomStatus
 
 Source = Literal["upload", "snapshot", "screenshot", "dossier_document"]
 SOURCES: tuple[str, ...] = ("upload", "snapshot", "screenshot", "dossier_document")
@@ -207,8 +207,9 @@ async def add_attachment(
     ``recipient`` is a live participant id or the account/guest id of someone who may enter
     the room; None addresses everyone in it. Hosts and participants may address anyone; a
     guest only the hosts or everyone; a capture (snapshot, screenshot) without a recipient is
-    addressed to the one who took it. ``file_into_dossier`` also files the file into the
-    room's dossier (refused to guests; 422 ``no_dossier`` when the room has none).
+    addressed to the one who took it. A closed room takes no more files (409
+    ``room_closed``); its files stay downloadable. ``file_into_dossier`` also files the file
+    into the room's dossier (refused to guests; 422 ``no_dossier`` when the room has none).
     ``dossier_document_id`` records the dossier document a file was copied from.
     """
     if source not in SOURCES:
@@ -220,6 +221,8 @@ async def add_attachment(
     db = app[DB]
     async with db.read() as session:
         room, role = await access.room_for(session, principal, room_id)
+        if room.status == RoomStatus.closed:
+            raise Conflict("This room is closed", code="room_closed")
         to: tuple[str, uuid.UUID, str, access.RoomRole] | None = None
         if recipient is not None:
             to = await _recipient(app, session, room, recipient)

@@ -181,3 +181,18 @@ async def test_filing_refused_by_the_dossier_keeps_nothing(app, users, browsers,
     # Without filing, the same file is kept in the room.
     r = await send(colleague, room["id"], "capture.png", png_bytes())
     assert r.status == 201, await r.text()
+
+
+@sqlite_only
+async def test_the_orphan_sweep_spares_the_files_sent_in_rooms(app, browsers, settings):
+    from core.storage import of as storage_of
+    from dossier.retention import sweep_orphans
+
+    host = await browsers("requester")
+    room = await create_room(host)
+    r = await send(host, room["id"], "consignes.txt", b"A jeun.")
+    assert r.status == 201, await r.text()
+    a = await r.json()
+    assert await sweep_orphans(app[DB], storage_of(app), min_age_seconds=0) == 0
+    r = await host.get(f"/api/v1/rooms/{room['id']}/attachments/{a['id']}/content")
+    assert r.status == 200 and await r.read() == b"A jeun."

@@ -229,3 +229,20 @@ class TestSizeLimit:
         assert r.status == 413, await r.text()
         assert await count(app) == 0
         assert blob_files(settings.data_dir) == [] and staging_files(settings.data_dir) == []
+
+
+@sqlite_only
+async def test_a_closed_room_takes_no_more_files_but_keeps_them_downloadable(app, browsers):
+    host = await browsers("requester")
+    room = await create_room(host)
+    rid = room["id"]
+    r = await send(host, rid, "consignes.txt", b"A jeun.")
+    assert r.status == 201, await r.text()
+    a = await r.json()
+    r = await host.post(f"/api/v1/rooms/{rid}/close")
+    assert r.status == 200, await r.text()
+    r = await send(host, rid, "encore.txt", b"Trop tard.")
+    assert r.status == 409 and (await r.json())["code"] == "room_closed"
+    r = await host.get(f"/api/v1/rooms/{rid}/attachments/{a['id']}/content")
+    assert r.status == 200 and await r.read() == b"A jeun."
+    assert await count(app) == 1
