@@ -93,7 +93,7 @@ def _setup_routes(app: web.Application) -> None:
         response=AttachmentOut,
         status=201,
         tags=["rooms"],
-        errors=[403, 404, 409, 422],
+        errors=[403, 404, 409, 422, 429],
     )
     async def send_dossier_document(request: web.Request, body: FromDocumentIn) -> AttachmentOut:
         """Send a document of the room's dossier to a participant (e.g. the patient)."""

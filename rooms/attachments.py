@@ -27,9 +27,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core import audit, filetypes
 from core import storage as core_storage
 from core.accounts import User
-from core.context import BUS, DB
+from core.context import BUS, DB, LIMITER
 from core.db import UnitOfWork, utcnow
-from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from core.errors import Conflict, Forbidden, NotFound, TooManyRequests, ValidationFailed
 from core.events import Event
 from core.principal import Principal
 from core.storage import StagedFile, Storage
@@ -43,6 +43,7 @@ CAPTURES = ("snapshot", "screenshot")
 # Files sent during a call stay small next to dossier uploads (videos of a whole exam go
 # through the dossier's resumable uploads).
 MAX_ATTACHMENT_BYTES = 100 * 1024 * 1024
+FILES_PER_MINUTE = 60  # per sender: a flood of uploads is refused with 429
 
 Data = bytes | AsyncIterable[bytes]
 
@@ -215,6 +216,10 @@ async def add_attachment(
     if source not in SOURCES:
         raise ValidationFailed(f"source must be one of {', '.join(SOURCES)}", code="bad_source")
     filename = filetypes.sanitize_filename(filename)
+    if not await app[LIMITER].hit(
+        f"room-files:{principal.subject_id}", limit=FILES_PER_MINUTE, window=60
+    ):
+        raise TooManyRequests("Too many files sent; wait a minute", code="rate_limited")
     if source in CAPTURES and recipient is None:
         # A capture of someone's video is for the one who took it, unless sent on purpose.
         recipient = str(principal.subject_id)
@@ -324,25 +329,36 @@ async def file_capture(
     """Keep a snapshot or screenshot of a participant's video taken by ``principal``.
 
     Addressed to the one who took it (they download it from the room's files); filed into the
-    room's dossier when the room has one and the principal is a professional. Returns
+    room's dossier when the room has one and the principal is a professional who may add to
+    it (otherwise kept in the room only). Returns
     ``{"attachment_id", "dossier_document_id"}`` (the latter None when not filed).
     """
     if source not in CAPTURES:
         raise ValidationFailed("source must be snapshot or screenshot", code="bad_source")
     async with app[DB].read() as session:
         room, _ = await access.room_for(session, principal, room_id)
-    a = await add_attachment(
-        app,
-        principal,
-        room_id,
-        filename=filename,
-        data=content,
-        source=source,
-        recipient=str(principal.subject_id),
-        file_into_dossier=room.dossier_id is not None
-        and principal.kind == "user"
-        and bool(_filers),
-    )
+    if room.dossier_id is not None and principal.kind == "user" and _filers:
+        try:
+            a = await add_attachment(
+                app,
+                principal,
+                room_id,
+                filename=filename,
+                data=content,
+                source=source,
+                file_into_dossier=True,
+            )
+        except (Forbidden, NotFound) as e:
+            if e.code == "room_not_found":
+                raise
+            # In the room but not allowed to add to its dossier: kept for the taker only.
+            a = await add_attachment(
+                app, principal, room_id, filename=filename, data=content, source=source
+            )
+    else:
+        a = await add_attachment(
+            app, principal, room_id, filename=filename, data=content, source=source
+        )
     return {
         "attachment_id": str(a.id),
         "dossier_document_id": str(a.dossier_document_id) if a.dossier_document_id else None,

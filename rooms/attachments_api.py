@@ -85,7 +85,7 @@ def setup(app: web.Application) -> None:
         status=201,
         auth="principal",
         tags=TAGS,
-        errors=[400, 403, 404, 409, 413, 415, 422],
+        errors=[400, 403, 404, 409, 413, 415, 422, 429],
         raw_body={
             "required": True,
             "content": {

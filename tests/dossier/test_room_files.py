@@ -196,3 +196,23 @@ async def test_the_orphan_sweep_spares_the_files_sent_in_rooms(app, browsers, se
     assert await sweep_orphans(app[DB], storage_of(app), min_age_seconds=0) == 0
     r = await host.get(f"/api/v1/rooms/{room['id']}/attachments/{a['id']}/content")
     assert r.status == 200 and await r.read() == b"A jeun."
+
+
+@sqlite_only
+async def test_a_capture_by_someone_outside_the_dossier_stays_in_the_room(app, users, browsers):
+    dossier_id = await make_dossier(app[DB], users)
+    host = await browsers("requester")
+    room = await create_room(host, kind="expertise", dossier_id=str(dossier_id))
+    r = await host.post(
+        f"/api/v1/rooms/{room['id']}/members",
+        json={"user_id": str(users["admin"].id), "role": "participant"},
+    )
+    assert r.status in (200, 201), await r.text()
+    p = Principal(
+        kind="user", subject_id=users["admin"].id, label="Admin", role="admin", session_id="s"
+    )
+    out = await attachments.file_capture(
+        app, p, uuid.UUID(room["id"]), filename="cap.png", content=png_bytes(), source="snapshot"
+    )
+    assert out["dossier_document_id"] is None and out["attachment_id"]
+    assert await documents_of(app, dossier_id) == []
