@@ -1,4 +1,8 @@
-"""Consilium `rtc` package (see ARCHITECTURE.md)."""
+"""Consilium `rtc` package (see ARCHITECTURE.md): the SFU.
+
+Public surface for the signalling layer: :class:`rtc.sfu.Sfu`, :class:`rtc.config.RtcConfig`,
+:class:`rtc.errors.RtcError`. See docs/rtc.md.
+"""
 
 from __future__ import annotations
 
@@ -6,4 +10,8 @@ from aiohttp import web
 
 
 def setup(app: web.Application) -> None:
-    """Register this package's routes and handlers."""
+    """Register this package's routes and handlers.
+
+    The SFU has no routes of its own: the Socket.IO layer (rooms/) owns an `Sfu` and translates
+    `rtc:*` events into its methods.
+    """

@@ -1,0 +1,443 @@
+"""Every use of aiortc/aioice internals by the SFU, in one place.
+
+aiortc's public API decodes every received track (a decoder thread per receiver) and encodes
+every sent track (an encoder per sender). The SFU goes underneath:
+
+* a receiver's `receive()` is replaced, so no decoder thread starts; instead our own RTP sink
+  is registered in the DTLS transport's RTP router, where aiortc would register the receiver;
+* a sender's `send()` is replaced, so no encoder task starts; instead our own RTCP handler is
+  registered under the sender's SSRC and RTP goes out through :class:`TransportWriter`;
+* :class:`TransportWriter` protects with the transport's SRTP session and writes to the
+  nominated ICE pair's socket synchronously (aiortc's path is three awaits deep).
+
+tests/rtc/test_aiortc_internals.py asserts that every attribute used here still exists:
+run it after any aiortc or aioice upgrade.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import aioice.ice
+import pylibsrtp
+from aiortc import (
+    RTCDtlsTransport,
+    RTCRtpCodecParameters,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+)
+from aiortc.codecs import h264 as _h264
+from aiortc.codecs import vpx as _vpx
+from aiortc.rtcrtpparameters import RTCRtpReceiveParameters, RTCRtpSendParameters
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RTCP_PSFB_FIR,
+    RTCP_PSFB_PLI,
+    RTCP_RTPFB_NACK,
+    AnyRtcpPacket,
+    RtcpByePacket,
+    RtcpPsfbPacket,
+    RtcpReceiverInfo,
+    RtcpRrPacket,
+    RtcpRtpfbPacket,
+    RtcpSdesPacket,
+    RtcpSenderInfo,
+    RtcpSourceInfo,
+    RtcpSrPacket,
+    RtpPacket,
+    pack_remb_fci,
+    unpack_remb_fci,
+)
+from aiortc.sdp import SessionDescription, candidate_from_sdp
+from pylibsrtp import SRTP_MAX_TRAILER_LEN
+from pylibsrtp._binding import ffi as _srtp_ffi
+from pylibsrtp._binding import lib as _srtp_lib
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "RTCP_PSFB_APP",
+    "RTCP_PSFB_FIR",
+    "RTCP_PSFB_PLI",
+    "RTCP_RTPFB_NACK",
+    "AnyRtcpPacket",
+    "RtcpByePacket",
+    "RtcpPsfbPacket",
+    "RtcpReceiverInfo",
+    "RtcpRrPacket",
+    "RtcpRtpfbPacket",
+    "RtcpSdesPacket",
+    "RtcpSenderInfo",
+    "RtcpSourceInfo",
+    "RtcpSrPacket",
+    "RtpPacket",
+    "SessionDescription",
+    "TransportWriter",
+    "candidate_from_sdp",
+    "depayload",
+    "intercept_receiver",
+    "intercept_sender",
+    "negotiated_codecs",
+    "pack_remb_fci",
+    "restrict_host_addresses",
+    "rtcp_ssrc",
+    "sender_ssrc",
+    "set_negotiated_codecs",
+    "unpack_remb_fci",
+]
+
+
+class RtpSink(Protocol):
+    """What aiortc's RTP router calls for a receiving m-line (duck-types RTCRtpReceiver)."""
+
+    async def _handle_rtp_packet(self, packet: RtpPacket, arrival_time_ms: int) -> None: ...
+
+    async def _handle_rtcp_packet(self, packet: AnyRtcpPacket) -> None: ...
+
+    def _handle_disconnect(self) -> None: ...
+
+
+class RtcpSource(Protocol):
+    """What aiortc's RTP router calls for a sending m-line (duck-types RTCRtpSender)."""
+
+    _ssrc: int
+
+    async def _handle_rtcp_packet(self, packet: AnyRtcpPacket) -> None: ...
+
+
+# --- receiving side -------------------------------------------------------------------------
+
+
+def intercept_receiver(
+    receiver: RTCRtpReceiver,
+    on_receive: Callable[[RTCRtpReceiveParameters, RTCDtlsTransport], RtpSink],
+) -> None:
+    """Make `receiver` hand its RTP to a sink of ours instead of decoding it.
+
+    aiortc calls `receiver.receive(parameters)` once DTLS is connected (again after each
+    negotiation); the first call registers the sink built by `on_receive` in the transport's
+    router. No decoder thread and no RTCP task of aiortc ever start for this receiver.
+    """
+    state: dict[str, Any] = {}
+
+    async def receive(parameters: RTCRtpReceiveParameters) -> None:
+        if "sink" in state:
+            return
+        transport = receiver.transport
+        sink = on_receive(parameters, transport)
+        transport._register_rtp_receiver(sink, parameters)
+        # aiortc routes only the primary SSRC; let retransmissions (RTX) reach the sink too
+        for encoding in parameters.encodings:
+            if encoding.rtx is not None:
+                transport._rtp_router.ssrc_table[encoding.rtx.ssrc] = sink
+        state["sink"] = sink
+        state["transport"] = transport
+
+    async def stop() -> None:
+        sink = state.pop("sink", None)
+        if sink is not None:
+            state["transport"]._unregister_rtp_receiver(sink)
+
+    setattr(receiver, "receive", receive)  # noqa: B010 - instance override on purpose
+    setattr(receiver, "stop", stop)  # noqa: B010
+
+
+def rtcp_ssrc(transceiver: RTCRtpTransceiver) -> int:
+    """The SSRC aiortc uses as sender of RTCP feedback for this transceiver's receiver."""
+    return int(transceiver.sender._ssrc)
+
+
+# --- sending side ---------------------------------------------------------------------------
+
+
+def intercept_sender(
+    sender: RTCRtpSender,
+    on_send: Callable[[RTCRtpSendParameters, RTCDtlsTransport], RtcpSource],
+) -> None:
+    """Make `sender` send nothing by itself: RTP is written by our down-track.
+
+    aiortc calls `sender.send(parameters)` after each negotiation where the m-line sends;
+    `on_send` is called every time (parameters may change: payload type, extensions) and
+    returns the object that receives RTCP for the sender's SSRC, registered once.
+    """
+    state: dict[str, Any] = {}
+
+    async def send(parameters: RTCRtpSendParameters) -> None:
+        transport = sender.transport
+        handler = on_send(parameters, transport)
+        if state.get("handler") is not handler or state.get("transport") is not transport:
+            transport._register_rtp_sender(handler, parameters)
+            state["handler"] = handler
+            state["transport"] = transport
+
+    async def stop() -> None:
+        handler = state.pop("handler", None)
+        if handler is not None:
+            state["transport"]._unregister_rtp_sender(handler)
+
+    setattr(sender, "send", send)  # noqa: B010
+    setattr(sender, "stop", stop)  # noqa: B010
+
+
+def sender_ssrc(sender: RTCRtpSender) -> int:
+    """The SSRC aiortc announces in SDP for this sender."""
+    return int(sender._ssrc)
+
+
+def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list[RTCRtpCodecParameters]:
+    """Codecs negotiated for a transceiver (set by setRemoteDescription), RTX included."""
+    return list(transceiver._codecs)
+
+
+def set_negotiated_codecs(
+    transceiver: RTCRtpTransceiver, codecs: Sequence[RTCRtpCodecParameters]
+) -> None:
+    """Narrow what the next answer accepts for this m-line (after setRemoteDescription)."""
+    transceiver._codecs = list(codecs)
+
+
+class TransportWriter:
+    """Synchronous SRTP and SRTCP output on a connected DTLS transport.
+
+    aiortc's `RTCDtlsTransport._send_rtp` awaits the ICE connection, which awaits the STUN
+    protocol, which calls `sendto`. Here the SRTP session and the nominated pair's socket are
+    looked up once; each packet costs one `protect` and one `sendto`.
+    """
+
+    __slots__ = ("_dtls", "_socket", "dropped", "rtcp", "rtp")
+
+    def __init__(self, dtls: RTCDtlsTransport) -> None:
+        self._dtls = dtls
+        self._socket: socket.socket | None = None
+        self.rtp: Callable[[bytes], None] | None = None
+        self.rtcp: Callable[[bytes], None] | None = None
+        #: packets the kernel refused (socket buffer full): dropped, as late media is useless
+        self.dropped = 0
+
+    def bind(self) -> bool:
+        """Resolve the SRTP session and socket; False while the transport is not connected."""
+        dtls = self._dtls
+        if dtls.state != "connected" or dtls._tx_srtp is None:
+            return False
+        pair = dtls.transport._connection._nominated.get(1)
+        if pair is None:
+            return False
+        transport = pair.protocol.transport
+        _enlarge_socket_buffers(transport)
+        addr = pair.remote_addr
+        # our own handle on the ICE socket: a plain non-blocking sendto, no asyncio buffering
+        self._socket = sock = socket.socket(
+            fileno=os.dup(transport.get_extra_info("socket").fileno())
+        )
+        sock.setblocking(False)
+        sendto = sock.sendto
+        protect = _fast_protect(dtls._tx_srtp)
+        protect_rtcp = dtls._tx_srtp.protect_rtcp
+
+        def write_rtp(data: bytes) -> None:
+            protected = protect(data)
+            if protected is None:  # SRTP refused it (e.g. replay window): drop
+                self.dropped += 1
+                return
+            try:
+                sendto(protected, addr)
+            except (BlockingIOError, InterruptedError):
+                self.dropped += 1
+
+        def write_rtcp(data: bytes) -> None:
+            try:
+                sendto(protect_rtcp(data), addr)
+            except (BlockingIOError, InterruptedError):
+                self.dropped += 1
+
+        self.rtp = write_rtp
+        self.rtcp = write_rtcp
+        return True
+
+    def unbind(self) -> None:
+        self.rtp = None
+        self.rtcp = None
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None
+
+
+def fast_rtp_input(dtls: RTCDtlsTransport) -> bool:
+    """Deliver SRTP arriving on the nominated ICE pair straight to the registered RTP sinks.
+
+    aiortc's input path tries to parse each datagram as STUN (an exception per RTP packet),
+    queues it, wakes the DTLS task, then unprotects, parses and routes it. Here RTP is
+    unprotected, parsed and routed in the socket callback and handed to the sink's
+    synchronous `on_rtp(packet, arrival_ms)`; STUN, DTLS and SRTCP keep aiortc's path.
+    Sinks without `on_rtp` get nothing (the SFU registers no decoding receiver anyway).
+    """
+    pair = dtls.transport._connection._nominated.get(1)
+    if pair is None or dtls._rx_srtp is None:
+        return False
+    protocol = pair.protocol
+    if getattr(protocol, "_consilium_fast_input", False):
+        return True
+    original = protocol.datagram_received
+    unprotect = dtls._rx_srtp.unprotect
+    extensions_map = dtls._rtp_header_extensions_map
+    route = dtls._rtp_router.route_rtp
+    parse = RtpPacket.parse
+    now = time.time
+    failures = [0]
+
+    def datagram_received(data: bytes, addr: tuple[Any, ...]) -> None:
+        if len(data) > 12 and 127 < data[0] < 192 and not 191 < data[1] < 209:
+            try:
+                packet = parse(unprotect(data), extensions_map)
+            except (pylibsrtp.Error, ValueError):
+                return
+            on_rtp = getattr(route(packet), "on_rtp", None)
+            if on_rtp is not None:
+                try:
+                    on_rtp(packet, int(now() * 1000))
+                except Exception:  # one bad packet must not take the socket down
+                    failures[0] += 1
+                    if failures[0] in (1, 10, 100, 1000):
+                        logger.exception("forwarding failed (%d times)", failures[0])
+        else:
+            original(data, addr)
+
+    setattr(protocol, "datagram_received", datagram_received)  # noqa: B010
+    setattr(protocol, "_consilium_fast_input", True)  # noqa: B010
+    return True
+
+
+def _fast_protect(session: Any) -> Callable[[bytes], bytes | None]:
+    """pylibsrtp's `Session.protect` without its per-call allocation and checks.
+
+    Same C call on the session's own buffer (pylibsrtp reuses it too); a fifth of the
+    forwarding CPU went to the wrapper. Single-threaded use only, as with pylibsrtp.
+    """
+    cdata = session._cdata
+    buffer = session._buffer
+    srtp = session._srtp[0]
+    length = _srtp_ffi.new("int *")
+    srtp_protect = _srtp_lib.srtp_protect
+    limit = len(cdata) - SRTP_MAX_TRAILER_LEN
+
+    def protect(data: bytes) -> bytes | None:
+        n = len(data)
+        if n > limit:
+            return None
+        buffer[0:n] = data
+        length[0] = n
+        if srtp_protect(srtp, cdata, length):
+            return None  # libsrtp refused it (replay window, ...)
+        return buffer[0 : length[0]]
+
+    return protect
+
+
+def _enlarge_socket_buffers(transport: Any, size: int = 1 << 20) -> None:
+    """Room for bursts (a keyframe to many subscribers) when the process is briefly busy."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return
+    for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        with contextlib.suppress(OSError):
+            if sock.getsockopt(socket.SOL_SOCKET, option) < size:
+                sock.setsockopt(socket.SOL_SOCKET, option, size)
+
+
+# --- codecs ---------------------------------------------------------------------------------
+
+
+def depayload(codec_name: str, payload: bytes) -> bytes:
+    """Bytes of the encoded frame carried by one RTP payload (VP8 or H.264)."""
+    if codec_name == "VP8":
+        return _vpx.vp8_depayload(payload)
+    if codec_name == "H264":
+        return _h264.h264_depayload(payload)
+    return payload
+
+
+# --- ICE ------------------------------------------------------------------------------------
+
+_original_get_host_addresses = aioice.ice.get_host_addresses
+
+
+def restrict_host_addresses(allowed: Sequence[str] | None) -> None:
+    """Make every ICE agent of this process gather only on `allowed` addresses.
+
+    aioice lists the machine's interfaces and leaves 127.0.0.1 out; with `allowed` set, the
+    host candidates are exactly the allowed addresses that are plain IPs (networks in CIDR
+    form select among the machine's addresses and loopback). `None` restores aioice's listing.
+    Process-wide, since aioice reads a module-level function.
+    """
+    if not allowed:
+        aioice.ice.get_host_addresses = _original_get_host_addresses
+        return
+    networks = [ipaddress.ip_network(a, strict=False) for a in allowed]
+    explicit = [a for a in allowed if "/" not in a]
+    for loopback in ("127.0.0.1", "::1"):  # aioice never lists loopback itself
+        ip = ipaddress.ip_address(loopback)
+        if loopback not in explicit and any(ip in n for n in networks):
+            explicit.append(loopback)
+
+    def get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        found = list(explicit)
+        for addr in _original_get_host_addresses(use_ipv4=use_ipv4, use_ipv6=use_ipv6):
+            ip = ipaddress.ip_address(addr)
+            if addr not in found and any(ip in n for n in networks):
+                found.append(addr)
+        result = []
+        for addr in found:
+            version = ipaddress.ip_address(addr).version
+            if (version == 4 and use_ipv4) or (version == 6 and use_ipv6):
+                result.append(addr)
+        return result
+
+    aioice.ice.get_host_addresses = get_host_addresses
+
+
+# --- load generators (loadtest/ only) -------------------------------------------------------
+
+
+def intercept_rtp_data(dtls: RTCDtlsTransport, callback: Callable[[bytes, int], None]) -> None:
+    """Hand every decrypted RTP packet of `dtls` to `callback(data, arrival_ms)`, unparsed.
+
+    For load generators that count and timestamp what they receive without paying for
+    aiortc's packet parsing, routing, jitter buffer and decoder.
+    """
+
+    async def handle_rtp_data(data: bytes, arrival_time_ms: int) -> None:
+        callback(data, arrival_time_ms)
+
+    setattr(dtls, "_handle_rtp_data", handle_rtp_data)  # noqa: B010
+
+
+def intercept_srtp_datagrams(dtls: RTCDtlsTransport, callback: Callable[[bytes], None]) -> bool:
+    """Hand every SRTP (not SRTCP) datagram of a connected transport to `callback`, as is.
+
+    The RTP header travels in clear in SRTP, so a load generator can count and timestamp
+    packets by SSRC, sequence number and timestamp without decrypting, queueing or parsing
+    them. STUN, DTLS and SRTCP still go to aioice/aiortc. False if not connected yet.
+    """
+    pair = dtls.transport._connection._nominated.get(1)
+    if pair is None:
+        return False
+    protocol = pair.protocol
+    _enlarge_socket_buffers(protocol.transport, 4 << 20)
+    original = protocol.datagram_received
+
+    def datagram_received(data: bytes, addr: tuple[Any, ...]) -> None:
+        if len(data) > 12 and 127 < data[0] < 192 and not 191 < data[1] < 209:
+            callback(data)
+        else:
+            original(data, addr)
+
+    setattr(protocol, "datagram_received", datagram_received)  # noqa: B010
+    return True

@@ -1,0 +1,365 @@
+"""The SFU's room-level router and its public API, independent of any transport.
+
+The Socket.IO layer owns one :class:`Sfu` and translates `rtc:*` messages into its methods;
+the SFU talks back through `on_event(room_id, target_participant_or_None, event, payload)`.
+Every method raises :class:`rtc.errors.RtcError` for bad input; nothing a participant sends
+can break another participant's media.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from typing import Any
+
+from rtc.config import RtcConfig
+from rtc.errors import (
+    ALREADY_JOINED,
+    UNKNOWN_PARTICIPANT,
+    UNKNOWN_TRACK,
+    RtcError,
+)
+from rtc.forwarder import Forwarder
+from rtc.ice import AddressPolicy, apply_gathering_policy, client_ice_servers, server_configuration
+from rtc.peer import Peer, RoomView
+from rtc.snapshot import Snapshot, take_snapshot
+from rtc.speaker import SpeakerDetector
+
+logger = logging.getLogger(__name__)
+
+EventSink = Callable[[str, "str | None", str, dict[str, Any]], Awaitable[None] | None]
+
+#: seconds between receiver reports, REMB and sender reports.
+RTCP_INTERVAL = 1.0
+
+
+class Room(RoomView):
+    """The participants of one room that have media, and the room's periodic work."""
+
+    def __init__(self, sfu: Sfu, room_id: str) -> None:
+        self.sfu = sfu
+        self.room_id = room_id
+        self.peers: dict[str, Peer] = {}
+        config = sfu.config
+        self.speaker = SpeakerDetector(config.speaker_threshold, config.speaker_hold)
+        self._task: asyncio.Task[None] | None = None
+
+    def forwarders(self) -> Iterator[Forwarder]:
+        for peer in self.peers.values():
+            yield from peer.published.values()
+
+    def display_name(self, participant_id: str) -> str:
+        peer = self.peers.get(participant_id)
+        return peer.display_name if peer is not None else ""
+
+    async def emit(self, target: str | None, event: str, payload: dict[str, Any]) -> None:
+        await self.sfu._emit(self.room_id, target, event, payload)
+
+    def tracks(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "track_id": f.track_id,
+                "participant_id": f.publisher_id,
+                "display_name": self.display_name(f.publisher_id),
+                "kind": f.kind,
+                "source": f.source,
+                "codec": f.codec_name,
+                "muted": f.muted,
+            }
+            for f in self.forwarders()
+        ]
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name=f"rtc-room-{self.room_id}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        config = self.sfu.config
+        next_rtcp = next_stats = time.monotonic()
+        while True:
+            await asyncio.sleep(config.speaker_interval)
+            now = time.monotonic()
+            try:
+                await self._detect_speaker()
+                if now >= next_rtcp:
+                    next_rtcp = now + RTCP_INTERVAL
+                    for forwarder in list(self.forwarders()):
+                        forwarder.tick(now)
+                    for peer in list(self.peers.values()):
+                        peer.send_reports()
+                if config.stats_interval and now >= next_stats:
+                    next_stats = now + config.stats_interval
+                    await self.emit(None, "rtc:stats", self.stats())
+            except Exception:  # never let one bad tick stop the room's RTCP
+                logger.exception("room %s tick failed", self.room_id)
+
+    async def _detect_speaker(self) -> None:
+        levels: dict[str, float] = {}
+        for forwarder in self.forwarders():
+            if forwarder.kind == "audio" and not forwarder.muted:
+                level = forwarder.levels()
+                if level is not None:
+                    levels[forwarder.publisher_id] = min(
+                        level, levels.get(forwarder.publisher_id, 127.0)
+                    )
+        speaker = self.speaker.update(levels)
+        if speaker is not None:
+            await self.emit(
+                None,
+                "rtc:speaker",
+                {"participant_id": speaker, "level": round(levels.get(speaker, 127.0), 1)},
+            )
+
+    def stats(self) -> dict[str, Any]:
+        participants: dict[str, Any] = {}
+        for pid, peer in self.peers.items():
+            subscribed = []
+            for track_id, slot in peer.subscriptions.items():
+                dt = slot.downtrack
+                subscribed.append(
+                    {
+                        "track_id": track_id,
+                        "kind": dt.kind,
+                        "paused": dt.paused,
+                        **dt.stats.report(dt.clock_rate),
+                    }
+                )
+            participants[pid] = {
+                "state": peer.pc.connectionState,
+                "published": [f.report() for f in peer.published.values()],
+                "subscribed": subscribed,
+            }
+        return {"room_id": self.room_id, "participants": participants}
+
+
+class Sfu:
+    """Selective forwarding unit for all rooms of this process.
+
+    `on_event(room_id, target, event, payload)`: target is a participant id, or None for the
+    whole room. Events: rtc:offer, rtc:tracks, rtc:screen, rtc:speaker, rtc:stats, rtc:state.
+    """
+
+    def __init__(self, config: RtcConfig, on_event: EventSink) -> None:
+        self.config = config
+        self._on_event = on_event
+        self._rooms: dict[str, Room] = {}
+        self._where: dict[str, Room] = {}
+        self._policy = AddressPolicy(config.allowed_addresses)
+        apply_gathering_policy(config)
+
+    # --- membership -------------------------------------------------------------------------
+
+    async def join(self, room_id: str, participant_id: str, display_name: str) -> dict[str, Any]:
+        """Create the participant's server end; returns what the client needs to connect."""
+        if participant_id in self._where:
+            raise RtcError(ALREADY_JOINED, f"{participant_id} already has a media connection")
+        room = self._rooms.get(room_id)
+        if room is None:
+            room = self._rooms[room_id] = Room(self, room_id)
+            room.start()
+        peer = Peer(
+            room,
+            participant_id,
+            display_name,
+            self.config,
+            server_configuration(self.config),
+            self._policy,
+            self._peer_state_changed,
+        )
+        room.peers[participant_id] = peer
+        self._where[participant_id] = room
+        if any(True for _ in room.forwarders()):
+            peer.schedule_offer()
+        return {
+            "ice_servers": client_ice_servers(self.config, participant_id),
+            "tracks": room.tracks(),
+        }
+
+    async def remove(self, participant_id: str) -> None:
+        """Close the participant's peer connection and stop everything they published."""
+        room, peer = self._lookup(participant_id)
+        del room.peers[participant_id]
+        del self._where[participant_id]
+        removed = list(peer.published.values())
+        await peer.close()
+        await self._published_changed(room, peer, [], removed)
+        if room.speaker.forget(participant_id):
+            await room.emit(None, "rtc:speaker", {"participant_id": None, "level": None})
+        if not room.peers:
+            await room.stop()
+            del self._rooms[room.room_id]
+
+    async def close(self) -> None:
+        for participant_id in list(self._where):
+            with contextlib.suppress(RtcError):
+                await self.remove(participant_id)
+
+    # --- negotiation ------------------------------------------------------------------------
+
+    async def handle_offer(
+        self,
+        participant_id: str,
+        sdp: str,
+        type: str = "offer",
+        sources: Mapping[str, str] | None = None,
+    ) -> dict[str, str]:
+        """The client's offer (its published tracks changed); returns the answer.
+
+        `sources` labels video tracks: {mid or MediaStreamTrack id: "camera" | "screen"}.
+        Unlabelled: the first video is the camera, the next one a screen.
+        """
+        if type != "offer":
+            raise RtcError("bad_sdp", f"expected an offer, got {type!r}")
+        room, peer = self._lookup(participant_id)
+        answer, added, removed = await peer.handle_offer(sdp, sources)
+        await self._published_changed(room, peer, added, removed)
+        if peer._offer_needed or any(True for _ in room.forwarders()):
+            peer.schedule_offer()
+        return {"sdp": answer, "type": "answer"}
+
+    async def handle_answer(self, participant_id: str, sdp: str, type: str = "answer") -> None:
+        """The client's answer to a server `rtc:offer`."""
+        if type != "answer":
+            raise RtcError("bad_sdp", f"expected an answer, got {type!r}")
+        _, peer = self._lookup(participant_id)
+        await peer.handle_answer(sdp)
+
+    async def add_candidate(
+        self, participant_id: str, candidate: Mapping[str, Any] | str | None
+    ) -> bool:
+        """A trickled ICE candidate ({candidate, sdpMid, sdpMLineIndex}); False if ignored."""
+        _, peer = self._lookup(participant_id)
+        return await peer.add_candidate(candidate)
+
+    async def set_sources(self, participant_id: str, sources: Mapping[str, str]) -> None:
+        """Label tracks before (or with) the offer that publishes them."""
+        _, peer = self._lookup(participant_id)
+        peer.set_sources(sources)
+
+    async def _published_changed(
+        self, room: Room, publisher: Peer, added: list[Forwarder], removed: list[Forwarder]
+    ) -> None:
+        if not added and not removed:
+            return
+        for peer in room.peers.values():
+            if peer is not publisher:
+                peer.schedule_offer()
+        for forwarder in added:
+            if forwarder.source == "screen":
+                await room.emit(None, "rtc:screen", _screen_event(forwarder, True))
+        for forwarder in removed:
+            if forwarder.source == "screen":
+                await room.emit(None, "rtc:screen", _screen_event(forwarder, False))
+        await room.emit(None, "rtc:tracks", {"tracks": room.tracks()})
+
+    async def _peer_state_changed(self, peer: Peer, state: str) -> None:
+        await peer.room.emit(peer.participant_id, "rtc:state", {"state": state})
+        if state == "failed" and not peer.closed:
+            room = self._where.get(peer.participant_id)
+            if room is not None and room.peers.get(peer.participant_id) is peer:
+                removed = list(peer.published.values())
+                for forwarder in removed:
+                    forwarder.close()
+                peer.published.clear()
+                await self._published_changed(room, peer, [], removed)
+
+    # --- moderation and control -------------------------------------------------------------
+
+    async def pause(self, subscriber_id: str, track_id: str) -> None:
+        """Stop sending `track_id` to this subscriber (hidden tile)."""
+        self._subscription(subscriber_id, track_id).downtrack.set_paused(True)
+
+    async def resume(self, subscriber_id: str, track_id: str) -> None:
+        """Send it again, starting with a fresh keyframe."""
+        self._subscription(subscriber_id, track_id).downtrack.set_paused(False)
+
+    async def force_mute(self, participant_id: str, muted: bool = True) -> None:
+        """Stop (or restart) forwarding this participant's audio to everyone."""
+        room, peer = self._lookup(participant_id)
+        for forwarder in peer.published.values():
+            if forwarder.kind == "audio":
+                forwarder.set_muted(muted)
+        if muted and room.speaker.forget(participant_id):
+            await room.emit(None, "rtc:speaker", {"participant_id": None, "level": None})
+        await room.emit(None, "rtc:tracks", {"tracks": room.tracks()})
+
+    async def snapshot(
+        self,
+        participant_id: str,
+        source: str = "camera",
+        *,
+        requested_by: str | None = None,
+        wait: float = 3.0,
+    ) -> Snapshot:
+        """Decode one frame of the participant's `source` video ("camera" or "screen")."""
+        _, peer = self._lookup(participant_id)
+        forwarder = next(
+            (
+                f
+                for f in peer.published.values()
+                if f.kind == "video" and f.source == source and not f.closed
+            ),
+            None,
+        )
+        if forwarder is None:
+            raise RtcError(UNKNOWN_TRACK, f"{participant_id} publishes no {source} video")
+        return await take_snapshot(forwarder, taken_by=requested_by, wait=wait)
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def tracks(self, room_id: str) -> list[dict[str, Any]]:
+        room = self._rooms.get(room_id)
+        return room.tracks() if room is not None else []
+
+    def stats(self, room_id: str) -> dict[str, Any]:
+        room = self._rooms.get(room_id)
+        if room is None:
+            return {"room_id": room_id, "participants": {}}
+        return room.stats()
+
+    def peer(self, participant_id: str) -> Peer:
+        """The participant's peer (for tests and diagnostics)."""
+        return self._lookup(participant_id)[1]
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _lookup(self, participant_id: str) -> tuple[Room, Peer]:
+        room = self._where.get(participant_id)
+        if room is None:
+            raise RtcError(UNKNOWN_PARTICIPANT, f"no media connection for {participant_id!r}")
+        return room, room.peers[participant_id]
+
+    def _subscription(self, subscriber_id: str, track_id: str) -> Any:
+        _, peer = self._lookup(subscriber_id)
+        slot = peer.subscriptions.get(track_id)
+        if slot is None:
+            raise RtcError(UNKNOWN_TRACK, f"{subscriber_id} does not receive {track_id!r}")
+        return slot
+
+    async def _emit(
+        self, room_id: str, target: str | None, event: str, payload: dict[str, Any]
+    ) -> None:
+        try:
+            result = self._on_event(room_id, target, event, payload)
+            if result is not None:
+                await result
+        except Exception:
+            logger.exception("on_event failed for %s", event)
+
+
+def _screen_event(forwarder: Forwarder, active: bool) -> dict[str, Any]:
+    return {
+        "participant_id": forwarder.publisher_id,
+        "track_id": forwarder.track_id,
+        "active": active,
+    }

@@ -1,0 +1,136 @@
+"""Guard: everything rtc/aiortc_internals.py relies on still exists in aiortc and aioice.
+
+If this fails after an upgrade, read the new aiortc source before touching the pin.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import aioice.ice
+import aiortc
+from aiortc import rtcpeerconnection, rtcrtpreceiver, rtcrtpsender
+from aiortc.rtcdtlstransport import RTCDtlsTransport, RtpRouter
+from aiortc.rtcicetransport import RTCIceTransport
+from aiortc.rtp import RtpPacket
+
+from rtc import aiortc_internals
+
+
+def params(func: object) -> list[str]:
+    return list(inspect.signature(func).parameters)  # type: ignore[arg-type]
+
+
+def test_aiortc_version_is_the_one_we_read() -> None:
+    assert aiortc.__version__.startswith("1.16."), aiortc.__version__
+
+
+def test_receiver_and_sender_hooks_exist() -> None:
+    assert params(aiortc.RTCRtpReceiver.receive) == ["self", "parameters"]
+    assert params(aiortc.RTCRtpReceiver.stop) == ["self"]
+    assert params(aiortc.RTCRtpSender.send) == ["self", "parameters"]
+    assert params(aiortc.RTCRtpSender.stop) == ["self"]
+    # what the router calls on whatever is registered in place of receivers and senders
+    assert params(rtcrtpreceiver.RTCRtpReceiver._handle_rtp_packet) == [
+        "self",
+        "packet",
+        "arrival_time_ms",
+    ]
+    assert params(rtcrtpreceiver.RTCRtpReceiver._handle_rtcp_packet) == ["self", "packet"]
+    assert params(rtcrtpreceiver.RTCRtpReceiver._handle_disconnect) == ["self"]
+    assert params(rtcrtpsender.RTCRtpSender._handle_rtcp_packet) == ["self", "packet"]
+    # the peer connection drives them through send()/receive() in __connect
+    source = inspect.getsource(rtcpeerconnection.RTCPeerConnection)
+    assert "await transceiver.sender.send(self.__localRtp(transceiver))" in source
+    assert "await transceiver.receiver.receive(" in source
+    assert "transceiver._codecs = common" in source
+
+
+def test_dtls_transport_internals_exist() -> None:
+    assert params(RTCDtlsTransport._register_rtp_receiver) == ["self", "receiver", "parameters"]
+    assert params(RTCDtlsTransport._register_rtp_sender) == ["self", "sender", "parameters"]
+    assert params(RTCDtlsTransport._unregister_rtp_receiver) == ["self", "receiver"]
+    assert params(RTCDtlsTransport._unregister_rtp_sender) == ["self", "sender"]
+    assert params(RTCDtlsTransport._handle_rtp_data) == ["self", "data", "arrival_time_ms"]
+    init = inspect.getsource(RTCDtlsTransport.__init__)
+    assert "self._tx_srtp" in init and "self._rx_srtp" in init
+    assert "self._rtp_router = RtpRouter()" in init
+    assert "self._rtp_header_extensions_map" in init
+    assert params(RtpRouter.route_rtp) == ["self", "packet"]
+    # the input path that fast_rtp_input short-cuts: socket -> STUN parse -> queue
+    assert params(aioice.ice.StunProtocol.datagram_received) == ["self", "data", "addr"]
+    assert "self._queue.put_nowait" in inspect.getsource(aioice.ice.Connection.data_received)
+    assert "ssrc_table" in inspect.getsource(RtpRouter.__init__)
+    # the router routes RTCP to senders by SSRC and to receivers by SSRC
+    route = inspect.getsource(RtpRouter.route_rtcp)
+    assert "self.senders.get(packet.media_ssrc)" in route
+    assert "unpack_remb_fci" in route
+
+
+def test_ice_internals_exist() -> None:
+    assert "_connection" in inspect.getsource(RTCIceTransport.__init__)
+    connection_init = inspect.getsource(aioice.ice.Connection.__init__)
+    assert "self._nominated" in connection_init
+    pair_init = inspect.getsource(aioice.ice.CandidatePair.__init__)
+    assert "self.protocol" in pair_init and "remote_candidate" in pair_init
+    assert hasattr(aioice.ice.CandidatePair, "remote_addr")
+    assert params(aioice.ice.get_host_addresses) == ["use_ipv4", "use_ipv6"]
+    assert "get_host_addresses(" in inspect.getsource(aioice.ice.Connection.gather_candidates)
+
+
+def test_transceiver_and_sender_private_attributes() -> None:
+    assert "self._ssrc = random32()" in inspect.getsource(aiortc.RTCRtpSender.__init__)
+    transceiver_init = inspect.getsource(aiortc.RTCRtpTransceiver.__init__)
+    assert "self._codecs" in transceiver_init
+
+
+def test_rtp_packet_fields_used_on_the_hot_path() -> None:
+    packet = RtpPacket(payload_type=96, sequence_number=1, timestamp=2, ssrc=3, payload=b"x")
+    for name in ("payload_type", "sequence_number", "timestamp", "ssrc", "marker", "payload"):
+        assert hasattr(packet, name)
+    assert hasattr(packet.extensions, "audio_level")
+
+
+def test_depayloaders_and_rtcp_classes_are_reachable() -> None:
+    assert aiortc_internals.depayload("VP8", b"\x10\x00abc") == b"\x00abc"
+    assert aiortc_internals.depayload("H264", b"\x65abc").endswith(b"\x65abc")
+    assert bytes(aiortc_internals.RtcpPsfbPacket(fmt=1, ssrc=1, media_ssrc=2))
+    fci = aiortc_internals.pack_remb_fci(500_000, [7])
+    assert aiortc_internals.unpack_remb_fci(fci) == (500_000, [7])
+
+
+def test_restrict_host_addresses_gathers_loopback_only() -> None:
+    try:
+        aiortc_internals.restrict_host_addresses(["127.0.0.1"])
+        assert aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=True) == ["127.0.0.1"]
+        aiortc_internals.restrict_host_addresses(["127.0.0.0/8"])
+        assert aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=False) == ["127.0.0.1"]
+    finally:
+        aiortc_internals.restrict_host_addresses(["127.0.0.1"])
+
+
+def test_fast_protect_matches_pylibsrtp() -> None:
+    import os
+    import struct
+
+    from pylibsrtp import Policy, Session
+
+    key = os.urandom(44)
+
+    def session() -> Session:
+        policy = Policy(
+            key=key,
+            ssrc_type=Policy.SSRC_ANY_OUTBOUND,
+            srtp_profile=Policy.SRTP_PROFILE_AEAD_AES_256_GCM,
+        )
+        policy.allow_repeat_tx = True
+        return Session(policy)
+
+    reference, ours = session(), session()
+    protect = aiortc_internals._fast_protect(ours)
+    for seq in range(3):
+        packet = struct.pack("!BBHII", 0x80, 96, seq, 1000, 42) + os.urandom(1100)
+        assert protect(packet) == reference.protect(packet)
+    # what _fast_protect reads from pylibsrtp
+    for name in ("_cdata", "_buffer", "_srtp"):
+        assert hasattr(ours, name)
