@@ -316,3 +316,44 @@ async def test_bad_input_gets_error_acks_and_the_call_goes_on(
     outsider = await api.get(f"/api/v1/rooms/{room['id']}/stats")
     assert outsider.status in (403, 404)
     assert app[SIGNALLING].sfu.peer(host.id).pc.connectionState == "connected"
+
+
+async def test_admitted_guest_joins_the_media_and_both_sides_decode(
+    browsers: Any, make_client: Any, app: Any
+) -> None:
+    host_api = await browsers("requester")
+    room = await create_room(host_api, title="Téléconsultation")
+    host_sock = await open_socket(host_api)
+    await host_sock.ok("room:join", {"room_id": room["id"]})
+    r = await host_api.post(
+        f"/api/v1/rooms/{room['id']}/invitations",
+        json={"name": "Jeanne Petit", "mobile": "+33 6 12 34 56 78"},
+    )
+    assert r.status == 201, await r.text()
+    token = (await r.json())["link"].rsplit("/join/", 1)[1]
+    guest_api = await make_client()
+    r = await guest_api.post(f"/api/v1/invitations/{token}/accept", json={"name": "Jeanne Petit"})
+    assert r.status == 200, await r.text()
+    guest_id = (await r.json())["guest_id"]
+    guest_sock = await open_socket(guest_api)
+    await guest_sock.ok("room:join", {"room_id": room["id"]})
+    waiting = await guest_sock.call("rtc:join")  # in the lobby: no media yet
+    assert waiting["error"]["code"] == "not_in_room"
+    await host_sock.ok("room:admit", {"guest_id": guest_id})
+    await guest_sock.wait_for("lobby:admitted")
+    joined = await guest_sock.ok("room:join", {"room_id": room["id"]})
+    host_pid = next(p["participant_id"] for p in joined["participants"] if p["role"] != "guest")
+    host = SockClient(host_sock, host_pid)
+    guest = SockClient(guest_sock, joined["participant_id"])
+    try:
+        for c in (host, guest):
+            await c.join()
+            await c.publish()
+        await settle([host, guest], app)
+        await asyncio.sleep(1.5)
+        assert_in_order(host.received_from(guest.id).counters, 5)
+        assert_in_order(guest.received_from(host.id).counters, 5)
+    finally:
+        for c in (host, guest):
+            await c.close()
+            await c.sock.close()
