@@ -34,7 +34,9 @@ from rtc.sfu import Sfu
 
 log = logging.getLogger(__name__)
 
-MAX_SDP_BYTES = 64_000
+MAX_SDP_BYTES = 64 * 1024  # the SFU's own limit (rtc.peer.MAX_SDP_LENGTH)
+#: an SDP's JSON is larger than the SDP (each CRLF becomes four characters)
+MAX_SDP_EVENT_BYTES = 2 * MAX_SDP_BYTES
 #: which presence media flag each published source drives
 MEDIA_FLAG = {"camera": "video", "audio": "audio", "screen": "screen"}
 Source = Literal["camera", "screen", "audio"]
@@ -239,7 +241,7 @@ def setup(app: web.Application) -> Signalling:
             raise _refuse(e) from e
         return {"participant_id": pid, **joined}
 
-    @live.event("rtc:offer", OfferIn, max_bytes=MAX_SDP_BYTES + 4_000)
+    @live.event("rtc:offer", OfferIn, max_bytes=MAX_SDP_EVENT_BYTES)
     async def offer(live: Live, conn: Conn, body: OfferIn) -> dict[str, Any]:
         _, pid = _ids(conn)
         try:
@@ -248,7 +250,7 @@ def setup(app: web.Application) -> Signalling:
             raise _refuse(e) from e
         return dict(answer)
 
-    @live.event("rtc:answer", AnswerIn, max_bytes=MAX_SDP_BYTES + 4_000)
+    @live.event("rtc:answer", AnswerIn, max_bytes=MAX_SDP_EVENT_BYTES)
     async def answer(live: Live, conn: Conn, body: AnswerIn) -> dict[str, Any]:
         _, pid = _ids(conn)
         try:
