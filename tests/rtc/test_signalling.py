@@ -252,13 +252,27 @@ async def test_host_mute_stops_audio_and_removal_closes_the_connection(call: Any
     await wait_for(lambda: secretary.pc.connectionState in ("closed", "failed"), 15)
 
 
-async def test_screen_share_start_and_stop_are_announced(call: Any, app: Any) -> None:
+async def test_paused_tile_gets_nothing_and_screen_share_start_stop_are_announced(
+    call: Any, app: Any
+) -> None:
     _host_api, _room, clients = await call(("requester", "expert"))
     host, expert = clients
     for c in clients:
         await c.join()
     await expert.publish(audio=False)
     await settle(clients, app)
+    # a hidden tile: nothing arrives while paused, the video goes on after resume
+    camera_mid = host.mids_for(expert.id, "camera")[-1]
+    track_id = host.labels[camera_mid]["track_id"]
+    await asyncio.sleep(0.5)
+    await host.sock.ok("rtc:pause", {"track_id": track_id})
+    await asyncio.sleep(0.3)
+    paused_at = await host.packets_received(camera_mid)
+    await asyncio.sleep(0.7)
+    assert await host.packets_received(camera_mid) == paused_at
+    await host.sock.ok("rtc:resume", {"track_id": track_id})
+    await asyncio.sleep(0.7)
+    assert await host.packets_received(camera_mid) > paused_at
     mark = len(host.sock.received)
     await expert.publish(camera=False, audio=False, screen=True)
     started = await host.sock.wait_for("rtc:screen", since=mark)
@@ -306,6 +320,13 @@ async def test_bad_input_gets_error_acks_and_the_call_goes_on(
     assert wrong["error"]["code"] == "invalid_payload"
     unknown = await expert.sock.call("rtc:pause", {"track_id": "nobody:camera"})
     assert unknown["error"]["code"] == "unknown_track"
+    garbled = await expert.sock.call("rtc:candidate", {"candidate": "candidate:garbage"})
+    assert garbled["error"]["code"] == "bad_candidate"
+    outside = await expert.sock.ok(
+        "rtc:candidate",
+        {"candidate": "candidate:1 1 udp 2130706431 10.1.2.3 9 typ host", "sdpMid": "0"},
+    )
+    assert outside["accepted"] is False  # the address policy keeps the server on loopback
     snap = await expert.sock.call("rtc:snapshot", {"participant_id": "someone-else"})
     assert snap["error"]["code"] == "participant_not_found"
     again = await expert.sock.ok("rtc:join")  # a second join starts over with a fresh connection
