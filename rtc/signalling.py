@@ -127,7 +127,11 @@ class Signalling:
 
     async def on_left(self, live: Live, p: Participant, reason: str) -> None:
         self.forced.discard(p.id)
-        self.published.get(p.room_id, {}).pop(p.id, None)
+        room = self.published.get(p.room_id)
+        if room is not None:
+            room.pop(p.id, None)
+            if not room:
+                del self.published[p.room_id]
         if self._sfu is not None:
             with contextlib.suppress(RtcError):
                 await self._sfu.remove(p.id)
