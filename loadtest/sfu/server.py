@@ -32,7 +32,7 @@ from aiortc.contrib.media import MediaRelay
 from rtc import aiortc_internals
 from rtc.config import RtcConfig
 from rtc.errors import RtcError
-from rtc.sfu import Sfu
+from rtc.sfu import Room, Sfu
 
 Send = Any
 
@@ -62,6 +62,18 @@ class Probes:
             return installed
 
         aiortc_internals.fast_rtp_input = fast_rtp_input  # type: ignore[assignment]
+        self.stats: list[float] = []
+        stats = Room.stats
+
+        def timed_stats(room: Room) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return stats(room)
+            finally:
+                if self.on:
+                    self.stats.append(time.perf_counter() - t0)
+
+        Room.stats = timed_stats  # type: ignore[method-assign]
 
     def _wrap(self, protocol: Any) -> None:
         if getattr(protocol, "_bench_timed", False):
@@ -98,6 +110,7 @@ class Probes:
         self.residence.clear()
         self.lag.clear()
         self.gc.clear()
+        self.stats.clear()
         self.on = True
 
     def report(self) -> dict[str, Any]:
@@ -118,6 +131,7 @@ class Probes:
             "lag_max_ms": pct(self.lag, 1.0),
             "gc_count": len(self.gc),
             "gc_max_ms": pct(self.gc, 1.0),
+            "room_stats_max_ms": pct(self.stats, 1.0),
         }
 
 
