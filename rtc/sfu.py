@@ -98,6 +98,7 @@ class Room(RoomView):
         now = time.monotonic()
         next_speaker = now + config.speaker_interval
         next_stats = now
+        parts: dict[str, dict[str, Any]] = {}  # each peer's share of the next rtc:stats
         turn = 0
         while True:
             await asyncio.sleep(step)
@@ -106,15 +107,26 @@ class Room(RoomView):
                 if now >= next_speaker - step / 2:
                     next_speaker = max(next_speaker + config.speaker_interval, now)
                     await self._detect_speaker()
-                for i, peer in enumerate(list(self.peers.values())):
+                stats_due = bool(config.stats_interval) and now >= next_stats
+                for i, (pid, peer) in enumerate(list(self.peers.items())):
                     if i % RTCP_SLICES == turn:
                         for forwarder in list(peer.published.values()):
                             forwarder.tick(now)
                         peer.send_reports()
+                        if config.stats_interval and not stats_due:
+                            parts[pid] = self._peer_stats(peer)
                 turn = (turn + 1) % RTCP_SLICES
-                if config.stats_interval and now >= next_stats:
+                if stats_due:
+                    # peers whose slice came since the last event are reported from then
+                    # (at most one RTCP interval old); the others are built now
                     next_stats = now + config.stats_interval
-                    await self.emit(None, "rtc:stats", self.stats())
+                    participants = {
+                        pid: parts.pop(pid) if pid in parts else self._peer_stats(peer)
+                        for pid, peer in self.peers.items()
+                    }
+                    parts.clear()
+                    payload = {"room_id": self.room_id, "participants": participants}
+                    await self.emit(None, "rtc:stats", payload)
             except Exception:  # never let one bad tick stop the room's RTCP
                 logger.exception("room %s tick failed", self.room_id)
 
@@ -136,25 +148,26 @@ class Room(RoomView):
             )
 
     def stats(self) -> dict[str, Any]:
-        participants: dict[str, Any] = {}
-        for pid, peer in self.peers.items():
-            subscribed = []
-            for track_id, slot in peer.subscriptions.items():
-                dt = slot.downtrack
-                subscribed.append(
-                    {
-                        "track_id": track_id,
-                        "kind": dt.kind,
-                        "paused": dt.paused,
-                        **dt.stats.report(dt.clock_rate),
-                    }
-                )
-            participants[pid] = {
-                "state": peer.pc.connectionState,
-                "published": [f.report() for f in peer.published.values()],
-                "subscribed": subscribed,
-            }
+        participants = {pid: self._peer_stats(peer) for pid, peer in self.peers.items()}
         return {"room_id": self.room_id, "participants": participants}
+
+    def _peer_stats(self, peer: Peer) -> dict[str, Any]:
+        subscribed = []
+        for track_id, slot in peer.subscriptions.items():
+            dt = slot.downtrack
+            subscribed.append(
+                {
+                    "track_id": track_id,
+                    "kind": dt.kind,
+                    "paused": dt.paused,
+                    **dt.stats.report(dt.clock_rate),
+                }
+            )
+        return {
+            "state": peer.pc.connectionState,
+            "published": [f.report() for f in peer.published.values()],
+            "subscribed": subscribed,
+        }
 
 
 class Sfu:
