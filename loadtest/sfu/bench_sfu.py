@@ -131,6 +131,16 @@ class Shared:
     sent_at: dict[int, float] = field(default_factory=dict)  # rtp timestamp -> send time
     measuring: bool = False
     latencies: list[float] = field(default_factory=list)
+    lags: list[float] = field(default_factory=list)  # the load generator's own loop lag
+
+
+async def loop_lag(shared: Shared, stop: asyncio.Event) -> None:
+    """How late a 5 ms timer fires in the load generator: its own share of the latency."""
+    while not stop.is_set():
+        t0 = time.perf_counter()
+        await asyncio.sleep(0.005)
+        if shared.measuring:
+            shared.lags.append(time.perf_counter() - t0 - 0.005)
 
 
 class Participant:
@@ -301,31 +311,55 @@ class _Quiet:
         return None
 
 
-async def pace(participants: list[Participant], media: EncodedMedia, stop: asyncio.Event) -> None:
-    """Real-time replay: frame i of publisher k at start + i/30 (+ k ms, to stagger them)."""
-    start = time.monotonic() + 0.05
-    video_i = audio_i = 0
+async def pace(
+    participants: list[Participant], media: EncodedMedia, stop: asyncio.Event, aligned: bool
+) -> None:
+    """Real-time replay, one pacer per publisher.
+
+    Independent cameras are neither phase-locked nor GOP-aligned: publisher k of n starts its
+    frame clock k/n of a frame period later and its replay k/n of a GOP further on, so the 12
+    keyframes of a second are spread over it rather than all sent in the same millisecond.
+    `aligned` keeps the old worst case: every publisher sends the same frame at the same time.
+    """
     n = len(participants)
+    start = time.monotonic() + 0.05
+    await asyncio.gather(
+        *(
+            _pace_one(
+                p, media, stop, start, 0.0 if aligned else k / n, 0 if aligned else k * 30 // n
+            )
+            for k, p in enumerate(participants)
+        )
+    )
+
+
+async def _pace_one(
+    p: Participant,
+    media: EncodedMedia,
+    stop: asyncio.Event,
+    start: float,
+    phase: float,
+    first_frame: int,
+) -> None:
+    video_i = audio_i = 0
+    video_start = start + phase / 30
+    audio_start = start + phase / 50
+    sent_at = p.shared.sent_at
     while not stop.is_set():
-        next_video = start + video_i / 30
-        next_audio = start + audio_i / 50
-        due = min(next_video, next_audio)
-        delay = due - time.monotonic()
+        next_video = video_start + video_i / 30
+        next_audio = audio_start + audio_i / 50
+        delay = min(next_video, next_audio) - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
         now = time.monotonic()
         if next_video <= now:
-            frame = media.video[video_i % len(media.video)]
-            for p in participants:
-                p.send_video(frame, now)
+            p.send_video(media.video[(first_frame + video_i) % len(media.video)], now)
             video_i += 1
         if next_audio <= now:
-            payload = media.audio[audio_i % len(media.audio)]
-            for p in participants:
-                p.send_audio(payload, now)
+            p.send_audio(media.audio[audio_i % len(media.audio)], now)
             audio_i += 1
-        if n and len(participants[0].shared.sent_at) > 200_000:
-            participants[0].shared.sent_at.clear()
+        if len(sent_at) > 200_000:
+            sent_at.clear()
 
 
 # --- one run ---------------------------------------------------------------------------------
@@ -345,6 +379,8 @@ class Result:
     generator_cpu: float
     loadavg: str
     server_wait: float
+    generator_lags: list[float]
+    probes: dict[str, Any]
 
     def row(self) -> dict[str, Any]:
         lat = sorted(self.latencies)
@@ -369,18 +405,27 @@ class Result:
             "loadavg": self.loadavg,
             # share of the window the SFU was runnable but had no CPU: other processes
             "srv runq %": round(100 * self.server_wait / self.seconds, 1),
+            # the server's own share: socket callback entry to the last copy's sendto
+            "srv res p50/p99 ms": f"{self.probes.get('residence_p50_ms')}"
+            f"/{self.probes.get('residence_p99_ms')}",
+            "srv lag p99 ms": self.probes.get("lag_p99_ms"),
+            "gen lag p99 ms": round(
+                sorted(self.generator_lags)[int(0.99 * (len(self.generator_lags) - 1))] * 1000, 2
+            )
+            if self.generator_lags
+            else None,
         }
 
 
 async def run(
-    mode: str, n: int, seconds: float, media: EncodedMedia, profile: str | None
+    mode: str, n: int, seconds: float, media: EncodedMedia, profile: str | None, aligned: bool
 ) -> Result:
     args = [sys.executable, "-m", "loadtest.sfu.server", "--mode", mode]
     if profile:
         args += ["--profile", profile]
     process = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE)
     try:
-        return await _measure(process, mode, n, seconds, media, profile)
+        return await _measure(process, mode, n, seconds, media, profile, aligned)
     finally:
         if process.returncode is None:  # never leave a server behind, even on failure
             process.kill()
@@ -394,6 +439,7 @@ async def _measure(
     seconds: float,
     media: EncodedMedia,
     profile: str | None,
+    aligned: bool,
 ) -> Result:
     assert process.stdout is not None
     ready = (await process.stdout.readline()).decode().split()
@@ -403,7 +449,8 @@ async def _measure(
     shared = Shared()
     participants = [Participant(i, signalling, shared) for i in range(n)]
     stop = asyncio.Event()
-    pacer = asyncio.create_task(pace(participants, media, stop))
+    pacer = asyncio.create_task(pace(participants, media, stop, aligned))
+    lag_probe = asyncio.create_task(loop_lag(shared, stop))
     try:
         for p in participants:  # one at a time: an aiortc client cannot roll back an offer
             await p.join()  # the server offers what the room already publishes
@@ -416,11 +463,13 @@ async def _measure(
         shared.latencies.clear()
         if profile:
             await signalling.call("profile", on=True)
+        await signalling.call("probes", on=True)
         shared.measuring = True
         cpu0, t0, gen0 = cpu_seconds(process.pid), time.monotonic(), cpu_seconds(os.getpid())
         wait0 = runqueue_wait(process.pid)
         await asyncio.sleep(seconds)
         shared.measuring = False
+        probes = await signalling.call("probes", on=False)
         cpu1, t1, gen1 = cpu_seconds(process.pid), time.monotonic(), cpu_seconds(os.getpid())
         wait1 = runqueue_wait(process.pid)
         with open("/proc/loadavg") as f:
@@ -430,6 +479,7 @@ async def _measure(
     finally:
         stop.set()
         await pacer
+        await lag_probe
     packets = sum(s.packets for p in participants for s in p.streams.values())
     expected = sum(
         s.cycles + s.last_seq - s.first_seq + 1 for p in participants for s in p.streams.values()
@@ -460,6 +510,8 @@ async def _measure(
         generator_cpu=gen1 - gen0,
         loadavg=loadavg,
         server_wait=wait1 - wait0,
+        generator_lags=shared.lags,
+        probes=probes or {},
     )
 
 
@@ -497,9 +549,10 @@ async def main_async(args: argparse.Namespace) -> None:
     for mode, counts in (("sfu", args.participants), ("relay", args.relay_participants)):
         for n in counts:
             profile = f"loadtest/out/sfu-{n}.prof" if args.profile and mode == "sfu" else None
-            result = await run(mode, n, args.seconds, media, profile)
+            result = await run(mode, n, args.seconds, media, profile, args.aligned)
             rows.append(result.row())
             print_table([rows[-1]])
+            print("   server probes:", result.probes, flush=True)
     print()
     print_table(rows)
 
@@ -517,6 +570,11 @@ def main() -> None:
         "--profile",
         action="store_true",
         help="cProfile the SFU process, stats in loadtest/out/sfu-N.prof",
+    )
+    parser.add_argument(
+        "--aligned",
+        action="store_true",
+        help="every publisher sends the same frame at the same instant (keyframes in lockstep)",
     )
     args = parser.parse_args()
     args.participants = [int(x) for x in args.participants.split(",") if x]

@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
+import gc
 import json
 import signal
 import time
@@ -31,9 +32,107 @@ from aiortc.contrib.media import MediaRelay
 from rtc import aiortc_internals
 from rtc.config import RtcConfig
 from rtc.errors import RtcError
-from rtc.sfu import Sfu
+from rtc.sfu import Room, Sfu
 
 Send = Any
+
+
+class Probes:
+    """Benchmark-only view of the server's own share of latency.
+
+    Residence: time from entering the socket callback with one publisher datagram to
+    returning from it, i.e. after the sendto of its last forwarded copy (forwarding is
+    synchronous). Loop lag: how late a 5 ms timer fires (a datagram that arrives while the
+    loop is busy waits about that long in the socket buffer). GC: each collection's pause.
+    """
+
+    def __init__(self) -> None:
+        self.on = False
+        self.residence: list[float] = []
+        self.lag: list[float] = []
+        self.gc: list[float] = []
+        self._gc_start = 0.0
+        gc.callbacks.append(self._on_gc)
+        original = aiortc_internals.fast_rtp_input
+
+        def fast_rtp_input(dtls: Any) -> bool:
+            installed = original(dtls)
+            if installed:
+                self._wrap(dtls.transport._connection._nominated[1].protocol)
+            return installed
+
+        aiortc_internals.fast_rtp_input = fast_rtp_input  # type: ignore[assignment]
+        self.stats: list[float] = []
+        peer_stats = Room._peer_stats
+
+        def timed_stats(room: Room, peer: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return peer_stats(room, peer)
+            finally:
+                if self.on:
+                    self.stats.append(time.perf_counter() - t0)
+
+        Room._peer_stats = timed_stats  # type: ignore[method-assign]
+
+    def _wrap(self, protocol: Any) -> None:
+        if getattr(protocol, "_bench_timed", False):
+            return
+        inner = protocol.datagram_received
+        clock = time.perf_counter
+        samples = self.residence
+
+        def datagram_received(data: bytes, addr: tuple[Any, ...]) -> None:
+            if not self.on:
+                inner(data, addr)
+                return
+            t0 = clock()
+            inner(data, addr)
+            samples.append(clock() - t0)
+
+        protocol.datagram_received = datagram_received
+        protocol._bench_timed = True
+
+    def _on_gc(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._gc_start = time.perf_counter()
+        elif self.on:
+            self.gc.append(time.perf_counter() - self._gc_start)
+
+    async def run_lag(self) -> None:
+        while True:
+            t0 = time.perf_counter()
+            await asyncio.sleep(0.005)
+            if self.on:
+                self.lag.append(time.perf_counter() - t0 - 0.005)
+
+    def start(self) -> None:
+        self.residence.clear()
+        self.lag.clear()
+        self.gc.clear()
+        self.stats.clear()
+        self.on = True
+
+    def report(self) -> dict[str, Any]:
+        self.on = False
+
+        def pct(values: list[float], q: float) -> float | None:
+            if not values:
+                return None
+            ordered = sorted(values)
+            return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 3)
+
+        return {
+            "residence_p50_ms": pct(self.residence, 0.5),
+            "residence_p99_ms": pct(self.residence, 0.99),
+            "residence_max_ms": pct(self.residence, 1.0),
+            "lag_p50_ms": pct(self.lag, 0.5),
+            "lag_p99_ms": pct(self.lag, 0.99),
+            "lag_max_ms": pct(self.lag, 1.0),
+            "gc_count": len(self.gc),
+            "gc_max_ms": pct(self.gc, 1.0),
+            "peer_stats_max_ms": pct(self.stats, 1.0),
+        }
 
 
 class SfuBackend:
@@ -159,6 +258,8 @@ class RelayBackend:
 
 async def serve(mode: str, profile: str | None) -> None:
     aiortc_internals.restrict_host_addresses(["127.0.0.1"])
+    probes = Probes()
+    lag_task = asyncio.create_task(probes.run_lag())
     writers: list[asyncio.StreamWriter] = []
 
     async def send_event(message: dict[str, Any]) -> None:
@@ -190,6 +291,8 @@ async def serve(mode: str, profile: str | None) -> None:
                     if profiler is not None:
                         profiler.enable() if params["on"] else profiler.disable()
                     result = None
+                elif method == "probes":
+                    result = probes.start() if params["on"] else probes.report()
                 else:
                     result = await getattr(backend, method)(**params)
                 response = {"id": request["id"], "result": result}
@@ -205,6 +308,7 @@ async def serve(mode: str, profile: str | None) -> None:
     loop.add_signal_handler(signal.SIGTERM, done.set)
     await done.wait()
     server.close()
+    lag_task.cancel()
     with contextlib.suppress(Exception):
         await backend.close()
     if profiler is not None and profile:
