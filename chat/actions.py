@@ -56,6 +56,15 @@ def message_out(m: Message) -> dict[str, Any]:
         "to": {"id": str(m.recipient_id), "name": m.recipient_name} if m.recipient_id else None,
         "text": m.text,
         "document": {"id": str(m.document_id), "name": m.document_name} if m.document_id else None,
+        "attachment": (
+            {
+                "id": str(m.attachment_id),
+                "name": m.document_name,
+                "url": f"/api/v1/rooms/{m.room_id}/attachments/{m.attachment_id}/content",
+            }
+            if m.attachment_id
+            else None
+        ),
         "created_at": m.created_at.isoformat(),
     }
 
@@ -139,6 +148,7 @@ async def send_message(
     room_id: uuid.UUID | None,
     recipient: Sender | None = None,
     document: tuple[uuid.UUID, str] | None = None,
+    attachment: tuple[uuid.UUID, str] | None = None,
     routing: dict[str, Any] | None = None,
 ) -> tuple[Message, bool]:
     """Store a message; returns it and whether it is new (False: a retry of a stored one)."""
@@ -154,7 +164,8 @@ async def send_message(
         recipient_name=recipient.name[:200] if recipient else "",
         text=text,
         document_id=document[0] if document else None,
-        document_name=document[1][:255] if document else "",
+        document_name=(document or attachment or (None, ""))[1][:255],
+        attachment_id=attachment[0] if attachment else None,
         created_at=utcnow(),
     )
     if await writer_of(db).store(msg, routing or {}):

@@ -15,7 +15,18 @@ from chat.models import MAX_TEXT
 from core.accounts import User
 from core.context import DB
 from core.events import Event
-from rooms.live import Conn, EventError, Live, Payload, channel_participant, channel_user
+from rooms.live import (
+    Conn,
+    EventError,
+    Live,
+    Payload,
+    channel_guest,
+    channel_participant,
+    channel_user,
+)
+
+# The chat item of a file sent in a room has an id derived from the file's: posted once.
+ATTACHMENT_ITEMS = uuid.UUID("6f1c2a52-5b0e-4d8e-9a51-3b1f6f0c0a11")
 
 Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]
 
@@ -206,6 +217,12 @@ def register(live: Live, config: ChatSettings | None = None) -> None:
             await live.sio.emit(
                 "chat:message", m, room=channel_user(m["sender"]["id"]), skip_sid=origin
             )
+        elif event.routing.get("to_subjects"):
+            channels = sorted(
+                channel_user(i) if k == "user" else channel_guest(i)
+                for k, i in event.routing["to_subjects"]
+            )
+            await live.sio.emit("chat:message", m, room=channels)
         elif event.routing.get("to_participant"):
             await live.sio.emit(
                 "chat:message", m, room=channel_participant(event.routing["to_participant"])
@@ -214,3 +231,39 @@ def register(live: Live, config: ChatSettings | None = None) -> None:
             await live.emit_to_room(m["room_id"], "chat:message", m, skip_sid=origin)
 
     db.bus.subscribe("chat.message", on_message)
+
+    async def on_attachment(event: Event) -> None:
+        """A file sent to someone (or everyone) in a room arrives as a downloadable chat item;
+        captures kept by the one who took them do not."""
+        a = event.payload
+        if a["source"] in ("snapshot", "screenshot"):
+            return
+        sender = actions.Sender(
+            id=uuid.UUID(a["uploaded_by"]["id"]),
+            kind=a["uploaded_by"]["kind"],
+            name=a["uploaded_by"]["label"],
+        )
+        to = a["recipient"]
+        recipient = (
+            actions.Sender(id=uuid.UUID(to["id"]), kind=to["kind"], name=to["label"])
+            if to
+            else None
+        )
+        routing: dict[str, Any] = {}
+        if recipient is not None:
+            routing["to_subjects"] = [
+                (recipient.kind, str(recipient.id)),
+                (sender.kind, str(sender.id)),
+            ]
+        await actions.send_message(
+            db,
+            sender,
+            message_id=uuid.uuid5(ATTACHMENT_ITEMS, a["id"]),
+            text=f"Fichier : {a['filename']}",
+            room_id=uuid.UUID(a["room_id"]),
+            recipient=recipient,
+            attachment=(uuid.UUID(a["id"]), a["filename"]),
+            routing=routing,
+        )
+
+    db.bus.subscribe("room.attachment", on_attachment)

@@ -34,6 +34,8 @@ class Message(Base):
     text: Mapped[str] = mapped_column(Text)
     document_id: Mapped[uuid.UUID | None] = mapped_column()  # a dossier document
     document_name: Mapped[str] = mapped_column(String(255), default="")
+    # A file sent in the room (rooms.models.RoomAttachment): the downloadable chat item.
+    attachment_id: Mapped[uuid.UUID | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

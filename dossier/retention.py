@@ -206,10 +206,16 @@ async def sweep_orphans(db: Database, storage: Storage, min_age_seconds: float =
     """Delete blobs no row refers to (left by a process killed mid-write), and old staging
     files. Fresh blobs are spared: they may belong to a transaction still running."""
     from dossier.documents import UserSignature
+    from rooms.models import RoomAttachment  # files sent in rooms share the blob store
 
     async with db.read() as session:
         used: set[str] = set()
-        for col in (Document.blob_key, Document.preview_key, UserSignature.blob_key):
+        for col in (
+            Document.blob_key,
+            Document.preview_key,
+            UserSignature.blob_key,
+            RoomAttachment.blob_key,
+        ):
             used.update(k for k in (await session.execute(select(col))).scalars() if k)
     removed = 0
     for key in await asyncio.to_thread(storage.blobs.list_keys):

@@ -8,10 +8,12 @@ from aiohttp import web
 
 def setup(app: web.Application) -> None:
     """Register the rooms REST routes, the join page and the Socket.IO server."""
-    from rooms import api, live, lobby, moderation, participants
+    from rooms import api, attachments, attachments_api, live, lobby, moderation, participants
 
     lv = live.setup(app)
     participants.register(lv)
     lobby.register(lv)
     moderation.register(lv)
     api.setup(app)
+    attachments.setup(app)
+    attachments_api.setup(app)

@@ -10,7 +10,7 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Enum, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import BigInteger, Enum, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base, IdMixin, TimestampMixin, UTCDateTime, utcnow
@@ -100,3 +100,32 @@ class Removal(IdMixin, Base):
     reason: Mapped[str] = mapped_column(String(20), default="removed")  # removed | refused
     removed_by: Mapped[uuid.UUID | None] = mapped_column()
     removed_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class RoomAttachment(IdMixin, Base):
+    """A file sent during a call (from disk, from the dossier, or a capture of a video).
+
+    The "room attachment table": a room without a dossier keeps its files here; with a
+    dossier, a file filed into it also points at the dossier document made from it.
+    """
+
+    __tablename__ = "room_attachments"
+    __table_args__ = (Index("ix_room_attachments_room_created", "room_id", "created_at"),)
+
+    room_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("rooms.id", ondelete="CASCADE"))
+    uploaded_by_kind: Mapped[str] = mapped_column(String(10))  # user | guest
+    uploaded_by_id: Mapped[uuid.UUID] = mapped_column()  # user id, or a guest's invitation id
+    uploaded_by_label: Mapped[str] = mapped_column(String(200), default="")
+    # Addressed to one person (user id or guest id); null: everyone in the room.
+    recipient_kind: Mapped[str | None] = mapped_column(String(10))
+    recipient_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
+    recipient_label: Mapped[str] = mapped_column(String(200), default="")
+    filename: Mapped[str] = mapped_column(String(200))
+    content_type: Mapped[str] = mapped_column(String(120))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    blob_key: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(20))  # upload|snapshot|screenshot|dossier_document
+    # The dossier document it was filed as, or (source dossier_document) copied from.
+    dossier_document_id: Mapped[uuid.UUID | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
