@@ -34,6 +34,7 @@ export class RoomClient {
     this.pc = null;
     this.midInfo = new Map(); // server m-line mid → {participant_id, source, kind, track_id}
     this.negotiating = Promise.resolve();
+    this.wantOffer = false; // an offer of ours was rolled back (glare): offer again once stable
     this.sources = {}; // local MediaStreamTrack id → "camera" | "screen"
     this.rtcAvailable = true;
     this.socket = io({ path: "/socket.io", transports: ["websocket", "polling"], withCredentials: true, autoConnect: false });
@@ -108,8 +109,8 @@ export class RoomClient {
     }
     this.pc = new RTCPeerConnection({ iceServers: info.ice_servers || [], bundlePolicy: "max-bundle" });
     this.pc.onicecandidate = (e) => {
-      const c = e.candidate ? e.candidate.toJSON() : null;
-      this.socket.emit("rtc:candidate", { candidate: c }, () => {});
+      // Trickled one by one (the server's own candidates are in its SDP).
+      if (e.candidate) this.socket.emit("rtc:candidate", { candidate: e.candidate.toJSON() }, () => {});
     };
     this.pc.ontrack = (e) => {
       const mid = e.transceiver && e.transceiver.mid;
@@ -125,28 +126,61 @@ export class RoomClient {
     return info;
   }
 
+  /** Run `fn` after the negotiations already queued, whatever their outcome: one failed
+   * negotiation must not stall the ones after it. */
+  enqueue(fn) {
+    const run = this.negotiating.catch(() => {}).then(fn);
+    this.negotiating = run.catch(() => {});
+    return run;
+  }
+
   /** Offer our current tracks to the server; one negotiation at a time. */
   publish() {
-    this.negotiating = this.negotiating.then(async () => {
-      if (!this.pc) return;
-      const offer = await this.pc.createOffer();
-      await this.pc.setLocalDescription(offer);
-      const sources = {};
-      for (const tr of this.pc.getTransceivers()) {
-        const track = tr.sender && tr.sender.track;
-        if (track && track.kind === "video" && tr.mid) sources[tr.mid] = this.sources[track.id] || "camera";
-      }
-      const ack = await this.call("rtc:offer", { sdp: this.pc.localDescription.sdp, type: "offer", sources });
-      await this.pc.setRemoteDescription({ type: "answer", sdp: ack.sdp });
-    });
-    return this.negotiating.catch((e) => this.fire("rtc-error", e));
+    return this.enqueue(() => this.offerOnce()).catch((e) => this.fire("rtc-error", e));
+  }
+
+  async offerOnce() {
+    if (!this.pc) return;
+    this.wantOffer = false;
+    if (this.pc.signalingState !== "stable") {
+      this.wantOffer = true;
+      return;
+    }
+    const offer = await this.pc.createOffer();
+    await this.pc.setLocalDescription(offer);
+    const sources = {};
+    for (const tr of this.pc.getTransceivers()) {
+      const track = tr.sender && tr.sender.track;
+      if (!track || !tr.mid || tr.currentDirection === "stopped") continue;
+      sources[tr.mid] = track.kind === "audio" ? "audio" : this.sources[track.id] || "camera";
+    }
+    let ack;
+    try {
+      ack = await this.call("rtc:offer", { sdp: this.pc.localDescription.sdp, type: "offer", sources });
+    } catch (e) {
+      if (e.code !== "glare" || !this.pc) throw e;
+      // The server (impolite: aiortc cannot roll back) has an offer of its own in flight: we
+      // are the polite side, so take ours back, answer theirs (queued after us), then offer
+      // again. Should their offer not come, offer again anyway.
+      await this.pc.setLocalDescription({ type: "rollback" });
+      this.wantOffer = true;
+      setTimeout(() => this.wantOffer && this.publish(), 1500);
+      return;
+    }
+    if (this.pc) await this.pc.setRemoteDescription({ type: "answer", sdp: ack.sdp });
   }
 
   onServerOffer(offer) {
-    for (const tr of offer.tracks || []) this.midInfo.set(tr.mid, tr);
-    this.fire("tracks-map", offer.tracks || []);
-    this.negotiating = this.negotiating.then(async () => {
+    this.enqueue(async () => {
       if (!this.pc) return;
+      // The latest offer's list labels every m-line (a line may carry another participant's
+      // track after a renegotiation); set before applying it, so `ontrack` finds its label.
+      this.midInfo = new Map((offer.tracks || []).map((tr) => [tr.mid, tr]));
+      this.fire("tracks-map", offer.tracks || []);
+      if (this.pc.signalingState !== "stable") {
+        await this.pc.setLocalDescription({ type: "rollback" });
+        this.wantOffer = true;
+      }
       await this.pc.setRemoteDescription({ type: "offer", sdp: offer.sdp });
       const answer = await this.pc.createAnswer();
       await this.pc.setLocalDescription(answer);
@@ -154,12 +188,12 @@ export class RoomClient {
       // Tracks whose m-line was just (re)labelled: tell the page again.
       for (const tr of this.pc.getTransceivers()) {
         const meta = this.midInfo.get(tr.mid);
-        if (meta && tr.receiver && tr.receiver.track && tr.currentDirection !== "inactive") {
+        if (meta && tr.receiver && tr.receiver.track && tr.currentDirection !== "inactive" && tr.currentDirection !== "stopped") {
           this.fire("track", { track: tr.receiver.track, mid: tr.mid, ...meta });
         }
       }
-    });
-    this.negotiating.catch((e) => this.fire("rtc-error", e));
+      if (this.wantOffer) this.publish();
+    }).catch((e) => this.fire("rtc-error", e));
   }
 
   async replaceTrack(kind, track) {

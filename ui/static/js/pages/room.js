@@ -306,17 +306,31 @@ export function RoomPage({ roomId, session }) {
         setMessages((xs) => (xs.some((x) => x.id === m.id) ? xs : [...xs, { ...m, mine: m.sender.id === session.id }]));
         if (panelRef.current !== "chat") setUnread((n) => n + 1);
       }),
-      client.on("track", ({ track, participant_id, source }) => {
+      client.on("track", ({ track, participant_id, source, kind }) => {
         if (!participant_id) return;
-        const key = `${participant_id}:${source || "camera"}`;
+        // A participant's microphone plays with their camera tile; a screen has its own tile.
+        const key = `${participant_id}:${source === "screen" && (kind || track.kind) === "video" ? "screen" : "camera"}`;
         setRemote((r) => {
-          const s = r[key] || new MediaStream();
-          if (!s.getTracks().includes(track)) {
-            s.getTracks().filter((x) => x.kind === track.kind).forEach((x) => s.removeTrack(x));
-            s.addTrack(track);
+          const next = { ...r };
+          // A reused m-line brings its receiver's track under another label: take it out of
+          // the stream it fed before.
+          for (const [k, s] of Object.entries(r)) {
+            if (k !== key && s.getTracks().includes(track)) {
+              const left = new MediaStream(s.getTracks().filter((x) => x !== track));
+              if (left.getTracks().length) next[k] = left;
+              else delete next[k];
+            }
           }
-          return { ...r, [key]: s };
+          const s = r[key];
+          if (s && s.getTracks().includes(track)) return next;
+          next[key] = new MediaStream([...(s ? s.getTracks().filter((x) => x.kind !== track.kind) : []), track]);
+          return next;
         });
+      }),
+      client.on("rtc:screen", (d) => {
+        if (d && d.active === false && d.participant_id) {
+          setRemote((r) => Object.fromEntries(Object.entries(r).filter(([k]) => k !== `${d.participant_id}:screen`)));
+        }
       }),
       client.on("rtc:speaker", (d) => setSpeaker(d.participant_id)),
       client.on("rtc:stats", (d) => {
