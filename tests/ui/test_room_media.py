@@ -48,7 +48,31 @@ async def decoded_frames(page: Any, name: str, wait_ms: int = 600) -> dict[str, 
     )
 
 
+async def tiles(page: Any) -> list[dict[str, Any]]:
+    """What the page shows, for failure messages."""
+    return await page.evaluate(
+        """() => [...document.querySelectorAll(".tile[data-participant]")].map((t) => {
+            const v = t.querySelector("video");
+            return {name: t.textContent.trim(), source: t.dataset.source,
+                    video: v ? {w: v.videoWidth, hidden: v.classList.contains("hidden"),
+                                tracks: v.srcObject ? v.srcObject.getTracks().map(
+                                  (x) => x.kind + ":" + x.readyState + (x.muted ? ":muted" : ""))
+                                  : null} : null};
+        })"""
+    )
+
+
 async def sees_video_of(page: Any, name: str, timeout: float = 20.0) -> dict[str, Any]:
+    try:
+        await _video_of(page, name, timeout)
+    except AssertionError:
+        raise AssertionError(f"no video of {name}: {await tiles(page)}") from None
+    ev = await decoded_frames(page, name)
+    assert ev["found"] and ev["width"] > 0 and ev["after"] > ev["before"], (name, ev)
+    return ev
+
+
+async def _video_of(page: Any, name: str, timeout: float) -> None:
     await wait_js(
         page,
         """(name) => [...document.querySelectorAll(".tile[data-participant]:not(.local)")]
@@ -57,9 +81,6 @@ async def sees_video_of(page: Any, name: str, timeout: float = 20.0) -> dict[str
         name,
         timeout=timeout,
     )
-    ev = await decoded_frames(page, name)
-    assert ev["found"] and ev["width"] > 0 and ev["after"] > ev["before"], (name, ev)
-    return ev
 
 
 @dataclass
@@ -229,16 +250,20 @@ async def test_everyone_sees_the_others_video_and_a_screen_share(pages, app, use
 
     await c.expert.get_by_role("button", name="Partager l'écran").click()
     for page in (c.host, c.patient):
-        await wait_js(
-            page,
-            """() => {
-                const v = document.querySelector('.featured .tile[data-source="screen"] video');
-                return v && v.videoWidth > 0; }""",
-            timeout=20,
-        )
+        try:
+            await wait_js(
+                page,
+                """() => {
+                    const v = document.querySelector('.featured .tile[data-source="screen"] video');
+                    return v && v.videoWidth > 0; }""",
+                timeout=20,
+            )
+        except AssertionError:
+            raise AssertionError(f"no screen share: {await tiles(page)}") from None
     await shot(c.host, "room-three-screen-share", full_page=False)
 
-    await c.host.get_by_role("button", name=re.compile("^Participants")).click()
+    if not await c.host.locator(".people").first.is_visible():
+        await c.host.get_by_role("button", name=re.compile("^Participants")).click()
     await (
         c.host.locator(".people li", has_text=EXPERT)
         .get_by_role("button", name="Faire sortir")

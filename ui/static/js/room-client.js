@@ -34,6 +34,7 @@ export class RoomClient {
     this.pc = null;
     this.midInfo = new Map(); // server m-line mid → {participant_id, source, kind, track_id}
     this.negotiating = Promise.resolve();
+    this.heldCandidates = null; // our ICE candidates while our offer is with the server
     this.wantOffer = false; // an offer of ours was rolled back (glare): offer again once stable
     this.sources = {}; // local MediaStreamTrack id → "camera" | "screen"
     this.rtcAvailable = true;
@@ -43,7 +44,6 @@ export class RoomClient {
     this.socket.on("disconnect", (reason) => this.fire("disconnected", reason));
     this.socket.on("connect_error", (err) => this.fire("connect_error", err));
     this.on("rtc:offer", (offer) => this.onServerOffer(offer));
-    this.on("rtc:candidate", (c) => this.pc && c && this.pc.addIceCandidate(c.candidate ? c : null).catch(() => {}));
   }
 
   on(name, fn) {
@@ -110,14 +110,27 @@ export class RoomClient {
     this.pc = new RTCPeerConnection({ iceServers: info.ice_servers || [], bundlePolicy: "max-bundle" });
     this.pc.onicecandidate = (e) => {
       // Trickled one by one (the server's own candidates are in its SDP).
-      if (e.candidate) this.socket.emit("rtc:candidate", { candidate: e.candidate.toJSON() }, () => {});
+      // Fields as the browser names them: {candidate, sdpMid, sdpMLineIndex, usernameFragment}.
+      // Held back while our offer is with the server: it drops candidates that arrive before
+      // it has applied the offer.
+      if (!e.candidate) return;
+      if (this.heldCandidates) this.heldCandidates.push(e.candidate.toJSON());
+      else this.socket.emit("rtc:candidate", e.candidate.toJSON(), () => {});
     };
     this.pc.ontrack = (e) => {
       const mid = e.transceiver && e.transceiver.mid;
       const meta = this.midInfo.get(mid) || {};
       this.fire("track", { track: e.track, mid, ...meta });
     };
-    this.pc.onconnectionstatechange = () => this.fire("pc-state", this.pc && this.pc.connectionState);
+    this.pc.addEventListener("connectionstatechange", () => this.fire("pc-state", this.pc && this.pc.connectionState));
+    // Others already publish: the server offers them right after the join. Answer that offer
+    // before offering ours, so that the two never cross (the server cannot roll back).
+    if ((info.tracks || []).length) {
+      await new Promise((resolve) => {
+        const timer = setTimeout(() => (off(), resolve()), 3000);
+        const off = this.on("rtc:answered", () => (clearTimeout(timer), off(), resolve()));
+      });
+    }
     for (const track of stream.getTracks()) {
       this.sources[track.id] = "camera";
       this.pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
@@ -147,6 +160,7 @@ export class RoomClient {
       return;
     }
     const offer = await this.pc.createOffer();
+    this.heldCandidates = this.heldCandidates || [];
     await this.pc.setLocalDescription(offer);
     const sources = {};
     for (const tr of this.pc.getTransceivers()) {
@@ -158,6 +172,7 @@ export class RoomClient {
     try {
       ack = await this.call("rtc:offer", { sdp: this.pc.localDescription.sdp, type: "offer", sources });
     } catch (e) {
+      this.flushCandidates();
       if (e.code !== "glare" || !this.pc) throw e;
       // The server (impolite: aiortc cannot roll back) has an offer of its own in flight: we
       // are the polite side, so take ours back, answer theirs (queued after us), then offer
@@ -167,7 +182,17 @@ export class RoomClient {
       setTimeout(() => this.wantOffer && this.publish(), 1500);
       return;
     }
-    if (this.pc) await this.pc.setRemoteDescription({ type: "answer", sdp: ack.sdp });
+    try {
+      if (this.pc) await this.pc.setRemoteDescription({ type: "answer", sdp: ack.sdp });
+    } finally {
+      this.flushCandidates();
+    }
+  }
+
+  flushCandidates() {
+    const held = this.heldCandidates || [];
+    this.heldCandidates = null;
+    for (const c of held) this.socket.emit("rtc:candidate", c, () => {});
   }
 
   onServerOffer(offer) {
@@ -192,6 +217,7 @@ export class RoomClient {
           this.fire("track", { track: tr.receiver.track, mid: tr.mid, ...meta });
         }
       }
+      this.fire("rtc:answered");
       if (this.wantOffer) this.publish();
     }).catch((e) => this.fire("rtc-error", e));
   }

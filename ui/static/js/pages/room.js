@@ -310,6 +310,8 @@ export function RoomPage({ roomId, session }) {
         if (!participant_id) return;
         // A participant's microphone plays with their camera tile; a screen has its own tile.
         const key = `${participant_id}:${source === "screen" && (kind || track.kind) === "video" ? "screen" : "camera"}`;
+        // Someone starts sharing their screen: show it large, as for one's own share.
+        if (key.endsWith(":screen")) setLayout("speaker");
         setRemote((r) => {
           const next = { ...r };
           // A reused m-line brings its receiver's track under another label: take it out of
@@ -338,7 +340,7 @@ export function RoomPage({ roomId, session }) {
         for (const [pid, rep] of Object.entries(d.participants || {})) q[pid] = qualityOf(rep);
         setQuality(q);
       }),
-      client.on("rtc-error", (e) => setRtcNote(e)),
+      client.on("rtc-error", (e) => (console.warn("rtc:", e && (e.code || e.name), e && e.message), setRtcNote(e))),
     ];
     client.connect();
     return () => {
