@@ -10,8 +10,8 @@ from aiohttp import web
 
 
 def setup(app: web.Application) -> None:
-    """Register this package's routes and handlers.
+    """Register this package's routes and handlers: one `Sfu` per process, the `rtc:*`
+    Socket.IO events and `GET /rooms/{room_id}/stats` (see rtc/signalling.py)."""
+    from rtc import signalling
 
-    The SFU has no routes of its own: the Socket.IO layer (rooms/) owns an `Sfu` and translates
-    `rtc:*` events into its methods.
-    """
+    signalling.setup(app)

@@ -1,0 +1,359 @@
+"""Signalling through the real server: Socket.IO events drive the SFU, aiortc peers on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from io import BytesIO
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiortc import RTCSessionDescription
+
+from core.app import create_app
+from rooms.live import Live
+from rtc.ice import turn_credentials
+from rtc.signalling import SIGNALLING
+from tests.conftest import make_settings
+from tests.rooms.conftest import create_room
+from tests.rtc.clients import Client, wait_for
+from tests.support.live import Sock, open_socket
+
+pytestmark = [
+    pytest.mark.media,
+    pytest.mark.parametrize("backend", ["sqlite"], indirect=True),
+]
+
+TURN_SECRET = "coturn-shared-secret"
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Any) -> Any:
+    return make_settings(
+        database_url,
+        tmp_path / "data",
+        rtc_allowed_addresses=["127.0.0.1"],
+        turn_urls=["turn:127.0.0.1:3478?transport=udp"],
+        turn_secret=TURN_SECRET,
+        turn_ttl_seconds=600,
+    )
+
+
+@pytest.fixture
+def app(settings: Any) -> web.Application:
+    app = create_app(settings)
+    Live.of(app).grace = 1.0
+    return app
+
+
+@pytest.fixture
+async def browsers(make_client: Any, users: Any) -> Any:
+    """``await browsers("requester")``: a browser signed in as that demo account."""
+
+    async def factory(who: str) -> Any:
+        c = await make_client()
+        await c.sign_in_as(users[who].id)
+        return c
+
+    return factory
+
+
+class SockClient(Client):
+    """An aiortc participant whose signalling goes over its room Socket.IO connection."""
+
+    def __init__(self, sock: Sock, participant_id: str) -> None:
+        super().__init__(None, "", participant_id)  # type: ignore[arg-type]
+        self.sock = sock
+
+        async def on_offer(data: Any) -> None:
+            sock.received.append(("rtc:offer", data))
+            self.on_event("rtc:offer", data)
+
+        sock.sio.on("rtc:offer", on_offer)
+
+    async def join(self, name: str | None = None) -> dict[str, Any]:
+        return await self.sock.ok("rtc:join")  # type: ignore[no-any-return]
+
+    async def negotiate(self) -> dict[str, str]:
+        async with self.lock:
+            offer = await self.pc.createOffer()
+            await self.pc.setLocalDescription(offer)
+            sources = {t.mid: s for s, t in self.published.items() if t.mid is not None}
+            answer = await self.sock.ok(
+                "rtc:offer",
+                {"sdp": self.pc.localDescription.sdp, "type": "offer", "sources": sources},
+            )
+            await self.pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
+            return {"sdp": answer["sdp"], "type": "answer"}
+
+    async def _answer(self, payload: dict[str, Any]) -> None:
+        async with self.lock:
+            if self.pc.signalingState == "closed":
+                return
+            self.labels = {info["mid"]: info for info in payload.get("tracks", [])}
+            await self.pc.setRemoteDescription(RTCSessionDescription(payload["sdp"], "offer"))
+            answer = await self.pc.createAnswer()
+            await self.pc.setLocalDescription(answer)
+            await self.sock.ok("rtc:answer", {"sdp": self.pc.localDescription.sdp})
+
+
+async def enter(browsers: Any, who: str, room: dict[str, Any]) -> tuple[Sock, str]:
+    api = await browsers(who)
+    sock = await open_socket(api)
+    joined = await sock.ok("room:join", {"room_id": room["id"]})
+    return sock, joined["participant_id"]
+
+
+@pytest.fixture
+async def call(browsers: Any, users: Any) -> Any:
+    """A room with a host (requester) and two participants, all in the room over Socket.IO."""
+    made: list[SockClient] = []
+
+    async def factory(names: tuple[str, ...] = ("requester", "expert", "secretary")) -> Any:
+        host_api = await browsers(names[0])
+        room = await create_room(host_api, kind="estaff", title="RCP")
+        for who in names[1:]:
+            r = await host_api.post(
+                f"/api/v1/rooms/{room['id']}/members",
+                json={"user_id": str(users[who].id), "role": "participant"},
+            )
+            assert r.status in (200, 201), await r.text()
+        clients = []
+        for who in names:
+            sock, pid = await enter(browsers, who, room)
+            client = SockClient(sock, pid)
+            made.append(client)
+            clients.append(client)
+        return host_api, room, clients
+
+    yield factory
+    for c in made:
+        await c.close()
+        await c.sock.close()
+
+
+def assert_in_order(counters: list[int], minimum: int) -> None:
+    assert len(counters) >= minimum, f"only {len(counters)} frames decoded"
+    assert all(b > a for a, b in itertools.pairwise(counters)), counters
+
+
+async def settle(clients: list[SockClient], app: web.Application) -> None:
+    sfu = app[SIGNALLING].sfu
+
+    def idle() -> bool:
+        for c in clients:
+            if c.lock.locked() or any(
+                not t.done()
+                for t in c._tasks
+                if t.get_coro().__name__ == "_answer"  # type: ignore[union-attr]
+            ):
+                return False
+            try:
+                peer = sfu.peer(c.id)
+            except Exception:
+                continue
+            if peer.pc.signalingState != "stable" or peer._offer_needed:
+                return False
+            if peer._offer_task is not None and not peer._offer_task.done():
+                return False
+        return True
+
+    await asyncio.sleep(0.1)
+    await wait_for(idle, 8)
+
+
+async def test_three_participants_exchange_decoded_media_over_socketio(call: Any, app: Any) -> None:
+    host_api, room, clients = await call()
+    for c in clients:
+        ack = await c.join()
+        # TURN REST credentials: "<expiry>:<participant>" and the HMAC of the shared secret
+        turn = next(s for s in ack["ice_servers"] if "username" in s)
+        assert turn["urls"] == ["turn:127.0.0.1:3478?transport=udp"]
+        expiry, who = turn["username"].split(":", 1)
+        assert who == c.id
+        assert turn_credentials(TURN_SECRET, c.id, 0, now=int(expiry)) == (
+            turn["username"],
+            turn["credential"],
+        )
+    for c in clients:
+        await c.publish()
+        await settle(clients, app)
+    await asyncio.sleep(2.5)
+    for c in clients:
+        for other in clients:
+            if other is not c:
+                assert_in_order(c.received_from(other.id).counters, 10)
+    # presence follows what is published
+    host = clients[0]
+    state = await host.sock.wait_for(
+        "participant:updated",
+        lambda d: (
+            d["participant"]["participant_id"] == clients[2].id
+            and d["participant"]["media"]["video"]
+        ),
+    )
+    assert state["participant"]["media"]["audio"] is True
+    # quality statistics in the room API, for the room's participants only
+    r = await host_api.get(f"/api/v1/rooms/{room['id']}/stats")
+    assert r.status == 200, await r.text()
+    stats = await r.json()
+    entry = stats["participants"][clients[1].id]
+    assert {t["kind"] for t in entry["published"]} == {"audio", "video"}
+    assert entry["subscribed"]
+    assert any(t.get("packets", 0) > 0 for t in entry["published"]), entry["published"]
+    await host.sock.wait_for("rtc:stats", timeout=4)
+    # snapshot of a participant's camera, filed as a room capture
+    ack = await host.sock.ok("rtc:snapshot", {"participant_id": clients[1].id})
+    from PIL import Image
+
+    assert ack["snapshot"]["bytes"] > 0 and ack["snapshot"]["taken_by"] == host.id
+    assert ack["attachment_id"]
+    files = await host_api.get(f"/api/v1/rooms/{room['id']}/attachments")
+    assert files.status == 200, await files.text()
+    listed = await files.json()
+    capture = next(a for a in listed if a["id"] == ack["attachment_id"])
+    assert capture["source"] == "snapshot"
+    body = await host_api.get(f"/api/v1/rooms/{room['id']}/attachments/{capture['id']}/content")
+    assert body.status == 200
+    image = Image.open(BytesIO(await body.read()))
+    assert image.format == "JPEG"
+    assert image.size == (ack["snapshot"]["width"], ack["snapshot"]["height"])
+
+
+async def test_host_mute_stops_audio_and_removal_closes_the_connection(call: Any, app: Any) -> None:
+    _host_api, _room, clients = await call()
+    host, expert, secretary = clients
+    for c in clients:
+        await c.join()
+    await expert.publish(camera=False)
+    await host.publish(audio=False)
+    await settle(clients, app)
+    await asyncio.sleep(1)
+    mids = {c.id: c.mids_for(expert.id, "audio")[-1] for c in (host, secretary)}
+    await host.sock.ok("room:mute", {"participant_id": expert.id})
+    await asyncio.sleep(0.3)
+    counts = {c.id: await c.packets_received(mids[c.id]) for c in (host, secretary)}
+    assert all(n > 20 for n in counts.values()), counts
+    await asyncio.sleep(1)
+    for c in (host, secretary):
+        assert await c.packets_received(mids[c.id]) == counts[c.id]
+    # the host asks, the participant unmutes: audio flows again
+    await host.sock.ok("room:ask_unmute", {"participant_id": expert.id})
+    await expert.sock.ok("participant:update", {"audio": True})
+    await asyncio.sleep(1)
+    for c in (host, secretary):
+        assert await c.packets_received(mids[c.id]) > counts[c.id] + 20
+    # removal closes the removed participant's peer connection
+    sfu = app[SIGNALLING].sfu
+    server_pc = sfu.peer(secretary.id).pc
+    await host.sock.ok("room:remove", {"participant_id": secretary.id})
+    await wait_for(lambda: server_pc.connectionState == "closed", 3)
+    await wait_for(lambda: secretary.pc.connectionState in ("closed", "failed"), 15)
+
+
+async def test_screen_share_start_and_stop_are_announced(call: Any, app: Any) -> None:
+    _host_api, _room, clients = await call(("requester", "expert"))
+    host, expert = clients
+    for c in clients:
+        await c.join()
+    await expert.publish(audio=False)
+    await settle(clients, app)
+    mark = len(host.sock.received)
+    await expert.publish(camera=False, audio=False, screen=True)
+    started = await host.sock.wait_for("rtc:screen", since=mark)
+    assert started["participant_id"] == expert.id and started["active"] is True
+    shared = await host.sock.wait_for(
+        "participant:updated",
+        lambda d: (
+            d["participant"]["participant_id"] == expert.id and d["participant"]["media"]["screen"]
+        ),
+        since=mark,
+    )
+    assert shared
+    await settle(clients, app)
+    mark = len(host.sock.received)
+    await expert.stop_publishing("screen")
+    stopped = await host.sock.wait_for("rtc:screen", since=mark)
+    assert stopped == {**started, "active": False}
+    await host.sock.wait_for(
+        "participant:updated",
+        lambda d: (
+            d["participant"]["participant_id"] == expert.id
+            and not d["participant"]["media"]["screen"]
+        ),
+        since=mark,
+    )
+
+
+async def test_bad_input_gets_error_acks_and_the_call_goes_on(
+    call: Any, app: Any, browsers: Any
+) -> None:
+    _host_api, room, clients = await call(("requester", "expert"))
+    host, expert = clients
+    # before rtc:join the SFU knows nobody
+    early = await expert.sock.call(
+        "rtc:candidate", {"candidate": "candidate:1 1 udp 1 1.2.3.4 9 typ host"}
+    )
+    assert early["ok"] is False and early["error"]["code"] == "unknown_participant"
+    for c in clients:
+        await c.join()
+    await host.publish()
+    await settle(clients, app)
+    bad = await expert.sock.call("rtc:offer", {"sdp": "v=0\r\nnot an sdp", "type": "offer"})
+    assert bad["ok"] is False and bad["error"]["code"] == "bad_sdp"
+    wrong = await expert.sock.call("rtc:offer", {"sdp": 42})
+    assert wrong["error"]["code"] == "invalid_payload"
+    unknown = await expert.sock.call("rtc:pause", {"track_id": "nobody:camera"})
+    assert unknown["error"]["code"] == "unknown_track"
+    snap = await expert.sock.call("rtc:snapshot", {"participant_id": "someone-else"})
+    assert snap["error"]["code"] == "participant_not_found"
+    again = await expert.sock.ok("rtc:join")  # a second join starts over with a fresh connection
+    assert again["participant_id"] == expert.id
+    assert expert.sock.sio.connected
+    # the others are unaffected: the host's stats still answer and a newcomer gets media
+    api = await browsers("admin")
+    outsider = await api.get(f"/api/v1/rooms/{room['id']}/stats")
+    assert outsider.status in (403, 404)
+    assert app[SIGNALLING].sfu.peer(host.id).pc.connectionState == "connected"
+
+
+async def test_admitted_guest_joins_the_media_and_both_sides_decode(
+    browsers: Any, make_client: Any, app: Any
+) -> None:
+    host_api = await browsers("requester")
+    room = await create_room(host_api, title="Téléconsultation")
+    host_sock = await open_socket(host_api)
+    await host_sock.ok("room:join", {"room_id": room["id"]})
+    r = await host_api.post(
+        f"/api/v1/rooms/{room['id']}/invitations",
+        json={"name": "Jeanne Petit", "mobile": "+33 6 12 34 56 78"},
+    )
+    assert r.status == 201, await r.text()
+    token = (await r.json())["link"].rsplit("/join/", 1)[1]
+    guest_api = await make_client()
+    r = await guest_api.post(f"/api/v1/invitations/{token}/accept", json={"name": "Jeanne Petit"})
+    assert r.status == 200, await r.text()
+    guest_id = (await r.json())["guest_id"]
+    guest_sock = await open_socket(guest_api)
+    await guest_sock.ok("room:join", {"room_id": room["id"]})
+    waiting = await guest_sock.call("rtc:join")  # in the lobby: no media yet
+    assert waiting["error"]["code"] == "not_in_room"
+    await host_sock.ok("room:admit", {"guest_id": guest_id})
+    await guest_sock.wait_for("lobby:admitted")
+    joined = await guest_sock.ok("room:join", {"room_id": room["id"]})
+    host_pid = next(p["participant_id"] for p in joined["participants"] if p["role"] != "guest")
+    host = SockClient(host_sock, host_pid)
+    guest = SockClient(guest_sock, joined["participant_id"])
+    try:
+        for c in (host, guest):
+            await c.join()
+            await c.publish()
+        await settle([host, guest], app)
+        await asyncio.sleep(1.5)
+        assert_in_order(host.received_from(guest.id).counters, 5)
+        assert_in_order(guest.received_from(host.id).counters, 5)
+    finally:
+        for c in (host, guest):
+            await c.close()
+            await c.sock.close()
