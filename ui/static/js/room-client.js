@@ -34,6 +34,8 @@ export class RoomClient {
     this.pc = null;
     this.midInfo = new Map(); // server m-line mid → {participant_id, source, kind, track_id}
     this.negotiating = Promise.resolve();
+    this.heldCandidates = null; // our ICE candidates while our offer is with the server
+    this.wantOffer = false; // an offer of ours was rolled back (glare): offer again once stable
     this.sources = {}; // local MediaStreamTrack id → "camera" | "screen"
     this.rtcAvailable = true;
     this.socket = io({ path: "/socket.io", transports: ["websocket", "polling"], withCredentials: true, autoConnect: false });
@@ -42,7 +44,6 @@ export class RoomClient {
     this.socket.on("disconnect", (reason) => this.fire("disconnected", reason));
     this.socket.on("connect_error", (err) => this.fire("connect_error", err));
     this.on("rtc:offer", (offer) => this.onServerOffer(offer));
-    this.on("rtc:candidate", (c) => this.pc && c && this.pc.addIceCandidate(c.candidate ? c : null).catch(() => {}));
   }
 
   on(name, fn) {
@@ -108,15 +109,28 @@ export class RoomClient {
     }
     this.pc = new RTCPeerConnection({ iceServers: info.ice_servers || [], bundlePolicy: "max-bundle" });
     this.pc.onicecandidate = (e) => {
-      const c = e.candidate ? e.candidate.toJSON() : null;
-      this.socket.emit("rtc:candidate", { candidate: c }, () => {});
+      // Trickled one by one (the server's own candidates are in its SDP).
+      // Fields as the browser names them: {candidate, sdpMid, sdpMLineIndex, usernameFragment}.
+      // Held back while our offer is with the server: it drops candidates that arrive before
+      // it has applied the offer.
+      if (!e.candidate) return;
+      if (this.heldCandidates) this.heldCandidates.push(e.candidate.toJSON());
+      else this.socket.emit("rtc:candidate", e.candidate.toJSON(), () => {});
     };
     this.pc.ontrack = (e) => {
       const mid = e.transceiver && e.transceiver.mid;
       const meta = this.midInfo.get(mid) || {};
       this.fire("track", { track: e.track, mid, ...meta });
     };
-    this.pc.onconnectionstatechange = () => this.fire("pc-state", this.pc && this.pc.connectionState);
+    this.pc.addEventListener("connectionstatechange", () => this.fire("pc-state", this.pc && this.pc.connectionState));
+    // Others already publish: the server offers them right after the join. Answer that offer
+    // before offering ours, so that the two never cross (the server cannot roll back).
+    if ((info.tracks || []).length) {
+      await new Promise((resolve) => {
+        const timer = setTimeout(() => (off(), resolve()), 3000);
+        const off = this.on("rtc:answered", () => (clearTimeout(timer), off(), resolve()));
+      });
+    }
     for (const track of stream.getTracks()) {
       this.sources[track.id] = "camera";
       this.pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
@@ -125,28 +139,73 @@ export class RoomClient {
     return info;
   }
 
+  /** Run `fn` after the negotiations already queued, whatever their outcome: one failed
+   * negotiation must not stall the ones after it. */
+  enqueue(fn) {
+    const run = this.negotiating.catch(() => {}).then(fn);
+    this.negotiating = run.catch(() => {});
+    return run;
+  }
+
   /** Offer our current tracks to the server; one negotiation at a time. */
   publish() {
-    this.negotiating = this.negotiating.then(async () => {
-      if (!this.pc) return;
-      const offer = await this.pc.createOffer();
-      await this.pc.setLocalDescription(offer);
-      const sources = {};
-      for (const tr of this.pc.getTransceivers()) {
-        const track = tr.sender && tr.sender.track;
-        if (track && track.kind === "video" && tr.mid) sources[tr.mid] = this.sources[track.id] || "camera";
-      }
-      const ack = await this.call("rtc:offer", { sdp: this.pc.localDescription.sdp, type: "offer", sources });
-      await this.pc.setRemoteDescription({ type: "answer", sdp: ack.sdp });
-    });
-    return this.negotiating.catch((e) => this.fire("rtc-error", e));
+    return this.enqueue(() => this.offerOnce()).catch((e) => this.fire("rtc-error", e));
+  }
+
+  async offerOnce() {
+    if (!this.pc) return;
+    this.wantOffer = false;
+    if (this.pc.signalingState !== "stable") {
+      this.wantOffer = true;
+      return;
+    }
+    const offer = await this.pc.createOffer();
+    this.heldCandidates = this.heldCandidates || [];
+    await this.pc.setLocalDescription(offer);
+    const sources = {};
+    for (const tr of this.pc.getTransceivers()) {
+      const track = tr.sender && tr.sender.track;
+      if (!track || !tr.mid || tr.currentDirection === "stopped") continue;
+      sources[tr.mid] = track.kind === "audio" ? "audio" : this.sources[track.id] || "camera";
+    }
+    let ack;
+    try {
+      ack = await this.call("rtc:offer", { sdp: this.pc.localDescription.sdp, type: "offer", sources });
+    } catch (e) {
+      this.flushCandidates();
+      if (e.code !== "glare" || !this.pc) throw e;
+      // The server (impolite: aiortc cannot roll back) has an offer of its own in flight: we
+      // are the polite side, so take ours back, answer theirs (queued after us), then offer
+      // again. Should their offer not come, offer again anyway.
+      await this.pc.setLocalDescription({ type: "rollback" });
+      this.wantOffer = true;
+      setTimeout(() => this.wantOffer && this.publish(), 1500);
+      return;
+    }
+    try {
+      if (this.pc) await this.pc.setRemoteDescription({ type: "answer", sdp: ack.sdp });
+    } finally {
+      this.flushCandidates();
+    }
+  }
+
+  flushCandidates() {
+    const held = this.heldCandidates || [];
+    this.heldCandidates = null;
+    for (const c of held) this.socket.emit("rtc:candidate", c, () => {});
   }
 
   onServerOffer(offer) {
-    for (const tr of offer.tracks || []) this.midInfo.set(tr.mid, tr);
-    this.fire("tracks-map", offer.tracks || []);
-    this.negotiating = this.negotiating.then(async () => {
+    this.enqueue(async () => {
       if (!this.pc) return;
+      // The latest offer's list labels every m-line (a line may carry another participant's
+      // track after a renegotiation); set before applying it, so `ontrack` finds its label.
+      this.midInfo = new Map((offer.tracks || []).map((tr) => [tr.mid, tr]));
+      this.fire("tracks-map", offer.tracks || []);
+      if (this.pc.signalingState !== "stable") {
+        await this.pc.setLocalDescription({ type: "rollback" });
+        this.wantOffer = true;
+      }
       await this.pc.setRemoteDescription({ type: "offer", sdp: offer.sdp });
       const answer = await this.pc.createAnswer();
       await this.pc.setLocalDescription(answer);
@@ -154,12 +213,13 @@ export class RoomClient {
       // Tracks whose m-line was just (re)labelled: tell the page again.
       for (const tr of this.pc.getTransceivers()) {
         const meta = this.midInfo.get(tr.mid);
-        if (meta && tr.receiver && tr.receiver.track && tr.currentDirection !== "inactive") {
+        if (meta && tr.receiver && tr.receiver.track && tr.currentDirection !== "inactive" && tr.currentDirection !== "stopped") {
           this.fire("track", { track: tr.receiver.track, mid: tr.mid, ...meta });
         }
       }
-    });
-    this.negotiating.catch((e) => this.fire("rtc-error", e));
+      this.fire("rtc:answered");
+      if (this.wantOffer) this.publish();
+    }).catch((e) => this.fire("rtc-error", e));
   }
 
   async replaceTrack(kind, track) {

@@ -50,9 +50,8 @@ function Tile({ p, stream, local, screen, speaking, quality, onShot, onPip }) {
   </div>`;
 }
 
-function Chat({ messages, me, participants, onSend, dossierId }) {
+function Chat({ messages, me, participants, onSend, dossierId, to, setTo }) {
   const [text, setText] = useState("");
-  const [to, setTo] = useState("");
   const list = useRef(null);
   useEffect(() => {
     if (list.current) list.current.scrollTop = list.current.scrollHeight;
@@ -69,7 +68,8 @@ function Chat({ messages, me, participants, onSend, dossierId }) {
       ${messages.map((m) => html`<div key=${m.id} class=${`chat-msg ${m.mine ? "mine" : ""} ${m.to ? "direct" : ""}`}>
         <div class="who">${m.mine ? t("room.me") : m.sender.name}${m.to ? ` → ${m.to.name}` : ""} · ${formatTime(m.created_at)}</div>
         <div class="bubble">${m.text}
-          ${m.document && html`<div><a href=${`/api/v1/dossiers/${dossierId}/documents/${m.document.id}/content`} download=${m.document.name} class="row"><${Icon} name="file" />${m.document.name}</a></div>`}
+          ${m.attachment && html`<div><a href=${m.attachment.url} download=${m.attachment.name} class="row chat-file"><${Icon} name="file" />${m.attachment.name}</a></div>`}
+          ${!m.attachment && m.document && html`<div><a href=${`/api/v1/dossiers/${dossierId}/documents/${m.document.id}/content`} download=${m.document.name} class="row chat-file"><${Icon} name="file" />${m.document.name}</a></div>`}
         </div>
       </div>`)}
     </div>
@@ -150,7 +150,7 @@ function InviteDialog({ open, onClose, roomId }) {
   <//>`;
 }
 
-function ShotDialog({ shot, onClose, dossierId }) {
+function ShotDialog({ shot, onClose, dossierId, roomId }) {
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState(null);
   const url = useMemo(() => (shot ? URL.createObjectURL(shot.blob) : null), [shot]);
@@ -159,9 +159,13 @@ function ShotDialog({ shot, onClose, dossierId }) {
     setBusy(true);
     setError(null);
     try {
+      // Through the room: the capture is kept with the call's files and filed into its
+      // dossier in the same transaction (rooms/attachments.py).
       const form = new FormData();
+      form.append("source", "screenshot");
+      form.append("file_into_dossier", "true");
       form.append("file", shot.blob, shot.filename);
-      await api.upload(`/dossiers/${dossierId}/documents`, form);
+      await api.upload(`/rooms/${roomId}/attachments`, form);
       toast(t("room.shot_filed"));
       onClose();
     } catch (err) {
@@ -194,6 +198,7 @@ function qualityOf(report) {
 export function RoomPage({ roomId, session }) {
   const isGuest = session.kind === "guest";
   const client = useMemo(() => new RoomClient(roomId), [roomId]);
+  const [chatTo, setChatTo] = useState("");
   const [phase, setPhase] = useState("connecting"); // connecting | lobby | joined | refused | removed | ended | left | error
   const [phaseError, setPhaseError] = useState(null);
   const [room, setRoom] = useState(null);
@@ -301,17 +306,33 @@ export function RoomPage({ roomId, session }) {
         setMessages((xs) => (xs.some((x) => x.id === m.id) ? xs : [...xs, { ...m, mine: m.sender.id === session.id }]));
         if (panelRef.current !== "chat") setUnread((n) => n + 1);
       }),
-      client.on("track", ({ track, participant_id, source }) => {
+      client.on("track", ({ track, participant_id, source, kind }) => {
         if (!participant_id) return;
-        const key = `${participant_id}:${source || "camera"}`;
+        // A participant's microphone plays with their camera tile; a screen has its own tile.
+        const key = `${participant_id}:${source === "screen" && (kind || track.kind) === "video" ? "screen" : "camera"}`;
+        // Someone starts sharing their screen: show it large, as for one's own share.
+        if (key.endsWith(":screen")) setLayout("speaker");
         setRemote((r) => {
-          const s = r[key] || new MediaStream();
-          if (!s.getTracks().includes(track)) {
-            s.getTracks().filter((x) => x.kind === track.kind).forEach((x) => s.removeTrack(x));
-            s.addTrack(track);
+          const next = { ...r };
+          // A reused m-line brings its receiver's track under another label: take it out of
+          // the stream it fed before.
+          for (const [k, s] of Object.entries(r)) {
+            if (k !== key && s.getTracks().includes(track)) {
+              const left = new MediaStream(s.getTracks().filter((x) => x !== track));
+              if (left.getTracks().length) next[k] = left;
+              else delete next[k];
+            }
           }
-          return { ...r, [key]: s };
+          const s = r[key];
+          if (s && s.getTracks().includes(track)) return next;
+          next[key] = new MediaStream([...(s ? s.getTracks().filter((x) => x.kind !== track.kind) : []), track]);
+          return next;
         });
+      }),
+      client.on("rtc:screen", (d) => {
+        if (d && d.active === false && d.participant_id) {
+          setRemote((r) => Object.fromEntries(Object.entries(r).filter(([k]) => k !== `${d.participant_id}:screen`)));
+        }
       }),
       client.on("rtc:speaker", (d) => setSpeaker(d.participant_id)),
       client.on("rtc:stats", (d) => {
@@ -319,7 +340,7 @@ export function RoomPage({ roomId, session }) {
         for (const [pid, rep] of Object.entries(d.participants || {})) q[pid] = qualityOf(rep);
         setQuality(q);
       }),
-      client.on("rtc-error", (e) => setRtcNote(e)),
+      client.on("rtc-error", (e) => (console.warn("rtc:", e && (e.code || e.name), e && e.message), setRtcNote(e))),
     ];
     client.connect();
     return () => {
@@ -394,12 +415,14 @@ export function RoomPage({ roomId, session }) {
     const file = e.target.files[0];
     e.target.value = "";
     if (!file) return;
-    if (!room || !room.dossier_id) return toast(t("room.doc_needs_dossier"));
     try {
+      // A room file, addressed to the chat's chosen recipient (or everyone): the server posts
+      // the downloadable chat item, readable by whoever it is addressed to, patients included.
       const form = new FormData();
+      if (chatTo) form.append("to", chatTo);
+      form.append("source", "upload");
       form.append("file", file, file.name);
-      const doc = await api.upload(`/dossiers/${room.dossier_id}/documents`, form);
-      await sendChat(t("room.doc_sent_text", { name: file.name }), null, { id: doc.id, name: file.name });
+      await api.upload(`/rooms/${roomId}/attachments`, form);
       toast(t("room.doc_sent", { name: file.name }));
     } catch (err) {
       toast(errorMessage(err));
@@ -503,7 +526,7 @@ export function RoomPage({ roomId, session }) {
         <div class="side-head"><h2>${t(panel === "chat" ? "room.chat" : "room.participants")}</h2>
           <button type="button" class="btn btn-ghost btn-icon" aria-label=${t("common.close")} onClick=${() => setPanel(null)}><${Icon} name="x" /></button></div>
         ${panel === "chat"
-          ? html`<${Chat} messages=${messages} me=${me} participants=${participants} dossierId=${room && room.dossier_id} onSend=${(text, to) => sendChat(text, to)} />`
+          ? html`<${Chat} messages=${messages} me=${me} participants=${participants} dossierId=${room && room.dossier_id} to=${chatTo} setTo=${setChatTo} onSend=${(text, to) => sendChat(text, to)} />`
           : html`<${People} participants=${[meP, ...others]} me=${me} isHost=${isHost} lobby=${lobby} onAdmit=${admit} onRefuse=${refuse} onModerate=${moderate} />`}
       </aside>`}
     </div>
@@ -530,7 +553,7 @@ export function RoomPage({ roomId, session }) {
     </nav>
     ${!isGuest && html`<input ref=${fileInput} type="file" class="visually-hidden" aria-label=${t("room.send_doc")} onChange=${sendDocument} />`}
     ${!isGuest && html`<${InviteDialog} open=${inviteOpen} onClose=${() => setInviteOpen(false)} roomId=${roomId} />`}
-    <${ShotDialog} shot=${shot} onClose=${() => setShot(null)} dossierId=${!isGuest && room && room.dossier_id} />
+    <${ShotDialog} shot=${shot} onClose=${() => setShot(null)} roomId=${roomId} dossierId=${!isGuest && room && room.dossier_id} />
     <${Dialog} open=${devicesOpen} title=${t("room.devices")} onClose=${() => setDevicesOpen(false)}>
       <div class="field"><label for="room-cam">${t("room.camera")}</label>
         <select id="room-cam" class="input" value=${choice.cameraId || currentDevice("video")} onChange=${(e) => changeDevice("video", e.target.value)}>
