@@ -93,6 +93,7 @@ class Pages:
         viewport: dict[str, int] | None = None,
         locale: str = "fr-FR",
         service_workers: str = "block",
+        bypass_csp: bool = False,
     ) -> Any:
         ctx = await self.browser.new_context(
             base_url=self.base_url,
@@ -101,6 +102,7 @@ class Pages:
             timezone_id="Europe/Paris",
             permissions=["camera", "microphone"],
             service_workers=service_workers,
+            bypass_csp=bypass_csp,
         )
         self.contexts.append(ctx)
         page = await ctx.new_page()

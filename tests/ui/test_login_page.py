@@ -103,7 +103,7 @@ async def test_login_page_fits_a_phone(pages, users):
 async def test_english_catalogue_on_request(pages, users):
     page = await pages.new()
     await page.goto("/app/login")
-    await page.get_by_role("button", name="Switch to English").click()
+    await page.get_by_role("button", name="English", exact=True).click()
     await page.get_by_role("heading", name="Sign in").wait_for()
     await page.get_by_label("E-mail address").wait_for()
     await page.reload()

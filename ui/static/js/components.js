@@ -49,7 +49,7 @@ export function LangSwitch() {
     window.dispatchEvent(new Event("consilium:lang"));
   };
   return html`<button type="button" class="btn btn-ghost btn-sm" onClick=${change} lang=${other}
-    aria-label=${t("lang.switch_to")}>${other === "en" ? "English" : "Français"}</button>`;
+    title=${t("lang.switch_to")}><span class="label">${other === "en" ? "English" : "Français"}</span><span class="short" aria-hidden="true">${other.toUpperCase()}</span></button>`;
 }
 
 export function Shell({ session, children }) {
@@ -61,7 +61,7 @@ export function Shell({ session, children }) {
     <a class="skip-link" href="#main">${t("shell.skip")}</a>
     <header class="topbar">
       <${Link} href="/app/" class="brand" aria-label=${t("shell.home")}>
-        <span class="brand-mark" aria-hidden="true"></span><span>Consilium</span>
+        <span class="brand-mark" aria-hidden="true"></span><span class="brand-name">Consilium</span>
       <//>
       <nav aria-label=${t("shell.nav")}>
         <${Link} href="/app/"><${Icon} name="home" /><span class="label">${t("nav.activity")}</span><//>

@@ -185,7 +185,7 @@ function Signature() {
     ${state === "present"
       ? html`<p><img class="signature-preview" src=${`/api/v1/me/signature?v=${version}`} alt=${t("settings.signature_alt")} /></p>`
       : html`<p class="muted">${t("settings.signature_none")}</p>`}
-    <input ref=${input} id="signature-file" class="visually-hidden" type="file" accept="image/png,image/jpeg" onChange=${upload} />
+    <input ref=${input} id="signature-file" class="visually-hidden" tabindex="-1" aria-label=${t("settings.signature_load")} type="file" accept="image/png,image/jpeg" onChange=${upload} />
     <div class="row">
       <button type="button" class="btn btn-primary" disabled=${busy} onClick=${() => input.current.click()}>
         <${Icon} name="pen" />${t("settings.signature_load")}</button>

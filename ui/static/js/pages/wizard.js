@@ -60,7 +60,7 @@ function SearchStep({ onPick, onCreate }) {
       <div class="field"><label for="pb">${t("wizard.col_birth_date")}</label><input id="pb" class="input" type="date" value=${birth} onInput=${(e) => setBirth(e.target.value)} /></div>
       <div class="field"><label for="ps">${t("activity.col_sex")}</label><select id="ps" class="input" value=${sex} onChange=${(e) => setSex(e.target.value)}>
         <option value="">–</option><option value="F">${t("sex.F")}</option><option value="M">${t("sex.M")}</option></select></div>
-      <div class="field"><span class="label">&nbsp;</span><button type="submit" class="btn btn-primary"><${Icon} name="search" />${t("common.search")}</button></div>
+      <div class="field field-action"><button type="submit" class="btn btn-primary"><${Icon} name="search" />${t("common.search")}</button></div>
     </form>
     <${Alert}>${error && errorMessage(error)}<//>
     ${rows && (rows.length ? html`<p class="small muted">${t("wizard.results", { count: rows.length })}</p><${PatientTable} rows=${rows} onPick=${onPick} />` : html`<${Empty} icon="users">${t("wizard.no_patient")}<//>`)}
