@@ -13,6 +13,7 @@ success is ``{"ok": true, ...}``. A handler's exception never closes the connect
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -26,6 +27,7 @@ import socketio
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 from pydantic import ValidationError as PydanticValidationError
+from redis.exceptions import RedisError
 
 from core.accounts import User, delegators_of
 from core.context import DB, REDIS, SESSIONS, SETTINGS
@@ -100,9 +102,13 @@ class EventSpec:
     max_bytes: int | None
 
 
+HookKind = Literal["joined", "left", "updated", "muted"]
+
+
 class Hooks:
-    """Async callbacks other packages register (the SFU in ``rtc``, the chat). They run on
-    the node that handled the act; a failing hook is logged and never undoes the act."""
+    """Async callbacks other packages register (the SFU in ``rtc``, the chat). A participant's
+    hooks run on the node holding its connection, where its media lives
+    (:meth:`Live.run_hooks`); a failing hook is logged and never undoes the act."""
 
     def __init__(self) -> None:
         self.joined: list[JoinHook] = []
@@ -132,12 +138,58 @@ class Hooks:
         self.join_extras.append(fn)
         return fn
 
+    def of_kind(self, kind: HookKind) -> list[Any]:
+        hooks: dict[str, list[Any]] = {
+            "joined": self.joined,
+            "left": self.left,
+            "updated": self.updated,
+            "muted": self.muted,
+        }
+        return hooks[kind]
+
     async def call(self, hooks: list[Any], *args: Any) -> None:
         for fn in hooks:
             try:
                 await fn(*args)
             except Exception:
                 log.exception("live hook %s failed", getattr(fn, "__qualname__", fn))
+
+
+class NodeBus:
+    """Messages from one node of the installation to another, over Redis pub/sub: one channel
+    per node. Used so that what a host does on one node (mute, removal, end of the room)
+    reaches the media of a participant connected to another."""
+
+    def __init__(self, redis: Any, prefix: str, node: str) -> None:
+        self.redis = redis
+        self.prefix = prefix + "live:node:"
+        self.node = node
+
+    async def send(self, node: str, message: dict[str, Any]) -> int:
+        """Publish to ``node``; the number of nodes that received it (0: that node is gone)."""
+        return int(await self.redis.publish(self.prefix + node, json.dumps(message)))
+
+    async def listen(self, handler: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        """Run ``handler`` for each message to this node, until cancelled; a lost Redis
+        connection is opened again (messages sent meanwhile are lost: pub/sub keeps none)."""
+        while True:
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.prefix + self.node)
+                while True:
+                    msg = await pubsub.get_message(timeout=1.0)
+                    if msg is None or msg.get("type") != "message":
+                        continue
+                    try:
+                        await handler(json.loads(msg["data"]))
+                    except Exception:
+                        log.exception("node message failed")
+            except (OSError, RedisError) as e:
+                log.warning("node bus: %s; subscribing again", e)
+                await asyncio.sleep(1.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
 
 
 def error_ack(code: str, message: str, **extra: Any) -> dict[str, Any]:
@@ -194,6 +246,11 @@ class Live:
             else MemoryLiveState()
         )
         self.hooks = Hooks()
+        self.bus = (
+            NodeBus(app[REDIS], settings.redis_prefix, self.node)
+            if app[REDIS] is not None
+            else None
+        )
         self.conns: dict[str, Conn] = {}
         self.events: dict[str, EventSpec] = {}
         self._timers: set[asyncio.Task[None]] = set()
@@ -370,7 +427,26 @@ class Live:
         await self.emit_to_room(
             p.room_id, "participant:left", {"participant_id": p.id, "reason": reason}
         )
-        await self.hooks.call(self.hooks.left, self, p, reason)
+        await self.run_hooks("left", p, reason)
+
+    async def run_hooks(self, kind: HookKind, p: Participant, *args: str) -> None:
+        """Run the ``kind`` hooks of participant ``p`` on the node holding its connection
+        (its media is there): here, or sent over the node bus. A node that is gone has taken
+        the media with it; the hooks then run here, for the state this node keeps."""
+        if self.bus is not None and p.node and p.node != self.node:
+            message = {"hook": kind, "participant": p.to_json(), "args": list(args)}
+            if await self.bus.send(p.node, message):
+                return
+        await self.hooks.call(self.hooks.of_kind(kind), self, p, *args)
+
+    async def _on_node_message(self, message: dict[str, Any]) -> None:
+        kind = message.get("hook")
+        if kind not in ("joined", "left", "updated", "muted"):
+            log.warning("unknown node message %r", message)
+            return
+        p = Participant.from_json(message["participant"])
+        args = [str(a) for a in message.get("args", [])]
+        await self.hooks.call(self.hooks.of_kind(kind), self, p, *args)
 
     # -- dispatch ----------------------------------------------------------------------
 
@@ -471,6 +547,8 @@ def setup(app: web.Application) -> Live:
 
     async def lifespan(app: web.Application) -> Any:
         live.spawn(live.watch_sessions())
+        if live.bus is not None:
+            live.spawn(live.bus.listen(live._on_node_message))
         yield
         await live.shutdown()
 

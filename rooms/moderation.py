@@ -38,7 +38,7 @@ async def end_live_room(live: Live, room_id: str) -> None:
     await live.emit_to_room(room_id, "room:ended", {"room_id": room_id})
     participants = await live.state.clear_room(room_id)
     for p in participants:
-        await live.hooks.call(live.hooks.left, live, p, "ended")
+        await live.run_hooks("left", p, "ended")
     sids = {p.sid for p in participants if p.connected} | {e.sid for e in lobby}
 
     async def disconnect_later() -> None:
@@ -72,7 +72,7 @@ def register(live: Live) -> None:
             raise EventError("No such participant in this room", code="participant_not_found")
         await live.emit_to_participant(p.id, "room:muted", {"by": conn.principal.label})
         await live.emit_to_room(conn.room_id, "participant:updated", {"participant": p.public()})
-        await live.hooks.call(live.hooks.muted, live, p)
+        await live.run_hooks("muted", p)
         return {"participant": p.public()}
 
     @live.event("room:ask_unmute", TargetIn, host=True)

@@ -112,7 +112,7 @@ def register(live: Live) -> None:
             await live.emit_to_room(
                 room.id, "participant:joined", {"participant": p.public()}, skip_sid=conn.sid
             )
-            await live.hooks.call(live.hooks.joined, live, p)
+            await live.run_hooks("joined", p)
         ack: dict[str, Any] = {
             "status": "joined",
             "resumed": result.resumed,
@@ -168,5 +168,5 @@ def register(live: Live) -> None:
         if p is None:
             raise EventError("You are no longer in this room", code="not_in_room")
         await live.emit_to_room(conn.room_id, "participant:updated", {"participant": p.public()})
-        await live.hooks.call(live.hooks.updated, live, p)
+        await live.run_hooks("updated", p)
         return {"participant": p.public()}
