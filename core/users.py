@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
@@ -154,27 +154,16 @@ def _contains(text: str) -> str:
     return f"%{escaped}%"
 
 
+def _fields(user: User, model: type[BaseModel], **computed: Any) -> dict[str, Any]:
+    """The values of ``model``'s fields: ``computed`` ones, the others read off the account."""
+    return {
+        name: computed[name] if name in computed else getattr(user, name)
+        for name in model.model_fields
+    }
+
+
 def _user_out(user: User, delegates: list[uuid.UUID]) -> UserOut:
-    return UserOut(
-        id=user.id,
-        email=user.email,
-        role=user.role,
-        title=user.title,
-        first_name=user.first_name,
-        last_name=user.last_name,
-        display_name=user.display_name,
-        rpps=user.rpps,
-        profession=user.profession,
-        specialty=user.specialty,
-        establishment=user.establishment,
-        mss_address=user.mss_address,
-        mobile=user.mobile,
-        active=user.active,
-        totp_enabled=user.totp_enabled,
-        delegates_for=delegates,
-        created_at=user.created_at,
-        last_login_at=user.last_login_at,
-    )
+    return UserOut(**_fields(user, UserOut, delegates_for=delegates))
 
 
 def setup(app: web.Application) -> None:
@@ -188,25 +177,13 @@ def setup(app: web.Application) -> None:
             delegates = await accounts.delegators_of(session, user.id)
             left = await mfa.remaining_recovery_codes(session, user) if user.totp_enabled else 0
         return ProfileOut(
-            id=user.id,
-            email=user.email,
-            role=user.role,
-            title=user.title,
-            first_name=user.first_name,
-            last_name=user.last_name,
-            display_name=user.display_name,
-            rpps=user.rpps,
-            profession=user.profession,
-            specialty=user.specialty,
-            establishment=user.establishment,
-            mss_address=user.mss_address,
-            mobile=user.mobile,
-            otp_channel=user.otp_channel,
-            totp_enabled=user.totp_enabled,
-            recovery_codes_left=left,
-            notifications=accounts.notification_channels(user),
-            delegates_for=delegates,
-            last_login_at=user.last_login_at,
+            **_fields(
+                user,
+                ProfileOut,
+                recovery_codes_left=left,
+                notifications=accounts.notification_channels(user),
+                delegates_for=delegates,
+            )
         )
 
     async def _code_attempt(request: web.Request, user_id: uuid.UUID) -> None:
