@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     login_max_failures: int = Field(5, ge=1)
     login_lockout_minutes: int = Field(15, ge=1)
     otp_ttl_seconds: int = Field(300, ge=30)
+    password_reset_minutes: int = Field(30, ge=5, le=24 * 60)
 
     # HTTP limits
     max_json_bytes: int = Field(1_048_576, ge=1024)

@@ -65,6 +65,15 @@ def test_service_worker_precaches_files_that_exist():
             assert (STATIC / url.removeprefix("/static/")).is_file(), url
 
 
+def test_service_worker_precaches_every_script_module():
+    """A module missing from the shell breaks the installed app offline (its import fails)."""
+    sw = (STATIC / "sw.js").read_text()
+    block = sw.split("const SHELL = [", 1)[1].split("];", 1)[0]
+    listed = set(re.findall(r'"([^"]+)"', block))
+    modules = {"/static/" + str(p.relative_to(STATIC)) for p in (STATIC / "js").rglob("*.js")}
+    assert modules - listed == set()
+
+
 def test_english_catalogue_has_every_french_message():
     fr = json.loads((STATIC / "i18n" / "fr.json").read_text())
     en = json.loads((STATIC / "i18n" / "en.json").read_text())

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from core.seed import DEMO_PASSWORD
-from tests.ui.conftest import shot, sign_in
+from tests.ui.conftest import call_api, shot, sign_in
 
 pytestmark = [
     pytest.mark.browser,
@@ -109,3 +109,68 @@ async def test_english_catalogue_on_request(pages, users):
     await page.reload()
     await page.get_by_role("heading", name="Sign in").wait_for()
     assert await page.evaluate("document.documentElement.lang") == "en"
+
+
+async def test_forgotten_password_link_from_smtp_then_sign_in(pages, users, smtp):
+    email = "requerant@demo.consilium.fr"
+    page = await pages.new()
+    await page.goto("/app/login")
+    await page.get_by_label("Adresse e-mail").fill(email)
+    await page.get_by_role("button", name="Mot de passe oublié ?").click()
+    await page.get_by_role("heading", name="Mot de passe oublié").wait_for()
+    assert await page.get_by_label("Adresse e-mail").input_value() == email
+    await page.get_by_role("button", name="Recevoir un lien").click()
+    await page.get_by_text(f"Si un compte correspond à {email}").wait_for()
+    [mail] = await smtp.wait_for(email)
+    link = re.search(r"https?://\S+/app/reset-password#token=\S+", smtp.text_of(mail))
+    assert link is not None
+    path = "/app/reset-password#" + link.group(0).split("#", 1)[1]
+    await page.goto(path)
+    await page.get_by_role("heading", name="Nouveau mot de passe").wait_for()
+    # the token leaves the address bar at once
+    assert "token" not in page.url
+    await page.get_by_label("Nouveau mot de passe", exact=True).fill("Une phrase de passe 2026")
+    await page.get_by_label("Confirmez le nouveau mot de passe").fill("Une phrase de passe 2027")
+    await page.get_by_text("Les deux saisies ne sont pas identiques.").wait_for()
+    await page.get_by_label("Confirmez le nouveau mot de passe").fill("Une phrase de passe 2026")
+    await shot(page, "reset-password")
+    await page.get_by_role("button", name="Enregistrer le mot de passe").click()
+    await page.get_by_text("Votre mot de passe a été modifié.").wait_for()
+
+    # the same link again: refused, with a way to ask for a new one
+    await page.goto("/app/login")
+    await page.goto(path)
+    await page.get_by_label("Nouveau mot de passe", exact=True).fill("Encore une autre phrase")
+    await page.get_by_label("Confirmez le nouveau mot de passe").fill("Encore une autre phrase")
+    await page.get_by_role("button", name="Enregistrer le mot de passe").click()
+    await page.get_by_text("Ce lien n'est plus valable").wait_for()
+    await page.get_by_role("link", name="Demander un nouveau lien").wait_for()
+
+    # sign in with the new password and a code read from the SMTP server
+    await page.goto("/app/login")
+    await page.get_by_label("Adresse e-mail").fill(email)
+    await page.get_by_label("Mot de passe").fill("Une phrase de passe 2026")
+    await page.get_by_role("button", name="Continuer").click()
+    await page.get_by_text("Code par e-mail").click()
+    await page.get_by_role("button", name="Recevoir mon code").click()
+    mails = await smtp.wait_for(email, count=3)
+    code = re.search(r"\b(\d{6})\b", smtp.text_of(mails[-1]))
+    assert code is not None
+    await page.get_by_label("Code à 6 chiffres").fill(code.group(1))
+    await page.get_by_role("button", name="Valider").click()
+    await page.get_by_role("heading", name="Vue activité").wait_for()
+
+    # and change it again from the settings
+    await page.goto("/app/settings")
+    await page.get_by_label("Mot de passe actuel").fill("Une phrase de passe 2026")
+    await page.get_by_label("Nouveau mot de passe", exact=True).fill("Troisième phrase de passe")
+    await page.get_by_label("Confirmez le nouveau mot de passe").fill("Troisième phrase de passe")
+    await page.get_by_role("button", name="Enregistrer le mot de passe").click()
+    await page.get_by_text("Mot de passe modifié. Vos autres sessions ont été fermées.").wait_for()
+    out = await call_api(
+        page,
+        "POST",
+        "/api/v1/auth/login",
+        {"email": email, "password": "Troisième phrase de passe"},
+    )
+    assert out["status"] == "mfa_required"

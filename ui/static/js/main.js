@@ -7,6 +7,7 @@ import { ActivityPage } from "./pages/activity.js";
 import { DossierPage } from "./pages/dossier.js";
 import { JoinPage } from "./pages/join.js";
 import { LoginPage } from "./pages/login.js";
+import { ResetPasswordPage } from "./pages/reset-password.js";
 import { RoomPage } from "./pages/room.js";
 import { SettingsPage } from "./pages/settings.js";
 import { WizardPage } from "./pages/wizard.js";
@@ -23,7 +24,8 @@ const USER_ROUTES = [
 
 onUnauthorized(() => {
   setSession(null);
-  if (!location.pathname.startsWith("/app/login") && !location.pathname.startsWith("/join/")) {
+  const open = ["/app/login", "/app/reset-password", "/join/"];
+  if (!open.some((p) => location.pathname.startsWith(p))) {
     navigate(`/app/login?expired=1&next=${encodeURIComponent(location.pathname + location.search)}`, { replace: true });
   }
 });
@@ -41,6 +43,7 @@ function App() {
   let params = match("/join/:token", path);
   if (params) return html`<${JoinPage} token=${params.token} /><${Toasts} />`;
   if (match("/app/login", path)) return html`<${LoginPage} query=${query} />`;
+  if (match("/app/reset-password", path)) return html`<${ResetPasswordPage} />`;
 
   if (session === undefined) {
     return html`<div class="boot"><div class="boot-card" role="status"><span class="brand-mark"></span><p>${t("common.loading")}</p></div></div>`;

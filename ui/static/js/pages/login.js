@@ -13,7 +13,41 @@ function safeNext(query) {
   return next.startsWith("/app/") || next.startsWith("/join/") ? next : "/app/";
 }
 
-function PasswordStep({ onDone }) {
+function ForgotStep({ initialEmail, onBack }) {
+  const [email, setEmail] = useState(initialEmail || "");
+  const [sentTo, setSentTo] = useState(null);
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState(null);
+  const submit = async (e) => {
+    e.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      await api.post("/auth/password/forgot", { email: email.trim() });
+      setSentTo(email.trim());
+    } catch (err) {
+      setError(err);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return html`<div>
+    ${sentTo
+      ? html`<${Alert} kind="success">${t("reset.link_sent", { email: sentTo })}<//>`
+      : html`<form onSubmit=${submit}>
+          <${Alert}>${error && errorMessage(error)}<//>
+          <div class="field">
+            <label for="forgot-email">${t("login.email")}</label>
+            <input id="forgot-email" class="input" type="email" autocomplete="username" required
+              value=${email} onInput=${(e) => setEmail(e.target.value)} />
+          </div>
+          <button class="btn btn-primary btn-block" type="submit" disabled=${busy || !email.trim()}>${busy ? t("common.wait") : t("reset.send_link")}</button>
+        </form>`}
+    <p class="small"><button type="button" class="btn btn-ghost btn-sm" onClick=${onBack}>← ${t("reset.back_to_login")}</button></p>
+  </div>`;
+}
+
+function PasswordStep({ onDone, onForgot }) {
   const [email, setEmail] = useState("");
   const [password, setPassword] = useState("");
   const [busy, setBusy] = useState(false);
@@ -43,6 +77,7 @@ function PasswordStep({ onDone }) {
         value=${password} onInput=${(e) => setPassword(e.target.value)} aria-invalid=${error ? "true" : undefined} />
     </div>
     <button class="btn btn-primary btn-block" type="submit" disabled=${busy}>${busy ? t("common.wait") : t("login.continue")}</button>
+    <p class="forgot"><button type="button" class="btn-link" onClick=${() => onForgot(email)}>${t("reset.forgot")}</button></p>
   </form>`;
 }
 
@@ -132,15 +167,8 @@ function SecondFactorStep({ challenge, onRestart, onSignedIn }) {
   </div>`;
 }
 
-export function LoginPage({ query }) {
-  useTitle(t("login.title"));
-  const [challenge, setChallenge] = useState(null);
-  const [restartError, setRestartError] = useState(null);
-  const onSignedIn = (s) => {
-    setSession(s);
-    navigate(safeNext(query), { replace: true });
-  };
-  const expired = query.get("expired") === "1";
+/** The sign-in pages' frame: the product's promise on the left, the card on the right. */
+export function AuthFrame({ children, help = true }) {
   return html`<div class="auth-page">
     <aside class="auth-aside">
       <div>
@@ -157,22 +185,37 @@ export function LoginPage({ query }) {
     <main class="auth-main" id="main">
       <div class="auth-card">
         <div class="lang-switch"><${LangSwitch} /></div>
-        <div class="card"><div class="card-body">
-          <div class="steps-mini" aria-hidden="true">
-            <span class=${challenge ? "" : "on"}><b>1</b>${t("login.step_password")}</span>
-            <span class=${challenge ? "on" : ""}><b>2</b>${t("login.step_code")}</span>
-          </div>
-          <h1>${challenge ? t("login.second_factor_title") : t("login.title")}</h1>
-          <p class="lead">${challenge ? t("login.second_factor_lead") : t("login.lead")}</p>
-          ${expired && !challenge && !restartError && html`<${Alert} kind="info">${t("login.session_expired")}<//>`}
-          ${restartError && !challenge && html`<${Alert}>${errorMessage(restartError)}<//>`}
-          ${challenge
-            ? html`<${SecondFactorStep} challenge=${challenge} onSignedIn=${onSignedIn}
-                onRestart=${(err) => { setRestartError(err); setChallenge(null); }} />`
-            : html`<${PasswordStep} onDone=${(c) => { setRestartError(null); setChallenge(c); }} />`}
-        </div></div>
-        <p class="small muted">${t("login.help")}</p>
+        <div class="card"><div class="card-body">${children}</div></div>
+        ${help && html`<p class="small muted">${t("login.help")}</p>`}
       </div>
     </main>
   </div>`;
+}
+
+export function LoginPage({ query }) {
+  useTitle(t("login.title"));
+  const [challenge, setChallenge] = useState(null);
+  const [restartError, setRestartError] = useState(null);
+  const [forgot, setForgot] = useState(query.get("forgot") === "1" ? { email: "" } : null);
+  const onSignedIn = (s) => {
+    setSession(s);
+    navigate(safeNext(query), { replace: true });
+  };
+  const expired = query.get("expired") === "1";
+  return html`<${AuthFrame}>
+    ${!forgot && html`<div class="steps-mini" aria-hidden="true">
+      <span class=${challenge ? "" : "on"}><b>1</b>${t("login.step_password")}</span>
+      <span class=${challenge ? "on" : ""}><b>2</b>${t("login.step_code")}</span>
+    </div>`}
+    <h1>${forgot ? t("reset.forgot_title") : challenge ? t("login.second_factor_title") : t("login.title")}</h1>
+    <p class="lead">${forgot ? t("reset.forgot_lead") : challenge ? t("login.second_factor_lead") : t("login.lead")}</p>
+    ${expired && !challenge && !restartError && html`<${Alert} kind="info">${t("login.session_expired")}<//>`}
+    ${restartError && !challenge && html`<${Alert}>${errorMessage(restartError)}<//>`}
+    ${forgot
+      ? html`<${ForgotStep} initialEmail=${forgot.email} onBack=${() => setForgot(null)} />`
+      : challenge
+      ? html`<${SecondFactorStep} challenge=${challenge} onSignedIn=${onSignedIn}
+          onRestart=${(err) => { setRestartError(err); setChallenge(null); }} />`
+      : html`<${PasswordStep} onForgot=${(email) => setForgot({ email })} onDone=${(c) => { setRestartError(null); setChallenge(c); }} />`}
+  <//>`;
 }

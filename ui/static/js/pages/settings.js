@@ -221,6 +221,46 @@ function Notifications({ me, onChange }) {
   <//>`;
 }
 
+function Password() {
+  const [current, setCurrent] = useState("");
+  const [next, setNext] = useState("");
+  const [confirm, setConfirm] = useState("");
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState(null);
+  const mismatch = confirm && next !== confirm;
+  const submit = async (e) => {
+    e.preventDefault();
+    if (mismatch) return;
+    setBusy(true);
+    setError(null);
+    try {
+      await api.post("/me/password", { current_password: current, new_password: next });
+      setCurrent("");
+      setNext("");
+      setConfirm("");
+      toast(t("settings.password_changed"));
+    } catch (err) {
+      setError(err);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return html`<${Section} id="s-password" title=${t("settings.password")} icon="lock" lead=${t("settings.password_lead")}>
+    <form onSubmit=${submit}>
+      <${Alert}>${error && errorMessage(error)}<//>
+      <div class="field"><label for="pw-current">${t("settings.current_password")}</label>
+        <input id="pw-current" class="input" type="password" autocomplete="current-password" required value=${current} onInput=${(e) => setCurrent(e.target.value)} /></div>
+      <div class="field"><label for="pw-new">${t("reset.new_password")}</label>
+        <input id="pw-new" class="input" type="password" autocomplete="new-password" required minlength="10" value=${next} onInput=${(e) => setNext(e.target.value)} aria-describedby="pw-rule" />
+        <span id="pw-rule" class="hint">${t("reset.rule", { min: 10 })}</span></div>
+      <div class="field"><label for="pw-confirm">${t("reset.confirm_password")}</label>
+        <input id="pw-confirm" class="input" type="password" autocomplete="new-password" required value=${confirm} onInput=${(e) => setConfirm(e.target.value)} aria-invalid=${mismatch ? "true" : undefined} aria-describedby="pw-mismatch" />
+        <span id="pw-mismatch" class="hint" role="status">${mismatch ? t("reset.mismatch") : ""}</span></div>
+      <button type="submit" class="btn btn-primary" disabled=${busy || !current || !next || !confirm || mismatch}>${t("reset.save")}</button>
+    </form>
+  <//>`;
+}
+
 export function SettingsPage() {
   useTitle(t("nav.settings"));
   const [me, setMe] = useState(null);
@@ -242,6 +282,7 @@ export function SettingsPage() {
     <div class="settings-grid">
       ${me && html`<${Profile} me=${me} onChange=${setMe} />`}
       ${me && html`<${Authenticator} me=${me} reload=${load} />`}
+      <${Password} />
       <${Signature} />
       ${me && html`<${Notifications} me=${me} onChange=${setMe} />`}
       <${Section} id="s-lang" title=${t("settings.language")} icon="chat">
