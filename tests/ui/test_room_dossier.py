@@ -80,22 +80,24 @@ async def test_two_practitioners_in_a_dossier_room(pages, app, users, tmp_path):
     names = [d["filename"] for c in docs["categories"] for d in c["documents"]]
     assert any(n.startswith("capture-") for n in names), names
 
-    # A document sent in the room arrives as a downloadable chat item.
-    letter = tmp_path / "ordonnance.pdf"
-    import pymupdf
-
-    pdf = pymupdf.open()
-    pdf.new_page().insert_text((72, 72), "Ordonnance : metformine 1 g matin et soir")
-    letter.write_bytes(pdf.tobytes())
-    await host.locator("input[type=file][aria-label='Envoyer un document']").set_input_files(
-        str(letter)
+    # A document of the dossier, sent to the expert, arrives as a downloadable chat item.
+    capture = next(n for n in names if n.startswith("capture-"))
+    await host.get_by_role("button", name="Envoyer un document").click()
+    send = host.get_by_role("dialog", name="Envoyer un document")
+    await send.get_by_label("Destinataire").select_option(label="Dr Karim Benali")
+    assert (
+        await send.get_by_role("button", name="Depuis le dossier").get_attribute("aria-pressed")
+        == "true"
     )
-    await host.get_by_text("Document « ordonnance.pdf » envoyé.").wait_for()
+    await send.get_by_role("radio", name=re.compile(re.escape(capture))).check()
+    await shot(host, "room-send-from-dossier", full_page=False)
+    await send.get_by_role("button", name="Envoyer", exact=True).click()
+    await host.get_by_text(f"Document « {capture} » envoyé.").wait_for()
     await expert.get_by_role("button", name=re.compile("^Discussion")).click()
-    link = expert.get_by_role("link", name="ordonnance.pdf")
+    link = expert.get_by_role("link", name=capture)
     await link.wait_for()
     async with expert.expect_download() as dl:
         await link.click()
-    assert (await dl.value).suggested_filename == "ordonnance.pdf"
+    assert (await dl.value).suggested_filename == capture
     await shot(expert, "room-expert-chat-document", full_page=False)
     assert not pages.errors, pages.errors

@@ -26,6 +26,7 @@ const SHELL = [
   "/static/js/pages/wizard.js",
   "/static/js/pages/documents.js",
   "/static/js/pages/reset-password.js",
+  "/static/js/pages/room-send.js",
   "/static/js/room-client.js",
   "/static/vendor/preact.mjs",
   "/static/vendor/hooks.mjs",

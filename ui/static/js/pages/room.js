@@ -10,6 +10,7 @@ import { html, useEffect, useMemo, useRef, useState } from "../lib.js";
 import { chime, listDevices, loadDeviceChoice, openMedia, stopStream } from "../media.js";
 import { RoomClient, uuid4 } from "../room-client.js";
 import { navigate } from "../router.js";
+import { SendDocumentDialog } from "./room-send.js";
 
 function Video({ stream, muted, label, className }) {
   const ref = useRef(null);
@@ -224,9 +225,9 @@ export function RoomPage({ roomId, session }) {
   const [mediaError, setMediaError] = useState(null);
   const [rtcNote, setRtcNote] = useState(null);
   const [inviteOpen, setInviteOpen] = useState(false);
+  const [sendOpen, setSendOpen] = useState(false);
   const [devicesOpen, setDevicesOpen] = useState(false);
   const [shot, setShot] = useState(null);
-  const fileInput = useRef(null);
   const localRef = useRef(null);
   localRef.current = local;
   const panelRef = useRef(panel);
@@ -411,24 +412,6 @@ export function RoomPage({ roomId, session }) {
       .then((ack) => ack.message && setMessages((xs) => (xs.some((x) => x.id === ack.message.id) ? xs : [...xs, { ...ack.message, mine: true }])))
       .catch((e) => toast(errorMessage(e)));
 
-  const sendDocument = async (e) => {
-    const file = e.target.files[0];
-    e.target.value = "";
-    if (!file) return;
-    try {
-      // A room file, addressed to the chat's chosen recipient (or everyone): the server posts
-      // the downloadable chat item, readable by whoever it is addressed to, patients included.
-      const form = new FormData();
-      if (chatTo) form.append("to", chatTo);
-      form.append("source", "upload");
-      form.append("file", file, file.name);
-      await api.upload(`/rooms/${roomId}/attachments`, form);
-      toast(t("room.doc_sent", { name: file.name }));
-    } catch (err) {
-      toast(errorMessage(err));
-    }
-  };
-
   const takeShot = async (video, label) => {
     if (!video) return;
     const blob = await captureFrame(video);
@@ -543,7 +526,7 @@ export function RoomPage({ roomId, session }) {
       <button type="button" class="ctl" aria-pressed=${panel === "people" ? "true" : "false"} onClick=${() => openPanel("people")}>
         <${Icon} name="users" /><span class="ctl-label">${t("room.participants")} (${participants.length || 1})</span></button>
       ${!isGuest && html`
-        <button type="button" class="ctl" onClick=${() => fileInput.current.click()}><${Icon} name="file" /><span class="ctl-label">${t("room.send_doc")}</span></button>
+        <button type="button" class="ctl" onClick=${() => setSendOpen(true)}><${Icon} name="file" /><span class="ctl-label">${t("room.send_doc")}</span></button>
         <button type="button" class="ctl" onClick=${() => setInviteOpen(true)}><${Icon} name="userPlus" /><span class="ctl-label">${t("room.invite")}</span></button>`}
       <button type="button" class="ctl" onClick=${() => { const v = document.querySelector(".tile:not(.local) video:not(.hidden)") || document.querySelector(".tile video"); takeShot(v, t("room.screenshot")); }}>
         <${Icon} name="camera" /><span class="ctl-label">${t("room.screenshot")}</span></button>
@@ -551,7 +534,8 @@ export function RoomPage({ roomId, session }) {
         <${Icon} name="pip" /><span class="ctl-label">${t("room.pip")}</span></button>
       <button type="button" class="ctl leave" onClick=${leave}><${Icon} name="phone" /><span class="ctl-label">${t("room.leave")}</span></button>
     </nav>
-    ${!isGuest && html`<input ref=${fileInput} type="file" class="visually-hidden" aria-label=${t("room.send_doc")} onChange=${sendDocument} />`}
+    ${!isGuest && html`<${SendDocumentDialog} open=${sendOpen} onClose=${() => setSendOpen(false)} roomId=${roomId}
+      dossierId=${room && room.dossier_id} recipients=${others} initialTo=${chatTo} />`}
     ${!isGuest && html`<${InviteDialog} open=${inviteOpen} onClose=${() => setInviteOpen(false)} roomId=${roomId} />`}
     <${ShotDialog} shot=${shot} onClose=${() => setShot(null)} roomId=${roomId} dossierId=${!isGuest && room && room.dossier_id} />
     <${Dialog} open=${devicesOpen} title=${t("room.devices")} onClose=${() => setDevicesOpen(false)}>
