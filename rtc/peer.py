@@ -236,14 +236,14 @@ class Peer:
     ) -> tuple[str, list[Forwarder], list[Forwarder]]:
         """Apply the client's offer; return (answer sdp, tracks published, tracks ended)."""
         self._count_negotiation()
+        # Glare first: while our offer is pending, the client's new m-lines may take the mids
+        # ours carry, which the checks below would call a bad SDP.
+        self._refuse_glare()
         sdp = self._checked_sdp(sdp, "offer")
         async with self.lock:
             if self.closed:
                 raise RtcError(CLOSED, "the connection is closed")
-            if self.pc.signalingState != "stable":
-                raise RtcError(
-                    GLARE, "a server offer is pending: answer it, then send your offer again"
-                )
+            self._refuse_glare()
             if sources:
                 self.set_sources(sources)
             self.extmap.learn(sdp)
@@ -259,6 +259,14 @@ class Peer:
             added, removed = self._sync_published()
             local = self.pc.localDescription
         return local.sdp, added, removed
+
+    def _refuse_glare(self) -> None:
+        if self.closed:
+            raise RtcError(CLOSED, "the connection is closed")
+        if self.pc.signalingState != "stable":
+            raise RtcError(
+                GLARE, "a server offer is pending: answer it, then send your offer again"
+            )
 
     def set_sources(self, sources: Mapping[str, str]) -> None:
         """Label published tracks: {mid or track id: "camera" | "screen" | "audio"}."""

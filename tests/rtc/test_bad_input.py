@@ -8,7 +8,7 @@ import pytest
 from aiortc import RTCRtpSender
 
 from rtc.errors import RtcError
-from tests.rtc.clients import CounterVideoTrack, Harness, ToneAudioTrack
+from tests.rtc.clients import CounterVideoTrack, Harness, ToneAudioTrack, wait_for
 
 pytestmark = pytest.mark.media
 
@@ -122,3 +122,22 @@ async def test_too_many_published_tracks_are_refused(harness: Harness) -> None:
         await harness.sfu.handle_offer("greedy", "v=0\r\n" + "a=x\r\n" * 20000)
     assert error.value.code == "bad_sdp"
     assert harness.sfu.tracks("room-1") == []
+
+
+async def test_an_offer_crossing_a_server_offer_is_glare_not_bad_sdp(harness: Harness) -> None:
+    """The client offers a new m-line while the server's offer (whose m-lines take the same
+    mids) is pending: the answer must be `glare`, which tells a browser to roll back, answer
+    the server and offer again (ui/static/js/room-client.js), not `bad_sdp`."""
+    alice = await harness.add("alice")
+    bob = await harness.add("bob")
+    await harness.settle()
+    async with bob.lock:  # bob does not answer the server's offer yet
+        await alice.publish()
+        server_bob = harness.sfu.peer("bob").pc
+        await wait_for(lambda: server_bob.signalingState == "have-local-offer", 5)
+        bob.pc.addTransceiver(CounterVideoTrack(), direction="sendonly")
+        offer = await bob.pc.createOffer()
+        await bob.pc.setLocalDescription(offer)
+        with pytest.raises(RtcError) as error:
+            await harness.sfu.handle_offer("bob", bob.pc.localDescription.sdp, "offer")
+        assert error.value.code == "glare", error.value
