@@ -7,8 +7,11 @@ Connect provider (Pro Santé Connect) will land once it has identified the pract
 
 from __future__ import annotations
 
+import functools
 import hmac
+import ipaddress
 import uuid
+from collections.abc import Sequence
 from typing import Literal
 
 from aiohttp import web
@@ -28,8 +31,44 @@ SESSION: web.RequestKey[SessionData | None] = web.RequestKey("session")
 Level = Literal["none", "principal", "user", "admin"]
 
 
+@functools.lru_cache(maxsize=8)
+def _networks(
+    trusted: tuple[str, ...],
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(t, strict=False) for t in trusted)
+
+
+def forwarded_ip(remote: str, forwarded_for: str, trusted: Sequence[str]) -> str:
+    """The client's address: the connection's, unless it comes from a trusted proxy; then the
+    right-most address of X-Forwarded-For that is not a trusted proxy (the left-most entries
+    are whatever the client wrote)."""
+    nets = _networks(tuple(trusted))
+
+    def is_trusted(addr: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(addr)
+        except ValueError:
+            return False
+        return any(ip in n for n in nets)
+
+    if not nets or not is_trusted(remote):
+        return remote
+    hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
+    for hop in reversed(hops):
+        if not is_trusted(hop):
+            try:
+                return str(ipaddress.ip_address(hop))
+            except ValueError:
+                return remote  # garbage where an address should be: keep the proxy's
+    return hops[0] if hops else remote
+
+
 def client_ip(request: web.Request) -> str:
-    return request.remote or ""
+    return forwarded_ip(
+        request.remote or "",
+        request.headers.get("X-Forwarded-For", ""),
+        request.app[SETTINGS].trusted_proxies,
+    )
 
 
 async def _principal_of(request: web.Request, s: SessionData) -> Principal | None:

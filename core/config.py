@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import sys
 from pathlib import Path
@@ -77,6 +78,20 @@ class Settings(BaseSettings):
     dicom_port: int = Field(0, ge=0, le=65535)  # DICOM C-STORE receiver (0 = off)
     dicom_ae_title: str = Field("CONSILIUM", max_length=16)
     retention_reminder_days: int = Field(30, ge=0)
+
+    # Reverse proxies whose X-Forwarded-For is believed (IPs or networks, JSON list). Empty:
+    # the connection's address is the client's.
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        for item in v:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network") from None
+        return v
 
     @field_validator("public_url")
     @classmethod

@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from core import audit
 from core.api import Api
+from core.auth import client_ip
 from core.auth import principal as principal_of
 from core.context import DB, LIMITER, NOTIFIER, SETTINGS
 from core.db import utcnow
@@ -872,11 +873,9 @@ def setup_documents(app: web.Application) -> None:
 
     async def _vault_download(request: web.Request, token: str, code: str) -> web.StreamResponse:
         # Per deposit, 5 wrong codes burn the link; per address, many links cannot be probed.
-        if not await request.app[LIMITER].hit(
-            f"vault:{request.remote or ''}", limit=30, window=3600
-        ):
+        if not await request.app[LIMITER].hit(f"vault:{client_ip(request)}", limit=30, window=3600):
             raise TooManyRequests("Trop de tentatives ; réessayez plus tard.", code="rate_limited")
-        _dep, doc = await open_deposit(request.app[DB], settings, token, code, request.remote or "")
+        _dep, doc = await open_deposit(request.app[DB], settings, token, code, client_ip(request))
         return await _file_response(
             request, storage, doc.blob_key, doc.filename, doc.content_type, False
         )

@@ -30,6 +30,7 @@ from pydantic import ValidationError as PydanticValidationError
 from redis.exceptions import RedisError
 
 from core.accounts import User, delegators_of
+from core.auth import forwarded_ip
 from core.context import DB, REDIS, SESSIONS, SETTINGS
 from core.errors import Problem
 from core.principal import Principal
@@ -332,7 +333,11 @@ class Live:
         s = await self.app[SESSIONS].load(token)
         if s is None or s.stage != "full":
             return None
-        ip = str(environ.get("REMOTE_ADDR", ""))
+        ip = forwarded_ip(
+            str(environ.get("REMOTE_ADDR", "")),
+            str(environ.get("HTTP_X_FORWARDED_FOR", "")),
+            self.app[SETTINGS].trusted_proxies,
+        )
         if s.kind == "guest":
             p = Principal(
                 kind="guest",
