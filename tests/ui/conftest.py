@@ -71,7 +71,9 @@ async def browser() -> AsyncIterator[Any]:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
-        b = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        # A French workstation: date inputs read jj/mm/aaaa (needs Debian's chromium-l10n).
+        env = {**os.environ, "LANG": "fr_FR.UTF-8", "LANGUAGE": "fr"}
+        b = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, env=env)
         try:
             yield b
         finally:
