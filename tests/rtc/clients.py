@@ -346,3 +346,17 @@ async def wait_for(predicate: Any, timeout: float, interval: float = 0.05) -> No
             return
         await asyncio.sleep(interval)
     raise AssertionError("condition not met in time")
+
+
+async def wait_decoded(
+    pairs: list[tuple[Client, str]], minimum: int, timeout: float = 30.0
+) -> None:
+    """Until each (receiver, publisher id) pair has decoded ``minimum`` frames: a count, not
+    a duration, so a busy machine makes the test slower, not red."""
+
+    def enough() -> bool:
+        return all(len(c.received_from(p).counters) >= minimum for c, p in pairs)
+
+    # on timeout, the assertions that follow say which pair fell short
+    with contextlib.suppress(AssertionError):
+        await wait_for(enough, timeout)

@@ -8,7 +8,7 @@ import itertools
 import pytest
 
 from rtc import aiortc_internals
-from tests.rtc.clients import Harness, wait_for
+from tests.rtc.clients import Harness, wait_decoded, wait_for
 
 pytestmark = pytest.mark.media
 
@@ -23,7 +23,7 @@ async def test_three_participants_see_each_others_counters_advance(harness: Harn
     for client in clients:
         await client.publish()
         await harness.settle()
-    await asyncio.sleep(3)
+    await wait_decoded([(c, o.id) for c in clients for o in clients if o is not c], 15)
     for client in clients:
         for other in clients:
             if other is client:
@@ -96,7 +96,7 @@ async def test_h264_is_forwarded_without_transcoding(harness: Harness) -> None:
     await harness.settle()
     await bob.publish(codec="VP8", audio=False)
     await harness.settle()
-    await asyncio.sleep(2.5)
+    await wait_decoded([(bob, "alice"), (alice, "bob")], 10)
     tracks = {t["participant_id"]: t["codec"] for t in harness.sfu.tracks("room-1")}
     assert tracks == {"alice": "H264", "bob": "VP8"}
     assert_in_order(bob.received_from("alice").counters, 10)

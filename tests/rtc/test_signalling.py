@@ -17,7 +17,7 @@ from rtc.ice import turn_credentials
 from rtc.signalling import SIGNALLING
 from tests.conftest import make_settings
 from tests.rooms.conftest import create_room
-from tests.rtc.clients import Client, wait_for
+from tests.rtc.clients import Client, wait_decoded, wait_for
 from tests.support.live import Sock, open_socket
 
 pytestmark = [
@@ -179,7 +179,7 @@ async def test_three_participants_exchange_decoded_media_over_socketio(call: Any
     for c in clients:
         await c.publish()
         await settle(clients, app)
-    await asyncio.sleep(2.5)
+    await wait_decoded([(c, o.id) for c in clients for o in clients if o is not c], 10)
     for c in clients:
         for other in clients:
             if other is not c:
