@@ -65,12 +65,18 @@ def _save(ds: Dataset) -> bytes:
     return buf.getvalue()
 
 
-def slice_pixels(level_hu: float, size: int = 64) -> np.ndarray:
-    """A slice whose body is ``level_hu`` Hounsfield units (stored = HU + 1024), with a dark
-    frame around it, so that the displayed brightness tells slices apart."""
-    px = np.zeros((size, size), dtype=np.uint16)  # air (-1024 HU) around
-    px[8:-8, 8:-8] = int(level_hu + 1024)
-    return px
+def slice_pixels(level_hu: float, size: int = 64, lungs: float = 0.12) -> np.ndarray:
+    """An axial "phantom": air around a body whose middle third is ``level_hu`` Hounsfield
+    units (stored = HU + 1024), two lungs (-800 HU, ``lungs`` = their half-height as a
+    fraction of the image) and a spine (700 HU), all outside the middle third, so that the
+    brightness of the middle tells slices apart and the picture still looks like a CT."""
+    y, x = np.mgrid[0:size, 0:size] / size
+    hu = np.full((size, size), -1024.0)
+    hu[((x - 0.5) / 0.46) ** 2 + ((y - 0.5) / 0.40) ** 2 <= 1] = level_hu
+    for cx in (0.2, 0.8):
+        hu[((x - cx) / 0.08) ** 2 + ((y - 0.48) / lungs) ** 2 <= 1] = -800
+    hu[(x - 0.5) ** 2 + (y - 0.82) ** 2 <= 0.06**2] = 700
+    return (hu + 1024).astype(np.uint16)
 
 
 def series_slice(
@@ -92,7 +98,7 @@ def series_slice(
         ds.SliceLocation = z
         ds.ImagePositionPatient = [-100.0, -100.0, z]
         ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-    px = slice_pixels(level_hu, size)
+    px = slice_pixels(level_hu, size, lungs=0.1 + 0.02 * (instance or 0))
     ds.Rows, ds.Columns = px.shape
     ds.PixelData = px.tobytes()
     return _save(ds)
@@ -109,7 +115,9 @@ def multiframe(
     """One multi-frame file (Number of Frames = len(levels_hu)), frame k at levels_hu[k]."""
     ds = _base(study, ENHANCED_CT, generate_uid(), series_number, description)
     ds.InstanceNumber = 1
-    stack = np.stack([slice_pixels(level, size) for level in levels_hu])
+    stack = np.stack(
+        [slice_pixels(level, size, lungs=0.1 + 0.03 * k) for k, level in enumerate(levels_hu)]
+    )
     ds.NumberOfFrames = len(levels_hu)
     ds.Rows, ds.Columns = stack.shape[1:]
     ds.PixelData = stack.tobytes()
