@@ -5,6 +5,7 @@ refusals explained in French. Files are generated on disk, never held whole in m
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import re
@@ -120,7 +121,8 @@ async def test_a_large_file_goes_up_in_chunks_and_a_cut_chunk_is_sent_again(
     offsets = patches(page)
 
     # A slow link (each chunk takes a quarter of a second more), the third chunk cut
-    # (connection reset), the fifth held until the screenshot of the progress is taken.
+    # (connection reset), the fifth held until the screenshot is taken and the user pressed
+    # "Pause" (which drops that request) then "Reprendre".
     cut: list[int] = []
     release = asyncio.Event()
 
@@ -135,7 +137,8 @@ async def test_a_large_file_goes_up_in_chunks_and_a_cut_chunk_is_sent_again(
                 cut.append(offset)
                 await route.abort("connectionreset")
                 return
-        await route.continue_()
+        with contextlib.suppress(Exception):  # the page dropped it meanwhile (Pause)
+            await route.continue_()
 
     await page.route("**/api/v1/uploads/*", network)
     # Two files in one pick: the video first, a photo queued behind it (simple upload).
@@ -156,25 +159,32 @@ async def test_a_large_file_goes_up_in_chunks_and_a_cut_chunk_is_sent_again(
     bar = item.get_by_role("progressbar", name="Envoi de echographie-cardiaque.mp4")
     assert "Mo / 31,5 Mo" in (await bar.get_attribute("aria-valuetext") or "")
     await shot(page, "dossier-upload-progress", full_page=False)
+    await item.get_by_role("button", name="Pause").click()
+    await item.get_by_text("En pause").wait_for()
+    # While the video is paused, the photo queued behind it goes.
+    await page.get_by_text("« photo-plaie.png » ajouté au dossier.").wait_for()
     release.set()
-
-    await page.get_by_text("2 documents ajoutés au dossier.").wait_for(timeout=60_000)
+    await item.get_by_role("button", name="Reprendre").click()
+    await page.get_by_text("« echographie-cardiaque.mp4 » ajouté au dossier.").wait_for(
+        timeout=60_000
+    )
     for name in ("echographie-cardiaque.mp4", "photo-plaie.png"):
         await (
             page.locator(".upload-item", has_text=name).get_by_text("Ajouté au dossier").wait_for()
         )
     await page.unroute("**/api/v1/uploads/*")
 
-    # Chunks of 4 MiB, the cut one sent again from where the server stood.
+    # Chunks of 4 MiB; the cut one and the paused one sent again from where the server stood.
     assert cut == [2 * CHUNK]
-    assert offsets.count(2 * CHUNK) == 2, offsets
+    assert offsets.count(2 * CHUNK) == 2 and offsets.count(4 * CHUNK) == 2, offsets
+    assert len(offsets) == 8 + 2
     assert sorted(set(offsets)) == list(range(0, size, CHUNK))
     docs = {d["filename"]: d for d in await documents(page, dossier_id)}
     assert set(docs) == {"echographie-cardiaque.mp4", "photo-plaie.png"}
     video_doc = docs["echographie-cardiaque.mp4"]
     assert video_doc["size"] == size and video_doc["sha256"] == sha
     assert await stored_sha256(app, video_doc["id"]) == sha
-    assert docs["photo-plaie.png"]["created_at"] > video_doc["created_at"]  # one after another
+    assert docs["photo-plaie.png"]["created_at"] < video_doc["created_at"]  # during the pause
     # Nothing left behind: no upload row, no staged bytes, no note in the browser.
     assert await upload_rows(app) == 0
     assert staging_files(settings.data_dir) == []
@@ -281,6 +291,56 @@ async def test_refused_files_are_explained_in_french_and_leave_nothing(
     assert await documents(page, dossier_id) == []
     assert await upload_rows(app) == 0
     assert staging_files(settings.data_dir) == []
+    assert (
+        await page.evaluate(
+            "() => Object.keys(localStorage).filter((k) => k.startsWith('consilium.upload'))"
+        )
+        == []
+    )
+    assert not pages.errors, pages.errors
+
+
+async def test_an_interrupted_upload_can_be_given_up_and_a_running_one_cancelled(
+    pages, app, users, tmp_path, settings
+):
+    page, dossier_id = await open_dossier(pages, app, users)
+    first = tmp_path / "enregistrement-1.mp4"
+    video_file(first, 12 * MiB)
+    hold = asyncio.Event()
+
+    async def network(route: Any) -> None:
+        if route.request.method == "PATCH" and int(route.request.headers["upload-offset"]) > 0:
+            await hold.wait()
+        with contextlib.suppress(Exception):  # the page dropped it meanwhile (reload, Annuler)
+            await route.continue_()
+
+    await page.route("**/api/v1/uploads/*", network)
+    await page.locator("input[type=file][multiple]").set_input_files(str(first))
+    item = page.locator(".upload-item", has_text="enregistrement-1.mp4")
+    await item.get_by_text("4,2 Mo / 12,6 Mo · 33 %").wait_for(timeout=30_000)
+    await page.reload()
+    banner = page.get_by_role("status").filter(has_text="Envoi interrompu")
+    await banner.get_by_text("« enregistrement-1.mp4 » : 4,2 Mo sur 12,6 Mo").wait_for()
+    assert await upload_rows(app) == 1 and len(staging_files(settings.data_dir)) == 1
+    await banner.get_by_role("button", name="Abandonner").click()
+    await banner.wait_for(state="detached")
+    assert await upload_rows(app) == 0 and staging_files(settings.data_dir) == []
+
+    # A running upload, cancelled: its bytes go too.
+    second = tmp_path / "enregistrement-2.mp4"
+    video_file(second, 12 * MiB)
+    await page.locator("input[type=file][multiple]").set_input_files(str(second))
+    item = page.locator(".upload-item", has_text="enregistrement-2.mp4")
+    await item.get_by_text("4,2 Mo / 12,6 Mo · 33 %").wait_for(timeout=30_000)
+    await item.get_by_role("button", name="Annuler").click()
+    await item.get_by_text("Annulé").wait_for()
+    hold.set()
+    for _ in range(100):  # the DELETE is sent after the request was dropped
+        if await upload_rows(app) == 0:
+            break
+        await asyncio.sleep(0.1)
+    assert await upload_rows(app) == 0 and staging_files(settings.data_dir) == []
+    assert await documents(page, dossier_id) == []
     assert (
         await page.evaluate(
             "() => Object.keys(localStorage).filter((k) => k.startsWith('consilium.upload'))"

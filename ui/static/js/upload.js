@@ -10,7 +10,8 @@
 //   user, dossier, file size, date and name: after a reload, picking the same file again
 //   continues from the server's offset instead of starting over.
 //
-// The page reads `queue.items` (plain objects) whenever `onChange` fires.
+// The page reads `queue.items` (plain objects) whenever `onChange` fires, and passes an item
+// (or a copy of it, or its `key`) back to pause / resume / cancel / retryNow / dismiss.
 import { ApiError, csrfToken } from "./api.js";
 
 const BASE = "/api/v1";
@@ -222,12 +223,19 @@ export class UploadQueue {
     return this.items.some((i) => ACTIVE.has(i.state));
   }
 
-  pause(item) {
-    if (item.resumable && ACTIVE.has(item.state)) this.stop(item, "pause");
+  /** The queue's own item (the page may hold a copy). */
+  item(ref) {
+    return this.items.find((i) => i.key === (typeof ref === "object" ? ref.key : ref)) || null;
   }
 
-  resume(item) {
-    if (item.state !== "paused" && item.state !== "error") return;
+  pause(ref) {
+    const item = this.item(ref);
+    if (item && item.resumable && ACTIVE.has(item.state)) this.stop(item, "pause");
+  }
+
+  resume(ref) {
+    const item = this.item(ref);
+    if (!item || item.state !== "paused" && item.state !== "error") return;
     item.state = "queued";
     item.error = null;
     this.emit(true);
@@ -235,11 +243,14 @@ export class UploadQueue {
   }
 
   /** Skip the wait before the next attempt. */
-  retryNow(item) {
-    if (item.wake) item.wake();
+  retryNow(ref) {
+    const item = this.item(ref);
+    if (item && item.wake) item.wake();
   }
 
-  async cancel(item) {
+  async cancel(ref) {
+    const item = this.item(ref);
+    if (!item) return;
     if (ACTIVE.has(item.state)) {
       this.stop(item, "cancel");
       return;
@@ -252,8 +263,9 @@ export class UploadQueue {
   }
 
   /** Remove one finished, failed or cancelled item from the list. */
-  dismiss(item) {
-    if (ACTIVE.has(item.state)) return;
+  dismiss(ref) {
+    const item = this.item(ref);
+    if (!item || ACTIVE.has(item.state)) return;
     this.items = this.items.filter((i) => i !== item);
     this.emit(true);
   }

@@ -29,6 +29,7 @@ class FrameCache {
     this.entries = new Map(); // key → {promise, url}
     this.waiting = [];
     this.running = 0;
+    this.onScreen = null; // never revoked while shown
   }
 
   key(doc, frame, win) {
@@ -91,10 +92,10 @@ class FrameCache {
     return { url: entry.url, center: num("X-Window-Center"), width: num("X-Window-Width") };
   }
 
-  trim(keep) {
+  trim() {
     for (const [key, entry] of this.entries) {
       if (this.entries.size <= CACHE_SIZE) break;
-      if (!entry.url || entry.url === keep) continue; // still loading, or on screen
+      if (!entry.url || entry.url === this.onScreen) continue; // still loading, or shown
       URL.revokeObjectURL(entry.url);
       this.entries.delete(key);
     }
@@ -179,7 +180,8 @@ export function SeriesPane({ dossierId, study, series, onClose }) {
         setShown({ index, ...r });
         setError(null);
         setLoading(false);
-        cache.current.trim(r.url);
+        cache.current.onScreen = r.url;
+        cache.current.trim();
       })
       .catch((err) => live && (setError(err), setLoading(false)));
     const d = direction.current;
