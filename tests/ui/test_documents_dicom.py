@@ -179,3 +179,36 @@ async def test_a_series_scrolls_in_instance_order_and_a_multiframe_file_frame_by
     assert (await shown(axial, 3))["instance"] == 3
     await shot(page, "dossier-dicom-phone", full_page=False)
     assert not pages.errors, pages.errors
+
+
+async def test_the_series_viewer_and_the_upload_list_pass_axe(pages, app, users, tmp_path):
+    """WCAG 2.1 AA (axe-core, as tests/ui/test_accessibility.py runs it) with a series open
+    and the upload list showing a refusal, on a tablet and on a phone."""
+    from tests.ui.test_accessibility import PHONE, audit
+
+    dossier_id = await make_dossier(app[DB], users)
+    study, uid = Study(), generate_uid()
+    files = []
+    for n in (2, 1, 3):
+        path = tmp_path / f"CT-{n}.dcm"
+        path.write_bytes(series_slice(study, uid, instance=n, level_hu=LEVEL[n], size=128))
+        files.append(str(path))
+    refused = tmp_path / "notes.exe"
+    refused.write_bytes(b"MZ\x90\x00" * 100)
+    files.append(str(refused))
+    page = await pages.new(viewport=TABLET, bypass_csp=True)
+    await open_session(page, app, users["expert"])
+    await page.goto(f"/app/dossiers/{dossier_id}")
+    await page.get_by_role("heading", name="Documents").wait_for()
+    await page.locator("input[type=file][multiple]").set_input_files(files)
+    await page.locator(".upload-item", has_text="notes.exe").get_by_text("Non ajouté").wait_for()
+    row = page.locator(".dicom-series-list li", has_text="THORAX AXIAL")
+    await row.get_by_role("button", name="Ouvrir la série").click()
+    pane = page.get_by_role("figure", name="Visionneuse DICOM : Série 2 · THORAX AXIAL")
+    await shown(pane, 1)
+    problems = await audit(page, "dossier-dicom-tablet")
+    await page.set_viewport_size(PHONE)
+    await pane.scroll_into_view_if_needed()
+    problems += await audit(page, "dossier-dicom-phone")
+    assert not problems, "\n".join(problems)
+    assert not pages.errors, pages.errors
