@@ -143,6 +143,28 @@ async def test_a_series_scrolls_in_instance_order_and_a_multiframe_file_frame_by
     expected = 255 * ((40 + 600.5) / 1499 + 0.5)
     assert abs(lung["mean"] - expected) < 4, (lung["mean"], expected)
 
+    # Drag-to-window: with the « Fenêtrage » tool, dragging right widens the window.
+    await axial.get_by_role("button", name="Fenêtrage").click()
+    box = await axial.locator(".dicom-viewport").bounding_box()
+    assert box is not None
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    await page.mouse.move(x, y)
+    await page.mouse.down()
+    await page.mouse.move(x + 50, y, steps=5)
+    await page.mouse.move(x + 100, y, steps=5)
+    await page.mouse.up()
+    await axial.get_by_text("Niveau -600 · Largeur 2500").wait_for()
+    assert await axial.get_by_label("Fenêtrage").input_value() == "custom"
+    wide = await replaced(axial, lung["src"])
+    assert wide["instance"] == 3 and wide["mean"] < lung["mean"] - 5  # a wider window: greyer
+    # With « Défiler », dragging down goes forward through the series.
+    await axial.get_by_role("button", name="Défiler").click()
+    await page.mouse.move(x, y - 40)
+    await page.mouse.down()
+    await page.mouse.move(x, y + 20, steps=6)
+    await page.mouse.up()
+    assert (await shown(axial, 5))["instance"] == 5
+
     # The multi-frame file, side by side with the axial series, frame by frame.
     await coronal_row.get_by_role("button", name="Ouvrir la série").click()
     cor = page.get_by_role("figure", name="Visionneuse DICOM : Série 3 · RECONSTRUCTION CORONALE")
@@ -158,9 +180,9 @@ async def test_a_series_scrolls_in_instance_order_and_a_multiframe_file_frame_by
     assert all(a < b - 5 for a, b in itertools.pairwise(fmeans)), fmeans
     assert await axial.locator(".dicom-viewport").count() == 1  # still open next to it
     await axial.locator(".dicom-viewport").focus()
-    await page.keyboard.press("ArrowDown")  # the lung window stays on while scrolling
+    await page.keyboard.press("ArrowUp")  # the chosen window stays on while scrolling
     assert (await shown(axial, 4))["instance"] == 4
-    await axial.get_by_text("Niveau -600 · Largeur 1500").wait_for()
+    await axial.get_by_text("Niveau -600 · Largeur 2500").wait_for()
     await shot(page, "dossier-dicom-series", full_page=False)
     await page.locator(".viewer").scroll_into_view_if_needed()
     await shot(page, "dossier-dicom-viewer", full_page=False)
