@@ -91,6 +91,12 @@ async def upload_rows(app: Any) -> int:
         return int((await s.execute(select(func.count()).select_from(Upload))).scalar_one())
 
 
+async def upload_names(app: Any) -> str:
+    """The file names of the resumable uploads under way (to pick which one to tamper with)."""
+    async with app[DB].read() as s:
+        return " ".join((await s.execute(select(Upload.filename))).scalars())
+
+
 def patches(page: Any) -> list[int]:
     """Upload-Offset of every PATCH the page sends (the list grows as it goes)."""
     seen: list[int] = []
@@ -119,6 +125,13 @@ async def test_a_large_file_goes_up_in_chunks_and_a_cut_chunk_is_sent_again(
     video = tmp_path / "echographie-cardiaque.mp4"
     sha = video_file(video, size)
     offsets = patches(page)
+    created: list[dict[str, Any]] = []
+    page.on(
+        "request",
+        lambda r: (
+            r.method == "POST" and r.url.endswith("/uploads") and created.append(r.post_data_json)
+        ),
+    )
 
     # A slow link (each chunk takes a quarter of a second more), the third chunk cut
     # (connection reset), the fifth held until the screenshot is taken and the user pressed
@@ -174,6 +187,8 @@ async def test_a_large_file_goes_up_in_chunks_and_a_cut_chunk_is_sent_again(
         )
     await page.unroute("**/api/v1/uploads/*")
 
+    # The page's SHA-256 (computed in a worker) was announced, so the server checked it.
+    assert created == [{"filename": "echographie-cardiaque.mp4", "size": size, "sha256": sha}]
     # Chunks of 4 MiB; the cut one and the paused one sent again from where the server stood.
     assert cut == [2 * CHUNK]
     assert offsets.count(2 * CHUNK) == 2 and offsets.count(4 * CHUNK) == 2, offsets
@@ -259,9 +274,25 @@ async def test_refused_files_are_explained_in_french_and_leave_nothing(
             f.write(os.urandom(MiB))
     small = tmp_path / "programme.exe"
     small.write_bytes(b"MZ" + os.urandom(5000))
+    altered = tmp_path / "holter.mp4"  # one byte changed on the way: the checksum catches it
+    altered_size = 9 * MiB
+    video_file(altered, altered_size)
 
+    async def corrupt(route: Any) -> None:
+        req = route.request
+        if req.method == "PATCH" and "holter" in (await upload_names(app)):
+            start = int(req.headers["upload-offset"])
+            with altered.open("rb") as f:
+                f.seek(start)
+                body = bytearray(f.read(min(CHUNK, altered_size - start)))
+            body[len(body) // 2] ^= 0xFF
+            await route.continue_(post_data=bytes(body))
+            return
+        await route.continue_()
+
+    await page.route("**/api/v1/uploads/*", corrupt)
     await page.locator("input[type=file][multiple]").set_input_files(
-        [str(too_big), str(blob), str(small)]
+        [str(too_big), str(blob), str(small), str(altered)]
     )
     big_item = page.locator(".upload-item", has_text="scanner-complet.mp4")
     await (
@@ -284,7 +315,16 @@ async def test_refused_files_are_explained_in_french_and_leave_nothing(
     )
     exe_item = page.locator(".upload-item", has_text="programme.exe")
     await exe_item.get_by_role("alert").get_by_text("« programme.exe »" + accepted).wait_for()
-    for it in (big_item, bin_item, exe_item):
+    holter = page.locator(".upload-item", has_text="holter.mp4")
+    await (
+        holter.get_by_role("alert")
+        .get_by_text(
+            "« holter.mp4 » : le fichier reçu par le serveur diffère de l'original "
+            "(empreinte SHA-256). Rien n'a été ajouté ; recommencez l'envoi."
+        )
+        .wait_for(timeout=30_000)
+    )
+    for it in (big_item, bin_item, exe_item, holter):
         await it.get_by_text("Non ajouté").wait_for()
     await shot(page, "dossier-upload-refused", full_page=False)
 
