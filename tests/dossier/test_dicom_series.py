@@ -210,3 +210,31 @@ def test_render_frame_reads_only_the_asked_frame_and_keeps_monochrome1_inverted(
     assert middle is not None and middle.frame == 2 and middle.frames == 4
     info = read_metadata(path)
     assert (info.frames, info.window_center, info.window_width) == (4, 40.0, 400.0)
+
+
+def test_a_ybr_colour_image_keeps_its_colours(tmp_path):
+    """pydicom's decoder already turns YBR_FULL into RGB: converting again would shift them."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.pixels import convert_color_space
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    rgb = np.zeros((8, 8, 3), dtype=np.uint8)
+    rgb[..., 0], rgb[..., 1], rgb[..., 2] = 200, 30, 30  # a wound photo's red
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, generate_uid()
+    ds.StudyInstanceUID = generate_uid()
+    ds.Rows, ds.Columns, ds.SamplesPerPixel = 8, 8, 3
+    ds.PhotometricInterpretation, ds.PlanarConfiguration = "YBR_FULL", 0
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PixelData = convert_color_space(rgb, "RGB", "YBR_FULL").tobytes()
+    path = tmp_path / "photo.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    out = render_frame(path, 0, window=(40, 400))  # a window does not apply to colour
+    assert out is not None and out.window_center is None
+    r, g, b = Image.open(io.BytesIO(out.png)).convert("RGB").getpixel((4, 4))
+    assert abs(r - 200) <= 2 and abs(g - 30) <= 2 and abs(b - 30) <= 2
