@@ -11,7 +11,9 @@ from __future__ import annotations
 import html
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote, unquote
 
@@ -37,6 +39,7 @@ from core.errors import (
 from core.storage import Storage
 from core.storage import of as storage_of
 from dossier import doc_access, signing, stamp, uploads
+from dossier.dicom import instance_sort_key, render_frame
 from dossier.documents import (
     SOURCE_LABELS,
     Document,
@@ -110,6 +113,28 @@ class DocumentOut(BaseModel):
         )
 
 
+class SeriesImageOut(BaseModel):
+    """One instance of a series, in scrolling order (a multi-frame file counts its frames)."""
+
+    document_id: uuid.UUID
+    instance_number: int | None
+    frames: int
+    slice_location: float | None
+
+
+class SeriesOut(BaseModel):
+    """One series of a study: what the viewer scrolls through."""
+
+    series_uid: str
+    number: str
+    description: str
+    modality: str
+    instances: int
+    images: int  # frames of all its instances
+    identity_mismatch: bool
+    items: list[SeriesImageOut]  # ordered: Instance Number, Slice Location, position
+
+
 class StudyOut(BaseModel):
     """The DICOM instances of one study, shown as one exam."""
 
@@ -121,6 +146,15 @@ class StudyOut(BaseModel):
     instances: int
     document_ids: list[uuid.UUID]
     identity_mismatch: bool
+    series: list[SeriesOut] = Field(default_factory=list)
+
+
+class PreviewQuery(BaseModel):
+    """A DICOM frame and window for the viewer (without them, the stored preview)."""
+
+    frame: int | None = Field(None, ge=1, le=1_000_000, description="1-based frame number")
+    wc: float | None = Field(None, ge=-1e7, le=1e7, description="window center")
+    ww: float | None = Field(None, ge=1, le=1e7, description="window width")
 
 
 class CategoryOut(BaseModel):
@@ -129,6 +163,50 @@ class CategoryOut(BaseModel):
     count: int
     documents: list[DocumentOut]
     studies: list[StudyOut] = Field(default_factory=list)  # DICOM only
+
+
+def _series(members: list[DocumentOut]) -> list[SeriesOut]:
+    by_uid: dict[str, list[DocumentOut]] = {}
+    for d in members:  # members come in upload order: the last tie-break
+        uid = str((d.meta.get("dicom") or {}).get("series_uid", "")) or str(d.id)
+        by_uid.setdefault(uid, []).append(d)
+    out = []
+    for uid, docs in by_uid.items():
+        docs = sorted(docs, key=lambda d: instance_sort_key(d.meta.get("dicom") or {}))
+        metas = [d.meta.get("dicom") or {} for d in docs]
+        items = [
+            SeriesImageOut(
+                document_id=d.id,
+                instance_number=m.get("instance_number"),
+                frames=max(1, int(m.get("frames") or 1)),
+                slice_location=m.get("slice_location"),
+            )
+            for d, m in zip(docs, metas, strict=True)
+            if d.has_preview or m.get("has_pixels")
+        ]
+        if not items:
+            continue
+        number = str(metas[0].get("series_number", ""))
+        out.append(
+            SeriesOut(
+                series_uid=uid,
+                number=number,
+                description=str(metas[0].get("series_description", "")),
+                modality=str(metas[0].get("modality", "")),
+                instances=len(items),
+                images=sum(i.frames for i in items),
+                identity_mismatch=any(d.pending_identity_check for d in docs),
+                items=items,
+            )
+        )
+
+    def by_number(s: SeriesOut) -> tuple[bool, float, str]:
+        try:
+            return (False, float(s.number), s.description)
+        except ValueError:
+            return (True, 0.0, s.description)
+
+    return sorted(out, key=by_number)
 
 
 def _studies(docs: list[DocumentOut]) -> list[StudyOut]:
@@ -151,6 +229,7 @@ def _studies(docs: list[DocumentOut]) -> list[StudyOut]:
                 instances=len(members),
                 document_ids=[m.id for m in members],
                 identity_mismatch=any(m.pending_identity_check for m in members),
+                series=_series(members),
             )
         )
     return out
@@ -242,7 +321,7 @@ def content_disposition(filename: str, inline: bool = False) -> str:
     return f"{kind}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
-async def _read_audit(request: web.Request, doc: Document, what: str) -> None:
+async def _read_audit(request: web.Request, doc: Document, what: str, **details: Any) -> None:
     await audit.record_now(
         request.app[DB],
         "document.read",
@@ -252,6 +331,7 @@ async def _read_audit(request: web.Request, doc: Document, what: str) -> None:
         dossier_id=str(doc.dossier_id),
         filename=doc.filename,
         what=what,
+        **details,
     )
 
 
@@ -312,6 +392,24 @@ async def _file_response(
         await out.write(block)
     await out.write_eof()
     return out
+
+
+@asynccontextmanager
+async def _local_file(storage: Storage, key: str) -> AsyncIterator[Path]:
+    """A path to a blob's bytes: the blob itself on a local store, else a staged copy."""
+    path = storage.blobs.local_path(key)
+    if path is not None:
+        yield path
+        return
+    w = storage.staging.writer()
+    async with w:
+        async for block in storage.blobs.open(key):
+            await w.write(block)
+        staged = await w.finish()
+    try:
+        yield staged.path
+    finally:
+        storage.staging.discard_file(staged)
 
 
 # -- setup ------------------------------------------------------------------------------
@@ -383,7 +481,16 @@ def setup_documents(app: web.Application) -> None:
         dossier_id = uuid.UUID(request.match_info["dossier_id"])
         p = principal_of(request)
         if request.content_length and request.content_length > settings.max_upload_bytes + 65536:
-            raise TooLarge(f"Le fichier dépasse {settings.max_upload_bytes} octets.")
+            raise TooLarge(
+                f"Le fichier dépasse {settings.max_upload_bytes} octets.",
+                max_bytes=settings.max_upload_bytes,
+            )
+        try:
+            return await _upload_document(request, dossier_id, p)
+        except TooLarge as e:  # the page says how large a file may be
+            raise TooLarge(e.detail, code=e.code, max_bytes=settings.max_upload_bytes) from None
+
+    async def _upload_document(request: web.Request, dossier_id: uuid.UUID, p: Any) -> DocumentOut:
         db = request.app[DB]
         if request.content_type.startswith("multipart/"):
             try:
@@ -449,23 +556,55 @@ def setup_documents(app: web.Application) -> None:
 
     @api.get(
         "/dossiers/{dossier_id}/documents/{document_id}/preview",
+        query=PreviewQuery,
         tags=TAGS,
+        errors=[422],
         raw_response={"image/png": {"schema": {"type": "string"}}},
     )
-    async def preview_document(request: web.Request) -> web.StreamResponse:
-        """A PNG preview: thumbnail, PDF first page, or DICOM image with its windowing."""
+    async def preview_document(request: web.Request, query: PreviewQuery) -> web.StreamResponse:
+        """A PNG preview: thumbnail, PDF first page, or DICOM image with its windowing.
+
+        For a DICOM image, ``frame`` (1-based) picks a frame of a multi-frame file and
+        ``wc``/``ww`` (together) replace the file's window; the answer then carries
+        ``X-Frame-Count``, ``X-Window-Center`` and ``X-Window-Width``.
+        """
         doc = await _readable(
             request,
             uuid.UUID(request.match_info["dossier_id"]),
             uuid.UUID(request.match_info["document_id"]),
         )
-        if not doc.preview_key:
-            raise NotFound("Pas d'aperçu pour ce document.", code="no_preview")
-        await _read_audit(request, doc, "preview")
-        data = await storage.blobs.read(doc.preview_key)
-        return web.Response(
-            body=data, content_type="image/png", headers={"Cache-Control": "private, no-store"}
+        no_store = {"Cache-Control": "private, no-store"}
+        if query.frame is None and query.wc is None and query.ww is None:
+            if not doc.preview_key:
+                raise NotFound("Pas d'aperçu pour ce document.", code="no_preview")
+            await _read_audit(request, doc, "preview")
+            data = await storage.blobs.read(doc.preview_key)
+            return web.Response(body=data, content_type="image/png", headers=no_store)
+        if doc.category != "dicom":
+            raise ValidationFailed(
+                "Image et fenêtrage ne s'appliquent qu'aux fichiers DICOM.", code="not_dicom"
+            )
+        if (query.wc is None) != (query.ww is None):
+            raise ValidationFailed(
+                "Donnez le centre (wc) et la largeur (ww) de la fenêtre ensemble.",
+                code="window_incomplete",
+            )
+        window = (query.wc, query.ww) if query.wc is not None and query.ww is not None else None
+        frame = None if query.frame is None else query.frame - 1
+        import asyncio
+
+        async with _local_file(storage, doc.blob_key) as path:
+            out = await asyncio.to_thread(render_frame, path, frame, window=window)
+        if out is None:
+            raise NotFound("Ce fichier DICOM ne contient pas d'image.", code="no_preview")
+        await _read_audit(
+            request, doc, "preview", frame=out.frame + 1, window=list(window) if window else None
         )
+        headers = {**no_store, "X-Frame-Count": str(out.frames)}
+        if out.window_center is not None and out.window_width is not None:
+            headers["X-Window-Center"] = f"{out.window_center:g}"
+            headers["X-Window-Width"] = f"{out.window_width:g}"
+        return web.Response(body=out.png, content_type="image/png", headers=headers)
 
     @api.delete("/dossiers/{dossier_id}/documents/{document_id}", tags=TAGS, errors=[409])
     async def remove_document(request: web.Request) -> None:
@@ -630,16 +769,19 @@ def setup_documents(app: web.Application) -> None:
     async def start_upload(request: web.Request, body: UploadIn) -> web.Response:
         """Start a resumable upload for a large file (then PATCH chunks, then complete)."""
         dossier_id = uuid.UUID(request.match_info["dossier_id"])
-        async with request.app[DB].write() as uow:
-            up = await uploads.create_upload(
-                uow,
-                principal_of(request),
-                dossier_id,
-                filename=body.filename,
-                size=body.size,
-                sha256=body.sha256,
-                max_bytes=settings.max_upload_bytes,
-            )
+        try:
+            async with request.app[DB].write() as uow:
+                up = await uploads.create_upload(
+                    uow,
+                    principal_of(request),
+                    dossier_id,
+                    filename=body.filename,
+                    size=body.size,
+                    sha256=body.sha256,
+                    max_bytes=settings.max_upload_bytes,
+                )
+        except TooLarge as e:  # the page says how large a file may be
+            raise TooLarge(e.detail, code=e.code, max_bytes=settings.max_upload_bytes) from None
         out = _upload_out(up, 0)
         return web.json_response(
             out.model_dump(mode="json"),

@@ -1,12 +1,17 @@
-// The dossier's documents (seed 000 § 2.2.5, 3.1, 4.1): list by type, add with a progress
-// bar, a viewer that shows several documents side by side with brightness / contrast /
-// colour adjustment (DICOM and PDF through their PNG preview), signature stamped at a position
-// dragged on the page, the PDF report, secure sending (MSSanté or vault), ZIP export.
-import { api, isMissing, uploadWithProgress } from "../api.js";
+// The dossier's documents (seed 000 § 2.2.5, 3.1, 4.1): list by type, add files through a
+// queue with progress (large files resumable, see upload.js), a viewer that shows several
+// documents side by side with brightness / contrast / colour adjustment (PDF through its PNG
+// preview), DICOM exams by study and series with a series viewer (dicom-viewer.js), signature
+// stamped at a position dragged on the page, the PDF report, secure sending (MSSanté or
+// vault), ZIP export.
+import { api, isMissing } from "../api.js";
 import { Alert, Dialog, Empty, errorMessage, toast } from "../components.js";
 import { formatDateTime, t } from "../i18n.js";
 import { Icon } from "../icons.js";
 import { html, useEffect, useRef, useState } from "../lib.js";
+import { getSession } from "../session.js";
+import { ACTIVE, UploadQueue, forgetPending, pendingUploads, retryable, serverOffset } from "../upload.js";
+import { DicomStudies, SeriesPane, count } from "./dicom-viewer.js";
 
 const base = (d) => `/api/v1/dossiers/${d.dossier_id}/documents/${d.id}`;
 const isImage = (d) => (d.content_type || "").startsWith("image/");
@@ -15,8 +20,27 @@ const canView = (d) => isImage(d) || d.has_preview;
 const stampable = (d) => d.content_type === "application/pdf" || d.content_type === "image/png" || d.content_type === "image/jpeg";
 
 function formatSize(n) {
-  if (n > 1e6) return `${(n / 1e6).toFixed(1).replace(".", ",")} Mo`;
-  return `${Math.max(1, Math.round(n / 1e3))} ko`;
+  if (n >= 1e9) return t("docs2.size_gb", { n: (n / 1e9).toFixed(2).replace(".", t("docs2.decimal")) });
+  if (n > 1e6) return t("docs2.size_mb", { n: (n / 1e6).toFixed(1).replace(".", t("docs2.decimal")) });
+  return t("docs2.size_kb", { n: Math.max(1, Math.round(n / 1e3)) });
+}
+
+function formatDuration(s) {
+  if (s === null || !Number.isFinite(s)) return "";
+  if (s < 60) return t("docs2.eta_s", { n: Math.max(1, Math.round(s)) });
+  if (s < 3600) return t("docs2.eta_min", { n: Math.round(s / 60) });
+  return t("docs2.eta_h", { h: Math.floor(s / 3600), m: String(Math.round((s % 3600) / 60)).padStart(2, "0") });
+}
+
+/** A refused or failed upload, in words the user can act on. */
+export function uploadError(err, name, size) {
+  const code = err && err.code;
+  if ((code === "too_large" || code === "upload_overflow") && err.body && err.body.max_bytes) {
+    return t("docs2.err.too_large_max", { name, size: formatSize(size), max: formatSize(err.body.max_bytes) });
+  }
+  const key = `docs2.err.${code}`;
+  const s = t(key, { name });
+  return s !== key ? s : errorMessage(err);
 }
 
 function ViewerPane({ doc, onClose }) {
@@ -143,43 +167,161 @@ function SendDialog({ doc, onClose }) {
   <//>`;
 }
 
+function UploadRow({ item, queue, now }) {
+  const bar = useRef(null);
+  const busy = ACTIVE.has(item.state);
+  const hashing = item.state === "hashing";
+  const done = hashing ? item.hashed : item.sent;
+  const pct = item.size ? Math.floor((done / item.size) * 100) : 0;
+  useEffect(() => {
+    if (bar.current) bar.current.style.width = `${item.state === "done" ? 100 : pct}%`;
+  }, [pct, item.state]);
+  const wait = item.retryAt ? Math.max(0, Math.ceil((item.retryAt - now) / 1000)) : 0;
+  const status = {
+    queued: t("docs2.st_queued"),
+    starting: t("docs2.st_starting"),
+    hashing: t("docs2.st_hashing"),
+    uploading: item.resumedFrom !== null ? t("docs2.st_resumed", { pct: Math.floor((item.resumedFrom / item.size) * 100) }) : t("docs2.st_uploading"),
+    waiting: t("docs2.st_waiting"),
+    paused: t("docs2.st_paused"),
+    completing: t("docs2.st_completing"),
+    done: t("docs2.st_done"),
+    error: t("docs2.st_error"),
+    cancelled: t("docs2.st_cancelled"),
+  }[item.state];
+  const canPause = item.resumable && busy && item.state !== "completing";
+  const canRetry = item.state === "error" && retryable(item.error); // a refusal is final
+  const detail = [
+    hashing ? t("docs2.hash_progress", { pct }) : item.state === "queued" ? formatSize(item.size) : `${formatSize(item.sent)} / ${formatSize(item.size)} · ${pct} %`,
+    item.state === "uploading" && item.speed > 0 ? t("docs2.speed", { v: formatSize(item.speed) }) : "",
+    item.state === "uploading" && item.eta !== null ? t("docs2.remaining", { d: formatDuration(item.eta) }) : "",
+  ].filter(Boolean).join(" · ");
+  return html`<li class=${`upload-item st-${item.state}`} data-state=${item.state}>
+    <div class="upload-head">
+      <${Icon} name=${item.state === "done" ? "check" : item.state === "error" ? "alert" : "file"} />
+      <strong class="upload-name">${item.name}</strong>
+      <span class="upload-status" role="status">${status}</span>
+    </div>
+    ${item.state !== "done" && item.state !== "cancelled" && item.state !== "error" && html`
+      <div class="meter upload-meter" role="progressbar" aria-label=${t("docs2.progress_of", { name: item.name })}
+        aria-valuemin="0" aria-valuemax="100" aria-valuenow=${pct} aria-valuetext=${detail}><span ref=${bar}></span></div>`}
+    ${item.state === "error" && html`<p class="upload-error" role="alert">${uploadError(item.error, item.name, item.size)}</p>`}
+    <div class="upload-foot">
+      <span class="small muted upload-detail">${item.state === "error" || item.state === "cancelled" ? formatSize(item.size) : detail}
+        ${item.state === "waiting" && html` · ${t("docs2.retry_in", { n: wait })}`}</span>
+      <span class="row upload-actions">
+        ${item.state === "waiting" && html`<button type="button" class="btn btn-sm" onClick=${() => queue.retryNow(item)}>${t("docs2.retry_now")}</button>`}
+        ${canPause && html`<button type="button" class="btn btn-sm" onClick=${() => queue.pause(item)}>${t("docs2.pause")}</button>`}
+        ${(item.state === "paused" || canRetry) && html`<button type="button" class="btn btn-sm btn-primary" onClick=${() => queue.resume(item)}>${item.state === "paused" ? t("docs2.resume") : t("docs2.retry")}</button>`}
+        ${(busy || item.state === "queued" || item.state === "paused" || canRetry) && html`<button type="button" class="btn btn-sm" onClick=${() => queue.cancel(item)}>${t("common.cancel")}</button>`}
+        ${(item.state === "done" || item.state === "cancelled" || (item.state === "error" && !canRetry)) && html`<button type="button" class="btn btn-sm btn-ghost btn-icon" aria-label=${t("docs2.dismiss", { name: item.name })} onClick=${() => queue.dismiss(item)}><${Icon} name="x" /></button>`}
+      </span>
+    </div>
+  </li>`;
+}
+
+function Uploads({ queue, items }) {
+  const [now, setNow] = useState(Date.now());
+  const waiting = items.some((i) => i.state === "waiting");
+  useEffect(() => {
+    if (!waiting) return undefined;
+    const id = setInterval(() => setNow(Date.now()), 1000);
+    return () => clearInterval(id);
+  }, [waiting]);
+  if (!items.length) return null;
+  const finished = items.filter((i) => !ACTIVE.has(i.state) && i.state !== "queued" && i.state !== "paused");
+  const left = items.filter((i) => i.state === "queued").length;
+  return html`<section class="uploads" aria-labelledby="uploads-title">
+    <div class="row-between"><h3 id="uploads-title">${t("docs2.uploads")}${left ? html` <span class="small muted">· ${count("queued", left)}</span>` : ""}</h3>
+      ${finished.length === items.length && html`<button type="button" class="btn btn-sm btn-ghost" onClick=${() => queue.clearFinished()}>${t("docs2.clear")}</button>`}</div>
+    <ul class="upload-list">${items.map((i) => html`<${UploadRow} key=${i.key} item=${i} queue=${queue} now=${now} />`)}</ul>
+  </section>`;
+}
+
+function PendingUploads({ pending, onResume, onForget }) {
+  if (!pending.length) return null;
+  return html`<div class="alert alert-warning upload-pending" role="status">
+    <strong>${t("docs2.pending_title")}</strong>
+    <ul class="pending-list">${pending.map((p) => html`<li key=${p.key}>
+      <span class="grow">${p.offset !== null
+        ? t("docs2.pending_item", { name: p.name, sent: formatSize(p.offset), size: formatSize(p.size), pct: Math.floor((p.offset / p.size) * 100) })
+        : t("docs2.pending_item_unknown", { name: p.name, size: formatSize(p.size) })}</span>
+      <span class="row"><button type="button" class="btn btn-sm btn-primary" onClick=${onResume}>${t("docs2.resume")}</button>
+        <button type="button" class="btn btn-sm" onClick=${() => onForget(p)}>${t("docs2.forget")}</button></span>
+    </li>`)}</ul>
+    <p class="small">${t("docs2.pending_help")}</p>
+  </div>`;
+}
+
 export function DocumentsPanel({ dossier, canAdd, canReport }) {
   const [list, setList] = useState(null);
   const [error, setError] = useState(null);
-  const [progress, setProgress] = useState(null);
-  const [viewing, setViewing] = useState([]);
+  const [viewing, setViewing] = useState([]); // {key, doc} or {key, study, series}
   const [stamp, setStamp] = useState(null);
   const [sending, setSending] = useState(null);
   const [busy, setBusy] = useState(false);
+  const [items, setItems] = useState([]);
+  const [pending, setPending] = useState([]);
+  const queue = useRef(null);
+  const added = useRef([]);
   const input = useRef(null);
-  const bar = useRef(null);
+  const session = getSession();
+  const owner = session && session.id;
   const load = () =>
     api
       .get(`/dossiers/${dossier.id}/documents`)
       .then((r) => (setList(r.categories || []), setError(null)))
       .catch((err) => (setList([]), setError(isMissing(err) ? { code: "unavailable_feature" } : err)));
-  useEffect(() => {
-    load();
-  }, [dossier.id]);
-  useEffect(() => {
-    if (bar.current && progress !== null) bar.current.style.width = `${Math.round(progress * 100)}%`;
-  }, [progress]);
-  const add = async (e) => {
-    const files = [...e.target.files];
-    e.target.value = "";
-    for (const file of files) {
-      const form = new FormData();
-      form.append("file", file, file.name);
-      setProgress(0);
+  const refreshPending = async () => {
+    const q = queue.current;
+    const inQueue = (rec) => q && q.items.some((i) => i.name === rec.name && i.size === rec.size && i.state !== "cancelled" && i.state !== "done");
+    const recs = pendingUploads(owner, dossier.id).filter((r) => !inQueue(r));
+    const out = [];
+    for (const rec of recs) {
       try {
-        await uploadWithProgress(`/dossiers/${dossier.id}/documents`, form, setProgress);
-        toast(t("docs.added", { name: file.name }));
+        out.push({ ...rec, offset: await serverOffset(rec.id) });
       } catch (err) {
-        setError(err);
+        if (err.status === 404 || err.status === 410) localStorage.removeItem(rec.key);
+        else out.push({ ...rec, offset: null });
       }
     }
-    setProgress(null);
+    setPending(out);
+  };
+  useEffect(() => {
     load();
+    const q = new UploadQueue({
+      dossierId: dossier.id,
+      owner,
+      onChange: () => setItems(q.items.map((i) => ({ ...i }))),
+      onDone: (doc) => {
+        // One message per batch: "« x » ajouté" for one file, "n documents ajoutés" for more.
+        added.current.push(doc.filename);
+        if (!q.items.some((i) => ACTIVE.has(i.state) || i.state === "queued")) {
+          const names = added.current;
+          added.current = [];
+          toast(names.length === 1 ? t("docs.added", { name: names[0] }) : t("docs2.added_many", { n: names.length }));
+        }
+        load();
+      },
+    });
+    queue.current = q;
+    refreshPending();
+    return () => q.destroy();
+  }, [dossier.id]);
+  const add = (e) => {
+    const files = [...e.target.files];
+    e.target.value = "";
+    if (!files.length) return;
+    queue.current.add(files);
+    refreshPending();
+  };
+  const forget = async (rec) => {
+    try {
+      await forgetPending(rec);
+    } catch (err) {
+      setError(err);
+    }
+    refreshPending();
   };
   const report = async () => {
     setBusy(true);
@@ -188,14 +330,27 @@ export function DocumentsPanel({ dossier, canAdd, canReport }) {
       const doc = await api.post(`/dossiers/${dossier.id}/report`);
       toast(t("docs.report_done"));
       await load();
-      setViewing((v) => [...v.filter((x) => x.id !== doc.id), doc]);
+      setViewing((v) => [...v.filter((x) => x.key !== doc.id), { key: doc.id, doc }].slice(-3));
     } catch (err) {
       setError(err);
     } finally {
       setBusy(false);
     }
   };
-  const toggleView = (d) => setViewing((v) => (v.some((x) => x.id === d.id) ? v.filter((x) => x.id !== d.id) : [...v, d].slice(-3)));
+  const toggle = (entry) => setViewing((v) => (v.some((x) => x.key === entry.key) ? v.filter((x) => x.key !== entry.key) : [...v, entry].slice(-3)));
+  const toggleView = (d) => toggle({ key: d.id, doc: d });
+  const toggleSeries = (study, series) => toggle({ key: `series:${series.series_uid}`, study, series });
+  const isOpen = (key) => viewing.some((x) => x.key === key);
+  const docRows = (docs) => html`<ul class="doc-list">${docs.map((d) => html`<li key=${d.id}>
+    <div class="grow"><strong>${d.filename}</strong>${d.version > 1 ? html` <span class="badge badge-expertised">v${d.version}</span>` : ""}
+      <div class="small muted">${d.author_label} · ${formatDateTime(d.created_at)} · ${formatSize(d.size)}</div>
+      ${d.identity_warning && html`<div class="small ko">${d.identity_warning}</div>`}</div>
+    <div class="row doc-actions">
+      ${canView(d) && html`<button type="button" class="btn btn-sm" aria-pressed=${isOpen(d.id) ? "true" : "false"} onClick=${() => toggleView(d)}>${t("docs.view")}</button>`}
+      <a class="btn btn-sm btn-icon" href=${`${base(d)}/content`} download=${d.filename} aria-label=${t("docs.download_name", { name: d.filename })}><${Icon} name="download" /></a>
+      ${canAdd && stampable(d) && html`<button type="button" class="btn btn-sm" onClick=${() => setStamp(d)}><${Icon} name="pen" />${t("docs.stamp")}</button>`}
+      <button type="button" class="btn btn-sm" onClick=${() => setSending(d)}><${Icon} name="send" />${t("docs.send")}</button>
+    </div></li>`)}</ul>`;
   return html`<section class="card" aria-labelledby="docs-title">
     <div class="card-header row-between"><h2 id="docs-title">${t("dossier.documents")}</h2>
       <div class="row">
@@ -205,23 +360,19 @@ export function DocumentsPanel({ dossier, canAdd, canReport }) {
     <input ref=${input} type="file" multiple class="visually-hidden" aria-label=${t("docs.add")} onChange=${add} />
     <div class="card-body">
       <${Alert}>${error && errorMessage(error)}<//>
-      ${progress !== null && html`<div class="field"><span class="label">${t("docs.uploading")}</span>
-        <div class="meter upload-meter" role="progressbar" aria-valuemin="0" aria-valuemax="100" aria-valuenow=${Math.round(progress * 100)}><span ref=${bar}></span></div></div>`}
+      ${canAdd && html`<${PendingUploads} pending=${pending} onResume=${() => input.current.click()} onForget=${forget} />`}
+      <${Uploads} queue=${queue.current} items=${items} />
       ${canReport && html`<p><button type="button" class="btn btn-sm" disabled=${busy} onClick=${report}><${Icon} name="file" />${t("docs.report")}</button></p>`}
       ${list === null ? html`<p class="muted small">${t("common.loading")}</p>` : !list.length ? html`<${Empty} icon="file">${t("docs.none")}<//>`
         : list.map((cat) => html`<div key=${cat.code} class="doc-cat"><h3>${cat.label} (${cat.count})</h3>
-          <ul class="doc-list">${cat.documents.map((d) => html`<li key=${d.id}>
-            <div class="grow"><strong>${d.filename}</strong>${d.version > 1 ? html` <span class="badge badge-expertised">v${d.version}</span>` : ""}
-              <div class="small muted">${d.author_label} · ${formatDateTime(d.created_at)} · ${formatSize(d.size)}</div>
-              ${d.identity_warning && html`<div class="small ko">${d.identity_warning}</div>`}</div>
-            <div class="row doc-actions">
-              ${canView(d) && html`<button type="button" class="btn btn-sm" aria-pressed=${viewing.some((x) => x.id === d.id) ? "true" : "false"} onClick=${() => toggleView(d)}>${t("docs.view")}</button>`}
-              <a class="btn btn-sm btn-icon" href=${`${base(d)}/content`} download=${d.filename} aria-label=${t("docs.download_name", { name: d.filename })}><${Icon} name="download" /></a>
-              ${canAdd && stampable(d) && html`<button type="button" class="btn btn-sm" onClick=${() => setStamp(d)}><${Icon} name="pen" />${t("docs.stamp")}</button>`}
-              <button type="button" class="btn btn-sm" onClick=${() => setSending(d)}><${Icon} name="send" />${t("docs.send")}</button>
-            </div></li>`)}</ul></div>`)}
+          ${cat.code === "dicom" && cat.studies && cat.studies.length
+            ? html`<${DicomStudies} category=${cat} openSeries=${(uid) => isOpen(`series:${uid}`)} onToggleSeries=${toggleSeries} renderFiles=${docRows} />`
+            : docRows(cat.documents)}</div>`)}
     </div>
-    ${viewing.length > 0 && html`<div class="viewer" aria-label=${t("docs.viewer")}>${viewing.map((d) => html`<${ViewerPane} key=${d.id} doc=${d} onClose=${() => toggleView(d)} />`)}</div>`}
+    ${viewing.length > 0 && html`<div class=${`viewer viewer-${viewing.length}`} aria-label=${t("docs.viewer")}>${viewing.map((v) =>
+      v.series
+        ? html`<${SeriesPane} key=${v.key} dossierId=${dossier.id} study=${v.study} series=${v.series} onClose=${() => toggle(v)} />`
+        : html`<${ViewerPane} key=${v.key} doc=${v.doc} onClose=${() => toggle(v)} />`)}</div>`}
     <${StampDialog} doc=${stamp} onClose=${() => setStamp(null)} onDone=${() => (setStamp(null), load())} />
     <${SendDialog} doc=${sending} onClose=${() => setSending(null)} />
   </section>`;
