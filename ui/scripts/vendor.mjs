@@ -9,13 +9,18 @@ import { fileURLToPath } from "node:url";
 const root = dirname(dirname(fileURLToPath(import.meta.url)));
 const nm = join(root, "node_modules");
 const out = join(root, "static", "vendor");
-mkdirSync(out, { recursive: true });
+mkdirSync(join(out, "noble"), { recursive: true });
 
 const files = [
   ["preact/dist/preact.mjs", "preact.mjs"],
   ["preact/hooks/dist/hooks.mjs", "hooks.mjs", (s) => s.replace(/from\s*"preact"/g, 'from"./preact.mjs"')],
   ["htm/dist/htm.module.js", "htm.mjs"],
   ["socket.io-client/dist/socket.io.esm.min.js", "socket.io.mjs"],
+  // SHA-256 of large files, incrementally, in the upload worker (noble: audited, no deps).
+  ["@noble/hashes/sha2.js", "noble/sha2.js"],
+  ["@noble/hashes/_md.js", "noble/_md.js"],
+  ["@noble/hashes/_u64.js", "noble/_u64.js"],
+  ["@noble/hashes/utils.js", "noble/utils.js"],
 ];
 for (const [src, dest, edit] of files) {
   let text = readFileSync(join(nm, src), "utf8");
@@ -26,7 +31,7 @@ for (const [src, dest, edit] of files) {
 }
 const pkg = JSON.parse(readFileSync(join(root, "package-lock.json"), "utf8"));
 const versions = Object.fromEntries(
-  ["preact", "htm", "socket.io-client"].map((n) => [n, pkg.packages[`node_modules/${n}`].version]),
+  ["preact", "htm", "socket.io-client", "@noble/hashes"].map((n) => [n, pkg.packages[`node_modules/${n}`].version]),
 );
 writeFileSync(join(out, "versions.json"), JSON.stringify(versions, null, 2) + "\n");
 console.log("vendored", versions);
