@@ -2,6 +2,7 @@
 // token) are remembered so that the installed app still opens offline on the last searches.
 import { api } from "./api.js";
 import { clearRecentSearches } from "./recent.js";
+import { forgetAllPending } from "./upload.js";
 import { useEffect, useState } from "./lib.js";
 
 const WHO = "consilium.who.v1";
@@ -56,6 +57,7 @@ export async function signOut() {
     await api.post("/auth/logout");
   } finally {
     clearRecentSearches(); // patient names stay on a shared computer only while signed in
+    forgetAllPending(); // likewise the names of files left half-uploaded
     localStorage.removeItem(WHO);
     publish(null);
   }

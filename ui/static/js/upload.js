@@ -148,6 +148,17 @@ export function pendingUploads(owner, dossierId) {
   return out.sort((a, b) => (a.startedAt || "").localeCompare(b.startedAt || ""));
 }
 
+/** At sign-out: forget every remembered upload (file names may name a patient; on a shared
+ * computer they must not outlive the session). The server drops the bytes after 24 h. */
+export function forgetAllPending() {
+  const keys = [];
+  for (let i = 0; i < localStorage.length; i++) {
+    const key = localStorage.key(i);
+    if (key && key.startsWith(`${STORE}:`)) keys.push(key);
+  }
+  keys.forEach((k) => localStorage.removeItem(k));
+}
+
 /** Where the server stands on an upload (bytes held). */
 export async function serverOffset(uploadId, signal) {
   const r = await send({ method: "HEAD", path: `/uploads/${uploadId}`, signal });
