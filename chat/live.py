@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from typing import Annotated, Any
 
@@ -203,10 +204,14 @@ def register(live: Live, config: ChatSettings | None = None) -> None:
         return {}
 
     async def emit_unread(user_id: uuid.UUID | str) -> None:
-        """``chat:unread {total, conversations}`` to every connection of a user: the number
-        of direct messages waiting for them outside rooms (the navigation badge)."""
+        """``chat:unread {total, conversations, at}`` to every connection of a user: the
+        number of direct messages waiting for them outside rooms (the navigation badge);
+        ``at`` (epoch seconds, taken before counting) orders counts computed concurrently."""
+        at = time.time()  # taken before counting: clients keep the newest count
         total, convs = await inbox.unread_total(db, uuid.UUID(str(user_id)))
-        await live.emit_to_user(user_id, "chat:unread", {"total": total, "conversations": convs})
+        await live.emit_to_user(
+            user_id, "chat:unread", {"total": total, "conversations": convs, "at": at}
+        )
 
     async def emit_unread_quietly(user_id: str) -> None:
         try:

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 from chat import actions
 from chat.models import Message
+from core.accounts import User
 from core.context import DB
 from tests.ui.conftest import call_api, open_session, shot, wait_js
 from tests.ui.test_accessibility import audit
@@ -164,6 +165,45 @@ async def test_older_messages_page_in_on_demand(pages, app, users):
     assert shown == [f"Rendez-vous n° {i:02d} confirmé" for i in range(45)]
     assert await page.get_by_role("button", name="Messages précédents").count() == 0
     await wait_js(page, "() => !document.querySelector('a.nav-messages .nav-badge')")
+    assert pages.errors == []
+
+
+async def test_a_refused_message_is_retried_with_its_id_and_stored_once(pages, app, users):
+    """The send fails (the colleague's account was closed meanwhile): « Non envoyé » and
+    « Réessayer »; once the account is back, the retry carries the same client id: one row,
+    one bubble."""
+    claire, karim = users["requester"], users["expert"]
+    page = await pages.new()
+    await open_session(page, app, claire)
+    await page.goto(f"/app/messages/{karim.id}")
+    box = page.get_by_label("Votre message")
+    await page.get_by_role("heading", name="Dr Karim Benali").wait_for()
+    await page.get_by_text("Démarrez la conversation avec Dr Karim Benali.").wait_for()
+
+    async def set_active(value: bool) -> None:
+        async with app[DB].write() as uow:
+            user = await uow.session.get(User, karim.id)
+            assert user is not None
+            user.active = value
+
+    await set_active(False)
+    await box.fill("Le scanner de M. Leroy est dans le dossier.")
+    await box.press("Enter")
+    failed = page.locator(".msg-item.mine.failed")
+    await failed.get_by_text("Non envoyé.").wait_for()
+    await page.get_by_text("Ce compte n'existe pas ou n'est plus actif.").wait_for()
+    client_id = await failed.get_attribute("data-id")
+    async with app[DB].read() as session:
+        assert await session.scalar(select(func.count()).select_from(Message)) == 0
+
+    await set_active(True)
+    await failed.get_by_role("button", name="Réessayer").click()
+    await page.locator(".msg-item.mine .msg-state", has_text="Envoyé").wait_for()
+    assert await page.locator(".msg-item").count() == 1
+    assert await page.locator(".msg-item").get_attribute("data-id") == client_id
+    async with app[DB].read() as session:
+        ids = (await session.execute(select(Message.id))).scalars().all()
+    assert [str(i) for i in ids] == [client_id]
     assert pages.errors == []
 
 
