@@ -7,8 +7,10 @@ from aiohttp import web
 
 
 def setup(app: web.Application) -> None:
-    """Register the chat's Socket.IO events on the rooms' live layer."""
-    from chat import live
+    """Register the chat's Socket.IO events on the rooms' live layer and the REST routes of
+    the "Messages" page (``/api/v1/chat/…``)."""
+    from chat import api, live
     from rooms.live import Live
 
     live.register(Live.of(app))
+    api.setup(app)

@@ -222,15 +222,18 @@ async def history(
 
 async def mark_read(
     db: Database, reader_id: uuid.UUID, scope: str, message_id: uuid.UUID
-) -> datetime:
-    """Move the reader's marker in a scope (``room:<id>`` or ``dm:<a>:<b>``) to a message."""
+) -> datetime | None:
+    """Move the reader's marker in a scope (``room:<id>`` or ``dm:<a>:<b>``) forward to a
+    message; returns when, or None when the marker was already at or past it (a late read
+    from another tab or device never moves it back)."""
     for attempt in range(2):
         try:
             async with db.write() as uow:
+                target = await uow.session.get(Message, message_id)
                 marker = await uow.session.scalar(
-                    select(ReadMarker).where(
-                        ReadMarker.scope == scope, ReadMarker.reader_id == reader_id
-                    )
+                    select(ReadMarker)
+                    .where(ReadMarker.scope == scope, ReadMarker.reader_id == reader_id)
+                    .with_for_update()
                 )
                 now = utcnow()
                 if marker is None:
@@ -239,8 +242,15 @@ async def mark_read(
                             scope=scope, reader_id=reader_id, message_id=message_id, read_at=now
                         )
                     )
-                else:
-                    marker.message_id, marker.read_at = message_id, now
+                    return now
+                current = await uow.session.get(Message, marker.message_id)
+                if (
+                    target is not None
+                    and current is not None
+                    and (target.created_at, str(target.id)) <= (current.created_at, str(current.id))
+                ):
+                    return None
+                marker.message_id, marker.read_at = message_id, now
                 return now
         except IntegrityError:
             if attempt:

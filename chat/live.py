@@ -4,12 +4,14 @@
 
 from __future__ import annotations
 
+import logging
+import time
 import uuid
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
-from chat import actions
+from chat import actions, inbox
 from chat.config import ChatSettings
 from chat.models import MAX_TEXT
 from core.accounts import User
@@ -24,6 +26,8 @@ from rooms.live import (
     channel_participant,
     channel_user,
 )
+
+log = logging.getLogger(__name__)
 
 # The chat item of a file sent in a room has an id derived from the file's: posted once.
 ATTACHMENT_ITEMS = uuid.UUID("6f1c2a52-5b0e-4d8e-9a51-3b1f6f0c0a11")
@@ -109,6 +113,8 @@ def register(live: Live, config: ChatSettings | None = None) -> None:
     async def direct(live: Live, conn: Conn, body: DirectIn) -> dict[str, Any]:
         if conn.principal.kind != "user":
             raise EventError("Reserved to professionals with an account", code="account_required")
+        if body.to_user == conn.principal.subject_id:
+            raise EventError("Write to a colleague, not to yourself", code="cannot_message_self")
         throttle(conn)
         async with db.read() as session:
             user = await session.get(User, body.to_user)
@@ -182,6 +188,8 @@ def register(live: Live, config: ChatSettings | None = None) -> None:
         if not await actions.message_in_scope(db, body.message_id, scope):
             raise EventError("No message with this id here", code="message_not_found")
         at = await actions.mark_read(db, me, scope, body.message_id)
+        if at is None:  # already read that far (another tab, a late retry): nothing changes
+            return {}
         data = {
             "reader": {"id": str(me), "name": conn.principal.label},
             "participant_id": conn.participant_id,
@@ -190,9 +198,26 @@ def register(live: Live, config: ChatSettings | None = None) -> None:
         }
         if body.with_user is not None:
             await live.emit_to_user(body.with_user, "chat:read", data)
+            await emit_unread(me)  # every tab of mine updates its badge
         else:
             await live.emit_to_room(conn.room_id or "", "chat:read", data, skip_sid=conn.sid)
         return {}
+
+    async def emit_unread(user_id: uuid.UUID | str) -> None:
+        """``chat:unread {total, conversations, at}`` to every connection of a user: the
+        number of direct messages waiting for them outside rooms (the navigation badge);
+        ``at`` (epoch seconds, taken before counting) orders counts computed concurrently."""
+        at = time.time()  # taken before counting: clients keep the newest count
+        total, convs = await inbox.unread_total(db, uuid.UUID(str(user_id)))
+        await live.emit_to_user(
+            user_id, "chat:unread", {"total": total, "conversations": convs, "at": at}
+        )
+
+    async def emit_unread_quietly(user_id: str) -> None:
+        try:
+            await emit_unread(user_id)
+        except Exception:
+            log.warning("unread count for %s failed", user_id, exc_info=True)
 
     @live.hooks.on_join_ack
     async def history_on_join(live: Live, conn: Conn) -> dict[str, Any]:
@@ -217,6 +242,8 @@ def register(live: Live, config: ChatSettings | None = None) -> None:
             await live.sio.emit(
                 "chat:message", m, room=channel_user(m["sender"]["id"]), skip_sid=origin
             )
+            # Counted off the commit path: the sender's ack does not wait for it.
+            live.spawn(emit_unread_quietly(m["to"]["id"]))
         elif event.routing.get("to_subjects"):
             channels = sorted(
                 channel_user(i) if k == "user" else channel_guest(i)

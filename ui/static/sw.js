@@ -31,6 +31,8 @@ const SHELL = [
   "/static/js/pages/reset-password.js",
   "/static/js/pages/room-send.js",
   "/static/js/room-client.js",
+  "/static/js/live.js",
+  "/static/js/pages/messages.js",
   "/static/vendor/preact.mjs",
   "/static/vendor/hooks.mjs",
   "/static/vendor/htm.mjs",

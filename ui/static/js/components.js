@@ -2,6 +2,7 @@
 import { t, setLang, currentLang } from "./i18n.js";
 import { Icon } from "./icons.js";
 import { html, useEffect, useRef, useState } from "./lib.js";
+import { onLive, startLive, stopLive, useUnread } from "./live.js";
 import { Link, navigate } from "./router.js";
 import { signOut } from "./session.js";
 
@@ -52,8 +53,32 @@ export function LangSwitch() {
     title=${t("lang.switch_to")}><span class="label">${other === "en" ? "English" : "Français"}</span><span class="short" aria-hidden="true">${other.toUpperCase()}</span></button>`;
 }
 
+/** "Messages" in the navigation, with the number of unread direct messages (live). */
+function MessagesLink({ session }) {
+  const unread = useUnread();
+  const isUser = session && session.kind === "user";
+  useEffect(() => {
+    if (!isUser) return undefined;
+    startLive();
+    // A message from a colleague while I am elsewhere in the application: a toast.
+    return onLive("chat:message", (m) => {
+      if (m.room_id || !m.sender || m.sender.id === session.id) return;
+      if (location.pathname.startsWith("/app/messages")) return;
+      toast(t("messages.toast_new", { name: m.sender.name }));
+    });
+  }, [isUser, session && session.id]);
+  const here = location.pathname === "/app/messages" || location.pathname.startsWith("/app/messages/");
+  const shown = unread > 99 ? "99+" : String(unread);
+  return html`<${Link} href="/app/messages" class="nav-messages" aria-current=${here ? "page" : undefined}>
+    <span class="nav-icon"><${Icon} name="chat" />${unread > 0 && html`<span class="nav-badge" aria-hidden="true">${shown}</span>`}</span>
+    <span class="label">${t("messages.nav")}</span>
+    ${unread > 0 && html`<span class="visually-hidden">${t(unread === 1 ? "messages.nav_unread_one" : "messages.nav_unread_many", { count: unread })}</span>`}
+  <//>`;
+}
+
 export function Shell({ session, children }) {
   const onLogout = async () => {
+    stopLive();
     await signOut();
     navigate("/app/login", { replace: true });
   };
@@ -67,6 +92,7 @@ export function Shell({ session, children }) {
         <${Link} href="/app/"><${Icon} name="home" /><span class="label">${t("nav.activity")}</span><//>
         ${session && session.kind === "user" && html`
           <${Link} href="/app/dossiers/new"><${Icon} name="plus" /><span class="label">${t("nav.new_dossier")}</span><//>
+          <${MessagesLink} session=${session} />
           <${Link} href="/app/settings"><${Icon} name="settings" /><span class="label">${t("nav.settings")}</span><//>`}
       </nav>
       <span class="spacer"></span>

@@ -7,6 +7,7 @@ import { ActivityPage } from "./pages/activity.js";
 import { DossierPage } from "./pages/dossier.js";
 import { JoinPage } from "./pages/join.js";
 import { LoginPage } from "./pages/login.js";
+import { MessagesPage } from "./pages/messages.js";
 import { ResetPasswordPage } from "./pages/reset-password.js";
 import { RoomPage } from "./pages/room.js";
 import { SettingsPage } from "./pages/settings.js";
@@ -20,6 +21,8 @@ const USER_ROUTES = [
   ["/app/settings", SettingsPage],
   ["/app/dossiers/new", WizardPage],
   ["/app/dossiers/:id", DossierPage],
+  ["/app/messages", MessagesPage],
+  ["/app/messages/:id", MessagesPage],
 ];
 
 onUnauthorized(() => {
