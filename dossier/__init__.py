@@ -7,10 +7,11 @@ from aiohttp import web
 
 def setup(app: web.Application) -> None:
     """Register the dossier routes and the notifications of its life."""
-    from dossier import notifications, rooms_link, routes
+    from dossier import lookup, notifications, rooms_link, routes
     from dossier.routes_documents import setup_documents
 
     routes.setup(app)
+    lookup.setup(app)
     notifications.setup(app)
     setup_documents(app)
     rooms_link.setup(app)

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, asc, desc, func, or_, select
+from sqlalchemy import ColumnElement, and_, asc, desc, false, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,7 +23,7 @@ from core.audit import AuditEntry
 from core.db import Database, utcnow
 from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from core.principal import Principal
-from dossier import forms, states
+from dossier import forms, numbering, states
 from dossier.careoffers import members_of
 from dossier.identity import fold
 from dossier.models import (
@@ -163,15 +163,19 @@ async def create_dossier(
         ).scalar_one_or_none()
         if patient is None:
             raise NotFound("No patient with this id", code="patient_not_found")
+        now = utcnow()
         d = Dossier(
             id=uuid.uuid4(),
+            # Counted in this transaction: a failed creation gives its number back.
+            number=await numbering.allocate(s, now),
             patient_id=patient.id,
             requester_id=requester_id,
             created_by_id=principal.subject_id,
             state=S.draft,
             urgent=urgent,
             consent_comment="",
-            modified_at=utcnow(),
+            created_at=now,
+            modified_at=now,
         )
         s.add(d)
         await s.flush()
@@ -180,6 +184,7 @@ async def create_dossier(
             principal,
             d,
             "create",
+            number=d.number,
             patient_id=str(patient.id),
             requester_id=str(requester_id),
             on_behalf=requester_id != principal.subject_id,
@@ -547,13 +552,18 @@ async def dossier_view(s: AsyncSession, principal: Principal, d: Dossier, a: Acc
 
     rt = await s.get(RequestType, d.request_type_id) if d.request_type_id else None
     requester, creator = users[d.requester_id], users[d.created_by_id]
-    side = (
-        "admin"
-        if a.admin and not (a.requester_side or a.expert_side)
-        else ("requester" if a.requester_side else "expert")
-    )
+    side: Literal["requester", "expert", "admin", "reader"]
+    if a.requester_side:
+        side = "requester"
+    elif a.expert_side:
+        side = "expert"
+    elif a.admin:
+        side = "admin"
+    else:
+        side = "reader"
     return DossierOut(
         id=d.id,
+        number=d.number,
         state=d.state,
         state_label=d.state.label,
         urgent=d.urgent,
@@ -685,23 +695,36 @@ async def history(db: Database, principal: Principal, dossier_id: uuid.UUID) -> 
         ]
 
 
+def _search(q: str) -> ColumnElement[bool]:
+    """The activity view's search box: a dossier number ("TE-2026-000123", typed in any case,
+    with or without dashes or leading zeros), or words that each match the patient's names,
+    the IPP, or (words with digits) a part of the dossier number ("000123")."""
+    number = numbering.normalize(q)
+    words = []
+    for word in fold(q).split():
+        alternatives = [
+            Patient.search_text.contains(word, autoescape=True),
+            Patient.ipp == q.strip(),
+        ]
+        if any(c.isdigit() for c in word):  # "te" is a name's start, not every number's
+            alternatives.append(Dossier.number.contains(word.upper(), autoescape=True))
+        words.append(or_(*alternatives))
+    by_words = and_(*words) if words else false()
+    return or_(Dossier.number == number, by_words) if number else by_words
+
+
 async def activity(db: Database, principal: Principal, query: ActivityQuery) -> ActivityPage:
-    """The activity view: my dossiers, urgent first, filtered, sorted and paged."""
+    """The activity view: my dossiers (and those I consulted by number), urgent first,
+    filtered, sorted and paged."""
     async with db.write() as uow:
         s = uow.session
-        where = [visible_dossiers(principal)]
+        where = [visible_dossiers(principal, grants=True)]
         if query.state is not None:
             where.append(Dossier.state == query.state)
         if query.urgent is not None:
             where.append(Dossier.urgent.is_(query.urgent))
         if query.q:
-            for word in fold(query.q).split():
-                where.append(
-                    or_(
-                        Patient.search_text.contains(word, autoescape=True),
-                        Patient.ipp == query.q.strip(),
-                    )
-                )
+            where.append(_search(query.q))
         base = (
             select(Dossier, Patient).join(Patient, Patient.id == Dossier.patient_id).where(*where)
         )
@@ -741,6 +764,7 @@ async def activity(db: Database, principal: Principal, query: ActivityQuery) -> 
             items.append(
                 ActivityRow(
                     id=d.id,
+                    number=d.number,
                     patient_name=p.display_name,
                     patient_sex=p.sex,
                     patient_birth_date=p.birth_date,
@@ -751,6 +775,7 @@ async def activity(db: Database, principal: Principal, query: ActivityQuery) -> 
                     state_label=d.state.label,
                     urgent=d.urgent,
                     request_type_label=rtypes.get(d.request_type_id) if d.request_type_id else None,
+                    by_number=a.reader and not a.participant,
                     actions=actions_for(d, a, principal),
                 )
             )

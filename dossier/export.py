@@ -10,10 +10,14 @@ system can check that nothing was altered on the way.
 from __future__ import annotations
 
 import json
+import uuid
 import zipfile
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from dossier.documents import Document
 from dossier.filetypes import CATEGORIES
@@ -43,6 +47,20 @@ class _Sink:
         out = b"".join(self.parts)
         self.parts.clear()
         return out
+
+
+def zip_name(number: str) -> str:
+    """The ZIP's file name: the dossier's number, what the receiving record will file it by
+    ("dossier-TE-2026-000123.zip"). No patient name: the file may travel by plain e-mail."""
+    safe = "".join(c for c in number if c.isalnum() or c == "-") or "dossier"
+    return f"dossier-{safe}.zip"
+
+
+async def zip_name_of(session: AsyncSession, dossier_id: uuid.UUID) -> str:
+    from dossier.models import Dossier
+
+    number = await session.scalar(select(Dossier.number).where(Dossier.id == dossier_id))
+    return zip_name(number) if number else f"dossier-{dossier_id}.zip"
 
 
 def archive_name(doc: Document, used: set[str]) -> str:

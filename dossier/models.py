@@ -1,5 +1,5 @@
-"""Tables of the téléexpertise dossier: patients, care offers, request types, dossiers, form
-parts and read receipts.
+"""Tables of the téléexpertise dossier: patients, care offers, request types, dossiers (with
+their numbers and read grants), form parts and read receipts.
 
 The dossier's history is not a table of its own: every read and write of a dossier writes a
 ``core.audit`` row with ``object_type="dossier"`` and ``object_id=str(dossier.id)``, and
@@ -29,6 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base, IdMixin, TimestampMixin, UTCDateTime, utcnow
+from dossier import numbering
 
 
 def _enum(cls: type[enum.Enum], length: int = 30) -> Enum:
@@ -205,6 +206,11 @@ class Dossier(IdMixin, TimestampMixin, Base):
     __tablename__ = "dossiers"
     __table_args__ = (Index("ix_dossiers_state_modified", "state", "modified_at"),)
 
+    # "TE-2026-000123": what people say on the phone and type (dossier/numbering.py).
+    number: Mapped[str] = mapped_column(
+        String(20), unique=True, index=True, default=numbering.column_default
+    )
+
     patient_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("patients.id", ondelete="RESTRICT"), index=True
     )
@@ -238,6 +244,39 @@ class Dossier(IdMixin, TimestampMixin, Base):
         ForeignKey("users.id", ondelete="SET NULL")
     )
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+
+
+class DossierNumberCounter(Base):
+    """The last dossier number given in a year (one row per year, see dossier/numbering.py)."""
+
+    __tablename__ = "dossier_number_counters"
+
+    year: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    last: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class GrantKind(enum.StrEnum):
+    by_number = "by_number"  # "consulté par n° de dossier" (seed 002 § 2.2)
+
+
+class DossierGrant(IdMixin, Base):
+    """Read access to one dossier given to one account outside the dossier's sides.
+
+    A practitioner who typed the dossier's number and the patient's birth date reads that
+    dossier (and its documents), nothing else of the patient, and writes nothing.
+    """
+
+    __tablename__ = "dossier_grants"
+    __table_args__ = (UniqueConstraint("dossier_id", "user_id", "kind"),)
+
+    dossier_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("dossiers.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[GrantKind] = mapped_column(_enum(GrantKind, 20), default=GrantKind.by_number)
+    granted_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class DossierRecipient(IdMixin, Base):

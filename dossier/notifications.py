@@ -3,7 +3,9 @@ when the opinion is signed. They listen to ``dossier.updated`` on the bus, so th
 only after the change committed, and a failed delivery never undoes it.
 
 Messages carry no patient data: plain e-mail and SMS are not secure health channels. They
-say that something awaits and link to the dossier, which opens after signing in.
+say that something awaits, name the dossier by its number (``TE-2026-000123``, which means
+nothing without an account that may open it) and link to the dossier, which opens after
+signing in.
 Each user gets them on the channel chosen for that kind (``Notifier.notify_user``).
 """
 
@@ -52,19 +54,19 @@ def setup(app: web.Application) -> None:
                     ).scalars()
                 )
                 urgent = "URGENT — " if d.urgent else ""
-                subject = f"{urgent}Un dossier de téléexpertise attend votre avis"
-                text = "Un dossier de téléexpertise vous a été adressé par {by}."
+                subject = f"{urgent}Le dossier n° {d.number} attend votre avis"
+                text = "Le dossier de téléexpertise n° {number} vous a été adressé par {by}."
             else:
                 ids = [d.requester_id]
-                subject = "L'avis d'expertise a été signé"
-                text = "L'expert a signé son avis sur votre demande ({by})."
+                subject = f"L'avis d'expertise du dossier n° {d.number} a été signé"
+                text = "L'expert a signé son avis sur votre demande n° {number} ({by})."
             users = (
                 (await s.execute(select(User).where(User.id.in_(set(ids)), User.active.is_(True))))
                 .scalars()
                 .all()
             )
         link = f"{settings.public_url}/dossiers/{d.id}"
-        body = text.format(by=event.payload.get("by", "")) + (
+        body = text.format(by=event.payload.get("by", ""), number=d.number) + (
             f"\n\nOuvrir le dossier : {link}\n\nCe message ne contient aucune donnée de santé."
         )
         kind = (

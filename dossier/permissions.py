@@ -6,7 +6,12 @@ Sides of a dossier:
   secretary "en délégation de" the requester), and the requester's delegates;
 - the **expert side**, once the dossier has left ``draft`` (a draft is not sent yet): the
   members of the chosen care offers, the expert who took or signed it, and their delegates;
-- **admins** see every dossier but write none of the medical parts.
+- **admins** see every dossier but write none of the medical parts;
+- **readers by number**: a practitioner who typed the dossier's number and the patient's
+  birth date (seed 002 § 2.2, ``dossier/lookup.py``) holds a ``DossierGrant`` on that one
+  dossier: they read it and its documents, and nothing else. The grant is personal (not
+  extended to their delegates), does not make the patient's other dossiers or identity
+  visible, and does not open the dossier's rooms (rooms are for the participants).
 
 Only practitioners sign: a secretary prepares, the practitioner signs. Someone who may not
 see a dossier gets 404 (its existence is not revealed); someone who may see it but not do the
@@ -20,16 +25,19 @@ import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import ColumnElement, and_, false, or_, select, true
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.db import Database
+from core.db import Database, utcnow
 from core.errors import Forbidden, NotFound
 from core.principal import Principal
 from dossier.models import (
     CareOfferMember,
     Dossier,
+    DossierGrant,
     DossierRecipient,
     DossierState,
+    GrantKind,
     Patient,
 )
 
@@ -54,10 +62,16 @@ class Access:
     expert_side: bool = False
     is_expert: bool = False  # a practitioner answering for a recipient care offer
     is_secretary: bool = False
+    reader: bool = False  # a read grant (consulted by number), on neither side
+
+    @property
+    def participant(self) -> bool:
+        """On a side of the dossier, or an admin: may enter its rooms, send it, etc."""
+        return self.admin or self.requester_side or self.expert_side
 
     @property
     def can_see(self) -> bool:
-        return self.admin or self.requester_side or self.expert_side
+        return self.participant or self.reader
 
     def allows(self, action: Action) -> bool:
         if action is Action.read:
@@ -90,27 +104,37 @@ def _offer_member_dossiers(ids: list[uuid.UUID]) -> select:  # type: ignore[vali
     )
 
 
-def visible_dossiers(principal: Principal) -> ColumnElement[bool]:
-    """A WHERE clause on ``Dossier`` selecting the dossiers the principal may see."""
+def visible_dossiers(principal: Principal, *, grants: bool = False) -> ColumnElement[bool]:
+    """A WHERE clause on ``Dossier`` selecting the dossiers the principal takes part in;
+    with ``grants``, also those they were given read access to (consulted by number)."""
     if principal.is_admin:
         return true()
     ids = acting_ids(principal)
     if not ids:
         return false()
-    return or_(
+    clauses = [
         Dossier.requester_id.in_(ids),
         Dossier.created_by_id.in_(ids),
         and_(
             Dossier.state != DossierState.draft,
             or_(Dossier.expert_id.in_(ids), Dossier.id.in_(_offer_member_dossiers(ids))),
         ),
-    )
+    ]
+    if grants:
+        clauses.append(
+            Dossier.id.in_(
+                select(DossierGrant.dossier_id).where(DossierGrant.user_id == principal.subject_id)
+            )
+        )
+    return or_(*clauses)
 
 
 def visible_patients(principal: Principal) -> ColumnElement[bool]:
     """A WHERE clause on ``Patient``: patients the principal (or those they act for) created,
-    and the patients of the dossiers they may see (seed 002: "les patients pour lesquels
-    l'utilisateur est identifié comme intervenant")."""
+    and the patients of the dossiers they take part in (seed 002: "les patients pour lesquels
+    l'utilisateur est identifié comme intervenant"). A dossier read by number does not count:
+    it opens that dossier, "mais ne permet pas d'accéder à l'ensemble des dossiers du
+    patient" (seed 002 § 2.2)."""
     if principal.is_admin:
         return true()
     ids = acting_ids(principal)
@@ -147,6 +171,9 @@ async def access_to(session: AsyncSession, principal: Principal, dossier: Dossie
         is_expert = not secretary and (
             dossier.expert_id == me or any(uid == me and role == "expert" for uid, role in members)
         )
+    reader = False
+    if not (principal.is_admin or requester_side or expert_side):
+        reader = await has_grant(session, dossier.id, me)
     return Access(
         admin=principal.is_admin,
         requester_side=requester_side,
@@ -154,15 +181,46 @@ async def access_to(session: AsyncSession, principal: Principal, dossier: Dossie
         expert_side=expert_side,
         is_expert=is_expert,
         is_secretary=secretary,
+        reader=reader,
     )
 
 
+async def has_grant(session: AsyncSession, dossier_id: uuid.UUID, user_id: uuid.UUID) -> bool:
+    row = await session.execute(
+        select(DossierGrant.id).where(
+            DossierGrant.dossier_id == dossier_id, DossierGrant.user_id == user_id
+        )
+    )
+    return row.first() is not None
+
+
+async def grant_read(
+    session: AsyncSession,
+    dossier_id: uuid.UUID,
+    user_id: uuid.UUID,
+    kind: GrantKind = GrantKind.by_number,
+) -> bool:
+    """Give ``user_id`` read access to one dossier, in the caller's transaction; True when
+    the grant is new (idempotent: two lookups at once leave one row)."""
+    if await has_grant(session, dossier_id, user_id):
+        return False
+    try:
+        async with session.begin_nested():
+            session.add(
+                DossierGrant(dossier_id=dossier_id, user_id=user_id, kind=kind, granted_at=utcnow())
+            )
+    except IntegrityError:
+        return False
+    return True
+
+
 async def can_see(session: AsyncSession, principal: Principal, dossier_id: uuid.UUID) -> bool:
-    """For other packages (rooms on a dossier): may this principal see the dossier?"""
+    """For rooms on a dossier: is this principal a participant of the dossier (a side, or an
+    admin)? A reader by number reads the dossier but does not join or open its rooms."""
     dossier = await session.get(Dossier, dossier_id)
     if dossier is None:
         return False
-    return (await access_to(session, principal, dossier)).can_see
+    return (await access_to(session, principal, dossier)).participant
 
 
 async def require(

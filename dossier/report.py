@@ -50,6 +50,7 @@ class FormPartView:
 @dataclass
 class ReportData:
     dossier_id: uuid.UUID
+    number: str  # "TE-2026-000123"
     state_label: str
     expertised: bool
     patient: dict[str, str]
@@ -194,6 +195,7 @@ async def collect(session: AsyncSession, dossier_id: uuid.UUID, by: str) -> Repo
     name_for_file = f"{used} (né {birth}) {first}" if used != birth else f"{birth} {first}"
     return ReportData(
         dossier_id=d.id,
+        number=d.number,
         state_label=d.state.label,
         expertised=expertised,
         patient=patient,
@@ -239,7 +241,7 @@ def render_html(r: ReportData) -> str:
     title = "Compte-rendu de téléexpertise" if r.expertised else "Demande d'avis (provisoire)"
     out = [
         f"<h1>{html.escape(title)}</h1>",
-        f"<p class='sub'>Dossier {r.dossier_id} — {html.escape(r.state_label)} — "
+        f"<p class='sub'>Dossier n° {html.escape(r.number)} — {html.escape(r.state_label)} — "
         f"édité le {r.generated_at.strftime('%d/%m/%Y à %H:%M')} par "
         f"{html.escape(r.generated_by)}</p>",
         "<h2>Identité du patient</h2>",
@@ -295,7 +297,7 @@ def render_pdf(r: ReportData) -> bytes:
     writer.close()
     doc = pymupdf.open(stream=buf.getvalue(), filetype="pdf")
     total = doc.page_count
-    header = f"Consilium — Téléexpertise — {r.patient_file_name}"
+    header = f"Consilium — Téléexpertise — Dossier n° {r.number} — {r.patient_file_name}"
     for i in range(total):
         page = doc[i]
         w, h = page.rect.width, page.rect.height
@@ -304,7 +306,7 @@ def render_pdf(r: ReportData) -> bytes:
         page.draw_line((50, h - 45), (w - 50, h - 45), color=(0.8, 0.83, 0.86), width=0.5)
         page.insert_text(
             (50, h - 32),
-            f"Dossier {r.dossier_id} — document confidentiel (secret médical)",
+            f"Dossier n° {r.number} — document confidentiel (secret médical)",
             fontsize=7,
             fontname="helv",
             color=(0.4, 0.45, 0.5),
@@ -320,7 +322,7 @@ def render_pdf(r: ReportData) -> bytes:
         {
             "title": f"Compte-rendu — {r.patient_file_name}",
             "author": "Consilium",
-            "subject": f"Dossier {r.dossier_id}",
+            "subject": f"Dossier n° {r.number} ({r.dossier_id})",
             "creator": "Consilium",
             "producer": "Consilium (pymupdf)",
         }

@@ -86,9 +86,12 @@ async def _remind(
                 await notifier.send_email(
                     Email(
                         to=user.email,
-                        subject="[Consilium] Dossier bientôt supprimé : pensez à l'exporter",
+                        subject=(
+                            f"[Consilium] Dossier n° {d.number} bientôt supprimé : "
+                            "pensez à l'exporter"
+                        ),
                         text=(
-                            f"Bonjour {user.display_name},\n\nLe dossier de "
+                            f"Bonjour {user.display_name},\n\nLe dossier n° {d.number} de "
                             f"{p.display_name}, clôturé le {d.closed_at:%d/%m/%Y}, sera "
                             f"supprimé de Consilium le {purge_at:%d/%m/%Y}.\n\n"
                             "Si ce n'est déjà fait, exportez-le (« Exporter tout ») vers le "

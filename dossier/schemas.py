@@ -311,6 +311,7 @@ class ReceiptOut(BaseModel):
 
 class DossierOut(BaseModel):
     id: uuid.UUID
+    number: str  # "TE-2026-000123"
     state: DossierState
     state_label: str
     urgent: bool
@@ -333,7 +334,8 @@ class DossierOut(BaseModel):
     closure_requested_at: datetime | None
     closure_requested_by: UserRef | None
     closed_at: datetime | None
-    my_side: Literal["requester", "expert", "admin"]
+    # "reader": read access given by the dossier's number and the patient's birth date
+    my_side: Literal["requester", "expert", "admin", "reader"]
     actions: list[str]  # what I may do now
 
 
@@ -352,6 +354,7 @@ class ActivityRow(BaseModel):
     """One line of the activity view (seed 000 § 2.1)."""
 
     id: uuid.UUID
+    number: str  # "TE-2026-000123"
     patient_name: str  # "Nom du dossier"
     patient_sex: Sex  # "Sexe"
     patient_birth_date: date
@@ -362,6 +365,7 @@ class ActivityRow(BaseModel):
     state_label: str
     urgent: bool
     request_type_label: str | None
+    by_number: bool = False  # read access given by number (seed 002 § 2.2), not a side
     actions: list[str]  # "Action"
 
 

@@ -48,3 +48,14 @@ export function roomOccupancy(r) {
   const count = occ.count ?? r.participant_count ?? names.length;
   return { count, names };
 }
+
+/**
+ * A dossier number as people type or say it ("te 2026 123", "TE2026000123") in the form the
+ * server gives ("TE-2026-000123"); null when it cannot be one. Same rule as
+ * dossier/numbering.py.
+ */
+export function normalizeDossierNumber(text) {
+  const m = /^TE[\s\-./_]*(\d{4})[\s\-./_]*(\d{1,9})$/.exec(String(text || "").trim().toUpperCase());
+  if (!m || Number(m[2]) === 0) return null;
+  return `TE-${m[1]}-${String(Number(m[2])).padStart(6, "0")}`;
+}

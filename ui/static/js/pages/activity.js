@@ -1,15 +1,18 @@
 // The activity view (home, seed 000 2.1): my dossiers with the seed's columns, search and
-// filters, urgent first; the rooms I may enter with their occupancy; my last searches.
+// filters, urgent first; the rooms I may enter with their occupancy; my last searches; and
+// « Utiliser un n° de dossier » (seed 002 2.2): a dossier opened by its number and the
+// patient's birth date.
 import { api, isMissing } from "../api.js";
 import { Alert, Empty, errorMessage, useTitle } from "../components.js";
 import { formatBirthDate, formatDateTime, t } from "../i18n.js";
 import { Icon } from "../icons.js";
-import { html, useEffect, useMemo, useState } from "../lib.js";
+import { html, useEffect, useMemo, useRef, useState } from "../lib.js";
 import {
   STATES,
   dossierPatient,
   dossierRequester,
   dossierUpdated,
+  normalizeDossierNumber,
   patientName,
   roomOccupancy,
   sexSymbol,
@@ -37,6 +40,8 @@ export function sortDossiers(list) {
 
 function matches(d, q) {
   if (!q) return true;
+  const number = normalizeDossierNumber(q);
+  if (number && d.number === number) return true;
   const p = dossierPatient(d);
   const hay = [patientName(p), p.birth_date, p.ipp, p.ins, dossierRequester(d), d.number, d.reference]
     .filter(Boolean)
@@ -74,6 +79,7 @@ function DossierTable({ dossiers, query }) {
           <td data-label=${t("activity.col_patient")}>
             <a class="patient-name" href=${`/app/dossiers/${d.id}`} onClick=${(e) => { e.preventDefault(); e.stopPropagation(); open(d); }}>${patientName(p)}</a>
             ${p.birth_date && html`<div class="small muted">${t("patient.born", { date: formatBirthDate(p.birth_date) })}</div>`}
+            ${d.number && html`<div class="dossier-no small">${t("activity.number", { number: d.number })}</div>`}
           </td>
           <td data-label=${t("activity.col_sex")}><span class="sex" title=${sex.label} aria-label=${sex.label}>${sex.symbol}</span></td>
           <td data-label=${t("activity.col_requester")}>${dossierRequester(d)}</td>
@@ -81,6 +87,7 @@ function DossierTable({ dossiers, query }) {
           <td data-label=${t("activity.col_state")}>
             <span class=${`badge badge-${d.state}`}>${stateLabel(d.state)}</span>
             ${d.urgent && html` <span class="badge badge-urgent">${t("dossier.urgent")}</span>`}
+            ${d.by_number && html` <span class="badge badge-by-number" title=${t("activity.by_number_title")}>${t("activity.by_number")}</span>`}
           </td>
           <td class="actions">
             <button type="button" class="btn btn-sm" onClick=${(e) => { e.stopPropagation(); open(d); }}>
@@ -128,6 +135,73 @@ function RecentSearches({ onPick }) {
   </ul>`;
 }
 
+/** The message for a refused lookup: never says whether the number exists. */
+function lookupError(err) {
+  if (err.status === 404) return t("lookup.not_found");
+  if (err.status === 429) {
+    const secs = Number((err.body && err.body.retry_after) || 0);
+    return t("lookup.rate_limited", { minutes: Math.max(1, Math.ceil(secs / 60)) });
+  }
+  if (err.code === "invalid_dossier_number") return t("lookup.invalid_number");
+  if (err.code === "lookup_practitioners_only") return t("lookup.practitioners_only");
+  return errorMessage(err);
+}
+
+/** « Utiliser un n° de dossier »: number and birth date → the dossier page (read access). */
+function NumberLookup({ initialNumber }) {
+  const [number, setNumber] = useState(initialNumber || "");
+  const [birth, setBirth] = useState("");
+  const [error, setError] = useState(null);
+  const [busy, setBusy] = useState(false);
+  const numberInput = useRef(null);
+  useEffect(() => {
+    if (numberInput.current) numberInput.current.focus();
+  }, []);
+  const submit = async (e) => {
+    e.preventDefault();
+    setError(null);
+    const wanted = normalizeDossierNumber(number);
+    if (!wanted) {
+      setError(t("lookup.invalid_number"));
+      numberInput.current && numberInput.current.focus();
+      return;
+    }
+    setBusy(true);
+    try {
+      const found = await api.post("/dossiers/lookup", { number: wanted, birth_date: birth });
+      rememberSearch({ q: wanted, dossier_id: found.dossier_id });
+      navigate(`/app/dossiers/${found.dossier_id}`);
+    } catch (err) {
+      setError(lookupError(err));
+      setBusy(false);
+    }
+  };
+  return html`<form id="number-lookup" class="number-lookup" aria-labelledby="lookup-title" onSubmit=${submit}>
+    <h3 id="lookup-title" class="visually-hidden">${t("lookup.title")}</h3>
+    <div class="number-lookup-fields">
+      <div class="field">
+        <label for="lookup-number">${t("lookup.number")}</label>
+        <input id="lookup-number" ref=${numberInput} class="input mono" type="text" required value=${number}
+          onInput=${(e) => setNumber(e.target.value)} placeholder="TE-2026-000123" autocomplete="off"
+          autocapitalize="characters" spellcheck="false" maxlength="40" aria-describedby="lookup-number-hint"
+          aria-invalid=${error === t("lookup.invalid_number") ? "true" : undefined} />
+        <span id="lookup-number-hint" class="hint">${t("lookup.number_hint")}</span>
+      </div>
+      <div class="field">
+        <label for="lookup-birth">${t("lookup.birth_date")}</label>
+        <input id="lookup-birth" class="input" type="date" required value=${birth} min="1880-01-01"
+          onInput=${(e) => setBirth(e.target.value)} aria-describedby="lookup-birth-hint" />
+        <span id="lookup-birth-hint" class="hint">${t("lookup.birth_hint")}</span>
+      </div>
+      <div class="field field-action">
+        <button type="submit" class="btn btn-primary" disabled=${busy}><${Icon} name="folder" />${t("lookup.submit")}</button>
+      </div>
+    </div>
+    <p class="small muted number-lookup-note">${t("lookup.note")}</p>
+    <${Alert}>${error}<//>
+  </form>`;
+}
+
 export function ActivityPage({ session }) {
   useTitle(t("nav.activity"));
   const [dossiers, setDossiers] = useState(null);
@@ -138,7 +212,14 @@ export function ActivityPage({ session }) {
   const [state, setState] = useState("");
   const [urgentOnly, setUrgentOnly] = useState(false);
   const [offline, setOffline] = useState(!navigator.onLine);
+  const [lookupOpen, setLookupOpen] = useState(false);
+  const [lookupNumber, setLookupNumber] = useState("");
   const debounced = useDebounced(query, 250);
+  const canLookup = session && session.kind === "user" && session.role !== "secretary";
+  const openLookup = (prefill) => {
+    setLookupNumber(prefill || "");
+    setLookupOpen(true);
+  };
 
   useEffect(() => {
     const on = () => setOffline(false);
@@ -216,10 +297,20 @@ export function ActivityPage({ session }) {
           <label class="check field"><input type="checkbox" checked=${urgentOnly} onChange=${(e) => setUrgentOnly(e.target.checked)} />
             <span>${t("activity.urgent_only")}</span></label>
         </form>
+        ${canLookup && html`<div class="number-lookup-bar">
+          <button type="button" class="btn btn-ghost btn-sm" aria-expanded=${lookupOpen ? "true" : "false"} aria-controls="number-lookup"
+            onClick=${() => (lookupOpen ? setLookupOpen(false) : openLookup(normalizeDossierNumber(query) || ""))}>
+            <${Icon} name="key" />${t("lookup.toggle")}</button>
+          ${lookupOpen && html`<${NumberLookup} key=${lookupNumber} initialNumber=${lookupNumber} />`}
+        </div>`}
         ${dossierError && html`<div class="card-body"><${Alert} kind="info">${dossierError}<//></div>`}
         ${shown === null ? html`<p class="card-body muted">${t("common.loading")}</p>`
           : shown.length ? html`<${DossierTable} dossiers=${shown} query=${query} />`
-          : !dossierError && html`<${Empty} icon="folder">${query || state || urgentOnly ? t("activity.no_match") : t("activity.no_dossiers")}<//>`}
+          : dossierError ? null
+          : debounced.trim().length >= 2 && canLookup && !lookupOpen
+            ? html`<div class="empty" role="status"><${Icon} name="folder" /><p>${t("activity.no_result")}
+                <button type="button" class="btn-link" onClick=${() => openLookup(normalizeDossierNumber(query) || "")}>${t("activity.try_number")}</button></p></div>`
+          : html`<${Empty} icon="folder">${query || state || urgentOnly ? t("activity.no_match") : t("activity.no_dossiers")}<//>`}
       </section>
       <div class="stack">
         <section class="card" aria-labelledby="rooms-title">

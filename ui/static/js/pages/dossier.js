@@ -128,7 +128,8 @@ export function DossierPage({ id }) {
       <div class="identity-banner">
         <span class="avatar" aria-hidden="true">${sex.symbol}</span>
         <div><div class="who">${patientName(p)}</div>
-          <div class="small muted">${t("patient.born", { date: formatBirthDate(p.birth_date) })} · ${sex.label}${p.ipp ? ` · IPP ${p.ipp}` : ""}${p.ins ? ` · INS ${p.ins}` : ""}</div></div>
+          <div class="small muted">${t("patient.born", { date: formatBirthDate(p.birth_date) })} · ${sex.label}${p.ipp ? ` · IPP ${p.ipp}` : ""}${p.ins ? ` · INS ${p.ins}` : ""}</div>
+          ${d.number && html`<div class="dossier-no">${t("dossier.number", { number: d.number })}${d.my_side === "reader" && html` <span class="badge badge-by-number">${t("dossier.read_by_number")}</span>`}</div>`}</div>
         <span class="grow"></span>
         <div class="stack small">
           <div><span class=${`badge badge-${d.state}`}>${d.state_label}</span> ${d.urgent && html`<span class="badge badge-urgent">${t("dossier.urgent")}</span>`}</div>
