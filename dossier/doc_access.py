@@ -65,3 +65,17 @@ async def require_document_write(
             "Seuls les intervenants du dossier y ajoutent des documents.",
             code="document_write_forbidden",
         )
+
+
+async def require_document_send(
+    session: AsyncSession, principal: Principal, dossier_id: uuid.UUID
+) -> None:
+    """Sending a document out of Consilium (MSSanté, vault) is for the dossier's participants:
+    a reader by number consults, he does not forward."""
+    acc = await _access(session, principal, dossier_id, "dossier.send")
+    if not acc.participant:
+        await _denied(session, principal, dossier_id, "dossier.send")
+        raise Forbidden(
+            "Seuls les intervenants du dossier envoient ses documents.",
+            code="send_forbidden",
+        )

@@ -51,7 +51,7 @@ from dossier.documents import (
     list_documents,
     register_storage,
 )
-from dossier.export import archive_name, stream_zip
+from dossier.export import archive_name, stream_zip, zip_name_of
 from dossier.filetypes import CATEGORIES
 from dossier.report import build_signed_report, generate_report
 from dossier.sending import PARIS, find_deposit, open_deposit, send_mss, send_vault
@@ -973,7 +973,9 @@ def setup_documents(app: web.Application) -> None:
 
     # -- sending ------------------------------------------------------------------------
 
-    @api.post("/dossiers/{dossier_id}/send", body=SendIn, response=SendOut, tags=TAGS, errors=[502])
+    @api.post(
+        "/dossiers/{dossier_id}/send", body=SendIn, response=SendOut, tags=TAGS, errors=[403, 502]
+    )
     async def send_document(request: web.Request, body: SendIn) -> SendOut:
         """Send a PDF of the dossier by MSSanté, or through the vault (link + SMS code)."""
         dossier_id = uuid.UUID(request.match_info["dossier_id"])
@@ -1127,6 +1129,8 @@ def setup_documents(app: web.Application) -> None:
                     "identity_mismatch": d.identity_mismatch,
                 }
             )
+        async with db.read() as session:
+            zip_name = await zip_name_of(session, dossier_id)
         manifest = {
             "dossier_id": str(dossier_id),
             "exported_at": utcnow().isoformat(),
@@ -1143,7 +1147,7 @@ def setup_documents(app: web.Application) -> None:
         )
         resp = web.StreamResponse(
             headers={
-                "Content-Disposition": content_disposition(f"dossier-{dossier_id}.zip"),
+                "Content-Disposition": content_disposition(zip_name),
                 "Cache-Control": "private, no-store",
             }
         )

@@ -55,7 +55,7 @@ async def _document_for_sending(
     db: Database, principal: Principal, dossier_id: uuid.UUID, document_id: uuid.UUID
 ) -> Document:
     async with db.read() as session:
-        await doc_access.require_document_read(session, principal, dossier_id)
+        await doc_access.require_document_send(session, principal, dossier_id)
         doc = await get_document(session, document_id, dossier_id)
     if doc.content_type != "application/pdf":
         raise ValidationFailed("Seuls les documents PDF s'envoient.", code="not_a_pdf")

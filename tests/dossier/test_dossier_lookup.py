@@ -130,8 +130,16 @@ async def test_number_and_birth_date_open_that_dossier_only_for_reading(app, dem
         await out.post(f"{url}/close"),
         await out.post(f"{url}/documents?filename=x.pdf", data=pdf_bytes(1)),
         await out.post(f"{url}/report"),
+        await out.post(
+            f"{url}/send",
+            json={
+                "document_id": doc["id"],
+                "channel": "mss",
+                "mss_recipients": ["dr.x@demo.mssante.fr"],
+            },
+        ),
     ]
-    assert [r.status for r in refused] == [403] * 6
+    assert [r.status for r in refused] == [403] * 7
     for r in refused:
         assert r.content_type == "application/problem+json"
 

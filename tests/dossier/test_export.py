@@ -3,6 +3,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import zipfile
 
 from sqlalchemy import select
@@ -33,6 +34,7 @@ async def test_export_everything_gives_a_zip_of_report_and_documents_with_a_mani
     assert r.status == 200, await r.text()
     assert r.content_type == "application/zip"
     assert "attachment" in r.headers["Content-Disposition"]
+    assert re.search(r'filename="dossier-TE-\d{4}-\d{6}\.zip"', r.headers["Content-Disposition"])
     z = zipfile.ZipFile(io.BytesIO(await r.read()))
     assert z.testzip() is None
     manifest = json.loads(z.read("manifest.json"))

@@ -86,6 +86,9 @@ async def test_a_practitioner_not_on_the_dossier_opens_it_by_number_and_birth_da
     assert "SEVESTRE" in await banner.inner_text()
     # Read-only: no signature button for him.
     assert await page.get_by_role("button", name="Signer").count() == 0
+    await page.get_by_role("heading", name="Documents").first.wait_for()
+    for action in ("Ajouter un document", "Envoyer", "Générer le compte-rendu PDF"):
+        assert await page.get_by_role("button", name=action).count() == 0, action
     await shot(page, "dossier-number-banner")
 
     # Back on the activity view: that dossier only, marked as consulted by number, and the

@@ -253,7 +253,7 @@ function PendingUploads({ pending, onResume, onForget }) {
   </div>`;
 }
 
-export function DocumentsPanel({ dossier, canAdd, canReport }) {
+export function DocumentsPanel({ dossier, canAdd, canReport, canSend = true }) {
   const [list, setList] = useState(null);
   const [error, setError] = useState(null);
   const [viewing, setViewing] = useState([]); // {key, doc} or {key, study, series}
@@ -349,7 +349,7 @@ export function DocumentsPanel({ dossier, canAdd, canReport }) {
       ${canView(d) && html`<button type="button" class="btn btn-sm" aria-pressed=${isOpen(d.id) ? "true" : "false"} onClick=${() => toggleView(d)}>${t("docs.view")}</button>`}
       <a class="btn btn-sm btn-icon" href=${`${base(d)}/content`} download=${d.filename} aria-label=${t("docs.download_name", { name: d.filename })}><${Icon} name="download" /></a>
       ${canAdd && stampable(d) && html`<button type="button" class="btn btn-sm" onClick=${() => setStamp(d)}><${Icon} name="pen" />${t("docs.stamp")}</button>`}
-      <button type="button" class="btn btn-sm" onClick=${() => setSending(d)}><${Icon} name="send" />${t("docs.send")}</button>
+      ${canSend && html`<button type="button" class="btn btn-sm" onClick=${() => setSending(d)}><${Icon} name="send" />${t("docs.send")}</button>`}
     </div></li>`)}</ul>`;
   return html`<section class="card" aria-labelledby="docs-title">
     <div class="card-header row-between"><h2 id="docs-title">${t("dossier.documents")}</h2>
@@ -357,7 +357,7 @@ export function DocumentsPanel({ dossier, canAdd, canReport }) {
         ${canAdd && html`<button type="button" class="btn btn-sm btn-primary" onClick=${() => input.current.click()}><${Icon} name="plus" />${t("docs.add")}</button>`}
         <a class="btn btn-sm" href=${`/api/v1/dossiers/${dossier.id}/export`} download><${Icon} name="download" />${t("docs.export")}</a>
       </div></div>
-    <input ref=${input} type="file" multiple class="visually-hidden" aria-label=${t("docs.add")} onChange=${add} />
+    ${canAdd && html`<input ref=${input} type="file" multiple class="visually-hidden" tabindex="-1" aria-label=${t("docs.add")} onChange=${add} />`}
     <div class="card-body">
       <${Alert}>${error && errorMessage(error)}<//>
       ${canAdd && html`<${PendingUploads} pending=${pending} onResume=${() => input.current.click()} onForget=${forget} />`}

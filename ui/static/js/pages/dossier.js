@@ -141,8 +141,9 @@ export function DossierPage({ id }) {
     ${d.receipts.map((r) => html`<div class="alert alert-info" role="status" key=${r.user.id}><${Icon} name="check" /> ${r.label}</div>`)}
     <div class="layout-2">
       <div class="stack">
-        <${DocumentsPanel} dossier=${d} canAdd=${d.my_side !== "admin" && d.state !== "closed"}
-          canReport=${d.state === "expertised" || d.state === "closed" || d.state === "closure_requested"} />
+        <${DocumentsPanel} dossier=${d} canAdd=${d.my_side !== "admin" && d.my_side !== "reader" && d.state !== "closed"}
+          canReport=${d.my_side !== "reader" && (d.state === "expertised" || d.state === "closed" || d.state === "closure_requested")}
+          canSend=${d.my_side !== "reader"} />
         ${d.forms.length ? d.forms.map((part) => html`<${FormPart} key=${part.side} dossier=${d} part=${part} onChanged=${setD} />`) : html`<${Alert} kind="info">${t("dossier.no_form")}<//>`}
       </div>
       <div class="stack">
