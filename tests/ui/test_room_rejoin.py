@@ -277,3 +277,35 @@ async def check_republished(app: Any, c: Any, live: Any) -> None:
                        return t && !!t.querySelector('[aria-label="micro coupé"]'); }""",
         HOST,
     )
+
+
+async def test_after_the_time_limit_the_page_says_so_and_retries_on_request(
+    pages: Any, app: Any, users: Any
+) -> None:
+    """Offline past the time limit (60 s in the product, 3 s here): the page stops trying and
+    says so, with « Réessayer »; it does not come back by itself, and the button does."""
+    c = await two_in_a_room(pages, app, users)
+    await c.host.add_init_script("window.CONSILIUM_GIVE_UP_MS = 3000;")
+    await c.host.reload()
+    await c.host.get_by_text(f"{HOST} (vous)").wait_for()
+    await frames_grow(c.expert, HOST, timeout=30)
+    host_pid = await own_pid(c.host)
+
+    await c.host.context.set_offline(True)
+    await wait_connection(c.host, "failed", timeout=20)
+    failed = c.host.get_by_role("alert").filter(has_text="La connexion n'a pas pu être rétablie.")
+    await failed.wait_for()
+    await shot(c.host, "room-reconnect-failed", full_page=False)
+    await c.host.context.set_offline(False)
+    # longer than socket.io's longest back-off (4 s): it would have connected by now
+    await asyncio.sleep(5)
+    assert not host_conns(app, host_pid) and await connection_status(c.host) == "failed"
+
+    await failed.get_by_role("button", name="Réessayer").click()
+    await wait_connection(c.host, "connected", timeout=30)
+    await c.host.get_by_text("Reconnecté", exact=True).wait_for()
+    assert await own_pid(c.host) == host_pid
+    await frames_grow(c.expert, HOST)
+    await frames_grow(c.host, EXPERT)
+    offline = "ERR_INTERNET_DISCONNECTED"
+    assert not [e for e in pages.errors if offline not in e], pages.errors

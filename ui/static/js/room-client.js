@@ -39,8 +39,9 @@ const FINAL_EVENTS = ["room:removed", "room:ended", "room:replaced", "lobby:refu
 /** room:join refusals on a reconnect that end the stay (the page says why). */
 const FINAL_JOIN_ERRORS = new Set(["removed", "room_closed", "room_not_found", "room_locked", "room_full"]);
 
-/** After this long without getting back, stop trying and let the user retry. */
-export const GIVE_UP_MS = 60000;
+/** After this long without getting back, stop trying and let the user retry (a test may
+ * shorten it with `window.CONSILIUM_GIVE_UP_MS` before the page loads). */
+export const GIVE_UP_MS = Number(globalThis.CONSILIUM_GIVE_UP_MS) || 60000;
 /** A peer connection "disconnected" this long is treated as failed. */
 const PC_DISCONNECTED_MS = 5000;
 /** A new peer connection that is not connected after this long is started again. */
