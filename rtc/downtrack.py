@@ -58,8 +58,12 @@ class DownTrack:
         #: the subscriber's m-line is negotiated and its transport connected.
         self.ready = False
         self.paused = False
-        #: bound to a source but not yet started (waits for the negotiation to complete).
-        self._pending_start = False
+        #: bound to a source but not yet started: nothing is sent until the subscriber has
+        #: accepted the offer that carries this source (`set_ready` after its answer). A
+        #: reused m-line must not get the new source's packets (under the old sequence and
+        #: timestamp offsets, from the middle of a frame) while the subscriber still has it
+        #: inactive: Chrome then drops the stream after it is active again.
+        self.pending_start = False
         self.waiting_keyframe = kind == "video"
         self.payload_type = 0
         self.codec_name = ""
@@ -105,7 +109,7 @@ class DownTrack:
         if forwarder is not None:
             # starts on the next `set_ready`, i.e. once the subscriber accepted the offer that
             # carries this source: a keyframe sent before that could be thrown away
-            self._pending_start = True
+            self.pending_start = True
             forwarder.add_downtrack(self)
 
     def set_ready(self, writer: TransportWriter) -> None:
@@ -113,11 +117,11 @@ class DownTrack:
         self.writer = writer
         was_ready = self.ready
         self.ready = True
-        if self._pending_start or not was_ready:
+        if self.pending_start or not was_ready:
             self.start()
 
     def start(self) -> None:
-        self._pending_start = False
+        self.pending_start = False
         forwarder = self.forwarder
         if forwarder is None or not self.ready:
             return

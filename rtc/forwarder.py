@@ -129,7 +129,8 @@ class Forwarder:
         self.refresh()
 
     def refresh(self) -> None:
-        """Recompute which down-tracks get packets (bound, connected, not paused, not muted)."""
+        """Recompute which down-tracks get packets (bound, started, connected, not paused, not
+        muted)."""
         self._pausing = [dt for dt in self._pausing if dt.paused]
         if self.muted or self.closed:
             self._active = []
@@ -139,6 +140,7 @@ class Forwarder:
             dt
             for dt in self.downtracks
             if dt.ready
+            and not dt.pending_start
             and (not dt.paused or dt in pausing)
             and dt.writer is not None
             and dt.writer.rtp is not None

@@ -18,6 +18,7 @@ import asyncio
 import copy
 import logging
 import re
+import secrets
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -206,6 +207,9 @@ class Peer:
         self.config = config
         self.policy = policy
         self.pc = RTCPeerConnection(configuration=configuration)
+        #: names this connection in `rtc:offer` and `rtc:state`: after a rejoin the client
+        #: tells the new connection's events from the old one's
+        self.connection_id = secrets.token_hex(8)
         self.lock = asyncio.Lock()
         self.closed = False
         #: published tracks by the client's mid
@@ -549,9 +553,41 @@ class Peer:
                     return
                 sdp = self.pc.localDescription.sdp
                 tracks = self.subscription_list()
-            await self.room.emit(
-                self.participant_id, "rtc:offer", {"sdp": sdp, "type": "offer", "tracks": tracks}
-            )
+            await self.room.emit(self.participant_id, "rtc:offer", self._offer_event(sdp, tracks))
+
+    def _offer_event(self, sdp: str, tracks: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "sdp": sdp,
+            "type": "offer",
+            "tracks": tracks,
+            "connection_id": self.connection_id,
+        }
+
+    async def resend_pending_offer(self) -> bool:
+        """Send again the offer that waits for an answer; True if there was one.
+
+        The client's socket may have dropped while it was sent (a reconnect keeps the media
+        but not the events sent meanwhile): without this the connection would wait for an
+        answer forever (aiortc cannot roll back), and every later offer with it. An offer
+        being sent right now is left to its own emit.
+        """
+        if self._offer_task is not None and not self._offer_task.done():
+            return False
+        async with self.lock:
+            if (
+                self.closed
+                or self.pc.signalingState != "have-local-offer"
+                or self.pc.localDescription is None
+            ):
+                pending = None
+            else:
+                pending = self._offer_event(self.pc.localDescription.sdp, self.subscription_list())
+        if pending is None:
+            if self._offer_needed:
+                self.schedule_offer()
+            return False
+        await self.room.emit(self.participant_id, "rtc:offer", pending)
+        return True
 
     def _sync_subscriptions(self) -> bool:
         """Bind m-lines to the room's tracks; True if the SDP has to change."""

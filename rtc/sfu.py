@@ -211,6 +211,22 @@ class Sfu:
         return {
             "ice_servers": client_ice_servers(self.config, participant_id),
             "tracks": room.tracks(),
+            "connection_id": peer.connection_id,
+        }
+
+    async def resync(self, participant_id: str) -> dict[str, Any]:
+        """After the client's signalling connection came back: where its media stands.
+
+        Returns `{connection_id, state, pending_offer}`; a server offer still waiting for an
+        answer is sent again (`rtc:offer`). A client whose `connection_id` differs, or whose
+        state is `failed` or `closed`, joins again (`join` after `remove`).
+        """
+        _, peer = self._lookup(participant_id)
+        pending = await peer.resend_pending_offer()
+        return {
+            "connection_id": peer.connection_id,
+            "state": peer.pc.connectionState,
+            "pending_offer": pending,
         }
 
     async def remove(self, participant_id: str) -> None:
@@ -291,7 +307,11 @@ class Sfu:
         await room.emit(None, "rtc:tracks", {"tracks": room.tracks()})
 
     async def _peer_state_changed(self, peer: Peer, state: str) -> None:
-        await peer.room.emit(peer.participant_id, "rtc:state", {"state": state})
+        await peer.room.emit(
+            peer.participant_id,
+            "rtc:state",
+            {"state": state, "connection_id": peer.connection_id},
+        )
         if state == "failed" and not peer.closed:
             room = self._where.get(peer.participant_id)
             if room is not None and room.peers.get(peer.participant_id) is peer:

@@ -299,6 +299,16 @@ def setup(app: web.Application) -> Signalling:
             raise _refuse(e) from e
         return {}
 
+    @live.event("rtc:resync", Empty)
+    async def resync(live: Live, conn: Conn, body: Empty) -> dict[str, Any]:
+        # A new socket of the same participant (reconnect within the grace period): the
+        # media may have lived on; an offer sent while the socket was gone is sent again.
+        _, pid = _ids(conn)
+        try:
+            return await sig.sfu.resync(pid)
+        except RtcError as e:
+            raise _refuse(e) from e
+
     @live.event("rtc:leave", Empty)
     async def leave(live: Live, conn: Conn, body: Empty) -> dict[str, Any]:
         _, pid = _ids(conn)

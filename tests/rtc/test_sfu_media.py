@@ -319,6 +319,49 @@ async def test_an_ended_track_frees_its_m_line_for_the_next_one(harness: Harness
     assert new[-1] <= carol.tracks["screen"].counter  # type: ignore[attr-defined]
 
 
+async def test_a_reused_m_line_gets_nothing_until_the_subscriber_accepts_it(
+    harness: Harness,
+) -> None:
+    """Bob's m-line that carried Alice's screen is inactive; Carol's share takes it. Until Bob
+    answers the offer that says so, nothing of Carol's goes out on it: packets sent under
+    the previous source's sequence and timestamp offsets, mid-frame, to an m-line Bob's
+    browser still has inactive, made Chromium drop that stream for good once it was active
+    again (seen in the room's rejoin test)."""
+    alice = await harness.add("alice")
+    bob = await harness.add("bob")
+    carol = await harness.add("carol")
+    await alice.publish(camera=False, audio=False, screen=True)
+    await harness.settle()
+    await wait_for(lambda: len(bob.received_from("alice", "screen").counters) > 5, 5)
+    old_mid = bob.mids_for("alice", "screen")[-1]
+    await alice.stop_publishing("screen")
+    await harness.settle()
+    slot = next(s for s in harness.sfu.peer("bob").slots if s.transceiver.mid == old_mid)
+    sent = slot.downtrack.stats.packets
+
+    held: list[tuple[str, dict[str, object]]] = []
+    answer = bob.on_event
+    bob.on_event = lambda event, payload: (  # type: ignore[method-assign]
+        held.append((event, payload)) if event == "rtc:offer" else answer(event, payload)
+    )
+    await carol.publish(camera=False, audio=False, screen=True)
+    await wait_for(lambda: held, 5)
+    forwarder = slot.downtrack.forwarder
+    assert forwarder is not None and forwarder.publisher_id == "carol"
+    await wait_for(lambda: forwarder.stats.packets > 30, 5)  # Carol's share is flowing
+    assert slot.downtrack.stats.packets == sent
+    assert slot.downtrack not in forwarder._active
+
+    bob.on_event = answer  # type: ignore[method-assign]
+    answer(*held[-1])
+    await harness.settle()
+    assert bob.mids_for("carol", "screen") == [old_mid]
+    counters = bob.video[old_mid].counters
+    seen = len(counters)
+    await wait_for(lambda: len(counters) > seen + 10, 5)
+    assert slot.downtrack.stats.packets > sent
+
+
 async def test_nacks_are_answered_on_the_lossy_hop(harness: Harness) -> None:
     alice = await harness.add("alice")
     bob = await harness.add("bob")

@@ -378,3 +378,103 @@ async def test_admitted_guest_joins_the_media_and_both_sides_decode(
         for c in (host, guest):
             await c.close()
             await c.sock.close()
+
+
+async def reconnect(client: SockClient, room: dict[str, Any]) -> dict[str, Any]:
+    """The participant's socket came back (same browser session, a new connection): it joins
+    the room again and its events go to the new socket; the peer connection is the same."""
+    old = client.sock
+    sock = await Sock(old.url, old.cookie).connect()
+
+    async def on_offer(data: Any) -> None:
+        sock.received.append(("rtc:offer", data))
+        client.on_event("rtc:offer", data)
+
+    sock.sio.on("rtc:offer", on_offer)
+    client.sock = sock
+    return await sock.ok("room:join", {"room_id": room["id"]})  # type: ignore[no-any-return]
+
+
+async def test_a_socket_that_comes_back_gets_the_offer_it_missed_and_keeps_its_media(
+    call: Any, app: Any
+) -> None:
+    """The expert's socket drops while the host starts a screen share: the server's offer for
+    it goes nowhere. Back within the grace period, `rtc:resync` sends that offer again; the
+    media never stopped (same connection), and the share is decoded after the answer."""
+    Live.of(app).grace = 10.0
+    _host_api, room, clients = await call(("requester", "expert"))
+    host, expert = clients
+    joined = {c.id: await c.join() for c in clients}
+    await host.publish(audio=False)
+    await settle(clients, app)
+    await wait_for(lambda: len(expert.received_from(host.id).counters) >= 5, 8)
+    sfu = app[SIGNALLING].sfu
+    server_peer = sfu.peer(expert.id)
+
+    await expert.sock.close()
+    await host.publish(camera=False, audio=False, screen=True)
+    # the offer for the expert went out to nobody: its connection waits for an answer
+    await wait_for(lambda: server_peer.pc.signalingState == "have-local-offer", 5)
+    camera_before = len(expert.received_from(host.id).counters)
+
+    back = await reconnect(expert, room)
+    assert back["resumed"] is True and back["participant_id"] == expert.id
+    status = await expert.sock.ok("rtc:resync")
+    assert status["connection_id"] == joined[expert.id]["connection_id"]
+    assert status["state"] == "connected" and status["pending_offer"] is True
+    offer = await expert.sock.wait_for("rtc:offer")
+    assert offer["connection_id"] == status["connection_id"]
+    await settle(clients, app)
+    assert sfu.peer(expert.id) is server_peer  # the same media connection
+    await wait_for(lambda: len(expert.received_from(host.id, "screen").counters) >= 5, 8)
+    assert_in_order(expert.received_from(host.id, "screen").counters, 5)
+    assert len(expert.received_from(host.id).counters) > camera_before
+    # nothing pending: a second resync sends nothing
+    mark = len(expert.sock.received)
+    again = await expert.sock.ok("rtc:resync")
+    assert again["pending_offer"] is False
+    await asyncio.sleep(0.2)
+    assert not [e for e, _ in expert.sock.received[mark:] if e == "rtc:offer"]
+
+
+async def test_media_removed_on_the_server_is_announced_with_its_connection_id(
+    call: Any, app: Any
+) -> None:
+    """What the browser's rejoin relies on: `rtc:state` names the connection it is about, a
+    removed connection answers `rtc:resync` with `unknown_participant`, and `rtc:join` again
+    gives a new connection id (a join over an existing one announces the old one closed)."""
+    _host_api, _room, clients = await call(("requester", "expert"))
+    host, expert = clients
+    joined = {c.id: await c.join() for c in clients}
+    await host.publish(audio=False)
+    await expert.publish(audio=False)
+    await settle(clients, app)
+    first = joined[expert.id]["connection_id"]
+    connected = await expert.sock.wait_for(
+        "rtc:state", lambda d: d["state"] == "connected", timeout=8
+    )
+    assert connected["connection_id"] == first
+
+    sfu = app[SIGNALLING].sfu
+    mark = len(expert.sock.received)
+    await sfu.remove(expert.id)
+    closed = await expert.sock.wait_for("rtc:state", lambda d: d["state"] == "closed", since=mark)
+    assert closed["connection_id"] == first
+    gone = await expert.sock.call("rtc:resync")
+    assert gone["ok"] is False and gone["error"]["code"] == "unknown_participant"
+
+    await expert.close()
+    fresh = SockClient(expert.sock, expert.id)
+    try:
+        second = (await fresh.join())["connection_id"]
+        assert second and second != first
+        mark = len(fresh.sock.received)
+        third = (await fresh.sock.ok("rtc:join"))["connection_id"]  # a join over a live one
+        assert third not in (first, second)
+        replaced = await fresh.sock.wait_for(
+            "rtc:state", lambda d: d["state"] == "closed", since=mark
+        )
+        assert replaced["connection_id"] == second
+        assert (await fresh.sock.ok("rtc:resync"))["connection_id"] == third
+    finally:
+        await fresh.close()

@@ -8,7 +8,7 @@ import { formatTime, t } from "../i18n.js";
 import { Icon } from "../icons.js";
 import { html, useEffect, useMemo, useRef, useState } from "../lib.js";
 import { chime, listDevices, loadDeviceChoice, openMedia, stopStream } from "../media.js";
-import { RoomClient, uuid4 } from "../room-client.js";
+import { RoomClient, VisibilityTracker, uuid4 } from "../room-client.js";
 import { navigate } from "../router.js";
 import { SendDocumentDialog } from "./room-send.js";
 
@@ -33,8 +33,11 @@ function captureFrame(video) {
   return new Promise((resolve) => canvas.toBlob(resolve, "image/png"));
 }
 
-function Tile({ p, stream, local, screen, speaking, quality, onShot, onPip }) {
+function Tile({ p, stream, local, screen, speaking, quality, onShot, onPip, vis }) {
   const ref = useRef(null);
+  // A remote tile nobody sees gets its video paused on the server (see VisibilityTracker).
+  const visKey = `${p.participant_id}:${screen ? "screen" : "camera"}`;
+  useEffect(() => (vis && !local && ref.current ? vis.observe(visKey, ref.current) : undefined), [vis, visKey, local]);
   const hasVideo = stream && stream.getVideoTracks().some((tr) => tr.readyState === "live") && (screen || !p.media || p.media.video !== false);
   const name = screen ? t("room.screen_of", { name: p.name }) : local ? t("room.you", { name: p.name }) : p.name;
   return html`<div ref=${ref} class=${`tile ${local ? "local" : ""} ${screen ? "screen" : ""} ${speaking ? "speaking" : ""}`} data-participant=${p.participant_id} data-source=${screen ? "screen" : "camera"}>
@@ -185,6 +188,26 @@ function ShotDialog({ shot, onClose, dossierId, roomId }) {
 }
 
 const QUALITY_ORDER = { good: 0, fair: 1, poor: 2 };
+/** Chat messages merged by id (a message is never shown twice), in the order they were sent. */
+function mergeMessages(xs, incoming) {
+  const seen = new Set(xs.map((m) => m.id));
+  const add = incoming.filter((m) => !seen.has(m.id) && (seen.add(m.id), true));
+  if (!add.length) return xs;
+  return [...xs, ...add].sort((a, b) => Date.parse(a.created_at) - Date.parse(b.created_at));
+}
+
+/** While the connection is being restored, or once we gave up: a banner over the videos
+ * (inside a live region that is always there, so screen readers announce the change). */
+function ConnectionBanner({ status, onRetry }) {
+  return html`<div class="conn-live" aria-live="polite">
+    ${status === "reconnecting" && html`<div class="conn-banner" role="status"><span class="conn-spinner" aria-hidden="true"></span>${t("room.connection_lost")}</div>`}
+    ${status === "failed" && html`<div class="conn-banner failed" role="alert">
+      <span><strong>${t("room.reconnect_failed_title")}</strong> ${t("room.reconnect_failed_body")}</span>
+      <button type="button" class="btn btn-sm" onClick=${onRetry}>${t("room.retry")}</button>
+    </div>`}
+  </div>`;
+}
+
 function qualityOf(report) {
   if (!report) return null;
   let worst = "good";
@@ -199,6 +222,8 @@ function qualityOf(report) {
 export function RoomPage({ roomId, session }) {
   const isGuest = session.kind === "guest";
   const client = useMemo(() => new RoomClient(roomId), [roomId]);
+  const vis = useMemo(() => new VisibilityTracker((key, visible) => client.setVideoHidden(key, !visible)), [client]);
+  useEffect(() => () => vis.destroy(), [vis]);
   const [chatTo, setChatTo] = useState("");
   const [phase, setPhase] = useState("connecting"); // connecting | lobby | joined | refused | removed | ended | left | error
   const [phaseError, setPhaseError] = useState(null);
@@ -208,6 +233,9 @@ export function RoomPage({ roomId, session }) {
   const [participants, setParticipants] = useState([]);
   const [lobby, setLobby] = useState([]);
   const [messages, setMessages] = useState([]);
+  const messagesRef = useRef(messages);
+  messagesRef.current = messages;
+  const [conn, setConn] = useState("connected"); // connected | reconnecting | failed
   const [unread, setUnread] = useState(0);
   const [panel, setPanel] = useState(null);
   const [layout, setLayout] = useState("grid");
@@ -255,31 +283,61 @@ export function RoomPage({ roomId, session }) {
   }, []);
   useEffect(() => () => stopStream(localRef.current), []);
 
+  // The room:join acknowledgement, first or after a reconnect: who is here, the lobby, and
+  // the chat (what was said while we were away, each message once).
+  const applyJoin = async (ack) => {
+    setRoom(ack.room);
+    if (ack.status === "lobby") {
+      setPhase("lobby");
+      return;
+    }
+    setMe(ack.participant_id);
+    setRole(ack.role);
+    setParticipants(ack.participants || []);
+    setLobby(ack.lobby || []);
+    setPhase("joined");
+    const known = new Set(messagesRef.current.map((m) => m.id));
+    try {
+      const page = ack.chat || (await client.call("chat:history", { limit: 50 }));
+      const fresh = (await client.chatSince(page, known)).filter((m) => !known.has(m.id)).map((m) => ({ ...m, mine: m.sender.id === session.id }));
+      setMessages((xs) => mergeMessages(xs, fresh));
+      if (known.size && panelRef.current !== "chat") setUnread((n) => n + fresh.filter((m) => !m.mine).length);
+    } catch {
+      /* the chat stays as it was */
+    }
+  };
+  const leftPhase = (e) => {
+    setPhaseError(e);
+    setPhase({ removed: "removed", room_closed: "ended" }[e.code] || "error");
+  };
   const enterRoom = async () => {
     try {
-      const ack = await client.join();
-      if (ack.status === "lobby") {
-        setRoom(ack.room);
-        setPhase("lobby");
-        return;
-      }
-      setRoom(ack.room);
-      setMe(ack.participant_id);
-      setRole(ack.role);
-      setParticipants(ack.participants || []);
-      setLobby(ack.lobby || []);
-      setPhase("joined");
-      client.call("chat:history", { limit: 50 }).then((h) => setMessages((h.messages || []).map((m) => ({ ...m, mine: m.sender.id === session.id })))).catch(() => {});
+      await applyJoin(await client.join());
     } catch (e) {
-      setPhaseError(e);
-      setPhase(e.code === "removed" ? "removed" : "error");
+      leftPhase(e);
     }
   };
 
   useEffect(() => {
     const offs = [
-      client.on("connected", () => enterRoom()),
-      client.on("connect_error", (e) => (setPhaseError({ code: "network_error", message: String(e) }), setPhase("error"))),
+      // The first join; later ones are the client's (reconnects), reported as "rejoined".
+      client.on("connected", () => !client.joinedOnce && enterRoom()),
+      client.on("connect_error", (e) => !client.joinedOnce && (setPhaseError({ code: "network_error", message: String(e) }), setPhase("error"))),
+      client.on("refused", () => (setPhaseError({ code: "unauthenticated" }), setPhase("error"))),
+      client.on("rejoined", (ack) => applyJoin(ack)),
+      client.on("rejoin-failed", leftPhase),
+      client.on("connection", ({ status, was }) => {
+        setConn(status);
+        if (status === "connected" && was !== "connecting") toast(t("room.reconnected"));
+      }),
+      client.on("media-reset", () => setRemote({})),
+      // The server's offer lists everything it sends us: a stream it no longer sends (a share
+      // whose end we missed while reconnecting, say) leaves its tile.
+      client.on("tracks-map", (tracks) => {
+        const keys = new Set(tracks.map((tr) => `${tr.participant_id}:${tr.source === "screen" && tr.kind === "video" ? "screen" : "camera"}`));
+        setRemote((r) => (Object.keys(r).every((k) => keys.has(k)) ? r : Object.fromEntries(Object.entries(r).filter(([k]) => keys.has(k)))));
+      }),
+      client.on("session:ended", () => (setPhaseError({ code: "unauthenticated" }), setPhase("error"), client.close())),
       client.on("participant:joined", (d) => upsert(d.participant)),
       client.on("participant:updated", (d) => upsert(d.participant)),
       client.on("participant:left", (d) => {
@@ -296,6 +354,7 @@ export function RoomPage({ roomId, session }) {
       client.on("lobby:refused", () => (setPhase("refused"), client.close())),
       client.on("room:muted", (d) => {
         localRef.current && localRef.current.getAudioTracks().forEach((tr) => (tr.enabled = false));
+        client.mediaState.audio = false; // the server did it: a media restart must not undo it
         setChoice((c) => ({ ...c, micOn: false }));
         toast(t("room.you_were_muted", { by: d.by }));
       }),
@@ -341,7 +400,7 @@ export function RoomPage({ roomId, session }) {
         for (const [pid, rep] of Object.entries(d.participants || {})) q[pid] = qualityOf(rep);
         setQuality(q);
       }),
-      client.on("rtc-error", (e) => (console.warn("rtc:", e && (e.code || e.name), e && e.message), setRtcNote(e))),
+      client.on("rtc-error", (e) => !client.rtcAvailable && setRtcNote(e)),
     ];
     client.connect();
     return () => {
@@ -352,9 +411,9 @@ export function RoomPage({ roomId, session }) {
 
   // Media with the SFU once joined and the camera is open.
   useEffect(() => {
-    if (phase !== "joined" || !local || client.pc) return;
-    client.startMedia(local).catch((e) => setRtcNote(e));
-    client.call("participant:update", { audio: !!choice.micOn, video: !!choice.camOn }).catch(() => {});
+    if (phase !== "joined" || !local || client.mediaWanted) return;
+    client.startMedia(local).catch((e) => !client.rtcAvailable && setRtcNote(e));
+    client.setMediaState({ audio: !!choice.micOn, video: !!choice.camOn }).catch(() => {});
   }, [phase, local]);
 
   const toggle = (kind) => {
@@ -363,7 +422,7 @@ export function RoomPage({ roomId, session }) {
     const on = !choice[key];
     (kind === "audio" ? local.getAudioTracks() : local.getVideoTracks()).forEach((tr) => (tr.enabled = on));
     setChoice((c) => ({ ...c, [key]: on }));
-    client.call("participant:update", { [kind === "audio" ? "audio" : "video"]: on }).catch(() => {});
+    client.setMediaState({ [kind === "audio" ? "audio" : "video"]: on }).catch(() => {});
   };
 
   const changeDevice = async (kind, deviceId) => {
@@ -386,7 +445,7 @@ export function RoomPage({ roomId, session }) {
       stopStream(screen);
       setScreen(null);
       await client.stopScreen();
-      client.call("participant:update", { screen: false }).catch(() => {});
+      client.setMediaState({ screen: false }).catch(() => {});
       return;
     }
     try {
@@ -395,11 +454,11 @@ export function RoomPage({ roomId, session }) {
       track.addEventListener("ended", () => {
         setScreen(null);
         client.stopScreen();
-        client.call("participant:update", { screen: false }).catch(() => {});
+        client.setMediaState({ screen: false }).catch(() => {});
       });
       setScreen(s);
       setLayout("speaker");
-      client.call("participant:update", { screen: true }).catch(() => {});
+      client.setMediaState({ screen: true }).catch(() => {});
       await client.startScreen(track, s);
     } catch (e) {
       if (e.name !== "NotAllowedError") setMediaError(e);
@@ -410,7 +469,7 @@ export function RoomPage({ roomId, session }) {
     client
       .call("chat:send", { id: uuid4(), text, ...(to ? { to } : {}), ...(document ? { document } : {}) })
       .then((ack) => ack.message && setMessages((xs) => (xs.some((x) => x.id === ack.message.id) ? xs : [...xs, { ...ack.message, mine: true }])))
-      .catch((e) => toast(errorMessage(e)));
+      .catch((e) => toast(e.code === "disconnected" ? t("room.chat_not_sent") : errorMessage(e)));
 
   const takeShot = async (video, label) => {
     if (!video) return;
@@ -483,10 +542,10 @@ export function RoomPage({ roomId, session }) {
   const featured = layout === "speaker" ? tiles.find((x) => x.screen && !x.local) || tiles.find((x) => x.screen) || tiles.find((x) => x.p.participant_id === speaker && !x.local) || tiles.find((x) => !x.local) || tiles[0] : null;
   const rest = featured ? tiles.filter((x) => x !== featured) : tiles;
   const renderTile = (x) => html`<${Tile} key=${x.key} p=${x.p} stream=${x.stream} local=${x.local} screen=${x.screen}
-    speaking=${speaker && speaker === x.p.participant_id && !x.screen} quality=${quality[x.p.participant_id]} onShot=${takeShot} onPip=${pip} />`;
+    speaking=${speaker && speaker === x.p.participant_id && !x.screen} quality=${quality[x.p.participant_id]} onShot=${takeShot} onPip=${pip} vis=${vis} />`;
   const gridRef = (el) => el && el.style.setProperty("--cols", String(Math.min(4, Math.ceil(Math.sqrt(rest.length))) || 1));
 
-  return html`<div class=${`room layout-${layout}`}>
+  return html`<div class=${`room layout-${layout}`} data-connection=${conn}>
     <header class="room-head">
       <span class="brand-mark" aria-hidden="true"></span>
       <span class="title">${room && room.title}</span>
@@ -500,6 +559,7 @@ export function RoomPage({ roomId, session }) {
     </header>
     <div class="room-body">
       <section class="stage" aria-label=${t("room.videos")}>
+        <${ConnectionBanner} status=${conn} onRetry=${() => client.retry()} />
         ${mediaError && html`<${Alert} kind="warning">${t("join.media_error")}<//>`}
         ${rtcNote && html`<div class="alert alert-info small" role="status">${t("room.rtc_unavailable")}</div>`}
         ${featured && html`<div class="featured">${renderTile(featured)}</div>`}
