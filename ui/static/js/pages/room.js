@@ -474,7 +474,13 @@ export function RoomPage({ roomId, session }) {
   const takeShot = async (video, label) => {
     if (!video) return;
     const blob = await captureFrame(video);
-    const stamp = new Date().toISOString().replace(/[:.]/g, "-").slice(0, 19);
+    // Named in Paris time, as the dossier shows it: capture-2026-11-23_09-41-05.png
+    const f = Object.fromEntries(
+      new Intl.DateTimeFormat("fr-FR", { timeZone: "Europe/Paris", year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" })
+        .formatToParts(new Date())
+        .map((x) => [x.type, x.value]),
+    );
+    const stamp = `${f.year}-${f.month}-${f.day}_${f.hour}-${f.minute}-${f.second}`;
     setShot({ blob, label, filename: `capture-${stamp}.png` });
   };
   const pip = async (video) => {
