@@ -1,0 +1,156 @@
+"""Two real ``consilium serve`` processes sharing a fresh PostgreSQL database and a Redis
+prefix, for the tests that prove something crosses nodes (rooms, chat, messages)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from core.db import Database
+from core.events import EventBus
+from core.migrate import upgrade
+from core.seed import seed_accounts
+from core.sessions import COOKIE, CSRF_HEADER, RedisSessionStore, Sessions
+from tests.conftest import PG_URL, REDIS_URL, SECRET, free_port, need
+from tests.support.live import Sock
+
+
+class Node:
+    def __init__(self, env: dict[str, str], port: int, log: Path) -> None:
+        self.env = {**env, "CONSILIUM_PORT": str(port)}
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = log
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        exe = Path(sys.executable).parent / "consilium"
+        self.proc = await asyncio.create_subprocess_exec(
+            str(exe),
+            "serve",
+            env=self.env,
+            stdout=self.log.open("wb"),
+            stderr=asyncio.subprocess.STDOUT,
+        )
+
+    async def wait_ready(self, http: aiohttp.ClientSession) -> None:
+        for _ in range(200):
+            try:
+                async with http.get(self.url + "/healthz") as r:
+                    if r.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            assert self.proc is not None and self.proc.returncode is None, self.log.read_text()
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"{self.url} did not start: {self.log.read_text()[-2000:]}")
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.terminate()
+            try:
+                await asyncio.wait_for(self.proc.wait(), 10)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+
+
+class Browser:
+    """REST calls with a session cookie and its CSRF token, to any node."""
+
+    def __init__(self, http: aiohttp.ClientSession, token: str, csrf: str) -> None:
+        self.http, self.cookie, self.csrf = http, f"{COOKIE}={token}", csrf
+
+    async def call(self, method: str, url: str, **kw: Any) -> tuple[int, Any]:
+        headers = {"Cookie": self.cookie, CSRF_HEADER: self.csrf}
+        async with self.http.request(method, url, headers=headers, **kw) as r:
+            return r.status, await r.json(content_type=None)
+
+
+async def pg_admin(sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_URL.replace("postgresql+asyncpg://", "postgresql://"))
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@dataclass
+class Cluster:
+    nodes: list[Node]
+    users: dict[str, Any]
+    http: aiohttp.ClientSession
+    sessions: Sessions
+    socks: list[Sock] = field(default_factory=list)  # closed at the end
+
+    async def browser(self, who: str) -> Browser:
+        """A signed-in browser of that demo account, valid on every node."""
+        token, s = await self.sessions.create(
+            kind="user", subject_id=self.users[who].id, stage="full"
+        )
+        return Browser(self.http, token, s.csrf_token)
+
+
+@asynccontextmanager
+async def two_nodes(tmp_path: Path, label: str, **env_extra: str) -> AsyncIterator[Cluster]:
+    need("database", PG_URL)
+    need("redis", REDIS_URL)
+    import redis.asyncio as aioredis
+
+    name = f"consilium_{label}_{uuid.uuid4().hex[:10]}"
+    db_url = f"{PG_URL.rpartition('/')[0]}/{name}"
+    prefix = f"consilium-{label}-{uuid.uuid4().hex[:8]}:"
+    await pg_admin(f'CREATE DATABASE "{name}"')
+    redis = aioredis.from_url(REDIS_URL)
+    http = aiohttp.ClientSession()
+    cluster: Cluster | None = None
+    try:
+        await asyncio.to_thread(upgrade, db_url)
+        db = Database(db_url, EventBus())
+        users = await seed_accounts(db)
+        await db.close()
+        sessions = Sessions(
+            RedisSessionStore(redis, prefix + "session:"),
+            idle=timedelta(minutes=30),
+            absolute=timedelta(hours=1),
+        )
+        env = {
+            **os.environ,
+            "CONSILIUM_DEV": "1",
+            "CONSILIUM_HOST": "127.0.0.1",
+            "CONSILIUM_DATABASE_URL": db_url,
+            "CONSILIUM_REDIS_URL": REDIS_URL,
+            "CONSILIUM_REDIS_PREFIX": prefix,
+            "CONSILIUM_SECRET_KEY": SECRET,
+            "CONSILIUM_DATA_DIR": str(tmp_path / "data"),
+            "CONSILIUM_LOG_LEVEL": "WARNING",
+            **env_extra,
+        }
+        nodes = [Node(env, free_port(), tmp_path / f"node{i}.log") for i in (1, 2)]
+        cluster = Cluster(nodes, users, http, sessions)
+        await asyncio.gather(*(n.start() for n in nodes))
+        await asyncio.gather(*(n.wait_ready(http) for n in nodes))
+        yield cluster
+    finally:
+        if cluster is not None:
+            for s in cluster.socks:
+                await s.close()
+            for n in cluster.nodes:
+                await n.stop()
+        await http.close()
+        keys = [k async for k in redis.scan_iter(match=prefix + "*")]
+        if keys:
+            await redis.delete(*keys)
+        await redis.aclose()
+        await pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
