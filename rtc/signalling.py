@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any, Literal
 
 from aiohttp import web
@@ -203,8 +203,13 @@ def _ids(conn: Conn) -> tuple[str, str]:
     return str(conn.room_id), conn.participant_id
 
 
-def _refuse(e: RtcError) -> EventError:
-    return EventError(e.message[:300], code=e.code)
+@contextlib.contextmanager
+def _refused() -> Iterator[None]:
+    """An SFU refusal becomes the event's error acknowledgement, with its code."""
+    try:
+        yield
+    except RtcError as e:
+        raise EventError(e.message[:300], code=e.code) from e
 
 
 def setup(app: web.Application) -> Signalling:
@@ -232,7 +237,7 @@ def setup(app: web.Application) -> Signalling:
             raise EventError("You are no longer in this room", code="not_in_room")
         if p.muted_by_host:
             sig.forced.add(pid)
-        try:
+        with _refused():
             try:
                 joined = await sig.sfu.join(room_id, pid, p.name)
             except RtcError as e:
@@ -241,62 +246,48 @@ def setup(app: web.Application) -> Signalling:
                 # a reconnect (new socket, same participant): start over with a fresh PC
                 await sig.sfu.remove(pid)
                 joined = await sig.sfu.join(room_id, pid, p.name)
-        except RtcError as e:
-            raise _refuse(e) from e
         return {"participant_id": pid, **joined}
 
     @live.event("rtc:offer", OfferIn, max_bytes=MAX_SDP_EVENT_BYTES)
     async def offer(live: Live, conn: Conn, body: OfferIn) -> dict[str, Any]:
         _, pid = _ids(conn)
-        try:
+        with _refused():
             answer = await sig.sfu.handle_offer(pid, body.sdp, body.type, sources=body.sources)
-        except RtcError as e:
-            raise _refuse(e) from e
         return dict(answer)
 
     @live.event("rtc:answer", AnswerIn, max_bytes=MAX_SDP_EVENT_BYTES)
     async def answer(live: Live, conn: Conn, body: AnswerIn) -> dict[str, Any]:
         _, pid = _ids(conn)
-        try:
+        with _refused():
             await sig.sfu.handle_answer(pid, body.sdp, body.type)
-        except RtcError as e:
-            raise _refuse(e) from e
         return {}
 
     @live.event("rtc:candidate", CandidateIn, max_bytes=4_000)
     async def candidate(live: Live, conn: Conn, body: CandidateIn) -> dict[str, Any]:
         _, pid = _ids(conn)
-        try:
+        with _refused():
             accepted = await sig.sfu.add_candidate(pid, body.model_dump(exclude_none=True))
-        except RtcError as e:
-            raise _refuse(e) from e
         return {"accepted": accepted}
 
     @live.event("rtc:sources", SourcesIn)
     async def sources(live: Live, conn: Conn, body: SourcesIn) -> dict[str, Any]:
         _, pid = _ids(conn)
-        try:
+        with _refused():
             await sig.sfu.set_sources(pid, body.sources)
-        except RtcError as e:
-            raise _refuse(e) from e
         return {}
 
     @live.event("rtc:pause", TrackIn)
     async def pause(live: Live, conn: Conn, body: TrackIn) -> dict[str, Any]:
         _, pid = _ids(conn)
-        try:
+        with _refused():
             await sig.sfu.pause(pid, body.track_id)
-        except RtcError as e:
-            raise _refuse(e) from e
         return {}
 
     @live.event("rtc:resume", TrackIn)
     async def resume(live: Live, conn: Conn, body: TrackIn) -> dict[str, Any]:
         _, pid = _ids(conn)
-        try:
+        with _refused():
             await sig.sfu.resume(pid, body.track_id)
-        except RtcError as e:
-            raise _refuse(e) from e
         return {}
 
     @live.event("rtc:resync", Empty)
@@ -304,18 +295,14 @@ def setup(app: web.Application) -> Signalling:
         # A new socket of the same participant (reconnect within the grace period): the
         # media may have lived on; an offer sent while the socket was gone is sent again.
         _, pid = _ids(conn)
-        try:
+        with _refused():
             return await sig.sfu.resync(pid)
-        except RtcError as e:
-            raise _refuse(e) from e
 
     @live.event("rtc:leave", Empty)
     async def leave(live: Live, conn: Conn, body: Empty) -> dict[str, Any]:
         _, pid = _ids(conn)
-        try:
+        with _refused():
             await sig.sfu.remove(pid)
-        except RtcError as e:
-            raise _refuse(e) from e
         return {}
 
     @live.event("rtc:snapshot", SnapshotIn)
@@ -323,10 +310,8 @@ def setup(app: web.Application) -> Signalling:
         room_id, pid = _ids(conn)
         if await live.state.get(room_id, body.participant_id) is None:
             raise EventError("No such participant in this room", code="participant_not_found")
-        try:
+        with _refused():
             shot = await sig.sfu.snapshot(body.participant_id, body.source, requested_by=pid)
-        except RtcError as e:
-            raise _refuse(e) from e
         stamp = shot.taken_at.strftime("%Y%m%d-%H%M%S")
         filename = f"capture-{body.source}-{stamp}.jpg"
         filed = await _file_snapshot(

@@ -26,11 +26,24 @@ class TwoInARoom:
     expert_pid: str
 
 
-async def two_in_a_room(
-    pages: Any, app: Any, users: Any, *, host_viewport: dict[str, int] | None = None
-) -> TwoInARoom:
-    """The requester (host) opens a dossier's room, the expert joins; each sees the other's
-    video playing."""
+@dataclass
+class DossierRoom:
+    host: Any  # the requester's page, inside the room
+    room_id: str
+    dossier_id: str
+
+
+async def host_opens_dossier_room(
+    pages: Any,
+    app: Any,
+    users: Any,
+    *,
+    kind: str = "expertise",
+    title: str = "Avis diabétologie — Mme Sevestre",
+    host_viewport: dict[str, int] | None = None,
+) -> DossierRoom:
+    """The demo dossiers seeded; the requester (host) creates a room on the first one with
+    the expert as member, and enters it."""
     from dossier.models import Dossier
     from dossier.seed import seed_demo
 
@@ -41,14 +54,7 @@ async def two_in_a_room(
     await open_session(host, app, users["requester"])
     await host.goto("/app/")
     room = await call_api(
-        host,
-        "POST",
-        "/api/v1/rooms",
-        {
-            "kind": "expertise",
-            "title": "Avis diabétologie — Mme Sevestre",
-            "dossier_id": dossier_id,
-        },
+        host, "POST", "/api/v1/rooms", {"kind": kind, "title": title, "dossier_id": dossier_id}
     )
     await call_api(
         host,
@@ -58,13 +64,23 @@ async def two_in_a_room(
     )
     await host.goto(f"/app/rooms/{room['id']}")
     await host.get_by_text(f"{HOST} (vous)").wait_for()
+    return DossierRoom(host, room["id"], dossier_id)
+
+
+async def two_in_a_room(
+    pages: Any, app: Any, users: Any, *, host_viewport: dict[str, int] | None = None
+) -> TwoInARoom:
+    """The requester (host) opens a dossier's room, the expert joins; each sees the other's
+    video playing."""
+    opened = await host_opens_dossier_room(pages, app, users, host_viewport=host_viewport)
+    host = opened.host
     expert = await pages.new()
     await open_session(expert, app, users["expert"])
-    await expert.goto(f"/app/rooms/{room['id']}")
+    await expert.goto(f"/app/rooms/{opened.room_id}")
     await expert.get_by_text(f"{EXPERT} (vous)").wait_for()
     await frames_grow(host, EXPERT, timeout=30)
     await frames_grow(expert, HOST, timeout=30)
-    return TwoInARoom(host, expert, room["id"], await own_pid(host), await own_pid(expert))
+    return TwoInARoom(host, expert, opened.room_id, await own_pid(host), await own_pid(expert))
 
 
 async def own_pid(page: Any) -> str:

@@ -7,10 +7,9 @@ from __future__ import annotations
 import re
 
 import pytest
-from sqlalchemy import select
 
-from core.context import DB
 from tests.ui.conftest import call_api, open_session, shot
+from tests.ui.room_call import host_opens_dossier_room
 
 pytestmark = [
     pytest.mark.browser,
@@ -19,34 +18,8 @@ pytestmark = [
 
 
 async def test_two_practitioners_in_a_dossier_room(pages, app, users, tmp_path):
-    from dossier.models import Dossier
-    from dossier.seed import seed_demo
-
-    await seed_demo(app[DB], users)
-    async with app[DB].read() as s:
-        dossier_id = str((await s.execute(select(Dossier.id).limit(1))).scalar_one())
-
-    host = await pages.new()
-    await open_session(host, app, users["requester"])
-    await host.goto("/app/")
-    room = await call_api(
-        host,
-        "POST",
-        "/api/v1/rooms",
-        {
-            "kind": "expertise",
-            "title": "Avis diabétologie — Mme Sevestre",
-            "dossier_id": dossier_id,
-        },
-    )
-    await call_api(
-        host,
-        "POST",
-        f"/api/v1/rooms/{room['id']}/members",
-        {"user_id": str(users["expert"].id), "role": "participant"},
-    )
-    await host.goto(f"/app/rooms/{room['id']}")
-    await host.get_by_text("Dr Claire Martin (vous)").wait_for()
+    opened = await host_opens_dossier_room(pages, app, users)
+    host, dossier_id = opened.host, opened.dossier_id
 
     expert = await pages.new()
     await open_session(expert, app, users["expert"])

@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 
-from core.context import DB
 from tests.ui.conftest import call_api, open_session, shot, wait_js
+from tests.ui.room_call import host_opens_dossier_room
 
 pytestmark = [
     pytest.mark.browser,
@@ -95,38 +94,14 @@ class Call:
 async def three_in_a_room(pages: Any, app: Any, users: Any, smtp: Any) -> Call:
     """Host and expert enter a dossier's room; the host invites the patient by e-mail; the
     patient follows the link, waits in the lobby and is admitted."""
-    from dossier.models import Dossier
-    from dossier.seed import seed_demo
-
-    await seed_demo(app[DB], users)
-    async with app[DB].read() as s:
-        dossier_id = str((await s.execute(select(Dossier.id).limit(1))).scalar_one())
-
-    host = await pages.new()
-    await open_session(host, app, users["requester"])
-    await host.goto("/app/")
-    room = await call_api(
-        host,
-        "POST",
-        "/api/v1/rooms",
-        {
-            "kind": "teleconsultation",
-            "title": "Téléconsultation — Mme Dupont",
-            "dossier_id": dossier_id,
-        },
+    opened = await host_opens_dossier_room(
+        pages, app, users, kind="teleconsultation", title="Téléconsultation — Mme Dupont"
     )
-    await call_api(
-        host,
-        "POST",
-        f"/api/v1/rooms/{room['id']}/members",
-        {"user_id": str(users["expert"].id), "role": "participant"},
-    )
-    await host.goto(f"/app/rooms/{room['id']}")
-    await host.get_by_text(f"{HOST} (vous)").wait_for()
+    host, dossier_id, room_id = opened.host, opened.dossier_id, opened.room_id
 
     expert = await pages.new()
     await open_session(expert, app, users["expert"])
-    await expert.goto(f"/app/rooms/{room['id']}")
+    await expert.goto(f"/app/rooms/{room_id}")
     await expert.get_by_text(f"{EXPERT} (vous)").wait_for()
 
     await host.get_by_role("button", name="Inviter").click()
@@ -158,7 +133,7 @@ async def three_in_a_room(pages: Any, app: Any, users: Any, smtp: Any) -> Call:
             await page.locator(
                 ".tile[data-participant]:not(.local)", has_text=name
             ).first.wait_for()
-    return Call(host, expert, patient, room["id"], dossier_id)
+    return Call(host, expert, patient, room_id, dossier_id)
 
 
 async def test_three_people_chat_exchange_files_and_one_is_removed(
