@@ -4,7 +4,6 @@ models of every package exactly (no drift), and SQLite downgrades back to empty.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from core.migrate import alembic_config, metadata, upgrade
-from tests.conftest import PG_URL, need
+from tests.support.pg import scratch_database
 
 
 def _diff(url: str) -> tuple[list, set[str]]:
@@ -51,24 +50,8 @@ def test_sqlite_migrates_from_empty_without_drift(tmp_path: Path):
 
 
 def test_postgresql_migrates_from_empty_without_drift():
-    need("database", PG_URL)
-    import asyncpg
-
-    name = f"consilium_m_{uuid.uuid4().hex[:10]}"
-    admin_dsn = PG_URL.replace("postgresql+asyncpg://", "postgresql://")
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(admin_dsn)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    try:
-        _assert_no_drift(f"{PG_URL.rpartition('/')[0]}/{name}")
-    finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with scratch_database("m") as url:
+        _assert_no_drift(url)
 
 
 def test_sqlite_downgrades_to_empty_and_upgrades_again(tmp_path: Path):

@@ -25,7 +25,7 @@ from core.principal import Principal
 from dossier import dossiers, numbering
 from dossier.export import zip_name, zip_name_of
 from dossier.models import Dossier, DossierNumberCounter
-from tests.conftest import PG_URL, make_settings, need
+from tests.conftest import make_settings
 from tests.dossier.dossier_fixtures import *  # noqa: F403
 from tests.dossier.dossier_fixtures import (
     ENDO,
@@ -35,6 +35,7 @@ from tests.dossier.dossier_fixtures import (
     new_patient,
 )
 from tests.support.documents import make_dossier
+from tests.support.pg import scratch_database
 
 NUMBER = re.compile(r"^TE-(\d{4})-(\d{6})$")
 
@@ -280,24 +281,8 @@ def test_migration_numbers_existing_dossiers_in_creation_order_sqlite(tmp_path: 
 
 
 def test_migration_numbers_existing_dossiers_in_creation_order_postgresql():
-    need("database", PG_URL)
-    import asyncpg
-
-    name = f"consilium_n_{uuid.uuid4().hex[:10]}"
-    admin_dsn = PG_URL.replace("postgresql+asyncpg://", "postgresql://")
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(admin_dsn)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    try:
-        _check_backfill(f"{PG_URL.rpartition('/')[0]}/{name}")
-    finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with scratch_database("n") as url:
+        _check_backfill(url)
 
 
 # -- where a dossier is named --------------------------------------------------------------

@@ -23,6 +23,7 @@ from core.seed import seed_accounts
 from core.sessions import COOKIE, CSRF_HEADER, RedisSessionStore, Sessions
 from tests.conftest import PG_URL, REDIS_URL, SECRET, free_port, need
 from tests.support.live import Sock
+from tests.support.pg import pg_admin, scratch_name, url_of
 
 
 class Node:
@@ -76,16 +77,6 @@ class Browser:
             return r.status, await r.json(content_type=None)
 
 
-async def pg_admin(sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(PG_URL.replace("postgresql+asyncpg://", "postgresql://"))
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 @dataclass
 class Cluster:
     nodes: list[Node]
@@ -108,8 +99,8 @@ async def two_nodes(tmp_path: Path, label: str, **env_extra: str) -> AsyncIterat
     need("redis", REDIS_URL)
     import redis.asyncio as aioredis
 
-    name = f"consilium_{label}_{uuid.uuid4().hex[:10]}"
-    db_url = f"{PG_URL.rpartition('/')[0]}/{name}"
+    name = scratch_name(label)
+    db_url = url_of(name)
     prefix = f"consilium-{label}-{uuid.uuid4().hex[:8]}:"
     await pg_admin(f'CREATE DATABASE "{name}"')
     redis = aioredis.from_url(REDIS_URL)
