@@ -68,29 +68,30 @@ def _create_user(args: argparse.Namespace) -> int:
     async def run() -> None:
         db = Database(settings.database_url, EventBus())
         try:
-            async with db.write() as uow:
-                delegates = []
+            delegates = []
+            async with db.read() as session:
                 for email in args.delegate_for or []:
-                    practitioner = await accounts.get_by_email(uow.session, email)
+                    practitioner = await accounts.get_by_email(session, email)
                     if practitioner is None:
                         raise ValidationFailed(f"No account {email} to delegate for")
                     delegates.append(practitioner.id)
-                user = await accounts.create_user(
-                    uow.session,
-                    email=args.email,
-                    password=password,
-                    role=accounts.Role(args.role),
-                    first_name=args.first_name,
-                    last_name=args.last_name,
-                    title=args.title,
-                    rpps=args.rpps,
-                    mobile=args.mobile,
-                    profession=args.profession,
-                    specialty=args.specialty,
-                    establishment=args.establishment,
-                    mss_address=args.mss_address,
-                    delegates_for=delegates,
-                )
+            user, _ = await accounts.create_account(
+                db,
+                actor=None,
+                email=args.email,
+                password=password,
+                role=accounts.Role(args.role),
+                first_name=args.first_name,
+                last_name=args.last_name,
+                title=args.title,
+                rpps=args.rpps,
+                mobile=args.mobile,
+                profession=args.profession,
+                specialty=args.specialty,
+                establishment=args.establishment,
+                mss_address=args.mss_address,
+                delegates_for=delegates,
+            )
             print(f"Created {user.role.value} {user.email} ({user.id})")
         finally:
             await db.close()
