@@ -7,8 +7,10 @@ import re
 import unicodedata
 import uuid
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
+import email_validator
+from pydantic import AfterValidator, Field
 from sqlalchemy import JSON, Enum, ForeignKey, String, UniqueConstraint, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
@@ -126,6 +128,29 @@ def search_name_of(first_name: str, last_name: str) -> str:
     return fold_case_and_accents(f"{first_name} {last_name}")[:201]
 
 
+def normalise_email(address: str) -> str:
+    """The one check of an account's e-mail address, wherever it is typed: the
+    ``consilium create-user`` command, the administrators' API and the sign-in form. Valid
+    syntax with a domain that can receive mail (special-use names such as ``.test``,
+    ``.local`` or ``localhost`` cannot); returned lower-cased. No DNS look-up."""
+    try:
+        valid = email_validator.validate_email(address.strip(), check_deliverability=False)
+    except email_validator.EmailNotValidError as e:
+        raise ValidationFailed(f"Not a usable e-mail address: {e}", code="invalid_email") from e
+    return valid.normalized.lower()
+
+
+def _email_field(address: str) -> str:
+    try:
+        return normalise_email(address)
+    except ValidationFailed as e:
+        raise ValueError(e.detail) from None  # pydantic turns it into a 422 on the field
+
+
+# The type of every request field that names an account by its e-mail address.
+AccountEmail = Annotated[str, Field(max_length=254), AfterValidator(_email_field)]
+
+
 _MOBILE = re.compile(r"^\+[1-9]\d{7,14}$")
 
 
@@ -204,7 +229,7 @@ async def create_user(
     **fields: Any,
 ) -> User:
     """Create an account in the caller's transaction (see :func:`create_account`)."""
-    email = email.strip().lower()
+    email = normalise_email(email)
     if await get_by_email(session, email) is not None:
         raise Conflict("An account with this e-mail exists", code="email_taken")
     if rpps:
@@ -396,10 +421,13 @@ async def create_account(
     first_name: str,
     last_name: str,
     delegates_for: list[uuid.UUID] | None = None,
+    totp: bool = False,
     **fields: Any,
 ) -> tuple[User, list[uuid.UUID]]:
     """Create an account (an administrator, or the ``consilium`` command when ``actor`` is
-    None); returns it with the practitioners it delegates for."""
+    None); returns it with the practitioners it delegates for. ``totp``: enrol an
+    authenticator secret at once (``user.totp_secret``, for service accounts whose script
+    computes the codes, see docs/accounts.md)."""
     async with db.write() as uow:
         user = await create_user(
             uow.session,
@@ -411,6 +439,10 @@ async def create_account(
             delegates_for=delegates_for,
             **fields,
         )
+        if totp:
+            user.totp_secret = mfa.new_totp_secret()
+            user.totp_enabled = True
+            user.otp_channel = "totp"
         audit.record(
             uow.session,
             "user.create",
@@ -420,6 +452,7 @@ async def create_account(
             object_id=user.id,
             role=user.role.value,
             email=user.email,
+            totp=totp,
         )
     return user, list(delegates_for or [])
 

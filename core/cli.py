@@ -91,8 +91,12 @@ def _create_user(args: argparse.Namespace) -> int:
                 establishment=args.establishment,
                 mss_address=args.mss_address,
                 delegates_for=delegates,
+                totp=args.totp,
             )
             print(f"Created {user.role.value} {user.email} ({user.id})")
+            if user.totp_secret:
+                # Shown once: the script keeps it in its secret store (docs/accounts.md).
+                print(f"TOTP secret: {user.totp_secret}")
         finally:
             await db.close()
 
@@ -174,6 +178,11 @@ def main(argv: list[str] | None = None) -> int:
         "--delegate-for", action="append", metavar="EMAIL", help="secretaries: a practitioner"
     )
     p.add_argument("--password", help="read from the terminal when absent")
+    p.add_argument(
+        "--totp",
+        action="store_true",
+        help="enrol an authenticator secret now and print it once (service accounts)",
+    )
     p.set_defaults(fn=_create_user)
 
     p = sub.add_parser("seed-demo", help="create demo accounts and data (idempotent)")

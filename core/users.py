@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field
 from sqlalchemy import or_, select
 
 from core import accounts, mfa
-from core.accounts import NotificationKind, Role, User
+from core.accounts import AccountEmail, NotificationKind, Role, User
 from core.api import Api
 from core.auth import SESSION, principal, set_session_cookie
 from core.context import DB, LIMITER, SESSIONS, SETTINGS
@@ -77,7 +77,7 @@ class RecoveryCodesOut(BaseModel):
 
 
 class UserCreate(_In):
-    email: EmailStr
+    email: AccountEmail
     password: str = Field(min_length=1, max_length=512)
     role: Role
     title: str = Field("", max_length=20)
@@ -340,7 +340,7 @@ def setup(app: web.Application) -> None:
         user, delegates = await accounts.create_account(
             request.app[DB],
             actor=p,
-            email=str(body.email),
+            email=body.email,
             password=body.password,
             role=body.role,
             first_name=body.first_name,
