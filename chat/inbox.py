@@ -21,7 +21,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from chat.actions import dm_scope
 from chat.models import Message, ReadMarker
-from core.accounts import Role, User, fold
+from core.accounts import Role, User, fold_case_and_accents
 from core.db import Database
 
 PROFESSIONALS = (Role.practitioner, Role.secretary)
@@ -180,7 +180,7 @@ async def find_colleagues(
     administrators, never patients: they have no account), not myself, every word of ``q``
     in the first or last name (accents and case ignored). Colleagues of my establishment
     come first, then by name; at most ``MAX_COLLEAGUES``."""
-    words = fold(q).split()[:4]
+    words = fold_case_and_accents(q).split()[:4]
     stmt = select(User).where(
         User.active.is_(True),
         User.role.in_(PROFESSIONALS),

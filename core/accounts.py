@@ -7,18 +7,24 @@ import re
 import unicodedata
 import uuid
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
+import email_validator
+from pydantic import AfterValidator, Field
 from sqlalchemy import JSON, Enum, ForeignKey, String, UniqueConstraint, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
-from core import audit, passwords
-from core.db import Base, IdMixin, TimestampMixin, UTCDateTime
-from core.errors import Conflict, Forbidden, ValidationFailed
+from core import audit, mfa, passwords
+from core.db import Base, Database, IdMixin, TimestampMixin, UTCDateTime
+from core.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
 
 if TYPE_CHECKING:
     from core.principal import Principal
+    from core.sessions import Sessions
+
+# Kept importable from here: the model lives with the code that uses it.
+RecoveryCode = mfa.RecoveryCode
 
 
 class Role(enum.StrEnum):
@@ -74,18 +80,6 @@ class Delegation(IdMixin, Base):
     practitioner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
 
 
-class RecoveryCode(IdMixin, Base):
-    """One-time recovery code for a user who lost their authenticator (stored hashed)."""
-
-    __tablename__ = "recovery_codes"
-
-    user_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("users.id", ondelete="CASCADE"), index=True
-    )
-    code_hash: Mapped[str] = mapped_column(String(255))
-    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-
-
 class NotificationKind(enum.StrEnum):
     """What a user can be told about, each with its own channel (``User.preferences``)."""
 
@@ -123,14 +117,38 @@ def notification_channel(user: User, kind: NotificationKind | str) -> str:
     return channel
 
 
-def fold(text: str) -> str:
-    """Lower-case ASCII without accents: "Hélène Dupré" -> "helene dupre"."""
+def fold_case_and_accents(text: str) -> str:
+    """Lower case without accents, punctuation kept: "Hélène Dupré-Ré" -> "helene dupre-re".
+    (``dossier.identity.fold`` also turns punctuation into spaces, for identity matching.)"""
     decomposed = unicodedata.normalize("NFKD", text)
     return "".join(c for c in decomposed if not unicodedata.combining(c)).lower().strip()
 
 
 def search_name_of(first_name: str, last_name: str) -> str:
-    return fold(f"{first_name} {last_name}")[:201]
+    return fold_case_and_accents(f"{first_name} {last_name}")[:201]
+
+
+def normalise_email(address: str) -> str:
+    """The one check of an account's e-mail address, wherever it is typed: the
+    ``consilium create-user`` command, the administrators' API and the sign-in form. Valid
+    syntax with a domain that can receive mail (special-use names such as ``.test``,
+    ``.local`` or ``localhost`` cannot); returned lower-cased. No DNS look-up."""
+    try:
+        valid = email_validator.validate_email(address.strip(), check_deliverability=False)
+    except email_validator.EmailNotValidError as e:
+        raise ValidationFailed(f"Not a usable e-mail address: {e}", code="invalid_email") from e
+    return valid.normalized.lower()
+
+
+def _email_field(address: str) -> str:
+    try:
+        return normalise_email(address)
+    except ValidationFailed as e:
+        raise ValueError(e.detail) from None  # pydantic turns it into a 422 on the field
+
+
+# The type of every request field that names an account by its e-mail address.
+AccountEmail = Annotated[str, Field(max_length=254), AfterValidator(_email_field)]
 
 
 _MOBILE = re.compile(r"^\+[1-9]\d{7,14}$")
@@ -210,8 +228,8 @@ async def create_user(
     delegates_for: list[uuid.UUID] | None = None,
     **fields: Any,
 ) -> User:
-    """The one write path that creates an account."""
-    email = email.strip().lower()
+    """Create an account in the caller's transaction (see :func:`create_account`)."""
+    email = normalise_email(email)
     if await get_by_email(session, email) is not None:
         raise Conflict("An account with this e-mail exists", code="email_taken")
     if rpps:
@@ -260,10 +278,10 @@ async def delegators_of(session: AsyncSession, secretary_id: uuid.UUID) -> list[
     return list(rows.scalars())
 
 
-async def update_profile(
+async def _apply_profile(
     session: AsyncSession, user: User, changes: dict[str, Any], *, actor: Principal
 ) -> list[str]:
-    """The one write path for a user's own profile; returns the names of changed fields."""
+    """Apply a user's own profile changes and audit them; returns the changed fields."""
     changed: list[str] = []
     for name in ("title", "first_name", "last_name"):
         if name in changes and changes[name] is not None:
@@ -310,10 +328,10 @@ async def update_profile(
     return changed
 
 
-async def change_password(
+async def _apply_password(
     session: AsyncSession, user: User, current: str, new: str, *, actor: Principal
 ) -> None:
-    """Change a password after checking the current one (the caller ends the other sessions)."""
+    """Change a password after checking the current one."""
     if not passwords.verify_password(user.password_hash, current):
         raise Forbidden("The current password is wrong", code="wrong_password")
     passwords.check_strength(new)
@@ -327,11 +345,11 @@ async def change_password(
     )
 
 
-async def admin_update_user(
+async def _apply_admin_changes(
     session: AsyncSession, user: User, changes: dict[str, Any], *, actor: Principal
 ) -> list[str]:
-    """The one write path for an administrator changing an account; returns changed fields.
-    The caller ends the user's sessions when the account is deactivated."""
+    """Apply an administrator's changes to an account and audit them; returns the changed
+    fields."""
     changed: list[str] = []
     for name in ("title", "profession", "specialty", "establishment"):
         if changes.get(name) is not None:
@@ -380,3 +398,170 @@ async def admin_update_user(
             fields=changed,
         )
     return changed
+
+
+# -- actions: every change to an account goes through one of these ---------------------------
+# Each opens its own transaction, checks, writes and audits in it; routes only translate.
+
+
+async def _own_account(session: AsyncSession, actor: Principal) -> User:
+    user = await session.get(User, actor.user_id, with_for_update=True)
+    if user is None or not user.active:
+        raise Unauthorized("Sign in first", code="unauthenticated")
+    return user
+
+
+async def create_account(
+    db: Database,
+    *,
+    actor: Principal | None,
+    email: str,
+    password: str | None,
+    role: Role,
+    first_name: str,
+    last_name: str,
+    delegates_for: list[uuid.UUID] | None = None,
+    totp: bool = False,
+    **fields: Any,
+) -> tuple[User, list[uuid.UUID]]:
+    """Create an account (an administrator, or the ``consilium`` command when ``actor`` is
+    None); returns it with the practitioners it delegates for. ``totp``: enrol an
+    authenticator secret at once (``user.totp_secret``, for service accounts whose script
+    computes the codes, see docs/accounts.md)."""
+    async with db.write() as uow:
+        user = await create_user(
+            uow.session,
+            email=email,
+            password=password,
+            role=role,
+            first_name=first_name.strip(),
+            last_name=last_name.strip(),
+            delegates_for=delegates_for,
+            **fields,
+        )
+        if totp:
+            user.totp_secret = mfa.new_totp_secret()
+            user.totp_enabled = True
+            user.otp_channel = "totp"
+        audit.record(
+            uow.session,
+            "user.create",
+            actor=actor,
+            actor_kind="" if actor else "system",
+            object_type="user",
+            object_id=user.id,
+            role=user.role.value,
+            email=user.email,
+            totp=totp,
+        )
+    return user, list(delegates_for or [])
+
+
+async def edit_profile(db: Database, changes: dict[str, Any], *, actor: Principal) -> list[str]:
+    """Change my names, mobile, MSSanté address, code channel or notification channels."""
+    async with db.write() as uow:
+        user = await _own_account(uow.session, actor)
+        return await _apply_profile(uow.session, user, changes, actor=actor)
+
+
+async def change_own_password(
+    db: Database, sessions: Sessions, current: str, new: str, *, actor: Principal
+) -> None:
+    """Change my password (the current one checked); every session of mine ends after the
+    commit, the caller opens a fresh one for the browser that asked."""
+    async with db.write() as uow:
+        user = await _own_account(uow.session, actor)
+        await _apply_password(uow.session, user, current, new, actor=actor)
+    await sessions.store.delete_for_subject(actor.user_id)
+
+
+async def admin_edit_user(
+    db: Database,
+    sessions: Sessions,
+    user_id: uuid.UUID,
+    changes: dict[str, Any],
+    *,
+    actor: Principal,
+) -> tuple[User, list[uuid.UUID]]:
+    """An administrator changes an account; a deactivated account's sessions end."""
+    if not actor.is_admin:
+        raise Forbidden("Reserved to administrators", code="admin_required")
+    async with db.write() as uow:
+        user = await uow.session.get(User, user_id, with_for_update=True)
+        if user is None:
+            raise NotFound("No user with this id")
+        await _apply_admin_changes(uow.session, user, changes, actor=actor)
+        delegates = await delegators_of(uow.session, user.id)
+    if not user.active:
+        await sessions.store.delete_for_subject(user_id)
+    return user, delegates
+
+
+async def begin_totp_enrolment(db: Database, *, actor: Principal) -> tuple[str, str]:
+    """Draw a new authenticator secret for my account; returns it with my e-mail (the
+    account name in the app). It is enabled by :func:`confirm_totp_enrolment`."""
+    async with db.write() as uow:
+        user = await _own_account(uow.session, actor)
+        if user.totp_enabled:
+            raise Conflict(
+                "An authenticator app is already enrolled; remove it first", code="totp_enabled"
+            )
+        user.totp_secret = mfa.new_totp_secret()
+        return user.totp_secret, user.email
+
+
+async def confirm_totp_enrolment(
+    db: Database, code: str, *, secret_key: str, actor: Principal
+) -> list[str]:
+    """Enable the authenticator app with its first code; returns 10 fresh recovery codes."""
+    async with db.write() as uow:
+        user = await _own_account(uow.session, actor)
+        if user.totp_enabled or not user.totp_secret:
+            raise Conflict("Start the enrolment first", code="totp_not_pending")
+        if not mfa.check_totp(user, code):
+            raise ValidationFailed("Wrong code; check the phone's clock", code="invalid_code")
+        user.totp_enabled = True
+        user.otp_channel = "totp"
+        codes = await mfa.replace_recovery_codes(uow.session, user, secret_key)
+        audit.record(
+            uow.session, "account.totp_enrol", actor=actor, object_type="user", object_id=user.id
+        )
+    return codes
+
+
+async def renew_recovery_codes(
+    db: Database, code: str, *, secret_key: str, actor: Principal
+) -> list[str]:
+    """Replace my recovery codes (with a current authenticator code); the old ones die."""
+    async with db.write() as uow:
+        user = await _own_account(uow.session, actor)
+        if not user.totp_enabled:
+            raise Conflict("No authenticator app is enrolled", code="totp_not_enrolled")
+        if not mfa.check_totp(user, code):
+            raise ValidationFailed("Wrong code", code="invalid_code")
+        codes = await mfa.replace_recovery_codes(uow.session, user, secret_key)
+        audit.record(
+            uow.session,
+            "account.recovery_codes",
+            actor=actor,
+            object_type="user",
+            object_id=user.id,
+        )
+    return codes
+
+
+async def remove_totp(db: Database, code: str, *, secret_key: str, actor: Principal) -> None:
+    """Remove my authenticator app (with a current code or a recovery code)."""
+    async with db.write() as uow:
+        user = await _own_account(uow.session, actor)
+        if not user.totp_enabled:
+            raise Conflict("No authenticator app is enrolled", code="totp_not_enrolled")
+        ok = mfa.check_totp(user, code) or await mfa.use_recovery_code(
+            uow.session, user, secret_key, code
+        )
+        if not ok:
+            raise ValidationFailed("Wrong code", code="invalid_code")
+        await mfa.disable_totp(uow.session, user)
+        audit.record(
+            uow.session, "account.totp_remove", actor=actor, object_type="user", object_id=user.id
+        )

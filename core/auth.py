@@ -17,10 +17,9 @@ from typing import Literal
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from core import accounts
 from core.context import DB, SESSIONS, SETTINGS
 from core.errors import Forbidden, Unauthorized
-from core.principal import Principal
+from core.principal import Principal, for_session
 from core.sessions import COOKIE, CSRF_HEADER, SessionData
 
 CSRF_COOKIE = "consilium_csrf"
@@ -72,32 +71,8 @@ def client_ip(request: web.Request) -> str:
 
 
 async def _principal_of(request: web.Request, s: SessionData) -> Principal | None:
-    if s.kind == "guest":
-        return Principal(
-            kind="guest",
-            subject_id=s.subject_id,
-            label=str(s.data.get("label", "Invité")),
-            role="guest",
-            session_id=s.id,
-            ip=client_ip(request),
-            data=dict(s.data),
-        )
-    db = request.app[DB]
-    async with db.read() as session:
-        user = await session.get(accounts.User, s.subject_id)
-        if user is None or not user.active:
-            return None
-        delegates = await accounts.delegators_of(session, user.id)
-    return Principal(
-        kind="user",
-        subject_id=user.id,
-        label=user.display_name,
-        role=user.role.value,
-        session_id=s.id,
-        ip=client_ip(request),
-        delegates_for=tuple(delegates),
-        data=dict(s.data),
-    )
+    async with request.app[DB].read() as session:
+        return await for_session(session, s, ip=client_ip(request))
 
 
 @web.middleware

@@ -68,30 +68,35 @@ def _create_user(args: argparse.Namespace) -> int:
     async def run() -> None:
         db = Database(settings.database_url, EventBus())
         try:
-            async with db.write() as uow:
-                delegates = []
+            delegates = []
+            async with db.read() as session:
                 for email in args.delegate_for or []:
-                    practitioner = await accounts.get_by_email(uow.session, email)
+                    practitioner = await accounts.get_by_email(session, email)
                     if practitioner is None:
                         raise ValidationFailed(f"No account {email} to delegate for")
                     delegates.append(practitioner.id)
-                user = await accounts.create_user(
-                    uow.session,
-                    email=args.email,
-                    password=password,
-                    role=accounts.Role(args.role),
-                    first_name=args.first_name,
-                    last_name=args.last_name,
-                    title=args.title,
-                    rpps=args.rpps,
-                    mobile=args.mobile,
-                    profession=args.profession,
-                    specialty=args.specialty,
-                    establishment=args.establishment,
-                    mss_address=args.mss_address,
-                    delegates_for=delegates,
-                )
+            user, _ = await accounts.create_account(
+                db,
+                actor=None,
+                email=args.email,
+                password=password,
+                role=accounts.Role(args.role),
+                first_name=args.first_name,
+                last_name=args.last_name,
+                title=args.title,
+                rpps=args.rpps,
+                mobile=args.mobile,
+                profession=args.profession,
+                specialty=args.specialty,
+                establishment=args.establishment,
+                mss_address=args.mss_address,
+                delegates_for=delegates,
+                totp=args.totp,
+            )
             print(f"Created {user.role.value} {user.email} ({user.id})")
+            if user.totp_secret:
+                # Shown once: the script keeps it in its secret store (docs/accounts.md).
+                print(f"TOTP secret: {user.totp_secret}")
         finally:
             await db.close()
 
@@ -173,6 +178,11 @@ def main(argv: list[str] | None = None) -> int:
         "--delegate-for", action="append", metavar="EMAIL", help="secretaries: a practitioner"
     )
     p.add_argument("--password", help="read from the terminal when absent")
+    p.add_argument(
+        "--totp",
+        action="store_true",
+        help="enrol an authenticator secret now and print it once (service accounts)",
+    )
     p.set_defaults(fn=_create_user)
 
     p = sub.add_parser("seed-demo", help="create demo accounts and data (idempotent)")

@@ -25,10 +25,11 @@ from datetime import timedelta
 from typing import Literal
 
 from aiohttp import web
-from pydantic import BaseModel, EmailStr, Field
+from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import accounts, audit, mfa, passwords
+from core.accounts import AccountEmail
 from core.api import Api
 from core.auth import (
     SESSION,
@@ -52,7 +53,7 @@ class Locked(Problem):
 
 
 class LoginIn(BaseModel):
-    email: EmailStr
+    email: AccountEmail
     password: str = Field(min_length=1, max_length=512)
 
 
@@ -157,7 +158,7 @@ def setup(app: web.Application) -> None:
             raise TooManyRequests(
                 "Too many sign-in attempts from this address; wait a minute", retry_after=60
             )
-        email = str(body.email).lower()
+        email = body.email
         async with db.read() as session:
             user = await accounts.get_by_email(session, email)
         locked_for = _locked_for(user) if user is not None else 0

@@ -13,15 +13,20 @@ import hmac
 import io
 import secrets
 import time
-from typing import Any
+import uuid
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import pyotp
 import segno
-from sqlalchemy import delete, select
+from sqlalchemy import ForeignKey, String, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
 
-from core.accounts import RecoveryCode, User
-from core.db import utcnow
+from core.db import Base, IdMixin, UTCDateTime, utcnow
+
+if TYPE_CHECKING:
+    from core.accounts import User
 
 ISSUER = "Consilium"
 RECOVERY_CODES = 10
@@ -100,6 +105,18 @@ def check_totp(user: User, code: str, *, secret: str | None = None) -> bool:
 
 
 # -- recovery codes --------------------------------------------------------------------------
+
+
+class RecoveryCode(IdMixin, Base):
+    """One-time recovery code for a user who lost their authenticator (stored hashed)."""
+
+    __tablename__ = "recovery_codes"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    code_hash: Mapped[str] = mapped_column(String(255))
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 def _new_recovery_code() -> str:

@@ -26,9 +26,10 @@ import uuid
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, EmailStr, Field
+from pydantic import BaseModel, Field
 
 from core import accounts, audit, passwords
+from core.accounts import AccountEmail
 from core.api import Api
 from core.auth import client_ip
 from core.config import Settings
@@ -42,7 +43,7 @@ TASKS: web.AppKey[set[asyncio.Task[None]]] = web.AppKey("recovery_tasks")
 
 
 class ForgotIn(BaseModel):
-    email: EmailStr
+    email: AccountEmail
 
 
 class ResetIn(BaseModel):
@@ -163,7 +164,7 @@ def setup(app: web.Application) -> None:
             raise TooManyRequests(
                 "Too many requests from this address; wait a while", retry_after=900
             )
-        email = str(body.email).lower()
+        email = body.email
         key = "pwreset-mail:" + hashlib.sha256(email.encode()).hexdigest()[:32]
         allowed = await limiter.hit(key, limit=3, window=3600)
         async with app[DB].write() as uow:

@@ -11,12 +11,12 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 from sqlalchemy import or_, select
 
-from core import accounts, audit, mfa
-from core.accounts import NotificationKind, Role, User
+from core import accounts, mfa
+from core.accounts import AccountEmail, NotificationKind, Role, User
 from core.api import Api
 from core.auth import SESSION, principal, set_session_cookie
 from core.context import DB, LIMITER, SESSIONS, SETTINGS
-from core.errors import Conflict, NotFound, TooManyRequests, Unauthorized, ValidationFailed
+from core.errors import NotFound, TooManyRequests, Unauthorized, ValidationFailed
 
 Channel = Literal["email", "sms", "both", "none"]
 
@@ -77,7 +77,7 @@ class RecoveryCodesOut(BaseModel):
 
 
 class UserCreate(_In):
-    email: EmailStr
+    email: AccountEmail
     password: str = Field(min_length=1, max_length=512)
     role: Role
     title: str = Field("", max_length=20)
@@ -199,12 +199,7 @@ def setup(app: web.Application) -> None:
     async def patch_me(request: web.Request, body: ProfileUpdate) -> ProfileOut:
         """Change my names, mobile, MSSanté address, preferred code channel, notifications."""
         p = principal(request)
-        async with request.app[DB].write() as uow:
-            user = await uow.session.get(User, p.user_id)
-            assert user is not None
-            await accounts.update_profile(
-                uow.session, user, body.model_dump(exclude_unset=True), actor=p
-            )
+        await accounts.edit_profile(request.app[DB], body.model_dump(exclude_unset=True), actor=p)
         return await _profile(request, p.user_id)
 
     @api.post("/me/password", body=PasswordChange, tags=["account"], status=204, errors=[429])
@@ -212,16 +207,12 @@ def setup(app: web.Application) -> None:
         """Change my password; every other session of mine ends, this one gets a new token."""
         p = principal(request)
         await _code_attempt(request, p.user_id)
-        async with request.app[DB].write() as uow:
-            user = await uow.session.get(User, p.user_id)
-            assert user is not None
-            await accounts.change_password(
-                uow.session, user, body.current_password, body.new_password, actor=p
-            )
         sessions = request.app[SESSIONS]
         current = request.get(SESSION)
         assert current is not None
-        await sessions.store.delete_for_subject(p.user_id)
+        await accounts.change_own_password(
+            request.app[DB], sessions, body.current_password, body.new_password, actor=p
+        )
         token, s = await sessions.create(
             kind="user",
             subject_id=p.user_id,
@@ -238,16 +229,7 @@ def setup(app: web.Application) -> None:
     async def enrol_totp(request: web.Request) -> TotpEnrolOut:
         """Start enrolling an authenticator app: scan the QR code, then confirm with a code."""
         p = principal(request)
-        async with request.app[DB].write() as uow:
-            user = await uow.session.get(User, p.user_id)
-            assert user is not None
-            if user.totp_enabled:
-                raise Conflict(
-                    "An authenticator app is already enrolled; remove it first",
-                    code="totp_enabled",
-                )
-            user.totp_secret = mfa.new_totp_secret()
-            secret, email = user.totp_secret, user.email
+        secret, email = await accounts.begin_totp_enrolment(request.app[DB], actor=p)
         uri = mfa.provisioning_uri(secret, email)
         return TotpEnrolOut(secret=secret, otpauth_uri=uri, qr_svg=mfa.qr_svg_data_uri(uri))
 
@@ -262,20 +244,9 @@ def setup(app: web.Application) -> None:
         """Confirm the enrolment with a first code; returns 10 recovery codes, shown once."""
         p = principal(request)
         await _code_attempt(request, p.user_id)
-        settings = request.app[SETTINGS]
-        async with request.app[DB].write() as uow:
-            user = await uow.session.get(User, p.user_id)
-            assert user is not None
-            if user.totp_enabled or not user.totp_secret:
-                raise Conflict("Start the enrolment first", code="totp_not_pending")
-            if not mfa.check_totp(user, body.code):
-                raise ValidationFailed("Wrong code; check the phone's clock", code="invalid_code")
-            user.totp_enabled = True
-            user.otp_channel = "totp"
-            codes = await mfa.replace_recovery_codes(uow.session, user, settings.secret_key)
-            audit.record(
-                uow.session, "account.totp_enrol", actor=p, object_type="user", object_id=user.id
-            )
+        codes = await accounts.confirm_totp_enrolment(
+            request.app[DB], body.code, secret_key=request.app[SETTINGS].secret_key, actor=p
+        )
         return RecoveryCodesOut(recovery_codes=codes)
 
     @api.post(
@@ -289,22 +260,9 @@ def setup(app: web.Application) -> None:
         """Replace my recovery codes (give a current authenticator code); the old ones die."""
         p = principal(request)
         await _code_attempt(request, p.user_id)
-        settings = request.app[SETTINGS]
-        async with request.app[DB].write() as uow:
-            user = await uow.session.get(User, p.user_id)
-            assert user is not None
-            if not user.totp_enabled:
-                raise Conflict("No authenticator app is enrolled", code="totp_not_enrolled")
-            if not mfa.check_totp(user, body.code):
-                raise ValidationFailed("Wrong code", code="invalid_code")
-            codes = await mfa.replace_recovery_codes(uow.session, user, settings.secret_key)
-            audit.record(
-                uow.session,
-                "account.recovery_codes",
-                actor=p,
-                object_type="user",
-                object_id=user.id,
-            )
+        codes = await accounts.renew_recovery_codes(
+            request.app[DB], body.code, secret_key=request.app[SETTINGS].secret_key, actor=p
+        )
         return RecoveryCodesOut(recovery_codes=codes)
 
     @api.delete("/me/totp", body=CodeIn, tags=["account"], status=204, errors=[409, 429])
@@ -312,28 +270,16 @@ def setup(app: web.Application) -> None:
         """Remove my authenticator app (give a current code or a recovery code)."""
         p = principal(request)
         await _code_attempt(request, p.user_id)
-        settings = request.app[SETTINGS]
-        async with request.app[DB].write() as uow:
-            user = await uow.session.get(User, p.user_id)
-            assert user is not None
-            if not user.totp_enabled:
-                raise Conflict("No authenticator app is enrolled", code="totp_not_enrolled")
-            ok = mfa.check_totp(user, body.code) or await mfa.use_recovery_code(
-                uow.session, user, settings.secret_key, body.code
-            )
-            if not ok:
-                raise ValidationFailed("Wrong code", code="invalid_code")
-            await mfa.disable_totp(uow.session, user)
-            audit.record(
-                uow.session, "account.totp_remove", actor=p, object_type="user", object_id=user.id
-            )
+        await accounts.remove_totp(
+            request.app[DB], body.code, secret_key=request.app[SETTINGS].secret_key, actor=p
+        )
 
     @api.get(
         "/users/directory", query=DirectoryQuery, response=list[ColleagueOut], tags=["account"]
     )
     async def directory(request: web.Request, query: DirectoryQuery) -> list[ColleagueOut]:
         """Find colleagues by name (at least 2 characters; accents and case ignored)."""
-        words = accounts.fold(query.q).split()
+        words = accounts.fold_case_and_accents(query.q).split()
         if len("".join(words)) < 2:
             raise ValidationFailed("Type at least 2 letters", code="query_too_short")
         stmt = select(User).where(User.active.is_(True), User.role != Role.admin)
@@ -366,7 +312,9 @@ def setup(app: web.Application) -> None:
         if query.q:
             stmt = stmt.where(
                 or_(
-                    User.search_name.like(_contains(accounts.fold(query.q)), escape="\\"),
+                    User.search_name.like(
+                        _contains(accounts.fold_case_and_accents(query.q)), escape="\\"
+                    ),
                     User.email.like(_contains(query.q.lower()), escape="\\"),
                 )
             )
@@ -389,34 +337,24 @@ def setup(app: web.Application) -> None:
     async def create_user(request: web.Request, body: UserCreate) -> UserOut:
         """Create a practitioner, a secretary (with the practitioners they act for) or an admin."""
         p = principal(request)
-        async with request.app[DB].write() as uow:
-            user = await accounts.create_user(
-                uow.session,
-                email=str(body.email),
-                password=body.password,
-                role=body.role,
-                first_name=body.first_name.strip(),
-                last_name=body.last_name.strip(),
-                title=body.title.strip(),
-                rpps=body.rpps,
-                delegates_for=body.delegates_for,
-                profession=body.profession,
-                specialty=body.specialty,
-                establishment=body.establishment,
-                mss_address=str(body.mss_address) if body.mss_address else None,
-                mobile=body.mobile or None,
-            )
-            audit.record(
-                uow.session,
-                "user.create",
-                actor=p,
-                object_type="user",
-                object_id=user.id,
-                role=user.role.value,
-                email=user.email,
-            )
-            out = _user_out(user, list(body.delegates_for))
-        return out
+        user, delegates = await accounts.create_account(
+            request.app[DB],
+            actor=p,
+            email=body.email,
+            password=body.password,
+            role=body.role,
+            first_name=body.first_name,
+            last_name=body.last_name,
+            title=body.title.strip(),
+            rpps=body.rpps,
+            delegates_for=body.delegates_for,
+            profession=body.profession,
+            specialty=body.specialty,
+            establishment=body.establishment,
+            mss_address=str(body.mss_address) if body.mss_address else None,
+            mobile=body.mobile or None,
+        )
+        return _user_out(user, delegates)
 
     @api.get("/users/{user_id}", response=UserOut, auth="admin", tags=["admin"])
     async def get_user(request: web.Request) -> UserOut:
@@ -439,16 +377,11 @@ def setup(app: web.Application) -> None:
     async def update_user(request: web.Request, body: UserUpdate) -> UserOut:
         """Change an account (administrators): deactivate it (its sessions end), its RPPS,
         profession, establishment, or the practitioners a secretary acts for."""
-        p = principal(request)
-        user_id = uuid.UUID(request.match_info["user_id"])
-        async with request.app[DB].write() as uow:
-            user = await uow.session.get(User, user_id)
-            if user is None:
-                raise NotFound("No user with this id")
-            await accounts.admin_update_user(
-                uow.session, user, body.model_dump(exclude_unset=True), actor=p
-            )
-            out = _user_out(user, await accounts.delegators_of(uow.session, user.id))
-        if not out.active:
-            await request.app[SESSIONS].store.delete_for_subject(user_id)
-        return out
+        user, delegates = await accounts.admin_edit_user(
+            request.app[DB],
+            request.app[SESSIONS],
+            uuid.UUID(request.match_info["user_id"]),
+            body.model_dump(exclude_unset=True),
+            actor=principal(request),
+        )
+        return _user_out(user, delegates)

@@ -3,9 +3,12 @@ user management, the colleague directory and ``consilium create-user``."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -330,3 +333,107 @@ async def test_directory_treats_wildcards_as_plain_text(client, users):
     assert await r.json() == []
     r = await client.get("/api/v1/users/directory", params={"q": "b_nali"})
     assert await r.json() == []
+
+
+def _cli_env(settings) -> dict[str, str]:
+    return {
+        **os.environ,
+        "CONSILIUM_DEV": "1",
+        "CONSILIUM_DATABASE_URL": settings.database_url,
+        "CONSILIUM_DATA_DIR": str(settings.data_dir),
+    }
+
+
+def _create_user_cmd(email: str, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "core.cli",
+        "create-user",
+        "--email",
+        email,
+        "--role",
+        "practitioner",
+        "--first-name",
+        "Service",
+        "--last-name",
+        "Intégration",
+        "--password",
+        "un-mot-de-passe-solide",
+        *extra,
+    ]
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_the_command_the_admin_api_and_sign_in_share_one_email_check(client, settings, users):
+    from core.login import LoginIn
+    from core.recovery import ForgotIn
+    from core.users import UserCreate
+
+    env = _cli_env(settings)
+    # An address sign-in would refuse is refused by the command too (it used to be created).
+    done = subprocess.run(
+        _create_user_cmd("x@clinic.test"), env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1, done.stdout
+    assert "e-mail" in done.stderr
+    await client.sign_in_as(users["admin"].id)
+    r = await client.post("/api/v1/users", json={**NEW_PRACTITIONER, "email": "x@clinic.test"})
+    assert r.status == 422
+    client.sign_out()
+    r = await client.post(
+        "/api/v1/auth/login", json={"email": "x@clinic.test", "password": "un-mot-de-passe-solide"}
+    )
+    assert r.status == 422
+    # What the command accepts, sign-in accepts, whatever the case typed.
+    done = subprocess.run(
+        _create_user_cmd("Service.Integration@CHU-Exemple.fr"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    r = await client.post(
+        "/api/v1/auth/login",
+        json={"email": "service.integration@chu-exemple.FR", "password": "un-mot-de-passe-solide"},
+    )
+    assert r.status == 200, await r.text()
+    # One type for every request field that names an account by its address.
+    for model in (LoginIn, ForgotIn, UserCreate):
+        assert accounts.AccountEmail.__metadata__[-1] in model.model_fields["email"].metadata
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_the_documented_service_account_script_signs_in_with_totp(client, settings, users):
+    """docs/accounts.md: a service account created with --totp; the example script computes
+    the codes and sends the CSRF token at the code step and after."""
+    env = _cli_env(settings)
+    done = subprocess.run(
+        _create_user_cmd("integration@chu-exemple.fr", "--totp"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    secret = re.search(r"TOTP secret: ([A-Z2-7]+)", done.stdout).group(1)
+    server = client.client.server
+    script = Path(__file__).parents[2] / "docs" / "examples" / "service_signin.py"
+    run = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(script),
+        env={
+            **env,
+            "CONSILIUM_URL": f"http://{server.host}:{server.port}",
+            "CONSILIUM_EMAIL": "integration@chu-exemple.fr",
+            "CONSILIUM_PASSWORD": "un-mot-de-passe-solide",
+            "CONSILIUM_TOTP_SECRET": secret,
+        },
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(run.communicate(), timeout=120)
+    assert run.returncode == 0, err.decode()
+    assert "signed in as Service Intégration (practitioner)" in out.decode()
+    assert "write accepted: 200" in out.decode()
