@@ -12,11 +12,13 @@ from sqlalchemy import select
 
 from core import audit
 from core.accounts import User
-from core.db import Database, utcnow
+from core.db import Database, UnitOfWork, utcnow
 from core.errors import Conflict, Forbidden, NotFound
 from core.principal import Principal
 from rooms import access
+from rooms.live import Live
 from rooms.models import Invitation, MemberRole, Removal, Room, RoomKind, RoomMember, RoomStatus
+from rooms.presence import LobbyEntry, Participant
 
 MAX_CAPACITY = 50
 
@@ -153,67 +155,202 @@ async def add_member(
     return member
 
 
-async def moderate(
-    db: Database,
-    principal: Principal,
-    room_id: uuid.UUID,
-    action: str,
-    *,
-    target_id: str = "",
-    target_label: str = "",
-) -> Room:
-    """Check the host role and audit an act whose effect is live state only (mute, ask to
-    unmute, admit)."""
+async def _audit_target(
+    uow: UnitOfWork, principal: Principal, room: Room, action: str, target: str, label: str
+) -> None:
+    audit.record(
+        uow.session,
+        action,
+        actor=principal,
+        object_type="room",
+        object_id=room.id,
+        target=target,
+        target_label=label,
+    )
+
+
+async def _target(live: Live, room_id: uuid.UUID, participant_id: str) -> Participant:
+    p = await live.state.get(str(room_id), participant_id[:64])
+    if p is None:
+        raise NotFound("No such participant in this room", code="participant_not_found")
+    return p
+
+
+async def mute_participant(
+    db: Database, live: Live, principal: Principal, room_id: uuid.UUID, participant_id: str
+) -> Participant:
+    """A host mutes a participant: live state changed, then audited in the same transaction
+    (a mute that did not happen leaves no audit row); ``participant.muted`` after commit."""
     async with db.write() as uow:
         room = await access.host_room(uow.session, principal, room_id)
-        audit.record(
-            uow.session,
-            action,
-            actor=principal,
-            object_type="room",
-            object_id=room.id,
-            target=target_id,
-            target_label=target_label,
+        target = await _target(live, room.id, participant_id)
+        before = {"muted_by_host": target.muted_by_host, "media": {"audio": target.media.audio}}
+        p = await live.state.update(
+            str(room.id), target.id, muted_by_host=True, media={"audio": False}
         )
-    return room
+        if p is None:  # gone meanwhile: nothing happened, nothing audited
+            raise NotFound("No such participant in this room", code="participant_not_found")
+        try:
+            await _audit_target(uow, principal, room, "room.mute", target.subject_id, target.name)
+            await uow.session.flush()
+        except BaseException:
+            await live.state.update(str(room.id), target.id, **before)
+            raise
+        uow.emit(
+            "participant.muted",
+            {"room_id": str(room.id), "participant": p.to_json(), "by": principal.label},
+            room_id=room.id,
+        )
+    return p
 
 
-async def remove_identity(
+async def ask_unmute(
+    db: Database, live: Live, principal: Principal, room_id: uuid.UUID, participant_id: str
+) -> Participant:
+    """A host asks a participant to speak: the host's mute is lifted, the participant decides."""
+    async with db.write() as uow:
+        room = await access.host_room(uow.session, principal, room_id)
+        target = await _target(live, room.id, participant_id)
+        p = await live.state.update(str(room.id), target.id, muted_by_host=False)
+        if p is None:
+            raise NotFound("No such participant in this room", code="participant_not_found")
+        try:
+            await _audit_target(
+                uow, principal, room, "room.ask_unmute", target.subject_id, target.name
+            )
+            await uow.session.flush()
+        except BaseException:
+            await live.state.update(str(room.id), target.id, muted_by_host=target.muted_by_host)
+            raise
+        uow.emit(
+            "participant.unmute_requested",
+            {"room_id": str(room.id), "participant": p.to_json(), "by": principal.label},
+            room_id=room.id,
+        )
+    return p
+
+
+async def remove_participant(
     db: Database,
+    live: Live,
     principal: Principal,
     room_id: uuid.UUID,
+    participant_id: str,
+    *,
+    own_participant_id: str | None = None,
+) -> Participant:
+    """A host removes someone from the room for good (banned; a guest's invitation revoked);
+    ``participant.removed`` after commit takes them out of the live room."""
+    target = await _target(live, room_id, participant_id)
+    if target.id == own_participant_id:
+        raise Conflict("Use room:leave to leave", code="cannot_remove_self")
+    async with db.write() as uow:
+        room = await access.host_room(uow.session, principal, room_id)
+        await _ban(
+            uow,
+            principal,
+            room,
+            subject_id=uuid.UUID(target.subject_id),
+            subject_kind=target.kind,
+            label=target.name,
+            reason="removed",
+        )
+        uow.emit(
+            "participant.removed",
+            {"room_id": str(room.id), "participant": target.to_json()},
+            room_id=room.id,
+        )
+    return target
+
+
+async def admit_guest(
+    db: Database, live: Live, principal: Principal, room_id: uuid.UUID, guest_id: uuid.UUID
+) -> LobbyEntry:
+    """A host lets a waiting guest in: host checked first, then the guest leaves the lobby,
+    audited in the same transaction; ``lobby.admitted`` after commit tells the guest."""
+    room_key = str(room_id)
+    async with db.write() as uow:
+        room = await access.host_room(uow.session, principal, room_id)
+        entry = await live.state.lobby_remove(room_key, str(guest_id))
+        if entry is None:
+            raise Conflict("Nobody with this id is waiting", code="not_in_lobby")
+        try:
+            await _audit_target(uow, principal, room, "lobby.admit", entry.guest_id, entry.name)
+            await uow.session.flush()
+            await live.state.admit(room_key, entry.guest_id)
+        except BaseException:
+            await live.state.lobby_add(room_key, entry)
+            raise
+        uow.emit("lobby.admitted", {"room_id": room_key, "guest_id": entry.guest_id})
+    return entry
+
+
+async def refuse_guest(
+    db: Database, live: Live, principal: Principal, room_id: uuid.UUID, guest_id: uuid.UUID
+) -> LobbyEntry:
+    """A host refuses a waiting guest: host checked first, then the guest leaves the lobby,
+    banned from the room and their invitation revoked, audited in the same transaction;
+    ``lobby.refused`` after commit tells the guest and closes their way in."""
+    room_key = str(room_id)
+    async with db.write() as uow:
+        room = await access.host_room(uow.session, principal, room_id)
+        entry = await live.state.lobby_remove(room_key, str(guest_id))
+        if entry is None:
+            raise Conflict("Nobody with this id is waiting", code="not_in_lobby")
+        try:
+            await _ban(
+                uow,
+                principal,
+                room,
+                subject_id=guest_id,
+                subject_kind="guest",
+                label=entry.name,
+                reason="refused",
+            )
+            await uow.session.flush()
+        except BaseException:
+            await live.state.lobby_add(room_key, entry)
+            raise
+        uow.emit(
+            "lobby.refused", {"room_id": room_key, "guest_id": entry.guest_id, "sid": entry.sid}
+        )
+    return entry
+
+
+async def _ban(
+    uow: UnitOfWork,
+    principal: Principal,
+    room: Room,
     *,
     subject_id: uuid.UUID,
     subject_kind: str,
     label: str,
-    reason: str = "removed",
+    reason: str,
 ) -> Removal:
     """Ban an identity from the room; a guest's invitation is revoked with it."""
-    async with db.write() as uow:
-        room = await access.host_room(uow.session, principal, room_id)
-        if subject_kind == "user" and subject_id == room.owner_id:
-            raise Forbidden("The owner cannot be removed", code="owner_protected")
-        removal = Removal(
-            room_id=room.id,
-            subject_id=subject_id,
-            subject_kind=subject_kind,
-            label=label[:200],
-            reason=reason,
-            removed_by=principal.subject_id,
-        )
-        uow.session.add(removal)
-        if subject_kind == "guest":
-            inv = await uow.session.get(Invitation, subject_id)
-            if inv is not None and inv.room_id == room.id and inv.revoked_at is None:
-                inv.revoked_at = utcnow()
-        audit.record(
-            uow.session,
-            "lobby.refuse" if reason == "refused" else "room.remove",
-            actor=principal,
-            object_type="room",
-            object_id=room.id,
-            target=str(subject_id),
-            target_kind=subject_kind,
-            target_label=label,
-        )
+    if subject_kind == "user" and subject_id == room.owner_id:
+        raise Forbidden("The owner cannot be removed", code="owner_protected")
+    removal = Removal(
+        room_id=room.id,
+        subject_id=subject_id,
+        subject_kind=subject_kind,
+        label=label[:200],
+        reason=reason,
+        removed_by=principal.subject_id,
+    )
+    uow.session.add(removal)
+    if subject_kind == "guest":
+        inv = await uow.session.get(Invitation, subject_id)
+        if inv is not None and inv.room_id == room.id and inv.revoked_at is None:
+            inv.revoked_at = utcnow()
+    audit.record(
+        uow.session,
+        "lobby.refuse" if reason == "refused" else "room.remove",
+        actor=principal,
+        object_type="room",
+        object_id=room.id,
+        target=str(subject_id),
+        target_kind=subject_kind,
+        target_label=label,
+    )
     return removal

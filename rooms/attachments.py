@@ -399,6 +399,23 @@ async def get_attachment(
     return a
 
 
+async def read_attachment(
+    app: web.Application, principal: Principal, room_id: uuid.UUID, attachment_id: uuid.UUID
+) -> RoomAttachment:
+    """:func:`get_attachment` for a download: the read is audited (who, which file, when)."""
+    a = await get_attachment(app, principal, room_id, attachment_id)
+    await audit.record_now(
+        app[DB],
+        "room.attachment.read",
+        actor=principal,
+        object_type="room_attachment",
+        object_id=a.id,
+        room_id=str(a.room_id),
+        filename=a.filename,
+    )
+    return a
+
+
 # -- live forwarding ----------------------------------------------------------------------
 
 

@@ -12,10 +12,8 @@ from aiohttp import BodyPartReader, ClientPayloadError, web
 from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel
 
-from core import audit
 from core.api import Api
 from core.auth import principal as principal_of
-from core.context import DB
 from core.errors import BadRequest, TooLarge, UnsupportedMediaType, ValidationFailed
 from rooms import attachments
 from rooms.models import RoomAttachment
@@ -191,20 +189,11 @@ def setup(app: web.Application) -> None:
     async def download_room_attachment(request: web.Request) -> web.StreamResponse:
         """Download a file sent in the room (only one addressed to me or to everyone)."""
         p = principal_of(request)
-        a = await attachments.get_attachment(
+        a = await attachments.read_attachment(
             app,
             p,
             uuid.UUID(request.match_info["room_id"]),
             uuid.UUID(request.match_info["attachment_id"]),
-        )
-        await audit.record_now(
-            request.app[DB],
-            "room.attachment.read",
-            actor=p,
-            object_type="room_attachment",
-            object_id=a.id,
-            room_id=str(a.room_id),
-            filename=a.filename,
         )
         storage = attachments.storage_of(app)
         headers = {

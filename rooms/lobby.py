@@ -12,8 +12,9 @@ import uuid
 from typing import Any
 
 from core.context import DB, SESSIONS
+from core.events import Event
 from rooms import actions
-from rooms.live import Conn, EventError, Live, Payload, channel_guest
+from rooms.live import Conn, Live, Payload, channel_guest
 
 
 class GuestIn(Payload):
@@ -30,45 +31,31 @@ def register(live: Live) -> None:
     @live.event("room:admit", GuestIn, host=True)
     async def admit(live: Live, conn: Conn, body: GuestIn) -> dict[str, Any]:
         assert conn.room_id is not None
-        room_key, guest_id = str(conn.room_id), str(body.guest_id)
-        entry = await live.state.lobby_remove(room_key, guest_id)
-        if entry is None:
-            raise EventError("Nobody with this id is waiting", code="not_in_lobby")
-        await actions.moderate(
-            db,
-            conn.principal,
-            conn.room_id,
-            "lobby.admit",
-            target_id=guest_id,
-            target_label=entry.name,
-        )
-        await live.state.admit(room_key, guest_id)
-        await live.sio.emit("lobby:admitted", {"room_id": room_key}, room=channel_guest(guest_id))
-        await live.emit_to_hosts(
-            conn.room_id, "lobby:left", {"guest_id": guest_id, "reason": "admitted"}
-        )
+        await actions.admit_guest(db, live, conn.principal, conn.room_id, body.guest_id)
         return {}
 
     @live.event("room:refuse", GuestIn, host=True)
     async def refuse(live: Live, conn: Conn, body: GuestIn) -> dict[str, Any]:
         assert conn.room_id is not None
-        room_key, guest_id = str(conn.room_id), str(body.guest_id)
-        entry = await live.state.lobby_remove(room_key, guest_id)
-        if entry is None:
-            raise EventError("Nobody with this id is waiting", code="not_in_lobby")
-        await actions.remove_identity(
-            db,
-            conn.principal,
-            conn.room_id,
-            subject_id=body.guest_id,
-            subject_kind="guest",
-            label=entry.name,
-            reason="refused",
-        )
-        await live.sio.emit("lobby:refused", {"room_id": room_key}, room=channel_guest(guest_id))
-        await live.emit_to_hosts(
-            conn.room_id, "lobby:left", {"guest_id": guest_id, "reason": "refused"}
-        )
-        await live.app[SESSIONS].store.delete_for_subject(body.guest_id)
-        await live.disconnect_sid(entry.sid)
+        await actions.refuse_guest(db, live, conn.principal, conn.room_id, body.guest_id)
         return {}
+
+    async def on_lobby_event(event: Event) -> None:
+        """After the host's decision committed: tell the guest and the hosts."""
+        room_id, guest_id = str(event.payload["room_id"]), str(event.payload["guest_id"])
+        if event.name == "lobby.admitted":
+            await live.sio.emit(
+                "lobby:admitted", {"room_id": room_id}, room=channel_guest(guest_id)
+            )
+            await live.emit_to_hosts(
+                room_id, "lobby:left", {"guest_id": guest_id, "reason": "admitted"}
+            )
+        elif event.name == "lobby.refused":
+            await live.sio.emit("lobby:refused", {"room_id": room_id}, room=channel_guest(guest_id))
+            await live.emit_to_hosts(
+                room_id, "lobby:left", {"guest_id": guest_id, "reason": "refused"}
+            )
+            await live.app[SESSIONS].store.delete_for_subject(uuid.UUID(guest_id))
+            await live.disconnect_sid(str(event.payload["sid"]))
+
+    db.bus.subscribe("lobby.", on_lobby_event)

@@ -1,5 +1,8 @@
-"""Moderation by a room's hosts: ask to unmute, mute, remove, lock, end. Every act is audited
-(the audit row is written by :mod:`rooms.actions` before the live effect)."""
+"""Moderation by a room's hosts: ask to unmute, mute, remove, lock, end.
+
+The handlers only translate: each act is a :mod:`rooms.actions` function (host checked, state
+changed, audited in the same transaction); its live effects follow the commit here, from the
+``participant.*`` and ``room.*`` events."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from typing import Any
 from core.context import DB, SESSIONS
 from core.events import Event
 from rooms import actions
-from rooms.live import Conn, EventError, Live, Payload, channel_guest, channel_room
+from rooms.live import Conn, Live, Payload, channel_guest, channel_room
 from rooms.participants import Empty
 from rooms.presence import Participant
 
@@ -21,13 +24,6 @@ class TargetIn(Payload):
 
 class LockIn(Payload):
     locked: bool = True
-
-
-async def _target(live: Live, conn: Conn, participant_id: str) -> Participant:
-    p = await live.state.get(str(conn.room_id), participant_id[:64])
-    if p is None:
-        raise EventError("No such participant in this room", code="participant_not_found")
-    return p
 
 
 async def end_live_room(live: Live, room_id: str) -> None:
@@ -56,66 +52,28 @@ def register(live: Live) -> None:
     @live.event("room:mute", TargetIn, host=True)
     async def mute(live: Live, conn: Conn, body: TargetIn) -> dict[str, Any]:
         assert conn.room_id is not None
-        target = await _target(live, conn, body.participant_id)
-        await actions.moderate(
-            db,
-            conn.principal,
-            conn.room_id,
-            "room.mute",
-            target_id=target.subject_id,
-            target_label=target.name,
+        p = await actions.mute_participant(
+            db, live, conn.principal, conn.room_id, body.participant_id
         )
-        p = await live.state.update(
-            str(conn.room_id), target.id, muted_by_host=True, media={"audio": False}
-        )
-        if p is None:
-            raise EventError("No such participant in this room", code="participant_not_found")
-        await live.emit_to_participant(p.id, "room:muted", {"by": conn.principal.label})
-        await live.emit_to_room(conn.room_id, "participant:updated", {"participant": p.public()})
-        await live.run_hooks("muted", p)
         return {"participant": p.public()}
 
     @live.event("room:ask_unmute", TargetIn, host=True)
     async def ask_unmute(live: Live, conn: Conn, body: TargetIn) -> dict[str, Any]:
         assert conn.room_id is not None
-        target = await _target(live, conn, body.participant_id)
-        await actions.moderate(
-            db,
-            conn.principal,
-            conn.room_id,
-            "room.ask_unmute",
-            target_id=target.subject_id,
-            target_label=target.name,
-        )
-        # Asked, not forced: the host's mute is lifted, the participant decides.
-        p = await live.state.update(str(conn.room_id), target.id, muted_by_host=False)
-        if p is None:
-            raise EventError("No such participant in this room", code="participant_not_found")
-        await live.emit_to_participant(p.id, "room:unmute_requested", {"by": conn.principal.label})
-        await live.emit_to_room(conn.room_id, "participant:updated", {"participant": p.public()})
+        await actions.ask_unmute(db, live, conn.principal, conn.room_id, body.participant_id)
         return {}
 
     @live.event("room:remove", TargetIn, host=True)
     async def remove(live: Live, conn: Conn, body: TargetIn) -> dict[str, Any]:
         assert conn.room_id is not None
-        target = await _target(live, conn, body.participant_id)
-        if target.id == conn.participant_id:
-            raise EventError("Use room:leave to leave", code="cannot_remove_self")
-        await actions.remove_identity(
+        await actions.remove_participant(
             db,
+            live,
             conn.principal,
             conn.room_id,
-            subject_id=uuid.UUID(target.subject_id),
-            subject_kind=target.kind,
-            label=target.name,
+            body.participant_id,
+            own_participant_id=conn.participant_id,
         )
-        await live.state.remove(str(conn.room_id), target.id)
-        await live.emit_to_participant(target.id, "room:removed", {"room_id": str(conn.room_id)})
-        await live.participant_left(target, "removed")
-        if target.kind == "guest":
-            await live.app[SESSIONS].store.delete_for_subject(uuid.UUID(target.subject_id))
-        if target.sid:
-            await live.disconnect_sid(target.sid)
         return {}
 
     @live.event("room:lock", LockIn, host=True)
@@ -158,5 +116,28 @@ def register(live: Live) -> None:
                     await live.disconnect_sid(p.sid)
         await live.app[SESSIONS].store.delete_for_subject(uuid.UUID(guest_id))
 
+    async def on_participant_event(event: Event) -> None:
+        """After a host's act committed: tell the room, and the participant's media."""
+        room_id = str(event.payload["room_id"])
+        p = Participant.from_json(event.payload["participant"])
+        if event.name == "participant.muted":
+            await live.emit_to_participant(p.id, "room:muted", {"by": event.payload["by"]})
+            await live.emit_to_room(room_id, "participant:updated", {"participant": p.public()})
+            await live.run_hooks("muted", p)
+        elif event.name == "participant.unmute_requested":
+            await live.emit_to_participant(
+                p.id, "room:unmute_requested", {"by": event.payload["by"]}
+            )
+            await live.emit_to_room(room_id, "participant:updated", {"participant": p.public()})
+        elif event.name == "participant.removed":
+            await live.state.remove(room_id, p.id)
+            await live.emit_to_participant(p.id, "room:removed", {"room_id": room_id})
+            await live.participant_left(p, "removed")
+            if p.kind == "guest":
+                await live.app[SESSIONS].store.delete_for_subject(uuid.UUID(p.subject_id))
+            if p.sid:
+                await live.disconnect_sid(p.sid)
+
     live.app[DB].bus.subscribe("room.", on_room_event)
+    live.app[DB].bus.subscribe("participant.", on_participant_event)
     live.app[DB].bus.subscribe("invitation.revoked", on_invitation_revoked)
