@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from core import filetypes, heavy
 from core import routes as core_routes
 from core.config import Settings
 from core.context import BUS, DB, LIMITER, NOTIFIER, REDIS, SESSIONS, SETTINGS
@@ -30,6 +31,12 @@ def create_app(settings: Settings, *, features: tuple[str, ...] = FEATURES) -> w
     app = web.Application(
         middlewares=[security_headers, request_middleware, session_middleware],
         client_max_size=settings.max_json_bytes,
+    )
+    filetypes.set_max_image_pixels(settings.max_image_pixels)
+    heavy.configure(
+        workers=settings.heavy_workers,
+        memory_mb=settings.heavy_memory_mb,
+        max_pixels=settings.max_image_pixels,
     )
     bus = EventBus()
     db = Database(settings.database_url, bus)

@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     max_json_bytes: int = Field(1_048_576, ge=1024)
     max_upload_bytes: int = Field(2 * 1024**3, ge=1024)
     upload_chunk_bytes: int = Field(8 * 1024**2, ge=64 * 1024)
+    # Heavy work (core.heavy): images above this many pixels are refused at upload, and
+    # decoding runs in worker processes with this much address space each.
+    max_image_pixels: int = Field(50_000_000, ge=1_000_000)
+    heavy_workers: int = Field(1, ge=1, le=16)
+    heavy_memory_mb: int = Field(1536, ge=256)
 
     # Notifications
     smtp_host: str = ""

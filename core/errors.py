@@ -36,6 +36,10 @@ class Problem(Exception):
         self.extra = extra
         super().__init__(detail or self.title)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Problems raised in a worker process (core.heavy) cross back whole, code included.
+        return (_rebuild, (type(self), self.detail, self.status, self.code, self.title, self.extra))
+
     def body(self, instance: str | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {
             "type": f"https://consilium.invalid/problems/{self.code}",
@@ -49,6 +53,17 @@ class Problem(Exception):
             body["instance"] = instance
         body.update(self.extra)
         return body
+
+
+def _rebuild(
+    cls: type[Problem],
+    detail: str | None,
+    status: int,
+    code: str,
+    title: str,
+    extra: dict[str, Any],
+) -> Problem:
+    return cls(detail, status=status, code=code, title=title, **extra)
 
 
 class BadRequest(Problem):

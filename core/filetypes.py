@@ -32,6 +32,14 @@ class FileType:
     category: str
     extensions: tuple[str, ...]  # the extensions a name may carry for this type
 
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        # Sent to a core.heavy worker and back, a type stays the very constant (``t is PDF``).
+        return (by_mime, (self.mime,))
+
+
+def by_mime(mime: str) -> FileType:
+    return next(t for t in _ALL if t.mime == mime)
+
 
 PDF = FileType("application/pdf", "pdf", (".pdf",))
 PNG = FileType("image/png", "image", (".png",))
@@ -135,17 +143,41 @@ def _sniff_head(head: bytes) -> FileType | None:
     return None
 
 
-def _sniff_zip(path: Path) -> FileType | None:
+# Reading a zip container: its directory only, and at most this much of one member. A small
+# upload whose ``mimetype`` member inflates to hundreds of MiB is refused before any inflating.
+ZIP_MAX_MEMBERS = 20_000
+ZIP_MEMBER_READ = 512
+ZIP_MAX_RATIO = 200  # declared size / compressed size of a member we read
+
+
+class SuspiciousArchive(ValidationFailed):
+    code = "suspicious_archive"
+    title = "The archive declares sizes or compression ratios that are not acceptable"
+
+
+def _sniff_zip(path: Path, filename: str = "") -> FileType | None:
     try:
         with zipfile.ZipFile(path) as zf:
-            names = zf.namelist()
-            if "mimetype" in names:
-                return _ODF.get(zf.read("mimetype").strip())
-            if "[Content_Types].xml" in names:
+            infos = zf.infolist()
+            if len(infos) > ZIP_MAX_MEMBERS:
+                raise SuspiciousArchive(f"« {filename} » : archive de {len(infos)} éléments.")
+            by_name = {i.filename: i for i in infos}
+            mimetype = by_name.get("mimetype")
+            if mimetype is not None:
+                ratio = mimetype.file_size / max(mimetype.compress_size, 1)
+                if mimetype.file_size > ZIP_MEMBER_READ or ratio > ZIP_MAX_RATIO:
+                    raise SuspiciousArchive(
+                        f"« {filename} » : archive suspecte (élément « mimetype » de "
+                        f"{mimetype.file_size} octets, compressé {ratio:.0f} fois)."
+                    )
+                with zf.open(mimetype) as member:
+                    # Bounded even if the declared size lies: never more than this is inflated.
+                    return _ODF.get(member.read(ZIP_MEMBER_READ + 1).strip())
+            if "[Content_Types].xml" in by_name:
                 for prefix, t in _OOXML_MAIN.items():
-                    if any(n.startswith(prefix) for n in names):
+                    if any(n.startswith(prefix) for n in by_name):
                         return t
-    except (zipfile.BadZipFile, OSError, KeyError, ValueError):
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, KeyError, ValueError, EOFError):
         return None
     return None
 
@@ -170,21 +202,25 @@ def _is_text(head: bytes) -> bool:
     return controls == 0
 
 
-def detect(head: bytes, path: Path | None = None) -> FileType | None:
-    """The type of a file from its first bytes (and the whole file for zip containers)."""
+def detect(head: bytes, path: Path | None = None, filename: str = "") -> FileType | None:
+    """The type of a file from its first bytes (and a zip container's directory)."""
     t = _sniff_head(head)
     if t is not None:
         return t
     if head.startswith(b"PK\x03\x04") and path is not None:
-        return _sniff_zip(path)
+        return _sniff_zip(path, filename)
     if _is_text(head):
         return TEXT
     return None
 
 
 def check(filename: str, head: bytes, path: Path | None = None) -> FileType:
-    """The detected type, if accepted and consistent with the name; else a 415 or 422."""
-    t = detect(head, path)
+    """The detected type, if accepted and consistent with the name; else a 415 or 422.
+
+    An image's dimensions are read from its header (nothing decoded) and refused above the
+    pixel limit, before anything else opens it.
+    """
+    t = detect(head, path, filename)
     ext = PurePosixPath(filename).suffix.lower()
     if t is None:
         if ext in _BY_EXT:
@@ -203,7 +239,61 @@ def check(filename: str, head: bytes, path: Path | None = None) -> FileType:
             expected=_BY_EXT[ext].mime,
             detected=t.mime,
         )
+    if t.category == "image" and path is not None:
+        check_pixels(t, path, filename)
     return t
+
+
+# The one pixel limit: uploads above it are refused, and Pillow (here and in core.heavy's
+# workers) refuses to open anything larger. Set from ``CONSILIUM_MAX_IMAGE_PIXELS``.
+_max_pixels = 50_000_000
+
+
+def set_max_image_pixels(n: int) -> None:
+    global _max_pixels
+    from PIL import Image
+
+    _max_pixels = n
+    Image.MAX_IMAGE_PIXELS = n
+
+
+def max_image_pixels() -> int:
+    return _max_pixels
+
+
+class ImageTooLarge(ValidationFailed):
+    code = "image_too_large"
+    title = "The image has more pixels than the server accepts"
+
+
+def check_pixels(t: FileType, path: Path, filename: str) -> None:
+    """Refuse an image whose header announces more pixels than the limit (422)."""
+    if t in (HEIC, AVIF):  # Pillow reads neither natively
+        return
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    Image.MAX_IMAGE_PIXELS = _max_pixels
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:  # lazy: reads the header, decodes nothing
+                width, height = im.size
+    except Image.DecompressionBombError:
+        width = height = 0
+        pixels = _max_pixels + 1
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise Truncated(f"« {filename} » : image illisible ou tronquée ({e}).") from None
+    else:
+        pixels = width * height
+    if pixels > _max_pixels:
+        size = f"{width} × {height} pixels" if width else "trop de pixels"
+        raise ImageTooLarge(
+            f"« {filename} » : image trop grande ({size} ; au plus "
+            f"{_max_pixels // 1_000_000} millions de pixels).",
+            max_pixels=_max_pixels,
+        )
 
 
 class Truncated(ValidationFailed):
@@ -212,7 +302,10 @@ class Truncated(ValidationFailed):
 
 
 def check_structure(t: FileType, path: Path, filename: str) -> None:
-    """Open PDFs and images for real: a right signature on a truncated file is refused."""
+    """Open PDFs and images for real: a right signature on a truncated file is refused.
+
+    Run it with :func:`core.heavy.run_heavy` (pymupdf and Pillow allocate in C).
+    """
     if t is PDF:
         import pymupdf
 
@@ -227,14 +320,13 @@ def check_structure(t: FileType, path: Path, filename: str) -> None:
     elif t.category == "image" and t not in (HEIC, AVIF):  # Pillow reads neither natively
         from PIL import Image, UnidentifiedImageError
 
-        Image.MAX_IMAGE_PIXELS = 120_000_000
         try:
             with Image.open(path) as im:
                 im.verify()
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
             raise Truncated(f"« {filename} » : image illisible ou tronquée ({e}).") from None
         except Image.DecompressionBombError:
-            raise Truncated(f"« {filename} » : image trop grande.") from None
+            raise ImageTooLarge(f"« {filename} » : image trop grande.") from None
 
 
 class BadFilename(ValidationFailed):

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from core import audit
 from core.db import Base, IdMixin, UnitOfWork, UTCDateTime, utcnow
 from core.errors import Conflict, NotFound, ValidationFailed
+from core.heavy import run_heavy
 from core.principal import Principal
 from core.storage import StagedFile, Storage
 from dossier import filetypes, previews
@@ -245,7 +246,7 @@ async def _inspect(filename: str, staged: StagedFile) -> Checked:
     if t is filetypes.DICOM:
         info = await asyncio.to_thread(read_metadata, staged.path)
     else:
-        await asyncio.to_thread(filetypes.check_structure, t, staged.path, filename)
+        await run_heavy(filetypes.check_structure, t, staged.path, filename)
     return Checked(t, info)
 
 
@@ -306,7 +307,7 @@ async def add_document(
         who = await patient_identity(session, dossier_id)
         reasons = identity_mismatches(checked.dicom, who) if who else ["Patient du dossier inconnu"]
         warning = " ; ".join(reasons)
-    preview = await asyncio.to_thread(previews.render, checked.filetype.category, staged.path)
+    preview = await run_heavy(previews.render, checked.filetype.category, staged.path)
     blob = await storage.blobs.put(staged)
     _on_rollback_delete(session, storage, blob.key)
     preview_key = None

@@ -1,7 +1,7 @@
 """Previews: a PNG thumbnail for images, the first page of PDFs, the DICOM image.
 
-Rendering runs in a worker thread (Pillow, pymupdf and pydicom are blocking). A file that
-cannot be rendered gets no preview; it is still a valid document.
+Rendering runs in core.heavy's worker processes (bounded memory, Pillow's pixel limit).
+A file that cannot be rendered gets no preview; it is still a valid document.
 """
 
 from __future__ import annotations
@@ -13,13 +13,11 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 THUMB_MAX = 512
-MAX_PIXELS = 120_000_000  # refuse decompression bombs, keep memory bounded
 
 
 def image_thumbnail(path: Path, max_size: int = THUMB_MAX) -> bytes:
     from PIL import Image, ImageOps
 
-    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
     with Image.open(path) as src:
         src.draft("RGB", (max_size, max_size))  # JPEG: decode at a reduced scale
         src.seek(0)

@@ -36,6 +36,7 @@ from core.errors import (
     TooManyRequests,
     ValidationFailed,
 )
+from core.heavy import run_heavy
 from core.storage import Storage
 from core.storage import of as storage_of
 from dossier import doc_access, signing, stamp, uploads
@@ -591,10 +592,9 @@ def setup_documents(app: web.Application) -> None:
             )
         window = (query.wc, query.ww) if query.wc is not None and query.ww is not None else None
         frame = None if query.frame is None else query.frame - 1
-        import asyncio
 
         async with _local_file(storage, doc.blob_key) as path:
-            out = await asyncio.to_thread(render_frame, path, frame, window=window)
+            out = await run_heavy(render_frame, path, frame, window=window)
         if out is None:
             raise NotFound("Ce fichier DICOM ne contient pas d'image.", code="no_preview")
         await _read_audit(

@@ -31,6 +31,7 @@ from core.context import BUS, DB, LIMITER
 from core.db import UnitOfWork, utcnow
 from core.errors import Conflict, Forbidden, NotFound, TooManyRequests, ValidationFailed
 from core.events import Event
+from core.heavy import run_heavy
 from core.principal import Principal
 from core.storage import StagedFile, Storage
 from rooms import access
@@ -254,7 +255,7 @@ async def add_attachment(
             raise ValidationFailed("Le fichier est vide.", code="empty_file")
         ftype = await asyncio.to_thread(filetypes.check, filename, staged.head, staged.path)
         if ftype is not filetypes.DICOM:
-            await asyncio.to_thread(filetypes.check_structure, ftype, staged.path, filename)
+            await run_heavy(filetypes.check_structure, ftype, staged.path, filename)
         blob = await storage.blobs.put(staged)
         blob_key = blob.key
         async with db.write() as uow:
