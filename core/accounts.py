@@ -6,6 +6,7 @@ import enum
 import re
 import unicodedata
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -16,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core import audit, mfa, passwords
-from core.db import Base, Database, IdMixin, TimestampMixin, UTCDateTime
+from core.db import Base, Database, IdMixin, TimestampMixin, UTCDateTime, utcnow
 from core.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
 
 if TYPE_CHECKING:
@@ -564,4 +565,78 @@ async def remove_totp(db: Database, code: str, *, secret_key: str, actor: Princi
         await mfa.disable_totp(uow.session, user)
         audit.record(
             uow.session, "account.totp_remove", actor=actor, object_type="user", object_id=user.id
+        )
+
+
+# -- sign-in: what the second step writes ---------------------------------------------------
+
+KNOWN_DEVICES = 10  # the devices an account remembers (see core.throttle)
+
+
+def knows_device(user: User, device: str | None) -> bool:
+    return bool(device) and device in (user.preferences or {}).get("devices", [])
+
+
+async def rehash_password(db: Database, user_id: uuid.UUID, new_hash: str) -> None:
+    """Store a password hash recomputed with current parameters (after a good password)."""
+    async with db.write() as uow:
+        user = await uow.session.get(User, user_id, with_for_update=True)
+        if user is not None:
+            user.password_hash = new_hash
+
+
+@dataclass
+class SecondFactor:
+    ok: bool
+    label: str = ""
+    role: str = ""
+    email: str = ""
+
+
+async def check_second_factor(
+    db: Database,
+    user_id: uuid.UUID,
+    *,
+    method: str,
+    code: str,
+    pending: dict[str, Any],
+    secret_key: str,
+    ip: str,
+    device: str | None,
+) -> SecondFactor | None:
+    """The second step of sign-in: check a one-time code, authenticator code or recovery code
+    against the pending sign-in's state (``pending``), audit the outcome and, on success,
+    remember the sign-in (time, preferred channel, this device). None when the account is
+    gone or deactivated."""
+    async with db.write() as uow:
+        user = await uow.session.get(User, user_id, with_for_update=True)
+        if user is None or not user.active:
+            return None
+        ok = False
+        if method == "otp":
+            ok = mfa.check_one_time_code(secret_key, pending, code)
+        elif method == "totp" and user.totp_enabled:
+            ok = mfa.check_totp(user, code)
+        elif method == "recovery" and user.totp_enabled:
+            ok = await mfa.use_recovery_code(uow.session, user, secret_key, code)
+        who = {"actor_label": user.email, "object_type": "user", "object_id": user.id, "ip": ip}
+        if not ok:
+            audit.record(uow.session, "auth.otp_failed", outcome="failure", method=method, **who)
+            return SecondFactor(ok=False, email=user.email)
+        user.last_login_at = utcnow()
+        if method == "otp" and pending.get("mfa_channel") in ("email", "sms"):
+            user.otp_channel = str(pending["mfa_channel"])  # remembered for next time
+        elif method == "totp":
+            user.otp_channel = "totp"
+        if device:
+            prefs = dict(user.preferences or {})
+            devices = [d for d in prefs.get("devices", []) if d != device]
+            prefs["devices"] = [device, *devices][:KNOWN_DEVICES]
+            user.preferences = prefs
+        for action in ("auth.otp_used", "auth.login"):
+            audit.record(
+                uow.session, action, actor_id=user.id, actor_kind="user", method=method, **who
+            )
+        return SecondFactor(
+            ok=True, label=user.display_name, role=user.role.value, email=user.email
         )

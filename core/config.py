@@ -41,8 +41,18 @@ class Settings(BaseSettings):
     secret_key: str = DEV_SECRET
     session_idle_minutes: int = Field(30, ge=1)
     session_absolute_hours: int = Field(12, ge=1)
+    # Sign-in throttling (core/throttle.py): failures slow the source down, never lock the
+    # account. Free failures per (account, address or known device), then delays that start
+    # at login_first_delay_seconds and double up to login_lockout_minutes.
     login_max_failures: int = Field(5, ge=1)
     login_lockout_minutes: int = Field(15, ge=1)
+    login_first_delay_seconds: int = Field(30, ge=1)
+    # Free failures from one address across every account before it is slowed down too.
+    login_source_max_failures: int = Field(30, ge=1)
+    # Failures on one account from every source (15 min) that alert its owner and the
+    # administrators (once per window) and add a short delay to each further attempt.
+    login_alert_failures: int = Field(10, ge=1)
+    login_anomaly_delay_ms: int = Field(500, ge=0, le=10_000)
     otp_ttl_seconds: int = Field(300, ge=30)
     password_reset_minutes: int = Field(30, ge=5, le=24 * 60)
 

@@ -6,9 +6,11 @@
    (TOTP), or a one-time recovery code.
 3. ``POST /auth/verify`` checks it and promotes the session to ``full`` under a new token.
 
-Failures count per account (``login_max_failures``, then a lockout of
-``login_lockout_minutes``: 423 with ``Retry-After``); unknown e-mail addresses are counted the
-same way in the rate limiter, so the answers do not reveal which accounts exist.
+Wrong passwords and codes never lock an account: they slow down the address or device they
+come from (:mod:`core.throttle`; 429 ``login_throttled`` with ``Retry-After``), and a burst
+on one account alerts its owner and the administrators. Every answer of step 1 is the same
+whether the account exists or not: same status, body, headers, counters, and an argon2 check
+against a dummy hash for unknown addresses.
 
 An OpenID Connect provider (Pro Santé Connect) plugs in at step 3: once the provider has
 identified the practitioner, its callback calls :func:`core.auth.start_session` with
@@ -19,14 +21,13 @@ identified the practitioner, its callback calls :func:`core.auth.start_session` 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import math
-from datetime import timedelta
-from typing import Literal
+import logging
+import secrets
+from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, Field
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import select
 
 from core import accounts, audit, mfa, passwords
 from core.accounts import AccountEmail
@@ -39,17 +40,22 @@ from core.auth import (
     set_session_cookie,
     start_session,
 )
-from core.config import Settings
 from core.context import DB, LIMITER, NOTIFIER, SESSIONS, SETTINGS
-from core.db import utcnow
 from core.errors import BadRequest, Problem, TooManyRequests, Unauthorized
 from core.notify import DeliveryError, Email
+from core.throttle import SignInThrottle, Source, device_hash
+
+log = logging.getLogger(__name__)
 
 Method = Literal["email", "sms", "totp", "recovery"]
 
+DEVICE_COOKIE = "consilium_device"
+DEVICE_MAX_AGE = 400 * 24 * 3600  # the longest browsers keep a cookie
+TASKS: web.AppKey[set[asyncio.Task[None]]] = web.AppKey("login_tasks")
 
-class Locked(Problem):
-    status, code, title = 423, "account_locked", "Account temporarily locked"
+
+class LoginThrottled(TooManyRequests):
+    code, title = "login_throttled", "Too many failed attempts from here"
 
 
 class LoginIn(BaseModel):
@@ -105,40 +111,122 @@ def methods_of(user: accounts.User) -> list[Method]:
     return methods
 
 
-def _unknown_key(email: str) -> str:
-    return "login-unknown:" + hashlib.sha256(email.lower().encode()).hexdigest()[:32]
+def device_id(request: web.Request) -> str | None:
+    """The hash of this browser's device cookie (set at the first good password)."""
+    raw = request.cookies.get(DEVICE_COOKIE, "")
+    return device_hash(raw) if 20 <= len(raw) <= 64 else None
 
 
-def _lock(
-    session: AsyncSession, user: accounts.User, settings: Settings, ip: str
-) -> tuple[bool, int]:
-    """Count one failure; lock the account when the limit is reached. Returns (locked, secs)."""
-    user.failed_logins += 1
-    if user.failed_logins < settings.login_max_failures:
-        return False, 0
-    user.failed_logins = 0
-    user.locked_until = utcnow() + timedelta(minutes=settings.login_lockout_minutes)
-    audit.record(
-        session,
-        "auth.lockout",
+def _set_device_cookie(request: web.Request, response: web.StreamResponse) -> None:
+    raw = request.cookies.get(DEVICE_COOKIE, "")
+    if not 20 <= len(raw) <= 64:
+        raw = secrets.token_urlsafe(24)
+    response.set_cookie(
+        DEVICE_COOKIE,
+        raw,
+        max_age=DEVICE_MAX_AGE,
+        httponly=True,
+        samesite="Lax",
+        secure=request.app[SETTINGS].https,
+        path="/api/v1/auth/",
+    )
+
+
+def _source(request: web.Request, user: accounts.User | None) -> Source:
+    device = device_id(request)
+    known = device if user is not None and accounts.knows_device(user, device) else None
+    return Source(ip=client_ip(request), known_device=known)
+
+
+def _spawn(app: web.Application, coro: Any) -> None:
+    task = asyncio.get_running_loop().create_task(coro)
+    app[TASKS].add(task)
+    task.add_done_callback(app[TASKS].discard)
+
+
+async def _alert(app: web.Application, email: str, ip: str, failures: int) -> None:
+    """Tell the owner and every active administrator about a burst of failed sign-ins."""
+    async with app[DB].read() as session:
+        user = await accounts.get_by_email(session, email)
+        admins = (
+            await session.execute(
+                select(accounts.User.email).where(
+                    accounts.User.role == accounts.Role.admin, accounts.User.active.is_(True)
+                )
+            )
+        ).scalars()
+        admin_emails = [a for a in admins if a != email]
+    if user is None:
+        return
+    await audit.record_now(
+        app[DB],
+        "auth.login_alert",
         object_type="user",
         object_id=user.id,
         ip=ip,
         outcome="denied",
-        actor_label=user.email,
-        minutes=settings.login_lockout_minutes,
+        actor_label=email,
+        failures=failures,
     )
-    return True, settings.login_lockout_minutes * 60
+    owner_text = (
+        f"Bonjour {user.display_name},\n\n"
+        f"{failures} tentatives de connexion à votre compte Consilium ont échoué ces dernières "
+        f"minutes (dernière adresse : {ip}).\nVotre compte n'est pas bloqué : les tentatives "
+        "sont ralenties à leur source. Si ce n'était pas vous, changez votre mot de passe et "
+        "prévenez l'administrateur de votre établissement.\n\nConsilium"
+    )
+    admin_text = (
+        f"{failures} tentatives de connexion au compte {email} ont échoué ces dernières "
+        f"minutes (dernière adresse : {ip}). Les tentatives sont ralenties à leur source ; "
+        "le journal d'audit (auth.login, auth.otp_failed) donne le détail.\n\nConsilium"
+    )
+    messages = [Email(to=email, subject="Consilium — tentatives de connexion", text=owner_text)]
+    messages += [
+        Email(to=a, subject="Consilium — tentatives de connexion suspectes", text=admin_text)
+        for a in admin_emails
+    ]
+    for msg in messages:
+        try:
+            await app[NOTIFIER].send_email(msg)
+        except Exception:
+            log.exception("sign-in alert to %s failed", msg.to)
 
 
-def _locked_for(user: accounts.User) -> int:
-    if user.locked_until is None:
-        return 0
-    return max(0, math.ceil((user.locked_until - utcnow()).total_seconds()))
+async def _failed(
+    request: web.Request, throttle: SignInThrottle, email: str, source: Source
+) -> int:
+    """Count a failure; returns the delay it started (0 if none)."""
+    f = await throttle.failure(email, source)
+    if f.delay:
+        await audit.record_now(
+            request.app[DB],
+            "auth.throttle",
+            object_type="sign-in",
+            ip=source.ip,
+            outcome="denied",
+            actor_label=email,
+            delay=f.delay,
+            failures=f.failures,
+            source="device" if source.known_device else "address",
+        )
+    if f.alert:
+        _spawn(request.app, _alert(request.app, email, source.ip, f.account_failures))
+    return f.delay
 
 
 def setup(app: web.Application) -> None:
     api = Api.of(app)
+    tasks: set[asyncio.Task[None]] = set()
+    app[TASKS] = tasks
+
+    async def drain(app: web.Application) -> None:
+        for task in app[TASKS].copy():
+            task.cancel()
+
+    app.on_cleanup.append(drain)
+
+    def throttle_of(request: web.Request) -> SignInThrottle:
+        return SignInThrottle(request.app[LIMITER], request.app[SETTINGS])
 
     @api.post(
         "/auth/login",
@@ -146,75 +234,61 @@ def setup(app: web.Application) -> None:
         response=LoginOut,
         auth="none",
         tags=["auth"],
-        errors=[401, 423, 429],
+        errors=[401, 429],
     )
     async def login(request: web.Request, body: LoginIn) -> web.StreamResponse:
-        """Check e-mail and password; the second factor comes next."""
+        """Check e-mail and password; the second factor comes next. Repeated failures slow
+        down the address or device they come from (429 ``login_throttled``), never the
+        account's owner elsewhere."""
         settings = request.app[SETTINGS]
         db = request.app[DB]
-        limiter = request.app[LIMITER]
         ip = client_ip(request)
-        if not await limiter.hit(f"login-ip:{ip}", limit=30, window=60):
+        if not await request.app[LIMITER].hit(f"login-ip:{ip}", limit=30, window=60):
             raise TooManyRequests(
                 "Too many sign-in attempts from this address; wait a minute", retry_after=60
             )
         email = body.email
+        throttle = throttle_of(request)
         async with db.read() as session:
             user = await accounts.get_by_email(session, email)
-        locked_for = _locked_for(user) if user is not None else 0
+        source = _source(request, user)
+        wait = await throttle.wait(email, source)
+        if wait:
+            await audit.record_now(
+                db,
+                "auth.login",
+                object_type="sign-in",
+                ip=ip,
+                outcome="denied",
+                actor_label=email,
+                reason="throttled",
+            )
+            raise LoginThrottled(
+                "Too many failed attempts from here; try again later", retry_after=wait
+            )
+        if await throttle.anomalous(email):
+            # Many sources failing on this address: every attempt waits a little (no lock).
+            await asyncio.sleep(settings.login_anomaly_delay_ms / 1000)
         # argon2 runs in a worker thread (it releases the GIL): a burst of sign-ins does not
-        # stall the event loop that also carries media. Unknown and locked accounts are
-        # checked against a dummy hash: same work, same time.
-        stored = user.password_hash if user is not None and not locked_for else None
+        # stall the event loop that also carries media. Unknown accounts are checked against
+        # a dummy hash: same work, same time.
+        stored = user.password_hash if user is not None else None
         ok = await asyncio.to_thread(passwords.verify_password, stored, body.password)
-        failed = not locked_for and (user is None or not ok or not user.active)
-        new_hash = None
-        if ok and stored and passwords.needs_rehash(stored):
-            new_hash = await asyncio.to_thread(passwords.hash_password, body.password)
-        if locked_for or failed or new_hash:
-            async with db.write() as uow:
-                row = (
-                    await uow.session.get(accounts.User, user.id, with_for_update=True)
-                    if user
-                    else None
-                )
-                if locked_for:
-                    audit.record(
-                        uow.session,
-                        "auth.login",
-                        object_type="user",
-                        object_id=user.id if user else "",
-                        ip=ip,
-                        outcome="denied",
-                        actor_label=email,
-                        reason="locked",
-                    )
-                elif failed:
-                    audit.record(
-                        uow.session,
-                        "auth.login",
-                        object_type="user",
-                        object_id=user.id if user else "",
-                        ip=ip,
-                        outcome="failure",
-                        actor_label=email,
-                    )
-                    if row is not None:
-                        _lock(uow.session, row, settings, ip)
-                elif row is not None and new_hash:
-                    row.password_hash = new_hash
-        if locked_for:
-            raise Locked("Too many failed attempts; try again later", retry_after=locked_for)
-        if failed:
-            if user is None:
-                # Count failures on unknown addresses like on real accounts (anti-enumeration).
-                window = settings.login_lockout_minutes * 60
-                if not await limiter.hit(
-                    _unknown_key(email), limit=settings.login_max_failures, window=window
-                ):
-                    raise Locked("Too many failed attempts; try again later", retry_after=window)
+        if user is None or not ok or not user.active:
+            await audit.record_now(
+                db,
+                "auth.login",
+                object_type="user",
+                object_id=user.id if user is not None else "",
+                ip=ip,
+                outcome="failure",
+                actor_label=email,
+            )
+            await _failed(request, throttle, email, source)
             raise Unauthorized("Wrong e-mail or password", code="invalid_credentials")
-        assert user is not None
+        if stored and passwords.needs_rehash(stored):
+            new_hash = await asyncio.to_thread(passwords.hash_password, body.password)
+            await accounts.rehash_password(db, user.id, new_hash)
         methods = methods_of(user)
         preferred: Method = user.otp_channel if user.otp_channel in methods else "email"
         out = LoginOut(
@@ -225,6 +299,7 @@ def setup(app: web.Application) -> None:
             mobile_hint=mask_phone(user.mobile),
         )
         resp = web.json_response(out.model_dump(mode="json"))
+        _set_device_cookie(request, resp)
         await start_session(request, resp, kind="user", subject_id=user.id, stage="mfa")
         return resp
 
@@ -293,83 +368,66 @@ def setup(app: web.Application) -> None:
         response=SessionOut,
         auth="none",
         tags=["auth"],
-        errors=[401, 423, 429],
+        errors=[401, 429],
     )
     async def verify(request: web.Request, body: VerifyIn) -> web.StreamResponse:
-        """Check the second factor and open the full session."""
+        """Check the second factor and open the full session. Wrong codes count like wrong
+        passwords (:mod:`core.throttle`); too many on one pending sign-in end it."""
         s = request.get(SESSION)
         if s is None or s.stage != "mfa":
             raise Unauthorized("Enter your password first", code="password_required")
         settings = request.app[SETTINGS]
         db = request.app[DB]
         sessions = request.app[SESSIONS]
-        ip = client_ip(request)
-        locked_for = 0
-        async with db.write() as uow:
-            user = await uow.session.get(accounts.User, s.subject_id, with_for_update=True)
-            if user is None or not user.active:
-                raise Unauthorized("Enter your password first", code="password_required")
-            locked_for = _locked_for(user)
-            ok = False
-            if locked_for:
-                pass
-            elif body.method == "otp":
-                ok = mfa.check_one_time_code(settings.secret_key, s.data, body.code)
-            elif body.method == "totp" and user.totp_enabled:
-                ok = mfa.check_totp(user, body.code)
-            elif body.method == "recovery" and user.totp_enabled:
-                ok = await mfa.use_recovery_code(uow.session, user, settings.secret_key, body.code)
-            if locked_for:
-                pass
-            elif not ok:
-                s.data["mfa_tries"] = int(s.data.get("mfa_tries", 0)) + 1
-                audit.record(
-                    uow.session,
-                    "auth.otp_failed",
-                    object_type="user",
-                    object_id=user.id,
-                    ip=ip,
-                    outcome="failure",
-                    actor_label=user.email,
-                    method=body.method,
-                )
-                _, locked_for = _lock(uow.session, user, settings, ip)
+        throttle = throttle_of(request)
+        async with db.read() as session:
+            user = await session.get(accounts.User, s.subject_id)
+        if user is None or not user.active:
+            raise Unauthorized("Enter your password first", code="password_required")
+        source = _source(request, user)
+        wait = await throttle.wait(user.email, source)
+        if wait:
+            await sessions.end(s.id)  # start again with the password, after the delay
+            raise LoginThrottled(
+                "Too many failed attempts from here; try again later", retry_after=wait
+            )
+        result = await accounts.check_second_factor(
+            db,
+            s.subject_id,
+            method=body.method,
+            code=body.code,
+            pending=s.data,
+            secret_key=settings.secret_key,
+            ip=source.ip,
+            device=device_id(request),
+        )
+        if result is None:
+            raise Unauthorized("Enter your password first", code="password_required")
+        if not result.ok:
+            delay = await _failed(request, throttle, result.email, source)
+            s.data["mfa_tries"] = int(s.data.get("mfa_tries", 0)) + 1
+            if delay or s.data["mfa_tries"] >= settings.login_max_failures:
+                await sessions.end(s.id)  # too many guesses: start again with the password
             else:
-                user.failed_logins = 0
-                user.last_login_at = utcnow()
-                if body.method == "otp" and s.data.get("mfa_channel") in ("email", "sms"):
-                    user.otp_channel = str(s.data["mfa_channel"])  # remembered for next time
-                elif body.method == "totp":
-                    user.otp_channel = "totp"
-                for action in ("auth.otp_used", "auth.login"):
-                    audit.record(
-                        uow.session,
-                        action,
-                        actor_id=user.id,
-                        actor_kind="user",
-                        actor_label=user.email,
-                        object_type="user",
-                        object_id=user.id,
-                        ip=ip,
-                        method=body.method,
-                    )
-            label, role = user.display_name, user.role.value
-        if locked_for:
-            # The pending sign-in ends with the lockout: start again with the password.
-            await sessions.end(s.id)
-            raise Locked("Too many failed attempts; try again later", retry_after=locked_for)
-        if not ok:
-            if s.data["mfa_tries"] >= settings.login_max_failures:
-                s.data.pop("mfa_code", None)  # too many guesses: ask for a new code
-            await sessions.update(s)
+                await sessions.update(s)
+            if delay:
+                raise LoginThrottled(
+                    "Too many failed attempts from here; try again later", retry_after=delay
+                )
             raise Unauthorized("Wrong or expired code", code="invalid_code")
+        await throttle.success(result.email, source)
         tokens: list[str] = []
         new = await sessions.promote(s, tokens)
         out = SessionOut(
-            kind="user", id=str(new.subject_id), name=label, role=role, csrf_token=new.csrf_token
+            kind="user",
+            id=str(new.subject_id),
+            name=result.label,
+            role=result.role,
+            csrf_token=new.csrf_token,
         )
         resp = web.json_response(out.model_dump(mode="json"))
         set_session_cookie(request, resp, tokens[0], new)
+        _set_device_cookie(request, resp)
         return resp
 
     @api.get("/auth/session", response=SessionOut, auth="principal", tags=["auth"])

@@ -8,9 +8,9 @@ Changing the password, or signing in, changes what the HMAC covers: a used or su
 stops working by itself.
 
 ``POST /auth/password/reset {token, password}`` sets the new password, ends every session of
-the account, lifts a lockout and tells the owner by e-mail. It does not sign in: the second
-factor is still asked at the next sign-in, so a stolen mailbox alone does not open an account
-protected by an authenticator app.
+the account, forgives the wrong passwords typed from the same address and tells the owner by
+e-mail. It does not sign in: the second factor is still asked at the next sign-in, so a
+stolen mailbox alone does not open an account protected by an authenticator app.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from core.config import Settings
 from core.context import DB, LIMITER, NOTIFIER, SESSIONS, SETTINGS
 from core.errors import BadRequest, TooManyRequests
 from core.notify import Email
+from core.throttle import SignInThrottle, Source
 
 log = logging.getLogger(__name__)
 
@@ -215,8 +216,6 @@ def setup(app: web.Application) -> None:
                     "Choose a password different from the current one", code="same_password"
                 )
             user.password_hash = new_hash
-            user.failed_logins = 0
-            user.locked_until = None
             audit.record(
                 uow.session,
                 "account.password_reset",
@@ -228,6 +227,8 @@ def setup(app: web.Application) -> None:
             )
             email, name = user.email, user.display_name
         await app[SESSIONS].store.delete_for_subject(user_id)
+        # Whoever proved the mailbox from here is not kept waiting by earlier wrong passwords.
+        await SignInThrottle(app[LIMITER], settings).success(email, Source(ip=ip))
         text = (
             f"Bonjour {name},\n\nLe mot de passe de votre compte Consilium vient d'être modifié "
             "et toutes vos sessions ont été fermées.\nSi vous n'êtes pas à l'origine de ce "

@@ -1,8 +1,10 @@
 """Sign-in: password, then a one-time code (e-mail, SMS), an authenticator app or a recovery
-code; lockout after repeated failures; answers that do not reveal which accounts exist."""
+code; repeated failures slow their source down (never lock the owner out) and alert the
+owner and the administrators; answers that do not reveal which accounts exist."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 import time
@@ -16,10 +18,14 @@ from core.audit import AuditEntry
 from core.context import DB, SESSIONS
 from core.seed import DEMO_PASSWORD
 from core.sessions import COOKIE, _hash
+from core.throttle import SignInThrottle, Source
 from tests.conftest import make_settings
 
 REQUESTER = "requerant@demo.consilium.fr"
 MAX_FAILURES = 3
+FIRST_DELAY = 30
+ALERT_AFTER = 8
+ATTACKER = {"X-Forwarded-For": "203.0.113.66"}
 
 
 @pytest.fixture
@@ -33,6 +39,9 @@ def settings(database_url, tmp_path, smtp, sms_gateway):
         sms_gateway_token="gateway-token",
         login_max_failures=MAX_FAILURES,
         login_lockout_minutes=1,
+        login_first_delay_seconds=FIRST_DELAY,
+        login_alert_failures=ALERT_AFTER,
+        trusted_proxies=["127.0.0.1/32"],  # so each test client can say where it comes from
     )
 
 
@@ -43,8 +52,22 @@ def session_token(client) -> str:
     return ""
 
 
-async def password_step(client, email=REQUESTER, password=DEMO_PASSWORD):
-    return await client.post("/api/v1/auth/login", json={"email": email, "password": password})
+async def password_step(client, email=REQUESTER, password=DEMO_PASSWORD, headers=None):
+    return await client.post(
+        "/api/v1/auth/login", json={"email": email, "password": password}, headers=headers
+    )
+
+
+async def email_code_step(client, smtp, email=REQUESTER, headers=None):
+    """Ask for a code by e-mail, read it off the SMTP server and type it."""
+    before = len(smtp.to(email))
+    r = await client.post("/api/v1/auth/otp", json={"channel": "email"}, headers=headers)
+    assert r.status == 200, await r.text()
+    mails = await smtp.wait_for(email, count=before + 1)
+    code = re.search(r"\b(\d{6})\b", smtp.text_of(mails[-1])).group(1)
+    return await client.post(
+        "/api/v1/auth/verify", json={"method": "otp", "code": code}, headers=headers
+    )
 
 
 async def audit_actions(client) -> list[tuple[str, str]]:
@@ -202,60 +225,167 @@ async def test_totp_enrolment_login_and_recovery_codes(client, users):
     assert ("account.totp_remove", "success") in actions
 
 
-async def test_repeated_wrong_passwords_lock_the_account(client, users):
-    for _ in range(MAX_FAILURES):
-        r = await password_step(client, password="wrong-password-123")
-        assert r.status == 401
-        assert (await r.json())["code"] == "invalid_credentials"
-    # Locked: even the right password is refused for now.
-    r = await password_step(client)
-    assert r.status == 423
+async def test_an_attacker_who_knows_the_address_does_not_lock_the_owner_out(
+    client, make_client, users, smtp
+):
+    # The attack of the security review: wrong passwords for a practitioner's address, again
+    # and again, from one address.
+    statuses = []
+    for _ in range(MAX_FAILURES * 3):
+        r = await password_step(client, password="wrong-password-123", headers=ATTACKER)
+        statuses.append(r.status)
+    assert statuses[:MAX_FAILURES] == [401] * MAX_FAILURES
+    assert set(statuses[MAX_FAILURES:]) == {429}
+    r = await password_step(client, headers=ATTACKER)  # even the right password waits
+    assert r.status == 429
     body = await r.json()
-    assert body["code"] == "account_locked"
-    assert 0 < int(r.headers["Retry-After"]) <= 60
-    assert body["retry_after"] == int(r.headers["Retry-After"])
+    assert r.headers["Content-Type"].startswith("application/problem+json")
+    assert body["code"] == "login_throttled"
+    assert body["retry_after"] == int(r.headers["Retry-After"]) == FIRST_DELAY
+    # The owner, from her own address, signs in with her password and a code.
+    owner = await make_client()
+    elsewhere = {"X-Forwarded-For": "198.51.100.20"}
+    r = await password_step(owner, headers=elsewhere)
+    assert r.status == 200, await r.text()
+    r = await email_code_step(owner, smtp, headers=elsewhere)
+    assert r.status == 200, await r.text()
+    assert (await (await owner.get("/api/v1/auth/session")).json())["name"] == "Dr Claire Martin"
     actions = await audit_actions(client)
     assert actions.count(("auth.login", "failure")) == MAX_FAILURES
-    assert ("auth.lockout", "denied") in actions
+    assert ("auth.throttle", "denied") in actions
     assert ("auth.login", "denied") in actions
+    assert ("auth.login", "success") in actions
 
 
-async def test_wrong_codes_lock_the_account_and_end_the_pending_sign_in(client, users):
-    await password_step(client)
+async def test_the_owner_gets_in_from_a_known_device_behind_the_attackers_address(
+    client, make_client, users, smtp
+):
+    owner = await make_client()
+    hospital = {"X-Forwarded-For": "192.0.2.10"}  # one NAT address for a whole hospital
+    await password_step(owner, headers=hospital)
+    assert (await email_code_step(owner, smtp, headers=hospital)).status == 200
+    await owner.post("/api/v1/auth/logout", headers=hospital)
+    # Someone behind the same address hammers her account.
+    for _ in range(MAX_FAILURES * 2):
+        await password_step(client, password="wrong-password-123", headers=hospital)
+    assert (await password_step(client, headers=hospital)).status == 429
+    # Her browser has signed in before: its failures and delays are its own.
+    r = await password_step(owner, headers=hospital)
+    assert r.status == 200, await r.text()
+    assert (await email_code_step(owner, smtp, headers=hospital)).status == 200
+
+
+async def test_delays_double_with_each_further_failure(app, client, users):
+    from core.context import LIMITER, SETTINGS
+
+    settings = app[SETTINGS]
+    settings.login_first_delay_seconds = 1  # short delays, so the test can wait them out
+    throttle = SignInThrottle(app[LIMITER], settings)
+    source = Source(ip=ATTACKER["X-Forwarded-For"])
+    for _ in range(MAX_FAILURES):
+        assert (
+            await password_step(client, password="wrong-pw-123", headers=ATTACKER)
+        ).status == 401
+    seen = []
+    for _ in range(3):
+        r = await password_step(client, password="wrong-pw-123", headers=ATTACKER)
+        assert r.status == 429
+        seen.append((await r.json())["retry_after"])
+        await wait_until(lambda: throttle.wait(REQUESTER, source), 0)
+        r = await password_step(client, password="wrong-pw-123", headers=ATTACKER)
+        assert r.status == 401  # once the delay is over, the next try is checked
+    r = await password_step(client, password="wrong-pw-123", headers=ATTACKER)
+    seen.append((await r.json())["retry_after"])
+    assert seen == [1, 2, 4, 8]
+
+
+async def wait_until(probe, expected, timeout=30.0):
+    """Poll an async probe until it returns ``expected`` (no fixed sleeps)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while (value := await probe()) != expected:
+        assert loop.time() < deadline, f"still {value!r}, waiting for {expected!r}"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_burst_from_many_addresses_alerts_the_owner_and_admins_once(client, users, smtp):
+    admin = users["admin"].email
+    for i in range(ALERT_AFTER + 4):  # a botnet: every try from another address
+        r = await password_step(
+            client, password="wrong-password-123", headers={"X-Forwarded-For": f"203.0.113.{i}"}
+        )
+        assert r.status == 401  # each address has its own free failures
+    [owner_mail] = await smtp.wait_for(REQUESTER)
+    assert "tentatives de connexion" in owner_mail["Subject"]
+    assert "pas bloqué" in smtp.text_of(owner_mail)
+    [admin_mail] = await smtp.wait_for(admin)
+    assert REQUESTER in smtp.text_of(admin_mail)
+    actions = await audit_actions(client)
+    assert actions.count(("auth.login_alert", "denied")) == 1  # once per window
+    # The account is not locked: the owner's right password still opens the second step.
+    r = await password_step(client, headers={"X-Forwarded-For": "198.51.100.20"})
+    assert r.status == 200
+
+
+async def test_wrong_codes_slow_the_source_and_end_the_pending_sign_in(client, users):
+    await password_step(client, headers=ATTACKER)
     for _ in range(MAX_FAILURES - 1):
-        r = await client.post("/api/v1/auth/verify", json={"method": "otp", "code": "123456"})
-        assert r.status == 401
-    r = await client.post("/api/v1/auth/verify", json={"method": "otp", "code": "123456"})
-    assert r.status == 423
-    assert r.headers["Retry-After"]
-    r = await client.post("/api/v1/auth/verify", json={"method": "otp", "code": "123456"})
+        r = await client.post(
+            "/api/v1/auth/verify", json={"method": "otp", "code": "123456"}, headers=ATTACKER
+        )
+        assert r.status == 401 and (await r.json())["code"] == "invalid_code"
+    r = await client.post(
+        "/api/v1/auth/verify", json={"method": "otp", "code": "123456"}, headers=ATTACKER
+    )
+    assert r.status == 429 and (await r.json())["code"] == "login_throttled"
+    # The pending sign-in is over; this source now waits before any password.
+    r = await client.post(
+        "/api/v1/auth/verify", json={"method": "otp", "code": "123456"}, headers=ATTACKER
+    )
     assert r.status == 401
     assert (await r.json())["code"] == "password_required"
-    r = await password_step(client)
-    assert r.status == 423
+    r = await password_step(client, headers=ATTACKER)
+    assert r.status == 429 and r.headers["Retry-After"]
 
 
 def _comparable(body: dict) -> dict:
     return {k: v for k, v in body.items() if k not in ("request_id", "instance")}
 
 
+_VARYING_HEADERS = {"date", "x-request-id"}
+
+
+def _headers(r) -> dict[str, str]:
+    return {k.lower(): v for k, v in r.headers.items() if k.lower() not in _VARYING_HEADERS}
+
+
 async def test_unknown_accounts_get_the_same_answers(client, users):
-    known, unknown = [], []
+    """Status, body and headers, through the free failures and the throttle, with time
+    passing: nothing tells an address with an account from one without."""
+    answers: dict[str, list] = {"known": [], "unknown": []}
     timings: dict[str, list[float]] = {"known": [], "unknown": []}
-    for _ in range(MAX_FAILURES + 1):
-        for label, email, bucket in (
-            ("known", REQUESTER, known),
-            ("unknown", "personne@nulle-part.fr", unknown),
-        ):
+    emails = {"known": REQUESTER, "unknown": "personne@nulle-part.fr"}
+
+    async def attempt_both() -> None:
+        for label, email in emails.items():
             start = time.perf_counter()
             r = await password_step(client, email=email, password="wrong-password-123")
             timings[label].append(time.perf_counter() - start)
-            bucket.append((r.status, _comparable(await r.json())))
-    assert [s for s, _ in known] == [401] * MAX_FAILURES + [423]
-    assert [s for s, _ in unknown] == [s for s, _ in known]
-    for (_, a), (_, b) in zip(known[:MAX_FAILURES], unknown[:MAX_FAILURES], strict=True):
-        assert a == b
-    assert known[-1][1]["code"] == unknown[-1][1]["code"] == "account_locked"
+            answers[label].append((r.status, _comparable(await r.json()), _headers(r)))
+
+    for _ in range(MAX_FAILURES + 1):
+        await attempt_both()
+    # Time passes during the delay (a countdown computed from when each block began would
+    # differ, as it did: 896 s against 900 s).
+    loop = asyncio.get_running_loop()
+    throttled_at = loop.time()
+    await wait_until(lambda: asyncio.sleep(0.05, result=loop.time() - throttled_at > 1.5), True)
+    await attempt_both()
+    known, unknown = answers["known"], answers["unknown"]
+    assert [s for s, _, _ in known] == [401] * MAX_FAILURES + [429, 429]
+    assert known == unknown
+    assert known[-1][1]["code"] == "login_throttled"
+    assert known[-1][1]["retry_after"] == known[-2][1]["retry_after"] == FIRST_DELAY
     # Both paths verify an argon2 hash: an unknown address is not answered faster.
     fastest_known = min(timings["known"][:MAX_FAILURES])
     assert min(timings["unknown"][:MAX_FAILURES]) > fastest_known / 3

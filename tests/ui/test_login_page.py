@@ -64,16 +64,16 @@ async def test_wrong_code_then_lockout_show_french_messages(pages, users, smtp, 
     await alert.get_by_text("Code incorrect ou expiré").wait_for()
     await shot(page, "login-wrong-code")
 
-    # Keep failing until the account locks (the limit is a setting).
+    # Keep failing until this browser is slowed down (the limit is a setting).
     limit = app[SETTINGS].login_max_failures
     for _ in range(limit):
         await page.get_by_label("Code à 6 chiffres").fill("000000")
         await page.get_by_role("button", name="Valider").click()
         await page.wait_for_timeout(150)
-        if await page.get_by_text("Compte temporairement verrouillé").count():
+        if await page.get_by_text("Connexion ralentie").count():
             break
-    await page.get_by_text("Compte temporairement verrouillé").wait_for()
-    await page.get_by_text("Trop de tentatives infructueuses").wait_for()
+    await page.get_by_text("Connexion ralentie").wait_for()
+    await page.get_by_text("Trop de tentatives infructueuses depuis ce poste").wait_for()
     await shot(page, "login-locked")
 
 

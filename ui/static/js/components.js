@@ -24,6 +24,12 @@ export function errorMessage(err) {
     const minutes = Number.isFinite(secs) && secs > 0 ? Math.ceil(secs / 60) : null;
     return minutes ? t("error.account_locked_minutes", { minutes }) : t("error.account_locked");
   }
+  if (err.code === "login_throttled") {
+    const secs = Math.max(1, Number(err.body && err.body.retry_after) || 60);
+    const delay =
+      secs < 60 ? t("error.delay_seconds", { seconds: secs }) : t("error.delay_minutes", { minutes: Math.ceil(secs / 60) });
+    return t("error.login_throttled", { delay });
+  }
   const key = `error.${err.code}`;
   const s = t(key);
   if (s !== key) return s;

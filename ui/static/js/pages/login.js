@@ -132,9 +132,9 @@ function SecondFactorStep({ challenge, onRestart, onSignedIn }) {
       setBusy(false);
     }
   };
-  const locked = error && error.code === "account_locked";
+  const locked = error && (error.code === "account_locked" || error.code === "login_throttled");
   return html`<div>
-    ${error && html`<${Alert} title=${locked ? t("login.locked_title") : t("login.error_title")}>${errorMessage(error)}<//>`}
+    ${error && html`<${Alert} title=${locked ? t(error.code === "login_throttled" ? "login.throttled_title" : "login.locked_title") : t("login.error_title")}>${errorMessage(error)}<//>`}
     <fieldset>
       <legend>${t("login.choose_method")}</legend>
       <div class="choice-list" role="radiogroup">
