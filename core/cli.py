@@ -11,10 +11,8 @@ from core.config import load_settings
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
     from core.app import create_app
-    from core.http import configure_logging
+    from core.http import configure_logging, serve_app
 
     overrides: dict[str, object] = {}
     if args.host:
@@ -35,15 +33,7 @@ def _serve(args: argparse.Namespace) -> int:
         ssl_context.load_cert_chain(settings.tls_cert, settings.tls_key)
     app = create_app(settings)
     print(f"Consilium listening on {settings.public_url}", flush=True)
-    web.run_app(
-        app,
-        host=settings.host,
-        port=settings.port,
-        ssl_context=ssl_context,
-        print=None,
-        access_log=None,
-        shutdown_timeout=5,
-    )
+    asyncio.run(serve_app(app, settings.host, settings.port, ssl_context=ssl_context))
     return 0
 
 
