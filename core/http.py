@@ -27,7 +27,7 @@ REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")
 # are closed) and no page may be framed by another site.
 CSP = (
     "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
-    "connect-src 'self' ws: wss:; style-src 'self'; script-src 'self'; "
+    "connect-src 'self'; style-src 'self'; script-src 'self'; "
     "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
 )
 
