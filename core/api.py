@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-from aiohttp import web
+from aiohttp import MultipartReader, web
 from pydantic import BaseModel, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 from pydantic.json_schema import models_json_schema
@@ -348,6 +348,8 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
         data = json.loads(raw) if raw else None
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("The body is not valid JSON", code="malformed_json") from None
+    except RecursionError:
+        raise _too_deep() from None
     if _has_nul(data):
         raise ValidationFailed("Text may not contain NUL characters", code="nul_character")
     try:
@@ -356,12 +358,42 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
         raise ValidationFailed(errors=_errors_of(e)) from None
 
 
+MAX_JSON_DEPTH = 32  # no request model nests deeper; 330 levels once made a RecursionError
+
+
+def _too_deep() -> ValidationFailed:
+    return ValidationFailed(
+        f"The JSON body nests deeper than {MAX_JSON_DEPTH} levels", code="json_too_deep"
+    )
+
+
 def _has_nul(data: Any) -> bool:
-    """NUL characters are refused everywhere: PostgreSQL cannot store them in text."""
-    if isinstance(data, str):
-        return "\x00" in data
-    if isinstance(data, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in data.items())
-    if isinstance(data, list):
-        return any(_has_nul(v) for v in data)
+    """NUL characters are refused everywhere: PostgreSQL cannot store them in text.
+
+    Walks without recursion and refuses (422 ``json_too_deep``) what nests too deep.
+    """
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict | list):
+            if depth >= MAX_JSON_DEPTH:
+                raise _too_deep()
+            if isinstance(item, dict):
+                stack.extend((k, depth + 1) for k in item)
+                stack.extend((v, depth + 1) for v in item.values())
+            else:
+                stack.extend((v, depth + 1) for v in item)
     return False
+
+
+async def multipart_reader(request: web.Request) -> MultipartReader:
+    """``request.multipart()``, with a malformed content type (no boundary) as a 400."""
+    try:
+        return await request.multipart()
+    except (ValueError, KeyError, AssertionError) as e:
+        raise BadRequest(
+            f"The multipart body is malformed: {e}", code="malformed_multipart"
+        ) from None

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from core import filetypes, heavy
+from core import audit, filetypes, heavy
 from core import routes as core_routes
 from core.config import Settings
 from core.context import BUS, DB, LIMITER, NOTIFIER, REDIS, SESSIONS, SETTINGS
@@ -32,6 +32,7 @@ def create_app(settings: Settings, *, features: tuple[str, ...] = FEATURES) -> w
         middlewares=[security_headers, request_middleware, session_middleware],
         client_max_size=settings.max_json_bytes,
     )
+    audit.configure_chain(settings.secret_key)
     filetypes.set_max_image_pixels(settings.max_image_pixels)
     heavy.configure(
         workers=settings.heavy_workers,

@@ -5,16 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import re
 import sys
 
 from core.config import load_settings
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
     from core.app import create_app
-    from core.http import configure_logging
+    from core.http import configure_logging, serve_app
 
     overrides: dict[str, object] = {}
     if args.host:
@@ -23,6 +22,9 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["port"] = args.port
     settings = load_settings(**overrides)
     configure_logging(settings.log_level, settings.log_format)
+    from core import audit
+
+    audit.configure_chain(settings.secret_key)
     if args.migrate:
         from core.migrate import upgrade
 
@@ -35,22 +37,16 @@ def _serve(args: argparse.Namespace) -> int:
         ssl_context.load_cert_chain(settings.tls_cert, settings.tls_key)
     app = create_app(settings)
     print(f"Consilium listening on {settings.public_url}", flush=True)
-    web.run_app(
-        app,
-        host=settings.host,
-        port=settings.port,
-        ssl_context=ssl_context,
-        print=None,
-        access_log=None,
-        shutdown_timeout=5,
-    )
+    asyncio.run(serve_app(app, settings.host, settings.port, ssl_context=ssl_context))
     return 0
 
 
 def _migrate(args: argparse.Namespace) -> int:
+    from core import audit
     from core.migrate import upgrade
 
     settings = load_settings()
+    audit.configure_chain(settings.secret_key)  # existing rows are chained when migrating
     upgrade(settings.database_url)
     print(f"Database migrated: {settings.database_url}")
     return 0
@@ -64,6 +60,9 @@ def _create_user(args: argparse.Namespace) -> int:
 
     settings = load_settings()
     password = args.password or getpass.getpass("Password: ")
+    from core import audit
+
+    audit.configure_chain(settings.secret_key)
 
     async def run() -> None:
         db = Database(settings.database_url, EventBus())
@@ -109,9 +108,11 @@ def _create_user(args: argparse.Namespace) -> int:
 
 
 def _seed_demo(args: argparse.Namespace) -> int:
+    from core import audit
     from core.seed import seed_demo
 
     settings = load_settings()
+    audit.configure_chain(settings.secret_key)
     asyncio.run(seed_demo(settings))
     return 0
 
@@ -146,6 +147,86 @@ def _db_revision(args: argparse.Namespace) -> int:
             version_path=str(versions),
             depends_on=core_head,
         )
+    return 0
+
+
+def _audit_verify(args: argparse.Namespace) -> int:
+    """Walk the audit chain; exit 0 when intact, 1 naming the first broken row."""
+    from core import audit
+    from core.db import Database
+    from core.events import EventBus
+
+    settings = load_settings()
+    audit.configure_chain(settings.secret_key)
+
+    async def run() -> audit.Verdict:
+        db = Database(settings.database_url, EventBus())
+        try:
+            return await audit.verify(db)
+        finally:
+            await db.close()
+
+    verdict = asyncio.run(run())
+    if verdict.first_break is None:
+        print(f"audit log intact: {verdict.rows} rows chained")
+        return 0
+    print(f"audit log BROKEN at {verdict.first_break}", file=sys.stderr)
+    return 1
+
+
+def db_roles_sql(app_role: str, password: str, owner: str, database: str) -> list[str]:
+    """PostgreSQL: an application role that reads and writes, but cannot truncate, alter, drop
+    or rewrite the audit log. Migrations run as ``owner``; the server connects as ``app_role``."""
+    ident = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+    for name in (app_role, owner, database):
+        if not ident.match(name):
+            raise SystemExit(f"consilium: {name!r} is not a plain lower-case SQL identifier")
+    pw = password.replace("'", "''")
+    return [
+        f"CREATE ROLE {app_role} LOGIN PASSWORD '{pw}' NOSUPERUSER NOCREATEDB NOCREATEROLE",
+        f"GRANT CONNECT ON DATABASE {database} TO {app_role}",
+        f"GRANT USAGE ON SCHEMA public TO {app_role}",
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {app_role}",
+        f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {app_role}",
+        f"REVOKE UPDATE, DELETE, TRUNCATE ON audit_log FROM {app_role}",
+        f"REVOKE DELETE, TRUNCATE ON audit_chain FROM {app_role}",
+        f"ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public "
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {app_role}",
+        f"ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public "
+        f"GRANT USAGE, SELECT ON SEQUENCES TO {app_role}",
+    ]
+
+
+def _db_roles(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    if settings.is_sqlite:
+        print("consilium: database roles exist on PostgreSQL only", file=sys.stderr)
+        return 2
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.database_url)
+    password = args.password or getpass.getpass(f"Password for {args.app_role}: ")
+    owner = url.username or "postgres"
+    statements = db_roles_sql(args.app_role, password, owner, url.database or "")
+    if not args.apply:
+        for st in statements:
+            print(st + ";")
+        return 0
+
+    async def run() -> None:
+        from sqlalchemy import text
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        engine = create_async_engine(settings.database_url)
+        try:
+            async with engine.begin() as conn:
+                for st in statements:
+                    await conn.execute(text(st))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+    print(f"Role {args.app_role} created; point CONSILIUM_DATABASE_URL of the server at it.")
     return 0
 
 
@@ -192,6 +273,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("package", choices=["core", "rooms", "chat", "rtc", "dossier"])
     p.add_argument("-m", "--message", required=True)
     p.set_defaults(fn=_db_revision)
+
+    p = sub.add_parser("audit", help="audit log tools")
+    audit_sub = p.add_subparsers(dest="audit_cmd", required=True)
+    pv = audit_sub.add_parser("verify", help="check the audit log's HMAC chain")
+    pv.set_defaults(fn=_audit_verify)
+
+    p = sub.add_parser(
+        "db-roles",
+        help="PostgreSQL: print (or --apply, as the tables' owner) the SQL creating the "
+        "application's role, which cannot truncate or rewrite the audit log",
+    )
+    p.add_argument("--app-role", default="consilium_app")
+    p.add_argument("--password", help="read from the terminal when absent")
+    p.add_argument("--apply", action="store_true", help="run it on CONSILIUM_DATABASE_URL")
+    p.set_defaults(fn=_db_roles)
 
     args = parser.parse_args(argv)
     return int(args.fn(args))

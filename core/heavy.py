@@ -106,9 +106,7 @@ async def run_heavy(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await loop.run_in_executor(pool, functools.partial(fn, *args, **kwargs))
     except MemoryError:
         log.warning("heavy work ran out of memory: %s", getattr(fn, "__qualname__", fn))
-        raise TooHeavy(
-            "Le fichier demande plus de mémoire que le serveur n'en accorde."
-        ) from None
+        raise TooHeavy("Le fichier demande plus de mémoire que le serveur n'en accorde.") from None
     except BrokenProcessPool:
         log.warning("a heavy-work process died: %s", getattr(fn, "__qualname__", fn))
         if _pool is pool:

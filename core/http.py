@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import signal
+import ssl
 import time
 import uuid
+from typing import Any
 
 import structlog
-from aiohttp import web
+from aiohttp import ClientConnectionResetError, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
+from aiohttp.web_protocol import RequestHandler
 
 from core.errors import PROBLEM_TYPE, Problem
 
@@ -22,7 +27,7 @@ REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")
 # are closed) and no page may be framed by another site.
 CSP = (
     "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
-    "connect-src 'self' ws: wss:; style-src 'self'; script-src 'self'; "
+    "connect-src 'self'; style-src 'self'; script-src 'self'; "
     "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
 )
 
@@ -68,6 +73,14 @@ async def request_middleware(request: web.Request, handler: Handler) -> web.Stre
             resp = problem_response(
                 Problem(f"Malformed request body: {e.message}", code="malformed_body"), request
             )
+        except (ConnectionResetError, ClientConnectionResetError):
+            # The client went away mid-body: nothing broken on our side, and nobody to answer.
+            log.info("client aborted", path=request.path, method=request.method)
+            resp = problem_response(
+                Problem("The client closed the connection", code="client_aborted"), request
+            )
+            status = 499  # nginx's "client closed request", for the access log only
+            return resp
         except web.HTTPException as e:
             if e.status < 400:
                 raise
@@ -125,6 +138,87 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
     if request.path.startswith("/api/"):
         h.setdefault("Cache-Control", "no-store")
     return resp
+
+
+# -- protocol-level errors ---------------------------------------------------------------
+# A request line too long, too many headers, a NUL in a header or broken chunking is refused
+# by aiohttp's parser before any middleware runs; its handler answers text/plain. This one
+# answers problem+json like every other error.
+
+_PROTOCOL_CODES = {
+    400: "malformed_http",
+    413: "too_large",
+    414: "uri_too_long",
+    431: "headers_too_large",
+}
+
+
+class ProblemRequestHandler(RequestHandler):
+    def handle_error(
+        self,
+        request: Any,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if status >= 500 or request.writer.output_size > 0:
+            return super().handle_error(request, status, exc, message)
+        detail = exc.message if isinstance(exc, HttpProcessingError) else (message or "")
+        log.info("malformed http", status=status, error=str(detail)[:200])
+        p = Problem(
+            f"Malformed HTTP request: {str(detail)[:200]}" if detail else "Malformed HTTP request",
+            status=status,
+            code=_PROTOCOL_CODES.get(status, "malformed_http"),
+            title="Malformed HTTP request",
+        )
+        resp = web.Response(
+            status=status, text=json.dumps(p.body()), content_type=PROBLEM_TYPE, charset="utf-8"
+        )
+        resp.headers["X-Content-Type-Options"] = "nosniff"
+        resp.headers["Cache-Control"] = "no-store"
+        resp.force_close()
+        return resp
+
+
+class ProblemServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        return ProblemRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class ProblemAppRunner(web.AppRunner):
+    """An AppRunner whose connections answer protocol errors as problem+json."""
+
+    async def _make_server(self) -> web.Server:
+        base = await super()._make_server()
+        return ProblemServer(
+            base.request_handler,
+            request_factory=base.request_factory,
+            handler_cancellation=base.handler_cancellation,
+            loop=base._loop,
+            **base._kwargs,
+        )
+
+
+async def serve_app(
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
+    shutdown_timeout: float = 5,
+) -> None:
+    """Serve until SIGINT or SIGTERM, then shut down gracefully (as ``web.run_app``)."""
+    runner = ProblemAppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout)
+    await runner.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
+        await stop.wait()
+    finally:
+        await runner.cleanup()
 
 
 def configure_logging(level: str, fmt: str) -> None:

@@ -22,7 +22,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel, Field, field_validator
 
 from core import audit
-from core.api import Api
+from core.api import Api, multipart_reader
 from core.auth import client_ip
 from core.auth import principal as principal_of
 from core.context import DB, LIMITER, NOTIFIER, SETTINGS
@@ -892,7 +892,7 @@ def setup_documents(app: web.Application) -> None:
         p = principal_of(request)
         data = bytearray()
         if request.content_type.startswith("multipart/"):
-            reader = await request.multipart()
+            reader = await multipart_reader(request)
             part = await reader.next()
             if not isinstance(part, BodyPartReader):
                 raise BadRequest("Send the picture as the `file` field.", code="file_missing")

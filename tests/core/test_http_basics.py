@@ -29,6 +29,15 @@ async def test_security_headers_on_every_response(client):
     assert r.headers["X-Request-Id"]
 
 
+async def test_the_csp_lets_pages_connect_to_this_server_only(client):
+    r = await client.get("/api/v1/nothing-here")
+    directives = dict(
+        d.strip().split(" ", 1) for d in r.headers["Content-Security-Policy"].split(";")
+    )
+    # `ws: wss:` would let a page's script open a WebSocket to any host.
+    assert directives["connect-src"] == "'self'"
+
+
 async def test_openapi_document_is_3_1_and_lists_routes(client):
     r = await client.get("/api/v1/openapi.json")
     doc = await r.json()

@@ -56,9 +56,7 @@ class Client:
         return h
 
     async def call(self, method: str, path: str, **kw: Any) -> tuple[int, str, Any]:
-        async with self.http.request(
-            method, self.url + path, headers=self._headers(), **kw
-        ) as r:
+        async with self.http.request(method, self.url + path, headers=self._headers(), **kw) as r:
             body = await r.read()
             ctype = r.content_type
             data = await r.json(content_type=None) if "json" in ctype and body else body

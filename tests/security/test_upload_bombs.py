@@ -53,12 +53,7 @@ def png_of(width: int, height: int, channels: int = 1) -> bytes:
     idat = b"".join(z.compress(rows) for _ in range(height // 50))
     idat += z.compress((b"\x00" + b"\x80" * (width * channels)) * (height % 50)) + z.flush()
     ihdr = struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", idat)
-        + chunk(b"IEND", b"")
-    )
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
 def form(filename: str, data: bytes) -> aiohttp.FormData:
