@@ -26,6 +26,7 @@ from rooms.live import (
     channel_participant,
     channel_user,
 )
+from rooms.presence import Participant
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,16 @@ class ReadIn(Payload):
     with_user: uuid.UUID | None = None
 
 
+async def room_participant(live: Live, conn: Conn, participant_id: str) -> Participant:
+    """The participant of the connection's room that a direct message or typing notice names;
+    anyone else (another room's participant included) is refused."""
+    assert conn.room_id is not None
+    target = await live.state.get(str(conn.room_id), participant_id)
+    if target is None:
+        raise EventError("No such participant in this room", code="participant_not_found")
+    return target
+
+
 def _sender(conn: Conn) -> actions.Sender:
     p = conn.principal
     return actions.Sender(id=p.subject_id, kind=p.kind, name=p.label)
@@ -90,9 +101,7 @@ def register(live: Live, config: ChatSettings | None = None) -> None:
         recipient = None
         target_pid = None
         if body.to is not None:
-            target = await live.state.get(str(conn.room_id), body.to)
-            if target is None:
-                raise EventError("No such participant in this room", code="participant_not_found")
+            target = await room_participant(live, conn, body.to)
             recipient = actions.Sender(
                 id=uuid.UUID(target.subject_id), kind=target.kind, name=target.name
             )
@@ -171,7 +180,8 @@ def register(live: Live, config: ChatSettings | None = None) -> None:
             "typing": body.typing,
         }
         if body.to:
-            await live.emit_to_participant(body.to, "chat:typing", data)
+            target = await room_participant(live, conn, body.to)  # as chat:send: same room only
+            await live.emit_to_participant(target.id, "chat:typing", data)
         else:
             await live.emit_to_room(conn.room_id or "", "chat:typing", data, skip_sid=conn.sid)
         return {}

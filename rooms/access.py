@@ -17,11 +17,18 @@ from typing import Literal, Protocol
 from sqlalchemy import ColumnElement, exists, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.db import utcnow
 from core.errors import Forbidden, NotFound
 from core.principal import Principal
-from rooms.models import Invitation, MemberRole, Removal, Room, RoomMember
+from rooms.models import Guest, Invitation, MemberRole, Removal, Room, RoomMember
 
 RoomRole = Literal["host", "participant", "guest"]
+
+_ENDED = {
+    "invitation_revoked": "Your invitation was withdrawn",
+    "invitation_expired": "Your invitation has expired",
+    "room_closed": "This consultation has ended",
+}
 
 
 class AccessCheck(Protocol):
@@ -81,6 +88,28 @@ async def is_banned(session: AsyncSession, room_id: uuid.UUID, subject_id: uuid.
     return row.first() is not None
 
 
+async def guest_ended(session: AsyncSession, guest_id: uuid.UUID) -> str | None:
+    """Why a guest session may no longer be used (``invitation_revoked``,
+    ``invitation_expired``, ``room_closed``), or None while it may."""
+    row = (
+        await session.execute(
+            select(Guest, Invitation)
+            .join(Invitation, Invitation.id == Guest.invitation_id)
+            .where(Guest.id == guest_id)
+        )
+    ).first()
+    if row is None:
+        return "invitation_revoked"
+    guest, inv = row
+    if guest.ended_at is not None:
+        return guest.end_reason or "invitation_revoked"
+    if inv.revoked_at is not None:
+        return "invitation_revoked"
+    if inv.expires_at <= utcnow():
+        return "invitation_expired"
+    return None
+
+
 async def role_in(session: AsyncSession, principal: Principal, room: Room) -> RoomRole | None:
     """The principal's role in the room, or None when they may not enter it."""
     if await is_banned(session, room.id, principal.subject_id):
@@ -88,9 +117,7 @@ async def role_in(session: AsyncSession, principal: Principal, room: Room) -> Ro
     if principal.kind == "guest":
         if guest_room_id(principal) != room.id:
             return None
-        # The guest's identity is their invitation: withdrawn, the way in closes.
-        inv = await session.get(Invitation, principal.subject_id)
-        return "guest" if inv is not None and inv.revoked_at is None else None
+        return "guest" if await guest_ended(session, principal.subject_id) is None else None
     if room.owner_id == principal.subject_id or room.owner_id in principal.delegates_for:
         return "host"
     member = await session.scalar(
@@ -133,6 +160,10 @@ async def room_for(
     """The room and the principal's role; 404 when it does not exist *or* is not theirs
     (a stranger learns nothing about a private room)."""
     room = await session.get(Room, room_id)
+    if room is not None and principal.kind == "guest" and guest_room_id(principal) == room.id:
+        ended = await guest_ended(session, principal.subject_id)
+        if ended is not None:  # their own room: say why the way in closed
+            raise Forbidden(_ENDED.get(ended, _ENDED["invitation_revoked"]), code=ended)
     role = await role_in(session, principal, room) if room is not None else None
     if room is None or role is None:
         raise NotFound("No room with this id", code="room_not_found")

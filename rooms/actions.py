@@ -15,9 +15,18 @@ from core.accounts import User
 from core.db import Database, UnitOfWork, utcnow
 from core.errors import Conflict, Forbidden, NotFound
 from core.principal import Principal
-from rooms import access
+from rooms import access, invitations
 from rooms.live import Live
-from rooms.models import Invitation, MemberRole, Removal, Room, RoomKind, RoomMember, RoomStatus
+from rooms.models import (
+    Guest,
+    Invitation,
+    MemberRole,
+    Removal,
+    Room,
+    RoomKind,
+    RoomMember,
+    RoomStatus,
+)
 from rooms.presence import LobbyEntry, Participant
 
 MAX_CAPACITY = 50
@@ -340,9 +349,15 @@ async def _ban(
     )
     uow.session.add(removal)
     if subject_kind == "guest":
-        inv = await uow.session.get(Invitation, subject_id)
-        if inv is not None and inv.room_id == room.id and inv.revoked_at is None:
-            inv.revoked_at = utcnow()
+        # The link is compromised or unwanted: withdrawn, every guest it brought in is out.
+        guest = await uow.session.get(Guest, subject_id)
+        inv = await uow.session.get(Invitation, guest.invitation_id) if guest else None
+        if inv is not None and inv.room_id == room.id:
+            if inv.revoked_at is None:
+                inv.revoked_at = utcnow()
+            await invitations.end_guests(
+                uow, [inv.id], "invitation_revoked", told_otherwise=subject_id
+            )
     audit.record(
         uow.session,
         "lobby.refuse" if reason == "refused" else "room.remove",

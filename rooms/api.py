@@ -408,16 +408,16 @@ def setup(app: web.Application) -> None:
         """Enter with an invitation: a guest session bound to the room; next, the lobby."""
         await throttle(request)
         name = body.name.strip()
-        inv, room = await invitations.accept(
+        inv, room, guest = await invitations.accept(
             app[DB], app[SETTINGS], request.match_info["token"], name, auth.client_ip(request)
         )
-        out = AcceptOut(room_id=room.id, guest_id=inv.id, name=name, status="lobby")
+        out = AcceptOut(room_id=room.id, guest_id=guest.id, name=name, status="lobby")
         response = web.json_response(out.model_dump(mode="json"))
         await auth.start_session(
             request,
             response,
             kind="guest",
-            subject_id=inv.id,  # the guest's identity is their invitation
+            subject_id=guest.id,  # each use of a link is a guest of its own, admitted alone
             stage="full",
             data={"label": name, "room_id": str(room.id), "invitation_id": str(inv.id)},
         )

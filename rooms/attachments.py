@@ -36,7 +36,7 @@ from core.principal import Principal
 from core.storage import StagedFile, Storage
 from rooms import access
 from rooms.live import LIVE, channel_guest, channel_hosts, channel_room, channel_user
-from rooms.models import Invitation, Room, RoomAttachment, RoomStatus
+from rooms.models import Guest, Room, RoomAttachment, RoomStatus
 
 Source = Literal["upload", "snapshot", "screenshot", "dossier_document"]
 SOURCES: tuple[str, ...] = ("upload", "snapshot", "screenshot", "dossier_document")
@@ -118,22 +118,22 @@ async def _recipient(
         subject = uuid.UUID(to)
     except ValueError:
         raise missing from None
-    inv = await session.get(Invitation, subject)
-    if inv is not None:
-        if inv.room_id != room.id:
+    guest = await session.get(Guest, subject)
+    if guest is not None:
+        if guest.room_id != room.id:
             raise missing
-        guest = Principal(
+        as_principal = Principal(
             kind="guest",
-            subject_id=inv.id,
-            label=inv.name,
+            subject_id=guest.id,
+            label=guest.name,
             role="guest",
             session_id="",
             data={"room_id": str(room.id)},
         )
-        role = await access.role_in(session, guest, room)
+        role = await access.role_in(session, as_principal, room)
         if role is None:
             raise missing
-        return "guest", inv.id, inv.name, role
+        return "guest", guest.id, guest.name, role
     user = await session.get(User, subject)
     if user is None or not user.active:
         raise missing

@@ -18,3 +18,5 @@ class RoomSettings(BaseSettings):
     events_burst: int = Field(60, ge=1)
     # How often each connection's session is checked (and kept alive while in a call).
     session_check_seconds: float = Field(60.0, ge=0.1)
+    # How often each node ends the guest sessions of expired invitations (and closed rooms).
+    guest_check_seconds: float = Field(30.0, ge=0.1)

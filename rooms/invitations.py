@@ -18,16 +18,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from core import audit
 from core.config import Settings
-from core.db import Database, utcnow
+from core.db import Database, UnitOfWork, utcnow
 from core.errors import Conflict, Gone, NotFound, ValidationFailed
 from core.notify import DeliveryError, Email, Notifier
 from core.principal import Principal
 from rooms import access
-from rooms.models import Invitation, Room, RoomKind, RoomStatus
+from rooms.models import Guest, Invitation, Room, RoomKind, RoomStatus
 
 log = logging.getLogger(__name__)
 PARIS = ZoneInfo("Europe/Paris")
@@ -211,7 +211,73 @@ async def revoke_invitation(
                 {"room_id": str(room_id), "invitation_id": str(inv.id)},
                 room_id=room_id,
             )
+            await end_guests(uow, [inv.id], "invitation_revoked")
     return inv
+
+
+async def end_guests(
+    uow: UnitOfWork,
+    invitation_ids: list[uuid.UUID],
+    reason: str,
+    *,
+    told_otherwise: uuid.UUID | None = None,
+) -> list[Guest]:
+    """End the guest sessions these invitations opened (in the caller's transaction, audited);
+    ``guests.ended`` after commit disconnects them and deletes their sessions (except
+    ``told_otherwise``: a refused or removed guest, whose own event says so)."""
+    if not invitation_ids:
+        return []
+    rows = await uow.session.execute(
+        select(Guest)
+        .where(Guest.invitation_id.in_(invitation_ids), Guest.ended_at.is_(None))
+        .with_for_update(skip_locked=True)
+    )
+    guests = list(rows.scalars())
+    now = utcnow()
+    for g in guests:
+        g.ended_at, g.end_reason = now, reason
+        audit.record(
+            uow.session,
+            "guest.end",
+            actor=None,
+            actor_label=g.name,
+            object_type="room",
+            object_id=g.room_id,
+            guest_id=str(g.id),
+            invitation_id=str(g.invitation_id),
+            reason=reason,
+        )
+    by_room: dict[uuid.UUID, list[str]] = {}
+    for g in guests:
+        if g.id != told_otherwise:
+            by_room.setdefault(g.room_id, []).append(str(g.id))
+    for room_id, ids in by_room.items():
+        uow.emit("guests.ended", {"room_id": str(room_id), "guest_ids": ids, "reason": reason})
+    return guests
+
+
+async def end_expired_guests(db: Database) -> int:
+    """End the guest sessions of invitations that expired, or whose room closed, since the
+    last sweep (run periodically on every node; a row is ended once)."""
+    now = utcnow()
+    async with db.write() as uow:
+        rows = await uow.session.execute(
+            select(Guest.invitation_id, Invitation.expires_at <= now)
+            .join(Invitation, Invitation.id == Guest.invitation_id)
+            .join(Room, Room.id == Guest.room_id)
+            .where(
+                Guest.ended_at.is_(None),
+                or_(Invitation.expires_at <= now, Room.status == RoomStatus.closed),
+            )
+            .distinct()
+            .limit(500)
+        )
+        found = rows.all()
+        expired = [i for i, is_expired in found if is_expired]
+        closed = [i for i, is_expired in found if not is_expired]
+        ended = await end_guests(uow, expired, "invitation_expired")
+        ended += await end_guests(uow, closed, "room_closed")
+    return len(ended)
 
 
 def _parse(token: str) -> tuple[str, str] | None:
@@ -256,8 +322,9 @@ async def resolve(
 
 async def accept(
     db: Database, settings: Settings, token: str, name: str, ip: str = ""
-) -> tuple[Invitation, Room]:
-    """Use the token (marking a single-use one as used, atomically)."""
+) -> tuple[Invitation, Room, Guest]:
+    """Use the token (marking a single-use one as used, atomically): a new guest, who waits in
+    the lobby until a host admits them, whoever was admitted with the same link before."""
     inv, room = await resolve(db, settings, token)
     async with db.write() as uow:
         row = await uow.session.get(Invitation, inv.id, with_for_update=True)
@@ -266,7 +333,12 @@ async def accept(
             raise InvitationProblem("This invitation was already used", code="invitation_used")
         if row.revoked_at is not None:
             raise InvitationProblem("This invitation was withdrawn", code="invitation_revoked")
+        if row.expires_at <= utcnow():
+            raise InvitationProblem("This invitation has expired", code="invitation_expired")
         row.used_at = row.used_at or utcnow()
+        guest = Guest(invitation_id=row.id, room_id=room.id, name=name[:200])
+        uow.session.add(guest)
+        await uow.session.flush()
         audit.record(
             uow.session,
             "invitation.accept",
@@ -276,8 +348,9 @@ async def accept(
             object_type="room",
             object_id=room.id,
             invitation_id=str(row.id),
+            guest_id=str(guest.id),
         )
-    return row, room
+    return row, room, guest
 
 
 def problem_page(code: str) -> tuple[int, str]:

@@ -35,6 +35,7 @@ from core.context import DB, REDIS, SESSIONS, SETTINGS
 from core.errors import Problem
 from core.principal import Principal
 from core.sessions import COOKIE
+from rooms import access
 from rooms.config import RoomSettings
 from rooms.presence import (
     LiveState,
@@ -339,6 +340,9 @@ class Live:
             self.app[SETTINGS].trusted_proxies,
         )
         if s.kind == "guest":
+            async with self.app[DB].read() as session:
+                if await access.guest_ended(session, s.subject_id) is not None:
+                    return None  # invitation withdrawn or expired: no way back in
             p = Principal(
                 kind="guest",
                 subject_id=s.subject_id,

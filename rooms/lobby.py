@@ -4,17 +4,30 @@ A guest's ``room:join`` puts them in the lobby (ack ``status: "lobby"``) and hos
 ``lobby:arrived``. ``room:admit`` sends the guest ``lobby:admitted``: their client then sends
 ``room:join`` again and enters. ``room:refuse`` sends ``lobby:refused``, closes the guest's
 connection, revokes their invitation and ends their guest session.
+
+A guest is one use of an invitation (:class:`rooms.models.Guest`): each waits and is admitted
+alone. When an invitation expires or is withdrawn, every guest it opened is ended
+(``guests.ended``): told ``session:ended`` with the reason, out of the lobby or the room,
+disconnected, session deleted. Each node sweeps for expired invitations periodically.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
+
+from aiohttp import web
 
 from core.context import DB, SESSIONS
 from core.events import Event
-from rooms import actions
+from rooms import actions, invitations
 from rooms.live import Conn, Live, Payload, channel_guest
+
+log = logging.getLogger(__name__)
 
 
 class GuestIn(Payload):
@@ -58,4 +71,56 @@ def register(live: Live) -> None:
             await live.app[SESSIONS].store.delete_for_subject(uuid.UUID(guest_id))
             await live.disconnect_sid(str(event.payload["sid"]))
 
+    async def on_guests_ended(event: Event) -> None:
+        """Guest sessions ended (invitation withdrawn or expired, room closed): each is told
+        why, leaves the lobby or the room, and loses its session and connections."""
+        room_id, reason = str(event.payload["room_id"]), str(event.payload["reason"])
+        sids: set[str] = set()
+        for guest_id in event.payload["guest_ids"]:
+            await live.sio.emit(
+                "session:ended",
+                {"reason": reason, "room_id": room_id},
+                room=channel_guest(guest_id),
+            )
+            entry = await live.state.lobby_remove(room_id, guest_id)
+            if entry is not None:
+                sids.add(entry.sid)
+                await live.emit_to_hosts(
+                    room_id, "lobby:left", {"guest_id": guest_id, "reason": "gone"}
+                )
+            for p in await live.state.participants(room_id, live.grace):
+                if p.subject_id == guest_id and await live.state.remove(room_id, p.id):
+                    await live.participant_left(p, "removed")
+                    if p.sid:
+                        sids.add(p.sid)
+            await live.app[SESSIONS].store.delete_for_subject(uuid.UUID(guest_id))
+            sids |= {
+                sid for sid, c in live.conns.items() if str(c.principal.subject_id) == guest_id
+            }
+        if sids:
+            live.spawn(disconnect_soon(sids))
+
+    async def disconnect_soon(sids: set[str]) -> None:
+        # Let "session:ended" (published through Redis with several nodes) arrive first.
+        await asyncio.sleep(0.3)
+        for sid in sids:
+            await live.disconnect_sid(sid)
+
+    async def sweep_guests() -> None:
+        while True:
+            await asyncio.sleep(live.config.guest_check_seconds)
+            try:
+                await invitations.end_expired_guests(db)
+            except Exception:
+                log.warning("ending the guests of expired invitations failed", exc_info=True)
+
+    async def sweeping(app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.get_running_loop().create_task(sweep_guests())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
     db.bus.subscribe("lobby.", on_lobby_event)
+    db.bus.subscribe("guests.ended", on_guests_ended)
+    live.app.cleanup_ctx.append(sweeping)

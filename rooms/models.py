@@ -87,6 +87,26 @@ class Invitation(IdMixin, Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
+class Guest(IdMixin, Base):
+    """One guest session opened with an invitation: the guest's identity in the room (their
+    lobby place, admission, participant entry, messages and files). A multi-use link opens
+    several, each admitted on its own; the invitation's expiry or revocation ends them all."""
+
+    __tablename__ = "room_guests"
+
+    invitation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("invitations.id", ondelete="CASCADE"), index=True
+    )
+    room_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("rooms.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    # invitation_revoked | invitation_expired | room_closed
+    end_reason: Mapped[str | None] = mapped_column(String(30))
+
+
 class Removal(IdMixin, Base):
     """An identity (account or guest) removed from a room by a host: it may not come back."""
 
@@ -94,7 +114,7 @@ class Removal(IdMixin, Base):
     __table_args__ = (Index("ix_room_removals_room_subject", "room_id", "subject_id"),)
 
     room_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("rooms.id", ondelete="CASCADE"))
-    subject_id: Mapped[uuid.UUID] = mapped_column()  # user id, or a guest's invitation id
+    subject_id: Mapped[uuid.UUID] = mapped_column()  # user id, or a guest id
     subject_kind: Mapped[str] = mapped_column(String(10))  # user | guest
     label: Mapped[str] = mapped_column(String(200), default="")
     reason: Mapped[str] = mapped_column(String(20), default="removed")  # removed | refused
@@ -114,7 +134,7 @@ class RoomAttachment(IdMixin, Base):
 
     room_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("rooms.id", ondelete="CASCADE"))
     uploaded_by_kind: Mapped[str] = mapped_column(String(10))  # user | guest
-    uploaded_by_id: Mapped[uuid.UUID] = mapped_column()  # user id, or a guest's invitation id
+    uploaded_by_id: Mapped[uuid.UUID] = mapped_column()  # user id, or a guest id
     uploaded_by_label: Mapped[str] = mapped_column(String(200), default="")
     # Addressed to one person (user id or guest id); null: everyone in the room.
     recipient_kind: Mapped[str | None] = mapped_column(String(10))

@@ -99,23 +99,6 @@ def register(live: Live) -> None:
                 room=channel_room(room_id),
             )
 
-    async def on_invitation_revoked(event: Event) -> None:
-        """A withdrawn invitation closes its guest's way in, even while inside or waiting."""
-        room_id, guest_id = str(event.payload["room_id"]), str(event.payload["invitation_id"])
-        entry = await live.state.lobby_remove(room_id, guest_id)
-        if entry is not None:
-            await live.emit_to_hosts(
-                room_id, "lobby:left", {"guest_id": guest_id, "reason": "gone"}
-            )
-            await live.disconnect_sid(entry.sid)
-        for p in await live.state.participants(room_id, live.grace):
-            if p.subject_id == guest_id and await live.state.remove(room_id, p.id):
-                await live.emit_to_participant(p.id, "room:removed", {"room_id": room_id})
-                await live.participant_left(p, "removed")
-                if p.sid:
-                    await live.disconnect_sid(p.sid)
-        await live.app[SESSIONS].store.delete_for_subject(uuid.UUID(guest_id))
-
     async def on_participant_event(event: Event) -> None:
         """After a host's act committed: tell the room, and the participant's media."""
         room_id = str(event.payload["room_id"])
@@ -140,4 +123,3 @@ def register(live: Live) -> None:
 
     live.app[DB].bus.subscribe("room.", on_room_event)
     live.app[DB].bus.subscribe("participant.", on_participant_event)
-    live.app[DB].bus.subscribe("invitation.revoked", on_invitation_revoked)

@@ -47,6 +47,10 @@ async def load_room(db: Database, conn: Conn, room_id: uuid.UUID) -> tuple[Room,
             raise EventError("No room with this id", code="room_not_found")
         if await access.is_banned(session, room.id, conn.principal.subject_id):
             raise EventError("You were removed from this room", code="removed")
+        if conn.principal.kind == "guest" and access.guest_room_id(conn.principal) == room.id:
+            ended = await access.guest_ended(session, conn.principal.subject_id)
+            if ended is not None:
+                raise EventError("Your invitation can no longer be used", code=ended)
         role = await access.role_in(session, conn.principal, room)
     if role is None:
         raise EventError("No room with this id", code="room_not_found")

@@ -158,3 +158,24 @@ async def test_typing_read_markers_and_flood_throttling(browsers, sockets, users
     assert sum(r["ok"] for r in results) <= 12
     await asyncio.sleep(1)
     assert (await b.call("chat:send", {"id": str(uuid.uuid4()), "text": "calme"}))["ok"]
+
+
+async def test_typing_to_a_participant_of_another_room_is_refused_and_not_delivered(
+    browsers, sockets, users
+):
+    _room, (a, b), acks = await estaff(browsers, sockets, users)
+    # Someone in another room, whose participant id the sender learnt somehow.
+    elsewhere = await browsers("expert")
+    other = await create_room(elsewhere, kind="estaff", title="Autre RCP")
+    o = await sockets(elsewhere)
+    stranger = (await o.ok("room:join", {"room_id": other["id"]}))["participant_id"]
+
+    refused = await a.call("chat:typing", {"typing": True, "to": stranger})
+    assert refused["ok"] is False and refused["error"]["code"] == "participant_not_found"
+    refused = await a.call("chat:send", {"id": str(uuid.uuid4()), "text": "?", "to": stranger})
+    assert refused["error"]["code"] == "participant_not_found"  # the same rule as messages
+    # Within the room, a typing notice to one participant still reaches them.
+    await a.ok("chat:typing", {"typing": True, "to": acks[1]["participant_id"]})
+    got = await b.wait_for("chat:typing")
+    assert got["participant_id"] == acks[0]["participant_id"]
+    assert o.events("chat:typing") == []

@@ -160,11 +160,12 @@ async def test_refused_revoked_expired_and_forged_tokens_are_refused(
     assert r.status == 200
     s4 = await sockets(late)
     await s4.ok("room:join", {"room_id": room["id"]})
-    await host_sock.ok("room:admit", {"guest_id": inv4["id"]})
+    await host_sock.ok("room:admit", {"guest_id": (await r.json())["guest_id"]})
     await s4.wait_for("lobby:admitted")
     await s4.ok("room:join", {"room_id": room["id"]})
     await host.post(f"/api/v1/rooms/{room['id']}/invitations/{inv4['id']}/revoke")
-    await s4.wait_for("room:removed")
+    ended = await s4.wait_for("session:ended")
+    assert ended == {"reason": "invitation_revoked", "room_id": room["id"]}
     await s4.disconnected.wait()
     assert (await late.get(f"/api/v1/rooms/{room['id']}")).status == 401  # session ended
 
