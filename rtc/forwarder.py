@@ -158,7 +158,7 @@ class Forwarder:
             self.level_sum = self.level_count = 0
         else:
             for dt in self.downtracks:
-                dt._begin_epoch()
+                dt.begin_epoch()
         self.refresh()
 
     def add_tap(self, tap: PacketTap) -> None:
