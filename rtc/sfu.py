@@ -267,7 +267,7 @@ class Sfu:
         room, peer = self._lookup(participant_id)
         answer, added, removed = await peer.handle_offer(sdp, sources)
         await self._published_changed(room, peer, added, removed)
-        if peer._offer_needed or any(True for _ in room.forwarders()):
+        if peer.offer_needed or any(True for _ in room.forwarders()):
             peer.schedule_offer()
         return {"sdp": answer, "type": "answer"}
 
@@ -315,10 +315,7 @@ class Sfu:
         if state == "failed" and not peer.closed:
             room = self._where.get(peer.participant_id)
             if room is not None and room.peers.get(peer.participant_id) is peer:
-                removed = list(peer.published.values())
-                for forwarder in removed:
-                    forwarder.close()
-                peer.published.clear()
+                removed = peer.stop_publishing()
                 await self._published_changed(room, peer, [], removed)
 
     # --- moderation and control -------------------------------------------------------------
