@@ -98,7 +98,10 @@ class Signalling:
         for t in tracks:
             now.setdefault(str(t["participant_id"]), set()).add(str(t["source"]))
         before = self.published.get(room_id, {})
-        self.published[room_id] = now
+        if now:
+            self.published[room_id] = now
+        else:
+            self.published.pop(room_id, None)
         for pid in set(before) | set(now):
             old, new = before.get(pid, set()), now.get(pid, set())
             if old == new:
