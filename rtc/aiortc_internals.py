@@ -37,6 +37,7 @@ from aiortc import (
 from aiortc.codecs import h264 as _h264
 from aiortc.codecs import vpx as _vpx
 from aiortc.rtcrtpparameters import RTCRtpReceiveParameters, RTCRtpSendParameters
+from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtp import (
     RTCP_PSFB_APP,
     RTCP_PSFB_FIR,
@@ -80,9 +81,11 @@ __all__ = [
     "RtcpSrPacket",
     "RtpPacket",
     "SessionDescription",
+    "StreamStatistics",
     "TransportWriter",
     "candidate_from_sdp",
     "depayload",
+    "enlarge_socket_buffers",
     "intercept_receiver",
     "intercept_sender",
     "negotiated_codecs",
@@ -231,7 +234,7 @@ class TransportWriter:
         if pair is None:
             return False
         transport = pair.protocol.transport
-        _enlarge_socket_buffers(transport)
+        enlarge_socket_buffers(transport)
         addr = pair.remote_addr
         # our own handle on the ICE socket: a plain non-blocking sendto, no asyncio buffering
         self._socket = sock = socket.socket(
@@ -347,7 +350,7 @@ def _fast_protect(session: Any) -> Callable[[bytes], bytes | None]:
     return protect
 
 
-def _enlarge_socket_buffers(transport: Any, size: int = 1 << 20) -> None:
+def enlarge_socket_buffers(transport: Any, size: int = 1 << 20) -> None:
     """Room for bursts (a keyframe to many subscribers) when the process is briefly busy."""
     sock = transport.get_extra_info("socket")
     if sock is None:
@@ -407,43 +410,3 @@ def restrict_host_addresses(allowed: Sequence[str] | None) -> None:
         return result
 
     aioice.ice.get_host_addresses = get_host_addresses
-
-
-# --- load generators (loadtest/ only) -------------------------------------------------------
-
-
-def intercept_rtp_data(dtls: RTCDtlsTransport, callback: Callable[[bytes, int], None]) -> None:
-    """Hand every decrypted RTP packet of `dtls` to `callback(data, arrival_ms)`, unparsed.
-
-    For load generators that count and timestamp what they receive without paying for
-    aiortc's packet parsing, routing, jitter buffer and decoder.
-    """
-
-    async def handle_rtp_data(data: bytes, arrival_time_ms: int) -> None:
-        callback(data, arrival_time_ms)
-
-    setattr(dtls, "_handle_rtp_data", handle_rtp_data)  # noqa: B010
-
-
-def intercept_srtp_datagrams(dtls: RTCDtlsTransport, callback: Callable[[bytes], None]) -> bool:
-    """Hand every SRTP (not SRTCP) datagram of a connected transport to `callback`, as is.
-
-    The RTP header travels in clear in SRTP, so a load generator can count and timestamp
-    packets by SSRC, sequence number and timestamp without decrypting, queueing or parsing
-    them. STUN, DTLS and SRTCP still go to aioice/aiortc. False if not connected yet.
-    """
-    pair = dtls.transport._connection._nominated.get(1)
-    if pair is None:
-        return False
-    protocol = pair.protocol
-    _enlarge_socket_buffers(protocol.transport, 4 << 20)
-    original = protocol.datagram_received
-
-    def datagram_received(data: bytes, addr: tuple[Any, ...]) -> None:
-        if len(data) > 12 and 127 < data[0] < 192 and not 191 < data[1] < 209:
-            callback(data)
-        else:
-            original(data, addr)
-
-    setattr(protocol, "datagram_received", datagram_received)  # noqa: B010
-    return True

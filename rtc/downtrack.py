@@ -8,7 +8,6 @@ packet history, turns its PLI/FIR into keyframe requests and keeps its REMB esti
 
 from __future__ import annotations
 
-import random
 import struct
 import time
 from typing import TYPE_CHECKING
@@ -27,6 +26,7 @@ from rtc.aiortc_internals import (
     TransportWriter,
     unpack_remb_fci,
 )
+from rtc.munger import Munger
 from rtc.stats import OutboundStats
 
 if TYPE_CHECKING:
@@ -70,15 +70,8 @@ class DownTrack:
         self.clock_rate = 90000 if kind == "video" else 48000
         self.ext_id = 0  # abs-send-time (video) or audio-level (audio) extension id
         self._marker_pt = (0, 0x80)
-        # sequence number / timestamp rewriting
-        self._seq_offset = 0
-        self._ts_offset = 0
-        self._epoch_seq = 0  # first forwarder sequence number of the current epoch
-        self._next_seq = random.randint(0, 0x7FFF)
-        self._last_ts: int | None = None
-        self._last_time = 0.0
-        self._started = False
-        self._switched_source = False
+        #: sequence number / timestamp rewriting
+        self.munger = Munger(self.clock_rate)
         # RTCP
         self._sr_lsr = 0
         self._sr_time = 0.0
@@ -92,6 +85,7 @@ class DownTrack:
         self.payload_type = payload_type
         self.codec_name = codec_name
         self.clock_rate = clock_rate
+        self.munger.clock_rate = clock_rate
         self.ext_id = ext_id
         self._marker_pt = (payload_type, 0x80 | payload_type)
 
@@ -102,8 +96,7 @@ class DownTrack:
         old = self.forwarder
         if old is not None:
             old.remove_downtrack(self)
-            self._switched_source = self._started
-            self._last_time = time.monotonic()
+            self.munger.source_changed()
         self.forwarder = forwarder
         self.remb = None
         if forwarder is not None:
@@ -125,7 +118,7 @@ class DownTrack:
         forwarder = self.forwarder
         if forwarder is None or not self.ready:
             return
-        self._begin_epoch()
+        self.begin_epoch()
         forwarder.refresh()
 
     def set_paused(self, paused: bool) -> None:
@@ -135,7 +128,7 @@ class DownTrack:
         self.paused = paused
         forwarder = self.forwarder
         if not paused:
-            self._begin_epoch()
+            self.begin_epoch()
             if forwarder is not None:
                 forwarder.refresh()
         elif forwarder is not None:
@@ -143,7 +136,7 @@ class DownTrack:
             # from its head and the next epoch's packets: finish the frame first
             forwarder.pause_after_frame(self)
 
-    def _begin_epoch(self) -> None:
+    def begin_epoch(self) -> None:
         """Next packet starts a new epoch; video waits for a keyframe, which is requested."""
         if self.kind == "video":
             self.waiting_keyframe = True
@@ -164,30 +157,18 @@ class DownTrack:
         if self.waiting_keyframe:
             if not keyframe and self.kind == "video":
                 return
-            self._resync(seq, ts)
-        out_seq = (seq + self._seq_offset) & 0xFFFF
-        out_ts = (ts + self._ts_offset) & 0xFFFFFFFF
+            self.waiting_keyframe = False
+            self.munger.start_epoch(seq, ts)
+        munger = self.munger  # its arithmetic inlined: one call less per packet
+        out_seq = (seq + munger.seq_offset) & 0xFFFF
+        out_ts = (ts + munger.ts_offset) & 0xFFFFFFFF
         data = _pack_header(b0, self._marker_pt[marker], out_seq, out_ts, self.ssrc) + tail
         self.writer.rtp(data)  # type: ignore[union-attr, misc]  # active implies bound
         stats = self.stats
         stats.packets += 1
         stats.bytes += len(data)
-        self._next_seq = (out_seq + 1) & 0xFFFF
-        self._last_ts = out_ts
-
-    def _resync(self, seq: int, ts: int) -> None:
-        """Start an epoch at this packet: contiguous sequence numbers, sane timestamps."""
-        self.waiting_keyframe = False
-        self._seq_offset = (self._next_seq - seq) & 0xFFFF
-        self._epoch_seq = seq
-        now = time.monotonic()
-        if self._switched_source and self._last_ts is not None:
-            # another publisher's clock: continue from ours, advanced by the elapsed time
-            elapsed = int((now - self._last_time) * self.clock_rate) or 1
-            self._ts_offset = (self._last_ts + elapsed - ts) & 0xFFFFFFFF
-            self._switched_source = False
-        self._started = True
-        self._last_time = now
+        munger.next_seq = (out_seq + 1) & 0xFFFF
+        munger.last_ts = out_ts
 
     # --- feedback from the subscriber -------------------------------------------------------
 
@@ -239,8 +220,8 @@ class DownTrack:
             return
         self.stats.nacks += 1
         for out_seq in lost:
-            seq = (out_seq - self._seq_offset) & 0xFFFF
-            if (seq - self._epoch_seq) & 0xFFFF >= 0x8000:
+            seq = self.munger.in_seq(out_seq)
+            if seq is None:
                 continue  # before this epoch: not ours to resend
             data = forwarder.rebuild(seq, self)
             if data is not None:
@@ -252,8 +233,8 @@ class DownTrack:
         return _pack_header(
             b0,
             self._marker_pt[marker],
-            (seq + self._seq_offset) & 0xFFFF,
-            (ts + self._ts_offset) & 0xFFFFFFFF,
+            self.munger.out_seq(seq),
+            self.munger.out_ts(ts),
             self.ssrc,
         )
 
@@ -262,16 +243,17 @@ class DownTrack:
     def sender_report(self) -> RtcpSrPacket | None:
         """An SR for this stream, keeping the publisher's NTP/RTP mapping (lip sync)."""
         forwarder = self.forwarder
-        if self._last_ts is None or forwarder is None:
+        ts_offset = self.munger.ts_offset
+        if self.munger.last_ts is None or forwarder is None:
             return None
         if forwarder.sender_report is not None:
             ntp, rtp_ts = forwarder.sender_report
-            rtp_ts = (rtp_ts + self._ts_offset) & 0xFFFFFFFF
+            rtp_ts = (rtp_ts + ts_offset) & 0xFFFFFFFF
         else:
             # no SR from the publisher yet: map our clock to its last timestamp
             ntp = ntp_now()
             elapsed = time.monotonic() - forwarder.last_arrival
-            rtp_ts = forwarder.last_timestamp + self._ts_offset + int(elapsed * self.clock_rate)
+            rtp_ts = forwarder.last_timestamp + ts_offset + int(elapsed * self.clock_rate)
             rtp_ts &= 0xFFFFFFFF
         self._sr_lsr = (ntp >> 16) & 0xFFFFFFFF
         self._sr_time = time.monotonic()

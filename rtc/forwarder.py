@@ -158,7 +158,7 @@ class Forwarder:
             self.level_sum = self.level_count = 0
         else:
             for dt in self.downtracks:
-                dt._begin_epoch()
+                dt.begin_epoch()
         self.refresh()
 
     def add_tap(self, tap: PacketTap) -> None:
@@ -201,7 +201,7 @@ class Forwarder:
         else:
             if packet.ssrc != self.media_ssrc:
                 self.media_ssrc = packet.ssrc  # SSRC not signalled, or changed by the publisher
-            gap = self.stats.on_packet(seq, packet.timestamp, arrival_time_ms, len(payload))
+            gap = self.stats.on_packet(packet, len(payload))
             if gap and self.kind == "video":
                 self._nack_upstream(seq, gap)
             elif self._missing:

@@ -18,6 +18,7 @@ from typing import Any
 from rtc.config import RtcConfig
 from rtc.errors import (
     ALREADY_JOINED,
+    CLOSED,
     UNKNOWN_PARTICIPANT,
     UNKNOWN_TRACK,
     RtcError,
@@ -235,13 +236,18 @@ class Sfu:
         del room.peers[participant_id]
         del self._where[participant_id]
         removed = list(peer.published.values())
+        emptied = not room.peers and self._rooms.get(room.room_id) is room
+        if emptied:
+            # decided before any await: a removal that runs meanwhile sees its room gone (no
+            # second stop, no KeyError) and a join meanwhile makes a new room, not one that
+            # is stopping
+            del self._rooms[room.room_id]
         await peer.close()
         await self._published_changed(room, peer, [], removed)
         if room.speaker.forget(participant_id):
             await room.emit(None, "rtc:speaker", {"participant_id": None, "level": None})
-        if not room.peers:
+        if emptied:
             await room.stop()
-            del self._rooms[room.room_id]
 
     async def close(self) -> None:
         for participant_id in list(self._where):
@@ -266,8 +272,12 @@ class Sfu:
             raise RtcError("bad_sdp", f"expected an offer, got {type!r}")
         room, peer = self._lookup(participant_id)
         answer, added, removed = await peer.handle_offer(sdp, sources)
+        if peer.closed:  # removed while its offer was applied: announce nothing
+            for forwarder in added:
+                forwarder.close()
+            raise RtcError(CLOSED, "the connection is closed")
         await self._published_changed(room, peer, added, removed)
-        if peer._offer_needed or any(True for _ in room.forwarders()):
+        if peer.offer_needed or any(True for _ in room.forwarders()):
             peer.schedule_offer()
         return {"sdp": answer, "type": "answer"}
 
@@ -315,10 +325,7 @@ class Sfu:
         if state == "failed" and not peer.closed:
             room = self._where.get(peer.participant_id)
             if room is not None and room.peers.get(peer.participant_id) is peer:
-                removed = list(peer.published.values())
-                for forwarder in removed:
-                    forwarder.close()
-                peer.published.clear()
+                removed = peer.stop_publishing()
                 await self._published_changed(room, peer, [], removed)
 
     # --- moderation and control -------------------------------------------------------------
@@ -374,6 +381,10 @@ class Sfu:
         if room is None:
             return {"room_id": room_id, "participants": {}}
         return room.stats()
+
+    def room_ids(self) -> list[str]:
+        """Rooms that have media connections in this process."""
+        return list(self._rooms)
 
     def peer(self, participant_id: str) -> Peer:
         """The participant's peer (for tests and diagnostics)."""

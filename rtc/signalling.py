@@ -5,9 +5,9 @@ app. Client events are translated into Sfu calls (an :class:`RtcError` becomes a
 with its code); the Sfu's events go out through the rooms live layer; rooms hooks (leave,
 removal, forced mute) reach the media. See docs/rtc.md, "Signalling over Socket.IO".
 
-Media lives on one node per room: the node whose Sfu the participants joined. Rooms hooks fire
-on the node that handled the act, so with several nodes a mute or removal handled on another
-node does not reach the media yet (placement across nodes is out of scope for now).
+A participant's media lives on the node holding its Socket.IO connection (the node whose Sfu
+it joined). Rooms hooks run on that node even when the act (mute, removal, end of the room)
+was handled on another: the live layer forwards it over the node bus (`rooms.live.NodeBus`).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from rtc.sfu import Sfu
 
 log = logging.getLogger(__name__)
 
-MAX_SDP_BYTES = 64 * 1024  # the SFU's own limit (rtc.peer.MAX_SDP_LENGTH)
+MAX_SDP_BYTES = 64 * 1024  # the SFU's own limit (rtc.sdp.MAX_SDP_LENGTH)
 #: an SDP's JSON is larger than the SDP (each CRLF becomes four characters)
 MAX_SDP_EVENT_BYTES = 2 * MAX_SDP_BYTES
 #: which presence media flag each published source drives
@@ -98,7 +98,10 @@ class Signalling:
         for t in tracks:
             now.setdefault(str(t["participant_id"]), set()).add(str(t["source"]))
         before = self.published.get(room_id, {})
-        self.published[room_id] = now
+        if now:
+            self.published[room_id] = now
+        else:
+            self.published.pop(room_id, None)
         for pid in set(before) | set(now):
             old, new = before.get(pid, set()), now.get(pid, set())
             if old == new:

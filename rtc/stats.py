@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from rtc.aiortc_internals import RtpPacket, StreamStatistics
+
 
 class BitrateMeter:
     """Bits per second between two successive readings of a byte counter."""
@@ -31,67 +33,38 @@ class BitrateMeter:
 
 
 class InboundStats:
-    """RFC 3550 receiver statistics of one incoming RTP stream (publisher → server)."""
+    """RFC 3550 receiver statistics of one incoming RTP stream (publisher → server).
 
-    __slots__ = (
-        "_clock_rate",
-        "_expected_prior",
-        "_last_transit",
-        "_received_prior",
-        "base_seq",
-        "bitrate",
-        "bytes",
-        "cycles",
-        "jitter",
-        "max_seq",
-        "packets",
-    )
+    The counting is aiortc's :class:`StreamStatistics` (what its own receivers report);
+    this adds the byte count, the bitrate and the gap a packet opens, for NACKs.
+    """
+
+    __slots__ = ("_clock_rate", "bitrate", "bytes", "stream")
 
     def __init__(self, clock_rate: int) -> None:
         self._clock_rate = clock_rate
-        self.packets = 0
+        self.stream = StreamStatistics(clock_rate)
         self.bytes = 0
-        self.base_seq = -1
-        self.max_seq = -1
-        self.cycles = 0
-        self.jitter = 0.0
-        self._last_transit: int | None = None
-        self._expected_prior = 0
-        self._received_prior = 0
         self.bitrate = BitrateMeter()
 
-    def on_packet(self, seq: int, timestamp: int, arrival_ms: int, size: int) -> int:
+    def on_packet(self, packet: RtpPacket, size: int) -> int:
         """Count a packet; return how many sequence numbers it skipped (0 when in order)."""
-        self.packets += 1
+        stream = self.stream
+        previous = stream.max_seq
+        stream.add(packet)
         self.bytes += size
-        gap = 0
-        if self.max_seq < 0:
-            self.base_seq = self.max_seq = seq
-        else:
-            delta = (seq - self.max_seq) & 0xFFFF
-            if 0 < delta < 0x8000:
-                if seq < self.max_seq:
-                    self.cycles += 0x10000
-                self.max_seq = seq
-                gap = delta - 1
-            else:
-                return 0  # late or repeated packet: no jitter sample
-        transit = arrival_ms * self._clock_rate // 1000 - timestamp
-        last = self._last_transit
-        if last is not None:
-            d = transit - last
-            if d < 0:
-                d = -d
-            if d < 0x7FFFFFFF:
-                self.jitter += (d - self.jitter) / 16.0
-        self._last_transit = transit
-        return gap
+        if previous is None:
+            return 0
+        delta = (packet.sequence_number - previous) & 0xFFFF
+        return delta - 1 if 0 < delta < 0x8000 else 0
+
+    @property
+    def packets(self) -> int:
+        return self.stream.packets_received
 
     @property
     def expected(self) -> int:
-        if self.max_seq < 0:
-            return 0
-        return self.cycles + self.max_seq - self.base_seq + 1
+        return 0 if self.stream.max_seq is None else self.stream.packets_expected
 
     @property
     def lost(self) -> int:
@@ -99,27 +72,27 @@ class InboundStats:
 
     @property
     def extended_max_seq(self) -> int:
-        return self.cycles + max(self.max_seq, 0)
+        return self.stream.cycles + (self.stream.max_seq or 0)
+
+    @property
+    def jitter(self) -> int:
+        """Interarrival jitter in RTP timestamp units."""
+        return self.stream.jitter
 
     def fraction_lost(self) -> int:
         """Fraction lost since the previous call, in 1/256 (the RR field)."""
-        expected = self.expected
-        interval_expected = expected - self._expected_prior
-        interval_received = self.packets - self._received_prior
-        self._expected_prior = expected
-        self._received_prior = self.packets
-        lost = interval_expected - interval_received
-        if interval_expected <= 0 or lost <= 0:
+        if self.stream.max_seq is None:
             return 0
-        return min(255, (lost << 8) // interval_expected)
+        return min(255, self.stream.fraction_lost)
 
     def report(self) -> dict[str, Any]:
         expected = self.expected
+        lost = self.lost
         return {
             "packets": self.packets,
             "bytes": self.bytes,
-            "packets_lost": self.lost,
-            "loss": round(self.lost / expected, 4) if expected else 0.0,
+            "packets_lost": lost,
+            "loss": round(lost / expected, 4) if expected else 0.0,
             "jitter_ms": round(self.jitter * 1000 / self._clock_rate, 2),
             "bitrate": self.bitrate.update(self.bytes),
         }

@@ -39,6 +39,7 @@ from aiortc import (
 )
 from aiortc.rtcrtpparameters import RTCRtpReceiveParameters, RTCRtpSendParameters
 
+from loadtest.sfu import taps
 from loadtest.sfu.media import EncodedMedia, load_media
 from rtc import aiortc_internals
 
@@ -216,8 +217,8 @@ class Participant:
         if id(transport) in self.hooked:
             return
         self.hooked.add(id(transport))
-        if not aiortc_internals.intercept_srtp_datagrams(transport, self._on_rtp):
-            aiortc_internals.intercept_rtp_data(transport, lambda data, ms: self._on_rtp(data))
+        if not taps.intercept_srtp_datagrams(transport, self._on_rtp):
+            taps.intercept_rtp_data(transport, lambda data, ms: self._on_rtp(data))
 
     def _on_rtp(self, data: bytes) -> None:
         shared = self.shared

@@ -184,28 +184,41 @@ async def test_downtrack_rewrites_ssrc_sequence_and_payload_type_across_a_pause(
     forwarder.close()
 
 
+def _sdp(media: str) -> str:
+    return (
+        "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n" + media + "c=IN IP4 0.0.0.0\r\n"
+        "a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuv\r\n"
+        "a=fingerprint:sha-256 AA:BB\r\na=setup:actpass\r\n"
+    )
+
+
 def test_server_offers_keep_the_clients_header_extension_ids() -> None:
-    from rtc.peer import ExtmapRegistry
+    from rtc.sdp import ExtmapRegistry, parse
 
     registry = ExtmapRegistry()
-    chrome_offer = (
+    chrome_offer = _sdp(
         "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
         "a=extmap:1 urn:ietf:params:rtp-hdrext:ssrc-audio-level\r\n"
-        "a=extmap:2 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time\r\n"
+        "a=extmap:2/sendrecv http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time\r\n"
         "a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid\r\n"
+        "a=rtpmap:111 opus/48000/2\r\n"
     )
-    registry.learn(chrome_offer)
-    aiortc_offer = (
-        "m=video 9 UDP/TLS/RTP/SAVPF 97\r\n"
-        "a=extmap:1 urn:ietf:params:rtp-hdrext:sdes:mid\r\n"
-        "a=extmap:3 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time\r\n"
-        "a=extmap:5 urn:example:new\r\n"
-        "a=extmap:1 urn:example:other\r\n"
+    registry.learn(parse(chrome_offer))
+    aiortc_offer = parse(
+        _sdp(
+            "m=video 9 UDP/TLS/RTP/SAVPF 97\r\n"
+            "a=extmap:1 urn:ietf:params:rtp-hdrext:sdes:mid\r\n"
+            "a=extmap:3 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time\r\n"
+            "a=extmap:5 urn:example:new\r\n"
+            "a=extmap:1 urn:example:other\r\n"
+            "a=rtpmap:97 VP8/90000\r\n"
+        )
     )
-    assert registry.rewrite(aiortc_offer) == (
-        "m=video 9 UDP/TLS/RTP/SAVPF 97\r\n"
-        "a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid\r\n"
-        "a=extmap:2 http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time\r\n"
-        "a=extmap:5 urn:example:new\r\n"  # its own id is free: kept
-        "a=extmap:3 urn:example:other\r\n"  # 1 means audio level here: first free id
-    )
+    registry.rewrite(aiortc_offer)
+    assert [(e.id, e.uri) for e in aiortc_offer.media[0].rtp.headerExtensions] == [
+        (4, "urn:ietf:params:rtp-hdrext:sdes:mid"),
+        (2, "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"),
+        (5, "urn:example:new"),  # its own id is free: kept
+        (3, "urn:example:other"),  # 1 means audio level here: first free id
+    ]
+    assert "a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid" in str(aiortc_offer)

@@ -153,9 +153,7 @@ async def settle(clients: list[SockClient], app: web.Application) -> None:
                 peer = sfu.peer(c.id)
             except Exception:
                 continue
-            if peer.pc.signalingState != "stable" or peer._offer_needed:
-                return False
-            if peer._offer_task is not None and not peer._offer_task.done():
+            if peer.negotiating:
                 return False
         return True
 

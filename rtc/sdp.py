@@ -1,0 +1,159 @@
+"""Session descriptions: what the SFU accepts from a client, and how it shapes its own offers.
+
+Everything goes through aiortc's SDP parser (`aiortc.sdp.SessionDescription`): a client's
+description is parsed once and checked (size, ICE and DTLS parameters, codecs, m-lines the
+server owns, number of published tracks); the server's own offers are parsed, their header
+extension ids and published codecs adjusted, and serialised again.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+from aiortc import RTCRtpCodecCapability, RTCRtpCodecParameters, RTCRtpSender
+
+from rtc.aiortc_internals import SessionDescription
+from rtc.config import RtcConfig
+from rtc.errors import BAD_SDP, NO_SUPPORTED_CODEC, TOO_MANY_TRACKS, RtcError
+
+MAX_SDP_LENGTH = 64 * 1024
+#: one-byte RTP header extension ids (RFC 8285): 1 to 14
+_EXTENSION_IDS = range(1, 15)
+
+
+def parse(sdp: str) -> SessionDescription:
+    try:
+        return SessionDescription.parse(sdp)
+    except Exception as exc:
+        raise RtcError(BAD_SDP, f"malformed SDP: {exc}") from exc
+
+
+def check_client_description(
+    sdp: str, kind: str, config: RtcConfig, server_mids: Collection[str]
+) -> SessionDescription:
+    """Refuse a client offer or answer that would put aiortc in a bad state.
+
+    `server_mids` are the m-lines the server created (it sends on them): a client offer may
+    not send on one of those.
+    """
+    if not isinstance(sdp, str) or not sdp.strip():
+        raise RtcError(BAD_SDP, f"empty {kind}")
+    if len(sdp) > MAX_SDP_LENGTH:
+        raise RtcError(BAD_SDP, f"{kind} larger than {MAX_SDP_LENGTH} bytes")
+    description = parse(sdp)
+    if not description.media:
+        raise RtcError(BAD_SDP, "the SDP has no media section")
+    if kind == "offer":
+        for media in description.media:
+            if media.rtp.muxId in server_mids and media.direction in ("sendonly", "sendrecv"):
+                raise RtcError(
+                    BAD_SDP,
+                    f"m-line {media.rtp.muxId} is the server's; publish on a new one "
+                    "(addTransceiver(track, {direction: 'sendonly'}), not addTrack)",
+                )
+        sending = [
+            m
+            for m in description.media
+            if m.kind in ("audio", "video")
+            and m.port != 0
+            and m.direction in ("sendonly", "sendrecv")
+            and m.rtp.muxId not in server_mids
+        ]
+        if len(sending) > config.max_published_tracks:
+            raise RtcError(
+                TOO_MANY_TRACKS,
+                f"{len(sending)} tracks offered, at most {config.max_published_tracks}",
+            )
+    for media in description.media:
+        if media.ice is None or not media.ice.usernameFragment or not media.ice.password:
+            raise RtcError(BAD_SDP, "ICE credentials are missing")
+        if media.dtls is None or not media.dtls.fingerprints:
+            raise RtcError(BAD_SDP, "DTLS fingerprint is missing")
+        if media.kind not in ("audio", "video") or media.port == 0:
+            continue
+        allowed = config.audio_codecs if media.kind == "audio" else config.video_codecs
+        names = {c.name.lower() for c in media.rtp.codecs}
+        if not names & {a.lower() for a in allowed}:
+            raise RtcError(
+                NO_SUPPORTED_CODEC,
+                f"{media.kind} section {media.rtp.muxId} offers none of {list(allowed)}",
+            )
+    return description
+
+
+class ExtmapRegistry:
+    """RTP header extension ids of one connection: once an id means a URI, it always does.
+
+    aiortc numbers extensions from its own table in every offer it creates, and browsers
+    (Chrome since M140) refuse an offer that gives an id another meaning than before. The
+    ids the client chose are learnt from its descriptions; the server's offers are rewritten
+    to use them, new URIs getting free ids.
+    """
+
+    def __init__(self) -> None:
+        self.ids: dict[str, int] = {}
+
+    def learn(self, description: SessionDescription) -> None:
+        for media in description.media:
+            for extension in media.rtp.headerExtensions:
+                if extension.uri not in self.ids and extension.id not in self.ids.values():
+                    self.ids[extension.uri] = extension.id
+
+    def rewrite(self, description: SessionDescription) -> None:
+        """Give the extensions of a server offer the ids this connection already uses."""
+        for media in description.media:
+            kept = []
+            for extension in media.rtp.headerExtensions:
+                ext_id = self.ids.get(extension.uri)
+                if ext_id is None:
+                    used = set(self.ids.values())
+                    if extension.id not in used:
+                        ext_id = extension.id  # its own id is free: keep it
+                    else:
+                        ext_id = next((i for i in _EXTENSION_IDS if i not in used), None)
+                    if ext_id is None:
+                        continue  # no one-byte id left: leave this extension out
+                    self.ids[extension.uri] = ext_id
+                extension = copy.copy(extension)
+                extension.id = ext_id
+                kept.append(extension)
+            media.rtp.headerExtensions = kept
+
+
+def pin_codecs(
+    description: SessionDescription, codecs_by_mid: Mapping[str, Sequence[RTCRtpCodecParameters]]
+) -> None:
+    """Put back, on the m-lines listed, the codecs and payload types already agreed.
+
+    aiortc's createOffer lists its whole codec table, with its own payload type numbers, on
+    every m-line: the client would switch codec or payload type under a forwarder (and its
+    subscribers) bound to the agreed ones.
+    """
+    for media in description.media:
+        codecs = codecs_by_mid.get(media.rtp.muxId or "")
+        if codecs:
+            media.rtp.codecs = [copy.deepcopy(c) for c in codecs]
+            media.fmt = [c.payloadType for c in codecs]
+
+
+def codec_key(name: str, parameters: Mapping[str, Any]) -> tuple[str, str]:
+    """Codecs that can share an m-line without transcoding: same name (and H.264 profile)."""
+    profile = str(parameters.get("profile-level-id", "")).lower()[:4] if name == "H264" else ""
+    return name.upper(), profile
+
+
+def capability_for(
+    kind: str, name: str, parameters: Mapping[str, Any]
+) -> RTCRtpCodecCapability | None:
+    """The local codec capability that carries this codec unchanged."""
+    capabilities = RTCRtpSender.getCapabilities(kind)
+    wanted = codec_key(name, parameters)
+    for capability in capabilities.codecs:
+        if codec_key(capability.name, capability.parameters) == wanted:
+            return capability
+    for capability in capabilities.codecs:  # e.g. an H.264 profile we do not list: same name
+        if capability.name.upper() == wanted[0]:
+            return capability
+    return None

@@ -1,0 +1,306 @@
+"""What one participant receives: server-created m-lines (slots) and the server's offers.
+
+Each slot is an m-line the server created, sending one published track through a
+:class:`DownTrack` registered where aiortc would have registered its encoding sender. A slot
+is reused by the next track of the same kind and codec once its track ends. When the room's
+tracks change, :meth:`Subscriber.schedule_offer` starts the offer loop: bind slots to tracks,
+create an offer (extension ids and published codecs kept as agreed), send it as `rtc:offer`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from aiortc import RTCDtlsTransport, RTCPeerConnection, RTCRtpTransceiver
+from aiortc.rtcrtpparameters import RTCRtpSendParameters
+
+from rtc import aiortc_internals as internals
+from rtc import sdp
+from rtc.downtrack import ABS_SEND_TIME_URI, AUDIO_LEVEL_URI, DownTrack
+from rtc.forwarder import Forwarder
+from rtc.publisher import Publisher, PublisherSink, WriterFor
+
+logger = logging.getLogger(__name__)
+
+OFFER_DEBOUNCE = 0.05
+
+
+class RoomView:
+    """What a peer needs from its room (implemented by rtc.sfu.Room)."""
+
+    room_id: str
+
+    def forwarders(self) -> Iterable[Forwarder]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def display_name(self, participant_id: str) -> str:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    async def emit(
+        self, target: str | None, event: str, payload: dict[str, Any]
+    ) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+@dataclass
+class Slot:
+    """A server-created m-line sending one published track (reused once that track ends)."""
+
+    transceiver: RTCRtpTransceiver
+    downtrack: DownTrack
+    kind: str
+    codec_key: tuple[str, str]
+    track_id: str | None = None
+
+
+class Subscriber:
+    """The server-created m-lines of one peer connection and the server's offer loop.
+
+    Shares the connection's lock with client offers (:meth:`rtc.peer.Peer.handle_offer`):
+    each negotiation holds it.
+    """
+
+    def __init__(
+        self,
+        room: RoomView,
+        participant_id: str,
+        pc: RTCPeerConnection,
+        lock: asyncio.Lock,
+        writer_for: WriterFor,
+        publisher: Publisher,
+        extmap: sdp.ExtmapRegistry,
+        connection_id: str,
+    ) -> None:
+        self.room = room
+        self.participant_id = participant_id
+        self.pc = pc
+        self.lock = lock
+        self._writer_for = writer_for
+        self._publisher = publisher
+        self._extmap = extmap
+        self.connection_id = connection_id
+        self.closed = False
+        self.slots: list[Slot] = []
+        #: the slots currently bound, by track id
+        self.subscriptions: dict[str, Slot] = {}
+        self._transceivers: set[int] = set()
+        self._offer_needed = False
+        self._offer_task: asyncio.Task[None] | None = None
+
+    def owns(self, transceiver: RTCRtpTransceiver) -> bool:
+        """Whether this m-line was created by the server (one of our slots)."""
+        return id(transceiver) in self._transceivers
+
+    def mids(self) -> set[str]:
+        return {s.transceiver.mid for s in self.slots if s.transceiver.mid is not None}
+
+    # --- the offer loop ---------------------------------------------------------------------
+
+    @property
+    def offer_needed(self) -> bool:
+        """The room's tracks changed since the last offer was built."""
+        return self._offer_needed
+
+    @property
+    def offering(self) -> bool:
+        """An offer is about to be built or sent."""
+        return self._offer_needed or (self._offer_task is not None and not self._offer_task.done())
+
+    def schedule_offer(self) -> None:
+        """The tracks this participant should receive changed: offer when possible."""
+        if self.closed:
+            return
+        self._offer_needed = True
+        if self._offer_task is None or self._offer_task.done():
+            self._offer_task = asyncio.create_task(self._offer_loop())
+
+    async def _offer_loop(self) -> None:
+        await asyncio.sleep(OFFER_DEBOUNCE)  # let a burst of changes become one offer
+        while self._offer_needed and not self.closed:
+            async with self.lock:
+                if self.closed or self.pc.signalingState != "stable":
+                    return  # handle_answer / handle_offer reschedule
+                self._offer_needed = False
+                if not self._sync():
+                    continue
+                try:
+                    offer = await self.pc.createOffer()
+                    offer.sdp = self._shape_offer(offer.sdp)
+                    await self.pc.setLocalDescription(offer)
+                except Exception:
+                    logger.exception("server offer failed for %s", self.participant_id)
+                    return
+                local = self.pc.localDescription.sdp
+                tracks = self.subscription_list()
+            await self.room.emit(self.participant_id, "rtc:offer", self._offer_event(local, tracks))
+
+    def _shape_offer(self, offer_sdp: str) -> str:
+        """Our offer with the agreed published codecs and this connection's extension ids."""
+        description = sdp.parse(offer_sdp)
+        sdp.pin_codecs(description, self._publisher.agreed_codecs)
+        self._publisher.restore_codecs()
+        self._extmap.rewrite(description)
+        return str(description)
+
+    def _offer_event(self, offer_sdp: str, tracks: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "sdp": offer_sdp,
+            "type": "offer",
+            "tracks": tracks,
+            "connection_id": self.connection_id,
+        }
+
+    async def resend_pending_offer(self) -> bool:
+        """Send again the offer that waits for an answer; True if there was one.
+
+        The client's socket may have dropped while it was sent (a reconnect keeps the media
+        but not the events sent meanwhile): without this the connection would wait for an
+        answer forever (aiortc cannot roll back), and every later offer with it. An offer
+        being sent right now is left to its own emit.
+        """
+        if self._offer_task is not None and not self._offer_task.done():
+            return False
+        async with self.lock:
+            if (
+                self.closed
+                or self.pc.signalingState != "have-local-offer"
+                or self.pc.localDescription is None
+            ):
+                pending = None
+            else:
+                pending = self._offer_event(self.pc.localDescription.sdp, self.subscription_list())
+        if pending is None:
+            if self._offer_needed:
+                self.schedule_offer()
+            return False
+        await self.room.emit(self.participant_id, "rtc:offer", pending)
+        return True
+
+    # --- slots ------------------------------------------------------------------------------
+
+    def _sync(self) -> bool:
+        """Bind m-lines to the room's tracks; True if the SDP has to change."""
+        desired = {
+            f.track_id: f
+            for f in self.room.forwarders()
+            if f.publisher_id != self.participant_id and not f.closed
+        }
+        changed = False
+        for track_id, bound in list(self.subscriptions.items()):
+            current = desired.get(track_id)
+            if current is None or bound.downtrack.forwarder is not current:
+                bound.downtrack.bind(None)
+                bound.downtrack.set_paused(False)
+                bound.track_id = None
+                bound.transceiver.direction = "inactive"
+                del self.subscriptions[track_id]
+                changed = True
+        for track_id, forwarder in desired.items():
+            if track_id in self.subscriptions:
+                continue
+            key = sdp.codec_key(forwarder.codec_name, forwarder.codec_parameters)
+            slot: Slot | None = next(
+                (
+                    s
+                    for s in self.slots
+                    if s.track_id is None and s.kind == forwarder.kind and s.codec_key == key
+                ),
+                None,
+            )
+            if slot is None:
+                slot = self._new_slot(forwarder)
+                if slot is None:
+                    continue
+            slot.transceiver.direction = "sendonly"
+            slot.track_id = track_id
+            slot.downtrack.bind(forwarder)
+            self.subscriptions[track_id] = slot
+            changed = True
+        return changed
+
+    def _new_slot(self, forwarder: Forwarder) -> Slot | None:
+        capability = sdp.capability_for(
+            forwarder.kind, forwarder.codec_name, forwarder.codec_parameters
+        )
+        if capability is None:
+            return None
+        transceiver = self.pc.addTransceiver(forwarder.kind, direction="sendonly")
+        transceiver.setCodecPreferences([capability])
+        self._transceivers.add(id(transceiver))
+        downtrack = DownTrack(
+            self.participant_id, forwarder.kind, internals.sender_ssrc(transceiver.sender)
+        )
+        internals.intercept_sender(transceiver.sender, self._sender_started(downtrack))
+        internals.intercept_receiver(transceiver.receiver, lambda p, t: PublisherSink())
+        slot = Slot(
+            transceiver=transceiver,
+            downtrack=downtrack,
+            kind=forwarder.kind,
+            codec_key=sdp.codec_key(forwarder.codec_name, forwarder.codec_parameters),
+        )
+        self.slots.append(slot)
+        return slot
+
+    def _sender_started(
+        self, downtrack: DownTrack
+    ) -> Callable[[RTCRtpSendParameters, RTCDtlsTransport], internals.RtcpSource]:
+        def on_send(parameters: RTCRtpSendParameters, transport: RTCDtlsTransport) -> DownTrack:
+            codec = parameters.codecs[0]
+            wanted = ABS_SEND_TIME_URI if downtrack.kind == "video" else AUDIO_LEVEL_URI
+            ext_id = next((e.id for e in parameters.headerExtensions if e.uri == wanted), 0)
+            downtrack.configure(codec.payloadType or 0, codec.name, codec.clockRate, ext_id)
+            downtrack.set_ready(self._writer_for(transport))
+            return downtrack
+
+        return on_send
+
+    def subscription_list(self) -> list[dict[str, Any]]:
+        """What each server m-line carries, for the client to label its incoming tracks."""
+        tracks = []
+        for track_id, slot in self.subscriptions.items():
+            forwarder = slot.downtrack.forwarder
+            if forwarder is None:
+                continue
+            tracks.append(
+                {
+                    "mid": slot.transceiver.mid,
+                    "track_id": track_id,
+                    "participant_id": forwarder.publisher_id,
+                    "display_name": self.room.display_name(forwarder.publisher_id),
+                    "kind": forwarder.kind,
+                    "source": forwarder.source,
+                    "paused": slot.downtrack.paused,
+                }
+            )
+        return tracks
+
+    def send_reports(self) -> None:
+        """Sender reports for every stream we send to this participant (once a second)."""
+        by_writer: dict[int, tuple[internals.TransportWriter, list[bytes]]] = {}
+        for slot in self.slots:
+            dt = slot.downtrack
+            writer = dt.writer
+            if writer is None or writer.rtcp is None or dt.paused:
+                continue
+            report = dt.sender_report()
+            if report is not None:
+                by_writer.setdefault(id(writer), (writer, []))[1].append(bytes(report))
+        for writer, reports in by_writer.values():
+            if writer.rtcp is not None:
+                writer.rtcp(b"".join(reports))
+
+    def refresh(self) -> None:
+        for slot in self.slots:
+            if slot.downtrack.forwarder is not None:
+                slot.downtrack.forwarder.refresh()
+
+    def close(self) -> None:
+        self.closed = True
+        if self._offer_task is not None:
+            self._offer_task.cancel()
+        for slot in self.slots:
+            slot.downtrack.close()
