@@ -127,7 +127,7 @@ def test_licence_is_read_from_expression_then_licence_field_then_classifiers(tmp
 
 def test_reviewed_decision_holds_only_for_the_releases_it_was_made_on(tmp_path):
     placeholder = _installed(tmp_path, "pymupdf_layout", "2.0")
-    assert licences.python_licence(placeholder) == ("AGPL-3.0-only", "reviewed")
+    assert licences.python_licence(placeholder) == ("AGPL-3.0-or-later", "reviewed")
     older = tmp_path / "old"
     older.mkdir()
     real = _installed(older, "pymupdf_layout", "1.0", "License: PolyForm Noncommercial")

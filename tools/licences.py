@@ -152,22 +152,23 @@ class Reviewed:
 # `versions` falls back to its metadata, so a later relicensing is noticed.
 REVIEWED: dict[str, Reviewed] = {
     "pymupdf": Reviewed(
-        "AGPL-3.0-only OR LicenseRef-Artifex-Commercial",
+        "AGPL-3.0-or-later OR LicenseRef-Artifex-Commercial",
         ">=1.24,<3",
         "License field 'Dual Licensed - GNU AFFERO GPL 3.0 or Artifex Commercial License'; "
-        "COPYING and the README name the GNU AGPL v3. Consilium uses it under the AGPL.",
+        "its source files say 'either version 3 of the License, or (at your option) any later "
+        "version'. Consilium uses it under the AGPL.",
     ),
     "pymupdf-layout": Reviewed(
-        "AGPL-3.0-only",
+        "AGPL-3.0-or-later",
         "==2.*",
         "an empty transitional package required by pymupdf 2.x (its METADATA says so; the "
-        "layout code is inside pymupdf). Releases 1.x held code under another licence.",
+        "layout code is inside pymupdf). Releases 1.x held code: not covered here.",
     ),
     "pymupdf4llm": Reviewed(
-        "AGPL-3.0-only",
+        "AGPL-3.0-or-later",
         "==2.*",
         "an empty transitional package required by pymupdf 2.x (its METADATA says so; the "
-        "4llm code is inside pymupdf). Releases 1.x held code.",
+        "4llm code is inside pymupdf). Releases 1.x held code: not covered here.",
     ),
     "segno": Reviewed(
         "BSD-3-Clause",
