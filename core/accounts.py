@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import enum
+import logging
 import re
+import time
 import unicodedata
 import uuid
 from dataclasses import dataclass
@@ -21,8 +24,19 @@ from core.db import Base, Database, IdMixin, TimestampMixin, UTCDateTime, utcnow
 from core.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
 
 if TYPE_CHECKING:
+    from core.notify import Notifier
     from core.principal import Principal
     from core.sessions import Sessions
+
+log = logging.getLogger(__name__)
+
+# How long a re-authentication (password and second factor) lets one change second factors.
+REAUTH_SECONDS = 5 * 60
+
+
+class ReauthRequired(Forbidden):
+    code, title = "reauth_required", "Confirm your password and a second factor first"
+
 
 # Kept importable from here: the model lives with the code that uses it.
 RecoveryCode = mfa.RecoveryCode
@@ -401,8 +415,54 @@ async def _apply_admin_changes(
     return changed
 
 
+# -- second factors: re-authentication and notices -----------------------------------------
+
+
+def require_recent_reauth(actor: Principal) -> None:
+    """Changing a second factor needs a sign-in or a re-authentication (password and current
+    second factor, ``POST /me/reauth``) in the last :data:`REAUTH_SECONDS`: a stolen session
+    alone cannot replace the factors that protect the account."""
+    at = float(actor.data.get("reauth_at", 0) or 0)  # type: ignore[arg-type]
+    if time.time() - at > REAUTH_SECONDS:
+        raise ReauthRequired(
+            "Confirm your password and a second factor (POST /api/v1/me/reauth), then retry",
+            reauth_seconds=REAUTH_SECONDS,
+        )
+
+
+async def _factor_notice(
+    notifier: Notifier | None, *, email: str, name: str, what: str, sms_to: str | None
+) -> None:
+    """Tell the owner, on the channels in place before the change, that a factor changed."""
+    if notifier is None:
+        return
+    from core.notify import DeliveryError, Email
+
+    text = (
+        f"Bonjour {name},\n\n{what}\nSi vous n'êtes pas à l'origine de ce changement, "
+        "changez votre mot de passe et prévenez sans attendre l'administrateur de votre "
+        "établissement.\n\nConsilium"
+    )
+    try:
+        await notifier.send_email(
+            Email(to=email, subject="Consilium — sécurité de votre compte", text=text)
+        )
+    except DeliveryError:
+        log.warning("second-factor notice by e-mail failed")
+    if sms_to:
+        try:
+            await notifier.send_sms(sms_to, f"Consilium : {what}"[:600])
+        except DeliveryError:
+            log.warning("second-factor notice by SMS failed")
+
+
 # -- actions: every change to an account goes through one of these ---------------------------
 # Each opens its own transaction, checks, writes and audits in it; routes only translate.
+
+
+def _sms_channel(user: User) -> str | None:
+    """The mobile to notify too, when codes go there."""
+    return user.mobile if user.otp_channel == "sms" else None
 
 
 async def _own_account(session: AsyncSession, actor: Principal) -> User:
@@ -458,11 +518,35 @@ async def create_account(
     return user, list(delegates_for or [])
 
 
-async def edit_profile(db: Database, changes: dict[str, Any], *, actor: Principal) -> list[str]:
-    """Change my names, mobile, MSSanté address, code channel or notification channels."""
+async def edit_profile(
+    db: Database,
+    changes: dict[str, Any],
+    *,
+    actor: Principal,
+    notifier: Notifier | None = None,
+) -> list[str]:
+    """Change my names, mobile, MSSanté address, code channel or notification channels. The
+    mobile and the code channel are second factors: they need a recent re-authentication,
+    and the old channel is told of the change."""
+    if "mobile" in changes or changes.get("otp_channel") is not None:
+        require_recent_reauth(actor)
     async with db.write() as uow:
         user = await _own_account(uow.session, actor)
-        return await _apply_profile(uow.session, user, changes, actor=actor)
+        old_mobile, old_channel = user.mobile, user.otp_channel
+        changed = await _apply_profile(uow.session, user, changes, actor=actor)
+        email, name, mobile, channel = user.email, user.display_name, user.mobile, user.otp_channel
+    if mobile != old_mobile:
+        what = (
+            f"Le numéro de mobile de votre compte Consilium est maintenant {mobile}."
+            if mobile
+            else "Le numéro de mobile de votre compte Consilium a été retiré."
+        )
+        await _factor_notice(notifier, email=email, name=name, what=what, sms_to=old_mobile)
+    elif channel != old_channel:
+        what = f"Vos codes de connexion Consilium arrivent désormais par : {channel}."
+        sms = old_mobile if old_channel == "sms" else None
+        await _factor_notice(notifier, email=email, name=name, what=what, sms_to=sms)
+    return changed
 
 
 async def change_own_password(
@@ -501,6 +585,7 @@ async def admin_edit_user(
 async def begin_totp_enrolment(db: Database, *, actor: Principal) -> tuple[str, str]:
     """Draw a new authenticator secret for my account; returns it with my e-mail (the
     account name in the app). It is enabled by :func:`confirm_totp_enrolment`."""
+    require_recent_reauth(actor)
     async with db.write() as uow:
         user = await _own_account(uow.session, actor)
         if user.totp_enabled:
@@ -512,7 +597,12 @@ async def begin_totp_enrolment(db: Database, *, actor: Principal) -> tuple[str, 
 
 
 async def confirm_totp_enrolment(
-    db: Database, code: str, *, secret_key: str, actor: Principal
+    db: Database,
+    code: str,
+    *,
+    secret_key: str,
+    actor: Principal,
+    notifier: Notifier | None = None,
 ) -> list[str]:
     """Enable the authenticator app with its first code; returns 10 fresh recovery codes."""
     async with db.write() as uow:
@@ -527,13 +617,23 @@ async def confirm_totp_enrolment(
         audit.record(
             uow.session, "account.totp_enrol", actor=actor, object_type="user", object_id=user.id
         )
+        email, name, sms = user.email, user.display_name, _sms_channel(user)
+    what = "Une application d'authentification a été associée à votre compte Consilium."
+    await _factor_notice(notifier, email=email, name=name, what=what, sms_to=sms)
     return codes
 
 
 async def renew_recovery_codes(
-    db: Database, code: str, *, secret_key: str, actor: Principal
+    db: Database,
+    code: str,
+    *,
+    secret_key: str,
+    actor: Principal,
+    notifier: Notifier | None = None,
 ) -> list[str]:
-    """Replace my recovery codes (with a current authenticator code); the old ones die."""
+    """Replace my recovery codes (with a current authenticator code and a recent
+    re-authentication); the old ones die."""
+    require_recent_reauth(actor)
     async with db.write() as uow:
         user = await _own_account(uow.session, actor)
         if not user.totp_enabled:
@@ -548,11 +648,23 @@ async def renew_recovery_codes(
             object_type="user",
             object_id=user.id,
         )
+        email, name, sms = user.email, user.display_name, _sms_channel(user)
+    what = "Les codes de secours de votre compte Consilium ont été renouvelés."
+    await _factor_notice(notifier, email=email, name=name, what=what, sms_to=sms)
     return codes
 
 
-async def remove_totp(db: Database, code: str, *, secret_key: str, actor: Principal) -> None:
-    """Remove my authenticator app (with a current code or a recovery code)."""
+async def remove_totp(
+    db: Database,
+    code: str,
+    *,
+    secret_key: str,
+    actor: Principal,
+    notifier: Notifier | None = None,
+) -> None:
+    """Remove my authenticator app (with a current code or a recovery code, and a recent
+    re-authentication)."""
+    require_recent_reauth(actor)
     async with db.write() as uow:
         user = await _own_account(uow.session, actor)
         if not user.totp_enabled:
@@ -566,6 +678,9 @@ async def remove_totp(db: Database, code: str, *, secret_key: str, actor: Princi
         audit.record(
             uow.session, "account.totp_remove", actor=actor, object_type="user", object_id=user.id
         )
+        email, name, sms = user.email, user.display_name, _sms_channel(user)
+    what = "L'application d'authentification de votre compte Consilium a été retirée."
+    await _factor_notice(notifier, email=email, name=name, what=what, sms_to=sms)
 
 
 # -- sign-in: what the second step writes ---------------------------------------------------
@@ -640,3 +755,41 @@ async def check_second_factor(
         return SecondFactor(
             ok=True, label=user.display_name, role=user.role.value, email=user.email
         )
+
+
+async def reauthenticate(
+    db: Database,
+    *,
+    password: str,
+    method: str,
+    code: str,
+    pending: dict[str, Any],
+    secret_key: str,
+    actor: Principal,
+) -> bool:
+    """Check my password and a current second factor (a code sent for this purpose, kept in
+    ``pending``, my authenticator app or a recovery code); audited either way. The caller
+    marks the session as re-authenticated on success."""
+    async with db.read() as session:
+        stored = await session.scalar(select(User.password_hash).where(User.id == actor.user_id))
+    password_ok = await asyncio.to_thread(passwords.verify_password, stored, password)
+    async with db.write() as uow:
+        user = await _own_account(uow.session, actor)
+        ok = False
+        if password_ok:
+            if method == "otp":
+                ok = mfa.check_one_time_code(secret_key, pending, code)
+            elif method == "totp" and user.totp_enabled:
+                ok = mfa.check_totp(user, code)
+            elif method == "recovery" and user.totp_enabled:
+                ok = await mfa.use_recovery_code(uow.session, user, secret_key, code)
+        audit.record(
+            uow.session,
+            "account.reauth",
+            actor=actor,
+            object_type="user",
+            object_id=user.id,
+            outcome="success" if ok else "failure",
+            method=method,
+        )
+    return ok

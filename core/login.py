@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from typing import Any, Literal
 
 from aiohttp import web
@@ -416,6 +417,7 @@ def setup(app: web.Application) -> None:
                 )
             raise Unauthorized("Wrong or expired code", code="invalid_code")
         await throttle.success(result.email, source)
+        s.data["reauth_at"] = time.time()  # a full sign-in is a fresh re-authentication
         tokens: list[str] = []
         new = await sessions.promote(s, tokens)
         out = SessionOut(

@@ -10,6 +10,7 @@ card or the e-CPS app is itself a strong authentication. See docs/security.md.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,4 +100,12 @@ async def complete_sign_in(
             reason="no_account",
         )
         raise Forbidden("No Consilium account holds this RPPS number", code="no_account")
-    return await start_session(request, response, kind="user", subject_id=user.id, stage="full")
+    # A fresh PSC sign-in (CPS card or e-CPS) counts as a re-authentication (docs/security.md).
+    return await start_session(
+        request,
+        response,
+        kind="user",
+        subject_id=user.id,
+        stage="full",
+        data={"reauth_at": time.time()},
+    )

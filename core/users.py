@@ -3,8 +3,9 @@ directory, and the administrators' user management (``/users``)."""
 
 from __future__ import annotations
 
+import time
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from aiohttp import web
@@ -15,8 +16,16 @@ from core import accounts, mfa
 from core.accounts import AccountEmail, NotificationKind, Role, User
 from core.api import Api
 from core.auth import SESSION, principal, set_session_cookie
-from core.context import DB, LIMITER, SESSIONS, SETTINGS
-from core.errors import NotFound, TooManyRequests, Unauthorized, ValidationFailed
+from core.context import DB, LIMITER, NOTIFIER, SESSIONS, SETTINGS
+from core.errors import (
+    Forbidden,
+    NotFound,
+    Problem,
+    TooManyRequests,
+    Unauthorized,
+    ValidationFailed,
+)
+from core.notify import DeliveryError, Email
 
 Channel = Literal["email", "sms", "both", "none"]
 
@@ -70,6 +79,29 @@ class TotpEnrolOut(BaseModel):
 
 class CodeIn(_In):
     code: str = Field(min_length=6, max_length=20)
+
+
+class ReauthCodeIn(_In):
+    channel: Literal["email", "sms"]
+
+
+class ReauthCodeOut(BaseModel):
+    sent_to: str
+    expires_in: int
+
+
+class ReauthIn(_In):
+    password: str = Field(min_length=1, max_length=512)
+    method: Literal["otp", "totp", "recovery"] = Field(
+        description="otp: the code sent by POST /me/reauth/code; totp: the authenticator app"
+    )
+    code: str = Field(min_length=6, max_length=20)
+
+
+class ReauthOut(BaseModel):
+    reauth_until: datetime = Field(
+        description="Second factors can be changed until then (5 minutes)"
+    )
 
 
 class RecoveryCodesOut(BaseModel):
@@ -190,6 +222,83 @@ def setup(app: web.Application) -> None:
         if not await request.app[LIMITER].hit(f"account-code:{user_id}", limit=10, window=600):
             raise TooManyRequests("Too many attempts; wait a few minutes", retry_after=600)
 
+    @api.post(
+        "/me/reauth/code",
+        body=ReauthCodeIn,
+        response=ReauthCodeOut,
+        tags=["account"],
+        errors=[429, 502],
+    )
+    async def send_reauth_code(request: web.Request, body: ReauthCodeIn) -> ReauthCodeOut:
+        """Send a one-time code (e-mail, or SMS to my current mobile) to confirm it is me
+        before changing a second factor (then ``POST /me/reauth``)."""
+        p = principal(request)
+        await _code_attempt(request, p.user_id)
+        settings = request.app[SETTINGS]
+        async with request.app[DB].read() as session:
+            user = await session.get(User, p.user_id)
+        if user is None or not user.active:
+            raise Unauthorized("Sign in first", code="unauthenticated")
+        if body.channel == "sms" and not user.mobile:
+            raise ValidationFailed("No mobile number on this account", code="no_mobile")
+        code, state = mfa.new_one_time_code(settings.secret_key, settings.otp_ttl_seconds)
+        s = request.get(SESSION)
+        assert s is not None
+        s.data["reauth_otp"] = state
+        await request.app[SESSIONS].update(s)
+        text = (
+            f"Votre code de confirmation Consilium : {code}\n"
+            f"Il est valable {settings.otp_ttl_seconds // 60} minutes. Il sert à confirmer "
+            "votre identité avant de modifier la sécurité de votre compte.\n"
+            "Si vous n'êtes pas à l'origine de cette demande, changez votre mot de passe."
+        )
+        try:
+            if body.channel == "sms":
+                assert user.mobile is not None
+                await request.app[NOTIFIER].send_sms(user.mobile, text)
+                sent_to = f"{user.mobile[:4]}****{user.mobile[-2:]}"
+            else:
+                await request.app[NOTIFIER].send_email(
+                    Email(to=user.email, subject="Votre code de confirmation Consilium", text=text)
+                )
+                name, _, domain = user.email.partition("@")
+                sent_to = f"{name[:1]}***@{domain}"
+        except DeliveryError:
+            raise Problem(
+                "The code could not be sent; try the other channel",
+                status=502,
+                code="delivery_failed",
+                title="Delivery failed",
+            ) from None
+        return ReauthCodeOut(sent_to=sent_to, expires_in=settings.otp_ttl_seconds)
+
+    @api.post("/me/reauth", body=ReauthIn, response=ReauthOut, tags=["account"], errors=[403, 429])
+    async def reauth(request: web.Request, body: ReauthIn) -> ReauthOut:
+        """Confirm it is me (current password and a current second factor): for the next
+        5 minutes I can change my mobile, code channel, authenticator app and recovery
+        codes, which otherwise answer 403 ``reauth_required``."""
+        p = principal(request)
+        await _code_attempt(request, p.user_id)
+        s = request.get(SESSION)
+        assert s is not None
+        ok = await accounts.reauthenticate(
+            request.app[DB],
+            password=body.password,
+            method=body.method,
+            code=body.code,
+            pending=dict(s.data.get("reauth_otp") or {}),
+            secret_key=request.app[SETTINGS].secret_key,
+            actor=p,
+        )
+        if not ok:
+            raise Forbidden("Wrong password or code", code="reauth_failed")
+        now = time.time()
+        s.data.pop("reauth_otp", None)  # single use
+        s.data["reauth_at"] = now
+        await request.app[SESSIONS].update(s)
+        until = datetime.fromtimestamp(now + accounts.REAUTH_SECONDS, UTC)
+        return ReauthOut(reauth_until=until)
+
     @api.get("/me", response=ProfileOut, tags=["account"])
     async def get_me(request: web.Request) -> ProfileOut:
         """My profile, second-factor settings and notification preferences."""
@@ -199,7 +308,12 @@ def setup(app: web.Application) -> None:
     async def patch_me(request: web.Request, body: ProfileUpdate) -> ProfileOut:
         """Change my names, mobile, MSSanté address, preferred code channel, notifications."""
         p = principal(request)
-        await accounts.edit_profile(request.app[DB], body.model_dump(exclude_unset=True), actor=p)
+        await accounts.edit_profile(
+            request.app[DB],
+            body.model_dump(exclude_unset=True),
+            actor=p,
+            notifier=request.app[NOTIFIER],
+        )
         return await _profile(request, p.user_id)
 
     @api.post("/me/password", body=PasswordChange, tags=["account"], status=204, errors=[429])
@@ -245,7 +359,11 @@ def setup(app: web.Application) -> None:
         p = principal(request)
         await _code_attempt(request, p.user_id)
         codes = await accounts.confirm_totp_enrolment(
-            request.app[DB], body.code, secret_key=request.app[SETTINGS].secret_key, actor=p
+            request.app[DB],
+            body.code,
+            secret_key=request.app[SETTINGS].secret_key,
+            actor=p,
+            notifier=request.app[NOTIFIER],
         )
         return RecoveryCodesOut(recovery_codes=codes)
 
@@ -261,7 +379,11 @@ def setup(app: web.Application) -> None:
         p = principal(request)
         await _code_attempt(request, p.user_id)
         codes = await accounts.renew_recovery_codes(
-            request.app[DB], body.code, secret_key=request.app[SETTINGS].secret_key, actor=p
+            request.app[DB],
+            body.code,
+            secret_key=request.app[SETTINGS].secret_key,
+            actor=p,
+            notifier=request.app[NOTIFIER],
         )
         return RecoveryCodesOut(recovery_codes=codes)
 
@@ -271,7 +393,11 @@ def setup(app: web.Application) -> None:
         p = principal(request)
         await _code_attempt(request, p.user_id)
         await accounts.remove_totp(
-            request.app[DB], body.code, secret_key=request.app[SETTINGS].secret_key, actor=p
+            request.app[DB],
+            body.code,
+            secret_key=request.app[SETTINGS].secret_key,
+            actor=p,
+            notifier=request.app[NOTIFIER],
         )
 
     @api.get(

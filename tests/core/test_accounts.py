@@ -19,6 +19,7 @@ from core.audit import AuditEntry
 from core.context import DB, SESSIONS
 from core.errors import ValidationFailed
 from core.seed import DEMO_PASSWORD
+from tests.core.conftest import reauthenticated
 
 NEW_PRACTITIONER = {
     "email": "Jeanne.Leroy@chu-exemple.fr",
@@ -76,6 +77,7 @@ async def test_me_shows_my_profile(client, users):
 
 async def test_patch_me_changes_names_contacts_and_notification_preferences(client, users):
     await client.sign_in_as(users["expert"].id)
+    await reauthenticated(client)  # the mobile and the code channel are second factors
     r = await client.patch(
         "/api/v1/me",
         json={
@@ -113,6 +115,7 @@ async def test_patch_me_changes_names_contacts_and_notification_preferences(clie
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 async def test_patch_me_refuses_invalid_values(client, users, change, code):
     await client.sign_in_as(users["expert"].id)
+    await reauthenticated(client)
     r = await client.patch("/api/v1/me", json=change)
     assert r.status == 422
     assert (await r.json())["code"] == code

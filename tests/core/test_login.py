@@ -20,6 +20,7 @@ from core.seed import DEMO_PASSWORD
 from core.sessions import COOKIE, _hash
 from core.throttle import SignInThrottle, Source
 from tests.conftest import make_settings
+from tests.core.conftest import reauthenticated
 
 REQUESTER = "requerant@demo.consilium.fr"
 MAX_FAILURES = 3
@@ -160,6 +161,7 @@ async def test_expired_one_time_code_is_refused(client, users, smtp):
 
 async def test_totp_enrolment_login_and_recovery_codes(client, users):
     await client.sign_in_as(users["requester"].id)
+    await reauthenticated(client)
     r = await client.post("/api/v1/me/totp")
     assert r.status == 200, await r.text()
     enrol = await r.json()
@@ -169,7 +171,8 @@ async def test_totp_enrolment_login_and_recovery_codes(client, users):
     totp = pyotp.TOTP(enrol["secret"])
     r = await client.post("/api/v1/me/totp/confirm", json={"code": "000000"})
     assert r.status == 422
-    r = await client.post("/api/v1/me/totp/confirm", json={"code": totp.now()})
+    enrolled_at = time.time()  # the codes below are relative to it (no 30 s boundary flake)
+    r = await client.post("/api/v1/me/totp/confirm", json={"code": totp.at(enrolled_at)})
     assert r.status == 200, await r.text()
     codes = (await r.json())["recovery_codes"]
     assert len(codes) == 10 and len(set(codes)) == 10
@@ -182,10 +185,12 @@ async def test_totp_enrolment_login_and_recovery_codes(client, users):
     r = await password_step(client)
     body = await r.json()
     assert body["preferred"] == "totp" and "recovery" in body["methods"]
-    r = await client.post("/api/v1/auth/verify", json={"method": "totp", "code": totp.now()})
+    r = await client.post(
+        "/api/v1/auth/verify", json={"method": "totp", "code": totp.at(enrolled_at)}
+    )
     assert r.status == 401  # already used at enrolment
     r = await client.post(
-        "/api/v1/auth/verify", json={"method": "totp", "code": totp.at(time.time() + 30)}
+        "/api/v1/auth/verify", json={"method": "totp", "code": totp.at(enrolled_at + 30)}
     )
     assert r.status == 200, await r.text()
     await client.post("/api/v1/auth/logout")

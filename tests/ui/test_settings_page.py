@@ -58,3 +58,39 @@ async def test_notification_choice_is_saved(pages, users, smtp):
     await page.reload()
     await page.get_by_label("Un dossier attend mon expertise").wait_for()
     assert await page.get_by_label("Un dossier attend mon expertise").input_value() == "sms"
+
+
+async def test_changing_the_code_channel_asks_for_password_and_code_again(pages, users, smtp, app):
+    import re
+
+    from core.accounts import User
+    from core.context import DB, SESSIONS
+    from core.seed import DEMO_PASSWORD
+
+    email = "requerant@demo.consilium.fr"
+    page = await pages.new()
+    await sign_in(page, smtp, email)
+    # Some minutes later: the sign-in no longer counts as a recent re-authentication.
+    cookies = {c["name"]: c["value"] for c in await page.context.cookies()}
+    s = await app[SESSIONS].load(cookies["consilium_session"])
+    s.data["reauth_at"] = time.time() - 600
+    await app[SESSIONS].update(s)
+    await page.goto("/app/settings")
+    await page.get_by_label("Mode de vérification proposé en premier").select_option("sms")
+    dialog = page.get_by_role("dialog", name="Confirmez votre identité")
+    await dialog.wait_for()
+    await dialog.get_by_label("Votre mot de passe").fill(DEMO_PASSWORD)
+    before = len(smtp.to(email))
+    await dialog.get_by_role("button", name="Recevoir un code par e-mail").click()
+    mails = await smtp.wait_for(email, count=before + 1)
+    code = re.search(r"\b(\d{6})\b", smtp.text_of(mails[-1])).group(1)
+    await dialog.get_by_label("Code de confirmation").fill(code)
+    await shot(page, "settings-reauth")
+    await dialog.get_by_role("button", name="Confirmer", exact=True).click()
+    await page.get_by_text("Enregistré.").wait_for()
+    async with app[DB].read() as session:
+        user = await session.get(User, users["requester"].id)
+        assert user.otp_channel == "sms"
+    # The old channel (e-mail) is told.
+    mails = await smtp.wait_for(email, count=before + 2)
+    assert "arrivent désormais par : sms" in smtp.text_of(mails[-1])

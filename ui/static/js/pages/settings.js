@@ -1,7 +1,7 @@
 // Settings (seed 000 4.1.2 "Paramètres"): my profile, my authenticator app with its QR code,
 // my signature picture ("Charger une signature"), my notification choices, the language.
 import { api, isMissing } from "../api.js";
-import { Alert, errorMessage, toast, useTitle } from "../components.js";
+import { Alert, Dialog, errorMessage, toast, useTitle } from "../components.js";
 import { currentLang, formatDateTime, setLang, t } from "../i18n.js";
 import { Icon } from "../icons.js";
 import { html, useEffect, useRef, useState } from "../lib.js";
@@ -15,15 +15,97 @@ function Section({ id, title, icon, children, lead }) {
   </section>`;
 }
 
+// Changing a second factor needs the password and a code again (the server answers 403
+// `reauth_required` otherwise): `guarded(fn)` runs `fn`, opens the dialog on that answer and
+// retries once it succeeded. A cancelled dialog rejects with `reauth_cancelled`.
+let openReauth = null;
+function guarded(fn) {
+  return fn().catch((err) => {
+    if (err.code !== "reauth_required" || !openReauth) throw err;
+    return openReauth().then(fn);
+  });
+}
+const shown = (err) => (err && err.code === "reauth_cancelled" ? null : err);
+
+function ReauthDialog({ me }) {
+  const [pending, setPending] = useState(null); // {resolve, reject}
+  const [password, setPassword] = useState("");
+  const [code, setCode] = useState("");
+  const [sentTo, setSentTo] = useState(null);
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState(null);
+  useEffect(() => {
+    openReauth = () =>
+      new Promise((resolve, reject) => {
+        setPassword("");
+        setCode("");
+        setSentTo(null);
+        setError(null);
+        setPending({ resolve, reject });
+      });
+    return () => {
+      openReauth = null;
+    };
+  }, []);
+  const totp = me.totp_enabled;
+  const channel = me.otp_channel === "sms" && me.mobile ? "sms" : "email";
+  const send = async () => {
+    setBusy(true);
+    setError(null);
+    try {
+      setSentTo((await api.post("/me/reauth/code", { channel })).sent_to);
+    } catch (err) {
+      setError(err);
+    } finally {
+      setBusy(false);
+    }
+  };
+  const submit = async (e) => {
+    e.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      await api.post("/me/reauth", { password, method: totp ? "totp" : "otp", code: code.trim() });
+      pending.resolve();
+      setPending(null);
+    } catch (err) {
+      setError(err);
+    } finally {
+      setBusy(false);
+    }
+  };
+  const cancel = () => {
+    if (pending) pending.reject({ code: "reauth_cancelled" });
+    setPending(null);
+  };
+  return html`<${Dialog} open=${!!pending} title=${t("reauth.title")} onClose=${cancel}>
+    <form onSubmit=${submit}>
+      <p>${t("reauth.lead")}</p>
+      <${Alert}>${error && errorMessage(error)}<//>
+      <div class="field"><label for="reauth-password">${t("reauth.password")}</label>
+        <input id="reauth-password" class="input" type="password" autocomplete="current-password" required value=${password} onInput=${(e) => setPassword(e.target.value)} /></div>
+      ${!totp &&
+      html`<p class="row"><button type="button" class="btn" onClick=${send} disabled=${busy}>${sentTo ? t("reauth.resend") : t(`reauth.send_${channel}`)}</button>
+        ${sentTo && html`<span class="small muted" role="status">${t("reauth.sent_to", { to: sentTo })}</span>`}</p>`}
+      <div class="field"><label for="reauth-code">${totp ? t("reauth.code_totp") : t("reauth.code")}</label>
+        <input id="reauth-code" class="input input-code" inputmode="numeric" autocomplete="one-time-code" maxlength="20" required value=${code} onInput=${(e) => setCode(e.target.value)} /></div>
+      <div class="row">
+        <button type="submit" class="btn btn-primary" disabled=${busy || !password || code.trim().length < 6}>${t("reauth.confirm")}</button>
+        <button type="button" class="btn" onClick=${cancel}>${t("common.cancel")}</button>
+      </div>
+    </form>
+  <//>`;
+}
+
 function Profile({ me, onChange }) {
   const [error, setError] = useState(null);
   const setChannel = async (otp_channel) => {
     setError(null);
     try {
-      onChange(await api.patch("/me", { otp_channel }));
+      onChange(await guarded(() => api.patch("/me", { otp_channel })));
       toast(t("common.saved"));
     } catch (err) {
-      setError(err);
+      setError(shown(err));
     }
   };
   return html`<${Section} id="s-profile" title=${t("settings.profile")} icon="users">
@@ -69,12 +151,12 @@ function Authenticator({ me, reload }) {
     try {
       await fn();
     } catch (err) {
-      setError(err);
+      setError(shown(err));
     } finally {
       setBusy(false);
     }
   };
-  const start = () => run(async () => setEnrol(await api.post("/me/totp")));
+  const start = () => run(async () => setEnrol(await guarded(() => api.post("/me/totp"))));
   const confirm = (e) => {
     e.preventDefault();
     run(async () => {
@@ -88,7 +170,7 @@ function Authenticator({ me, reload }) {
   const remove = (e) => {
     e.preventDefault();
     run(async () => {
-      await api.del("/me/totp", { json: { code: code.trim() } });
+      await guarded(() => api.del("/me/totp", { json: { code: code.trim() } }));
       setRemoving(false);
       setCode("");
       toast(t("settings.totp_removed"));
@@ -280,6 +362,7 @@ export function SettingsPage() {
   return html`<div class="page-head"><div><h1>${t("settings.title")}</h1><p>${t("settings.lead")}</p></div></div>
     <${Alert}>${error && (isMissing(error) ? t("common.unavailable") : errorMessage(error))}<//>
     <div class="settings-grid">
+      ${me && html`<${ReauthDialog} me=${me} />`}
       ${me && html`<${Profile} me=${me} onChange=${setMe} />`}
       ${me && html`<${Authenticator} me=${me} reload=${load} />`}
       <${Password} />
