@@ -324,10 +324,13 @@ def setup(app: web.Application) -> None:
         response=InvitationCreated,
         status=201,
         tags=["invitations"],
-        errors=[409],
+        errors=[409, 429],
     )
     async def create_invitation(request: web.Request, body: InvitationIn) -> InvitationCreated:
-        """Invite a person without an account (the patient): a link by e-mail and/or SMS."""
+        """Invite a person without an account (the patient): a link by e-mail and/or SMS.
+
+        At most 10 invitations a minute per user and 20 an hour per room (429 with
+        `Retry-After`)."""
         p = auth.principal(request)
         settings = app[SETTINGS]
         inv, _, delivery = await invitations.create_invitation(
@@ -342,6 +345,7 @@ def setup(app: web.Application) -> None:
             scheduled_at=body.scheduled_at,
             expires_at=body.expires_at,
             single_use=body.single_use,
+            limiter=app[LIMITER],
         )
         return InvitationCreated(
             **_invitation_out(inv),

@@ -23,15 +23,19 @@ from sqlalchemy import or_, select
 from core import audit
 from core.config import Settings
 from core.db import Database, UnitOfWork, utcnow
-from core.errors import Conflict, Gone, NotFound, ValidationFailed
+from core.errors import Conflict, Gone, NotFound, TooManyRequests, ValidationFailed
 from core.notify import DeliveryError, Email, Notifier
 from core.principal import Principal
+from core.ratelimit import RateLimiter
 from rooms import access
 from rooms.models import Guest, Invitation, Room, RoomKind, RoomStatus
 
 log = logging.getLogger(__name__)
 PARIS = ZoneInfo("Europe/Paris")
 DEFAULT_VALIDITY = timedelta(hours=48)
+# Outgoing e-mails and SMS: invitations a user may send per minute, a room may get per hour.
+INVITES_PER_USER_PER_MINUTE = 10
+INVITES_PER_ROOM_PER_HOUR = 20
 # Supported browsers, as the téléconsultation guide lists them.
 SUPPORTED_BROWSERS = [
     {"platform": "desktop", "browser": "Chrome"},
@@ -107,6 +111,26 @@ class Delivery:
     sms: str = ""
 
 
+async def check_sending_rate(limiter: RateLimiter, principal: Principal, room: Room) -> None:
+    """Invitations send e-mails and SMS to outside addresses: a few per minute per user and
+    per hour per room, else 429 ``rate_limited`` with ``Retry-After`` (the window's length: the
+    limiter keeps fixed windows, the wait is at most that)."""
+    user_key = f"invite:send:user:{principal.subject_id}"
+    if not await limiter.hit(user_key, limit=INVITES_PER_USER_PER_MINUTE, window=60):
+        raise TooManyRequests(
+            f"At most {INVITES_PER_USER_PER_MINUTE} invitations a minute; wait a moment",
+            code="rate_limited",
+            retry_after=60,
+        )
+    room_key = f"invite:send:room:{room.id}"
+    if not await limiter.hit(room_key, limit=INVITES_PER_ROOM_PER_HOUR, window=3600):
+        raise TooManyRequests(
+            f"At most {INVITES_PER_ROOM_PER_HOUR} invitations an hour for one room",
+            code="rate_limited",
+            retry_after=3600,
+        )
+
+
 async def create_invitation(
     db: Database,
     notifier: Notifier,
@@ -120,15 +144,20 @@ async def create_invitation(
     scheduled_at: datetime | None,
     expires_at: datetime | None,
     single_use: bool,
+    limiter: RateLimiter | None = None,
 ) -> tuple[Invitation, Room, Delivery]:
     """Create the invitation, then send the link (after commit: a failed delivery leaves the
-    invitation usable and says so)."""
+    invitation usable and says so). One invitation goes to one person: one e-mail address
+    and/or one mobile number. With ``limiter``, sending is rate-limited
+    (:func:`check_sending_rate`), counted only once the caller is known to be a host."""
     if expires_at is not None and expires_at <= utcnow():
         raise ValidationFailed("The expiry must be in the future", code="invalid_expiry")
     async with db.write() as uow:
         room = await access.host_room(uow.session, principal, room_id)
         if room.status is RoomStatus.closed:
             raise Conflict("The room is closed", code="room_closed")
+        if limiter is not None:
+            await check_sending_rate(limiter, principal, room)
         when = scheduled_at or room.scheduled_at
         default_end = (when + timedelta(hours=4)) if when else utcnow() + DEFAULT_VALIDITY
         inv = Invitation(

@@ -37,6 +37,7 @@ from core.principal import Principal
 from core.sessions import COOKIE
 from rooms import access
 from rooms.config import RoomSettings
+from rooms.packets import GuardedServer
 from rooms.presence import (
     LiveState,
     MemoryLiveState,
@@ -233,7 +234,7 @@ class Live:
             if settings.redis_url
             else None
         )
-        self.sio = socketio.AsyncServer(
+        self.sio = GuardedServer(  # answers undecodable packets (rooms/packets.py)
             async_mode="aiohttp",
             client_manager=manager,
             # Above our own per-event limit, so an oversized event gets an error ack
