@@ -86,10 +86,13 @@ __all__ = [
     "candidate_from_sdp",
     "depayload",
     "enlarge_socket_buffers",
+    "guard_ice_connection",
+    "ice_connections",
     "intercept_receiver",
     "intercept_sender",
     "negotiated_codecs",
     "pack_remb_fci",
+    "refused_by_guard",
     "restrict_host_addresses",
     "rtcp_ssrc",
     "sender_ssrc",
@@ -410,3 +413,51 @@ def restrict_host_addresses(allowed: Sequence[str] | None) -> None:
         return result
 
     aioice.ice.get_host_addresses = get_host_addresses
+
+
+def ice_connections(pc: Any) -> list[aioice.ice.Connection]:
+    """The aioice agents of a peer connection's transports (one with max-bundle)."""
+    found: dict[int, aioice.ice.Connection] = {}
+    for transceiver in pc.getTransceivers():
+        for dtls in (transceiver.sender.transport, transceiver.receiver.transport):
+            connection = getattr(getattr(dtls, "transport", None), "_connection", None)
+            if connection is not None:
+                found[id(connection)] = connection
+    return list(found.values())
+
+
+def guard_ice_connection(connection: aioice.ice.Connection, allows: Callable[[str], bool]) -> None:
+    """Make one aioice agent ignore remote addresses `allows` refuses (idempotent).
+
+    * a STUN binding request from a refused address gets no answer and creates no
+      peer-reflexive candidate nor pair (aioice's `request_received` → `check_incoming`);
+    * a remote candidate reached at a refused address (an mDNS name once resolved, or any
+      candidate that got past signalling) is not paired (`_add_remote_candidate`).
+    `connection._consilium_refused` counts the refused requests (for tests and stats).
+    """
+    if getattr(connection, "_consilium_guarded", False):
+        return
+    request_received = connection.request_received
+    add_remote_candidate = connection._add_remote_candidate
+
+    def guarded_request(message: Any, addr: tuple[Any, ...], protocol: Any) -> None:
+        if not allows(str(addr[0])):
+            connection._consilium_refused += 1  # type: ignore[attr-defined]
+            return
+        request_received(message, addr, protocol)
+
+    def guarded_candidate(remote_candidate: Any, network_host: str) -> None:
+        if not allows(str(network_host)):
+            connection._consilium_refused += 1  # type: ignore[attr-defined]
+            return
+        add_remote_candidate(remote_candidate, network_host)
+
+    setattr(connection, "request_received", guarded_request)  # noqa: B010
+    setattr(connection, "_add_remote_candidate", guarded_candidate)  # noqa: B010
+    setattr(connection, "_consilium_refused", 0)  # noqa: B010
+    setattr(connection, "_consilium_guarded", True)  # noqa: B010
+
+
+def refused_by_guard(pc: Any) -> int:
+    """Remote addresses the guard refused on this peer connection so far."""
+    return sum(getattr(c, "_consilium_refused", 0) for c in ice_connections(pc))

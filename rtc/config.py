@@ -11,7 +11,8 @@ class RtcConfig:
 
     Field ↔ setting: stun_urls ↔ CONSILIUM_STUN_URLS, turn_urls ↔ CONSILIUM_TURN_URLS,
     turn_secret ↔ CONSILIUM_TURN_SECRET, turn_ttl ↔ CONSILIUM_TURN_TTL,
-    allowed_addresses ↔ CONSILIUM_RTC_ALLOWED_ADDRESSES.
+    allowed_addresses ↔ CONSILIUM_RTC_ALLOWED_ADDRESSES,
+    allowed_networks ↔ CONSILIUM_RTC_ALLOWED_NETWORKS.
     """
 
     #: STUN servers handed to clients and used by the server ("stun:host:port").
@@ -22,10 +23,14 @@ class RtcConfig:
     turn_secret: str = ""
     #: lifetime of a TURN credential, seconds.
     turn_ttl: int = 6 * 3600
-    #: if not empty, the server gathers ICE candidates only on these addresses and ignores
-    #: remote candidates outside these networks (CIDR or plain addresses, e.g. "127.0.0.1",
+    #: if not empty, the server gathers ICE candidates only on these addresses and refuses
+    #: remote addresses outside these networks (CIDR or plain addresses, e.g. "127.0.0.1",
     #: "127.0.0.0/8", "::1"). Used for tests and local development on loopback.
     allowed_addresses: tuple[str, ...] = ()
+    #: remote networks allowed besides public addresses (CIDR, e.g. a hospital's
+    #: "10.20.0.0/16"). Private, loopback, link-local, multicast, reserved and documentation
+    #: addresses are refused unless listed here or in `allowed_addresses`.
+    allowed_networks: tuple[str, ...] = ()
     #: minimum interval between two keyframe requests sent to one publisher track, seconds.
     keyframe_min_interval: float = 0.3
     #: REMB aggregation over a track's subscribers: "min" or "median".

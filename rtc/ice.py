@@ -15,7 +15,7 @@ import ipaddress
 import time
 from typing import Any
 
-from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer, RTCPeerConnection
 
 from rtc import aiortc_internals
 from rtc.config import RtcConfig
@@ -51,34 +51,103 @@ def server_configuration(config: RtcConfig) -> RTCConfiguration:
 
 
 class AddressPolicy:
-    """Which remote ICE candidates the server accepts (all, unless addresses are configured)."""
+    """Which remote addresses the server may send to (ICE checks and media).
 
-    def __init__(self, allowed: tuple[str, ...] | list[str]) -> None:
-        self.networks = [ipaddress.ip_network(a, strict=False) for a in allowed]
+    By default only public unicast addresses: private, loopback, link-local, multicast,
+    unspecified, reserved and documentation ranges are refused, so that no participant can
+    make the server send UDP into the network it runs in. `allowed_networks`
+    (CONSILIUM_RTC_ALLOWED_NETWORKS, CIDRs) adds ranges, e.g. a hospital's private network.
+    `allowed_addresses` (CONSILIUM_RTC_ALLOWED_ADDRESSES, the loopback-only setting of tests
+    and local development) restricts the server to those networks alone (plus
+    `allowed_networks`).
+    """
+
+    def __init__(
+        self,
+        allowed_addresses: tuple[str, ...] | list[str] = (),
+        allowed_networks: tuple[str, ...] | list[str] = (),
+    ) -> None:
+        self.networks = [ipaddress.ip_network(a, strict=False) for a in allowed_addresses]
+        self.extra = [ipaddress.ip_network(a, strict=False) for a in allowed_networks]
 
     @property
     def restricted(self) -> bool:
         return bool(self.networks)
 
     def allows(self, host: str) -> bool:
+        """A candidate's address as signalled: an IP, or an mDNS name (checked once resolved)."""
+        if host.endswith(".local") and len(host) < 256 and not _is_ip(host):
+            # mDNS names stand for LAN addresses, resolved by multicast queries on the LAN:
+            # only where a local network is allowed (the guard checks the resolved address)
+            return bool(self.extra)
+        return self.allows_ip(host)
+
+    def allows_ip(self, host: str) -> bool:
+        """An address the server would send to. Never DNS names (their lookup would block)."""
         try:
             ip = ipaddress.ip_address(host)
         except ValueError:
-            # mDNS names (resolved asynchronously by aioice) when unrestricted; never DNS
-            # names, whose lookup in sendto would block the event loop
-            return not self.networks and host.endswith(".local") and len(host) < 256
-        return not self.networks or any(ip in network for network in self.networks)
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        if any(ip in network for network in self.extra):
+            return True
+        if self.networks:
+            return any(ip in network for network in self.networks)
+        return _public(ip)
 
     def filter_sdp(self, sdp: str) -> str:
-        """Drop `a=candidate` lines whose address is not allowed."""
+        """Drop `a=candidate` lines whose address is not allowed or whose port is invalid."""
         kept = []
         for line in sdp.splitlines():
             if line.startswith("a=candidate:"):
                 bits = line.split()
-                if len(bits) < 6 or not self.allows(bits[4]):
+                if len(bits) < 6 or not valid_port(bits[5]) or not self.allows(bits[4]):
                     continue
+                if bits[4].endswith(".local"):
+                    continue  # resolved inside setRemoteDescription, before the guard: trickle
             kept.append(line)
         return "\r\n".join(kept) + "\r\n"
+
+
+def valid_port(port: object) -> bool:
+    try:
+        value = int(str(port))
+    except ValueError:
+        return False
+    return 0 < value < 65536
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """A public unicast address (`is_global` also leaves out documentation ranges)."""
+    return (
+        ip.is_global
+        and not ip.is_multicast
+        and not ip.is_reserved
+        and not ip.is_unspecified
+        and not ip.is_loopback
+        and not ip.is_link_local
+    )
+
+
+def guard(pc: RTCPeerConnection, policy: AddressPolicy) -> None:
+    """Make the ICE agents of `pc` ignore remote addresses the policy refuses.
+
+    Covers what signalling cannot see: a connectivity check arriving from an unknown address
+    (which aioice would answer and learn as a peer-reflexive candidate, then send media to)
+    and mDNS names resolved by aioice. Call after every description that may create
+    transports, before the local description is set (gathering opens the sockets).
+    """
+    for connection in aiortc_internals.ice_connections(pc):
+        aiortc_internals.guard_ice_connection(connection, policy.allows_ip)
 
 
 def apply_gathering_policy(config: RtcConfig) -> None:

@@ -30,6 +30,7 @@ from rtc.config import RtcConfig
 from rtc.errors import (
     BAD_CANDIDATE,
     BAD_SDP,
+    CANDIDATE_NOT_ALLOWED,
     CLOSED,
     GLARE,
     RATE_LIMITED,
@@ -37,7 +38,7 @@ from rtc.errors import (
     RtcError,
 )
 from rtc.forwarder import Forwarder
-from rtc.ice import AddressPolicy
+from rtc.ice import AddressPolicy, guard, valid_port
 from rtc.publisher import Publisher
 from rtc.sdp import MAX_SDP_LENGTH, ExtmapRegistry
 from rtc.subscriber import RoomView, Slot, Subscriber
@@ -91,9 +92,14 @@ class Peer:
             self.publisher,
             self.extmap,
             self.connection_id,
+            self.guard_ice,
         )
         self._on_state = on_state
         self.pc.on("connectionstatechange", self._connection_state_changed)
+
+    def guard_ice(self) -> None:
+        """Apply the address policy inside the ICE agents (peer-reflexive, mDNS)."""
+        guard(self.pc, self.policy)
 
     def _is_server_mline(self, transceiver: Any) -> bool:
         return self.subscriber.owns(transceiver)
@@ -136,6 +142,7 @@ class Peer:
                 )
             except Exception as exc:  # aiortc raises ValueError, OperationError, ...
                 raise RtcError(BAD_SDP, f"offer rejected: {exc}") from exc
+            self.guard_ice()
             self._intercept_new_transceivers()
             self.publisher.narrow_codecs()
             answer = await self.pc.createAnswer()
@@ -220,13 +227,18 @@ class Peer:
                 )
             except Exception as exc:
                 raise RtcError(BAD_SDP, f"answer rejected: {exc}") from exc
+            self.guard_ice()
         if self.subscriber.offer_needed:
             self.schedule_offer()
 
     # --- ICE --------------------------------------------------------------------------------
 
     async def add_candidate(self, candidate: Mapping[str, Any] | str | None) -> bool:
-        """Trickled remote candidate; False if ignored by the address policy."""
+        """Trickled remote candidate (True once handed to ICE).
+
+        Refused: an invalid port (`bad_candidate`), an address the policy does not allow
+        (`candidate_not_allowed`): the server never sends to it.
+        """
         if self.closed:
             raise RtcError(CLOSED, "the connection is closed")
         if isinstance(candidate, str):
@@ -245,8 +257,12 @@ class Peer:
             )
         except Exception as exc:
             raise RtcError(BAD_CANDIDATE, f"malformed candidate: {exc}") from exc
+        if not valid_port(parsed.port) or (
+            parsed.relatedPort is not None and not valid_port(parsed.relatedPort)
+        ):
+            raise RtcError(BAD_CANDIDATE, f"invalid port {parsed.port}")
         if not self.policy.allows(parsed.ip):
-            return False
+            raise RtcError(CANDIDATE_NOT_ALLOWED, f"the server does not send to {parsed.ip}")
         assert candidate is not None
         parsed.sdpMid = candidate.get("sdpMid")
         index = candidate.get("sdpMLineIndex")

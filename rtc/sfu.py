@@ -183,7 +183,7 @@ class Sfu:
         self._on_event = on_event
         self._rooms: dict[str, Room] = {}
         self._where: dict[str, Room] = {}
-        self._policy = AddressPolicy(config.allowed_addresses)
+        self._policy = AddressPolicy(config.allowed_addresses, config.allowed_networks)
         apply_gathering_policy(config)
 
     # --- membership -------------------------------------------------------------------------

@@ -74,6 +74,7 @@ class Subscriber:
         publisher: Publisher,
         extmap: sdp.ExtmapRegistry,
         connection_id: str,
+        before_local_description: Callable[[], None],
     ) -> None:
         self.room = room
         self.participant_id = participant_id
@@ -83,6 +84,7 @@ class Subscriber:
         self._publisher = publisher
         self._extmap = extmap
         self.connection_id = connection_id
+        self._before_local_description = before_local_description
         self.closed = False
         self.slots: list[Slot] = []
         #: the slots currently bound, by track id
@@ -130,6 +132,7 @@ class Subscriber:
                 try:
                     offer = await self.pc.createOffer()
                     offer.sdp = self._shape_offer(offer.sdp)
+                    self._before_local_description()
                     await self.pc.setLocalDescription(offer)
                 except Exception:
                     logger.exception("server offer failed for %s", self.participant_id)

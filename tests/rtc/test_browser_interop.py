@@ -127,7 +127,10 @@ class BrowserBridge:
                     self.candidates[ip] = result
                 reply = {"id": request_data["id"], "result": result}
             except RtcError as exc:
-                self.errors.append(exc.code)
+                if method == "candidate" and exc.code == "candidate_not_allowed":
+                    self.candidates[params["candidate"]["candidate"].split()[4]] = False
+                else:
+                    self.errors.append(exc.code)
                 reply = {"id": request_data["id"], "error": exc.as_ack()["error"]}
             await ws.send_str(json.dumps(reply))
         return ws

@@ -320,11 +320,17 @@ async def test_bad_input_gets_error_acks_and_the_call_goes_on(
     assert unknown["error"]["code"] == "unknown_track"
     garbled = await expert.sock.call("rtc:candidate", {"candidate": "candidate:garbage"})
     assert garbled["error"]["code"] == "bad_candidate"
-    outside = await expert.sock.ok(
+    outside = await expert.sock.call(
         "rtc:candidate",
         {"candidate": "candidate:1 1 udp 2130706431 10.1.2.3 9 typ host", "sdpMid": "0"},
     )
-    assert outside["accepted"] is False  # the address policy keeps the server on loopback
+    # the address policy keeps the server on loopback
+    assert outside["error"]["code"] == "candidate_not_allowed"
+    bad_port = await expert.sock.call(
+        "rtc:candidate",
+        {"candidate": "candidate:1 1 udp 2130706431 127.0.0.1 9999999 typ host", "sdpMid": "0"},
+    )
+    assert bad_port["error"]["code"] == "bad_candidate"
     snap = await expert.sock.call("rtc:snapshot", {"participant_id": "someone-else"})
     assert snap["error"]["code"] == "participant_not_found"
     again = await expert.sock.ok("rtc:join")  # a second join starts over with a fresh connection
