@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export CONSILIUM_DATA_DIR ?= var
 
-.PHONY: run test install lint typecheck pytest migrate seed clean ui-assets
+.PHONY: run test install lint typecheck pytest jstest migrate seed clean ui-assets
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,7 +41,12 @@ typecheck: install
 pytest: install ui-assets
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test: lint typecheck pytest
+# The browser client's pure modules (the room page's reducer, tile keys, pause sync) under
+# Node's own test runner: no browser, no npm package needed.
+jstest:
+	node --test ui/tests/*.test.mjs
+
+test: lint typecheck jstest pytest
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

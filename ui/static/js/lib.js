@@ -5,6 +5,7 @@ import {
   useContext,
   useEffect,
   useMemo,
+  useReducer,
   useRef,
   useState,
 } from "../vendor/hooks.mjs";
@@ -20,6 +21,7 @@ export {
   useContext,
   useEffect,
   useMemo,
+  useReducer,
   useRef,
   useState,
 };

@@ -2,13 +2,13 @@
 // signed-in professional, opened by the application shell. It carries the direct messages
 // (chat:direct, chat:history, chat:read; the server sends chat:message, chat:read and
 // chat:unread) and who is connected (presence:online). The room page keeps its own
-// connection (room-client.js); this one never joins a room.
+// connection (room-client.js, room/live-room.js); this one never joins a room.
 import { io } from "../vendor/socket.io.mjs";
 import { api } from "./api.js";
 import { useEffect, useState } from "./lib.js";
-import { LiveError } from "./room-client.js";
+import { LiveError } from "./room/common.js";
 
-export { LiveError, uuid4 } from "./room-client.js";
+export { LiveError, uuid4 } from "./room/common.js";
 
 const EVENTS = ["chat:message", "chat:read", "chat:unread"];
 const ONLINE_EVERY_MS = 30000;

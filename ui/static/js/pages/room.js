@@ -6,9 +6,10 @@ import { api } from "../api.js";
 import { Alert, Dialog, errorMessage, initials, toast, useTitle } from "../components.js";
 import { formatTime, t } from "../i18n.js";
 import { Icon } from "../icons.js";
-import { html, useEffect, useMemo, useRef, useState } from "../lib.js";
+import { html, useEffect, useMemo, useReducer, useRef, useState } from "../lib.js";
 import { chime, listDevices, loadDeviceChoice, openMedia, stopStream } from "../media.js";
 import { RoomClient, VisibilityTracker, uuid4 } from "../room-client.js";
+import { callTiles, initialState, roomReducer } from "../room/state.js";
 import { navigate } from "../router.js";
 import { SendDocumentDialog } from "./room-send.js";
 
@@ -33,11 +34,11 @@ function captureFrame(video) {
   return new Promise((resolve) => canvas.toBlob(resolve, "image/png"));
 }
 
-function Tile({ p, stream, local, screen, speaking, quality, onShot, onPip, vis }) {
+function Tile({ tileId, p, stream, local, screen, speaking, quality, onShot, onPip, vis }) {
   const ref = useRef(null);
-  // A remote tile nobody sees gets its video paused on the server (see VisibilityTracker).
-  const visKey = `${p.participant_id}:${screen ? "screen" : "camera"}`;
-  useEffect(() => (vis && !local && ref.current ? vis.observe(visKey, ref.current) : undefined), [vis, visKey, local]);
+  // A remote tile nobody sees gets its video paused on the server (see room/visibility.js),
+  // under its key from room/tiles.js.
+  useEffect(() => (vis && !local && ref.current ? vis.observe(tileId, ref.current) : undefined), [vis, tileId, local]);
   const hasVideo = stream && stream.getVideoTracks().some((tr) => tr.readyState === "live") && (screen || !p.media || p.media.video !== false);
   const name = screen ? t("room.screen_of", { name: p.name }) : local ? t("room.you", { name: p.name }) : p.name;
   return html`<div ref=${ref} class=${`tile ${local ? "local" : ""} ${screen ? "screen" : ""} ${speaking ? "speaking" : ""}`} data-participant=${p.participant_id} data-source=${screen ? "screen" : "camera"}>
@@ -187,13 +188,20 @@ function ShotDialog({ shot, onClose, dossierId, roomId }) {
   <//>`;
 }
 
-const QUALITY_ORDER = { good: 0, fair: 1, poor: 2 };
-/** Chat messages merged by id (a message is never shown twice), in the order they were sent. */
-function mergeMessages(xs, incoming) {
-  const seen = new Set(xs.map((m) => m.id));
-  const add = incoming.filter((m) => !seen.has(m.id) && (seen.add(m.id), true));
-  if (!add.length) return xs;
-  return [...xs, ...add].sort((a, b) => Date.parse(a.created_at) - Date.parse(b.created_at));
+/** One MediaStream per remote tile, made again only when the tile's tracks change (the
+ * reducer keeps a tile's track array as it was otherwise): a <video> keeps its stream. */
+function useRemoteStreams(remote) {
+  const cache = useRef(new Map()); // tile key → {tracks, stream}
+  const streams = {};
+  const next = new Map();
+  for (const [key, tracks] of Object.entries(remote)) {
+    const old = cache.current.get(key);
+    const entry = old && old.tracks === tracks ? old : { tracks, stream: new MediaStream(tracks) };
+    next.set(key, entry);
+    streams[key] = entry.stream;
+  }
+  cache.current = next;
+  return streams;
 }
 
 /** While the connection is being restored, or once we gave up: a banner over the videos
@@ -208,62 +216,27 @@ function ConnectionBanner({ status, onRetry }) {
   </div>`;
 }
 
-function qualityOf(report) {
-  if (!report) return null;
-  let worst = "good";
-  for (const s of report.subscribed || []) {
-    const q = s.loss > 0.08 || (s.rtt_ms || 0) > 400 ? "poor" : s.loss > 0.02 || (s.rtt_ms || 0) > 150 ? "fair" : "good";
-    if (QUALITY_ORDER[q] > QUALITY_ORDER[worst]) worst = q;
-  }
-  if (report.state && report.state !== "connected") worst = "poor";
-  return worst;
-}
-
 export function RoomPage({ roomId, session }) {
   const isGuest = session.kind === "guest";
   const client = useMemo(() => new RoomClient(roomId), [roomId]);
-  const vis = useMemo(() => new VisibilityTracker((key, visible) => client.setVideoHidden(key, !visible)), [client]);
+  const { live, media, pauses } = client;
+  const vis = useMemo(() => new VisibilityTracker((key, visible) => pauses.setHidden(key, !visible)), [client]);
   useEffect(() => () => vis.destroy(), [vis]);
-  const [chatTo, setChatTo] = useState("");
-  const [phase, setPhase] = useState("connecting"); // connecting | lobby | joined | refused | removed | ended | left | error
-  const [phaseError, setPhaseError] = useState(null);
-  const [room, setRoom] = useState(null);
-  const [me, setMe] = useState(null);
-  const [role, setRole] = useState(null);
-  const [participants, setParticipants] = useState([]);
-  const [lobby, setLobby] = useState([]);
-  const [messages, setMessages] = useState([]);
-  const messagesRef = useRef(messages);
-  messagesRef.current = messages;
-  const [conn, setConn] = useState("connected"); // connected | reconnecting | failed
-  const [unread, setUnread] = useState(0);
-  const [panel, setPanel] = useState(null);
-  const [layout, setLayout] = useState("grid");
-  const [local, setLocal] = useState(null);
-  const [screen, setScreen] = useState(null);
-  const [remote, setRemote] = useState({}); // `${participant_id}:${source}` → MediaStream
-  const [speaker, setSpeaker] = useState(null);
-  const [quality, setQuality] = useState({});
-  const [devices, setDevices] = useState({ cameras: [], microphones: [] });
-  const [choice, setChoice] = useState(() => ({ camOn: true, micOn: true, ...loadDeviceChoice() }));
+  const [state, dispatch] = useReducer(roomReducer, null, () =>
+    initialState({ userId: session.id, choice: loadDeviceChoice() }),
+  );
+  // The event handlers below are subscribed once: they read the current state here.
+  const current = useRef(state);
+  current.current = state;
+  const { phase, phaseError, room, me, role, participants, lobby, messages, conn, unread, panel, layout, local, screen, speaker, quality, devices, choice, mediaError, rtcNote, dialogs, shot, chatTo } = state;
+  const remote = useRemoteStreams(state.remote);
   const currentDevice = (kind) => {
     const tr = local && (kind === "video" ? local.getVideoTracks()[0] : local.getAudioTracks()[0]);
     return (tr && tr.getSettings && tr.getSettings().deviceId) || "";
   };
-  const [mediaError, setMediaError] = useState(null);
-  const [rtcNote, setRtcNote] = useState(null);
-  const [inviteOpen, setInviteOpen] = useState(false);
-  const [sendOpen, setSendOpen] = useState(false);
-  const [devicesOpen, setDevicesOpen] = useState(false);
-  const [shot, setShot] = useState(null);
-  const localRef = useRef(null);
-  localRef.current = local;
-  const panelRef = useRef(panel);
-  panelRef.current = panel;
   useTitle(room ? room.title : t("room.title"));
 
   const isHost = role === "host";
-  const upsert = (p) => setParticipants((xs) => [...xs.filter((x) => x.participant_id !== p.participant_id), p]);
 
   // Local camera and microphone, opened once.
   useEffect(() => {
@@ -273,147 +246,99 @@ export function RoomPage({ roomId, session }) {
         if (!alive) return stopStream(s);
         s.getVideoTracks().forEach((tr) => (tr.enabled = choice.camOn));
         s.getAudioTracks().forEach((tr) => (tr.enabled = choice.micOn));
-        setLocal(s);
-        setDevices(await listDevices());
+        dispatch({ type: "local", stream: s });
+        dispatch({ type: "devices", devices: await listDevices() });
       })
-      .catch((e) => alive && setMediaError(e));
+      .catch((e) => alive && dispatch({ type: "media-error", error: e }));
     return () => {
       alive = false;
     };
   }, []);
-  useEffect(() => () => stopStream(localRef.current), []);
+  useEffect(() => () => stopStream(current.current.local), []);
 
   // The room:join acknowledgement, first or after a reconnect: who is here, the lobby, and
   // the chat (what was said while we were away, each message once).
   const applyJoin = async (ack) => {
-    setRoom(ack.room);
-    if (ack.status === "lobby") {
-      setPhase("lobby");
-      return;
-    }
-    setMe(ack.participant_id);
-    setRole(ack.role);
-    setParticipants(ack.participants || []);
-    setLobby(ack.lobby || []);
-    setPhase("joined");
-    const known = new Set(messagesRef.current.map((m) => m.id));
+    dispatch({ type: "joined", ack });
+    if (ack.status === "lobby") return;
+    const known = new Set(current.current.messages.map((m) => m.id));
     try {
-      const page = ack.chat || (await client.call("chat:history", { limit: 50 }));
-      const fresh = (await client.chatSince(page, known)).filter((m) => !known.has(m.id)).map((m) => ({ ...m, mine: m.sender.id === session.id }));
-      setMessages((xs) => mergeMessages(xs, fresh));
-      if (known.size && panelRef.current !== "chat") setUnread((n) => n + fresh.filter((m) => !m.mine).length);
+      const page = ack.chat || (await live.call("chat:history", { limit: 50 }));
+      const fresh = (await live.chatSince(page, known)).filter((m) => !known.has(m.id));
+      dispatch({ type: "chat-caught-up", messages: fresh, countUnread: known.size > 0 });
     } catch {
       /* the chat stays as it was */
     }
   };
-  const leftPhase = (e) => {
-    setPhaseError(e);
-    setPhase({ removed: "removed", room_closed: "ended" }[e.code] || "error");
-  };
+  const leftPhase = (error) => dispatch({ type: "left", error });
   const enterRoom = async () => {
     try {
-      await applyJoin(await client.join());
+      await applyJoin(await live.join());
     } catch (e) {
       leftPhase(e);
     }
   };
+  const ends = (phase, error) => dispatch({ type: "phase", phase, error });
 
+  // The live events, as actions; the side effects (sounds, toasts, closing) here.
   useEffect(() => {
     const offs = [
       // The first join; later ones are the client's (reconnects), reported as "rejoined".
-      client.on("connected", () => !client.joinedOnce && enterRoom()),
-      client.on("connect_error", (e) => !client.joinedOnce && (setPhaseError({ code: "network_error", message: String(e) }), setPhase("error"))),
-      client.on("refused", () => (setPhaseError({ code: "unauthenticated" }), setPhase("error"))),
-      client.on("rejoined", (ack) => applyJoin(ack)),
-      client.on("rejoin-failed", leftPhase),
-      client.on("connection", ({ status, was }) => {
-        setConn(status);
+      live.on("connected", () => !live.joinedOnce && enterRoom()),
+      live.on("connect_error", (e) => !live.joinedOnce && ends("error", { code: "network_error", message: String(e) })),
+      live.on("refused", () => ends("error", { code: "unauthenticated" })),
+      live.on("rejoined", (ack) => applyJoin(ack)),
+      live.on("rejoin-failed", leftPhase),
+      live.on("connection", ({ status, was }) => {
+        dispatch({ type: "connection", status });
         if (status === "connected" && was !== "connecting") toast(t("room.reconnected"));
       }),
-      client.on("media-reset", () => setRemote({})),
-      // The server's offer lists everything it sends us: a stream it no longer sends (a share
-      // whose end we missed while reconnecting, say) leaves its tile.
-      client.on("tracks-map", (tracks) => {
-        const keys = new Set(tracks.map((tr) => `${tr.participant_id}:${tr.source === "screen" && tr.kind === "video" ? "screen" : "camera"}`));
-        setRemote((r) => (Object.keys(r).every((k) => keys.has(k)) ? r : Object.fromEntries(Object.entries(r).filter(([k]) => keys.has(k)))));
-      }),
-      client.on("session:ended", () => (setPhaseError({ code: "unauthenticated" }), setPhase("error"), client.close())),
-      client.on("participant:joined", (d) => upsert(d.participant)),
-      client.on("participant:updated", (d) => upsert(d.participant)),
-      client.on("participant:left", (d) => {
-        setParticipants((xs) => xs.filter((x) => x.participant_id !== d.participant_id));
-        setRemote((r) => Object.fromEntries(Object.entries(r).filter(([k]) => !k.startsWith(d.participant_id + ":"))));
-      }),
-      client.on("lobby:arrived", (g) => {
-        setLobby((xs) => [...xs.filter((x) => x.guest_id !== g.guest_id), g]);
+      live.on("session:ended", () => (ends("error", { code: "unauthenticated" }), live.close())),
+      live.on("participant:joined", (d) => dispatch({ type: "participant", participant: d.participant })),
+      live.on("participant:updated", (d) => dispatch({ type: "participant", participant: d.participant })),
+      live.on("participant:left", (d) => dispatch({ type: "participant-left", participant_id: d.participant_id })),
+      live.on("lobby:arrived", (g) => {
+        dispatch({ type: "lobby-arrived", guest: g });
         chime();
         toast(t("room.lobby_arrived", { name: g.name }));
       }),
-      client.on("lobby:left", (d) => setLobby((xs) => xs.filter((x) => x.guest_id !== d.guest_id))),
-      client.on("lobby:admitted", () => enterRoom()),
-      client.on("lobby:refused", () => (setPhase("refused"), client.close())),
-      client.on("room:muted", (d) => {
-        localRef.current && localRef.current.getAudioTracks().forEach((tr) => (tr.enabled = false));
-        client.mediaState.audio = false; // the server did it: a media restart must not undo it
-        setChoice((c) => ({ ...c, micOn: false }));
+      live.on("lobby:left", (d) => dispatch({ type: "lobby-left", guest_id: d.guest_id })),
+      live.on("lobby:admitted", () => enterRoom()),
+      live.on("lobby:refused", () => (ends("refused"), live.close())),
+      live.on("room:muted", (d) => {
+        const s = current.current.local;
+        s && s.getAudioTracks().forEach((tr) => (tr.enabled = false));
+        media.mutedByHost(); // the server did it: a media restart must not undo it
+        dispatch({ type: "muted-by-host" });
         toast(t("room.you_were_muted", { by: d.by }));
       }),
-      client.on("room:unmute_requested", (d) => toast(t("room.unmute_requested", { by: d.by }))),
-      client.on("room:removed", () => (setPhase("removed"), client.close())),
-      client.on("room:ended", () => (setPhase("ended"), client.close())),
-      client.on("room:replaced", () => (setPhase("left"), client.close())),
-      client.on("chat:message", (m) => {
-        setMessages((xs) => (xs.some((x) => x.id === m.id) ? xs : [...xs, { ...m, mine: m.sender.id === session.id }]));
-        if (panelRef.current !== "chat") setUnread((n) => n + 1);
+      live.on("room:unmute_requested", (d) => toast(t("room.unmute_requested", { by: d.by }))),
+      live.on("room:removed", () => (ends("removed"), live.close())),
+      live.on("room:ended", () => (ends("ended"), live.close())),
+      live.on("room:replaced", () => (ends("left"), live.close())),
+      live.on("chat:message", (message) => dispatch({ type: "chat-message", message })),
+      live.on("rtc:screen", (d) => {
+        if (d && d.active === false && d.participant_id) dispatch({ type: "screen-ended", participant_id: d.participant_id });
       }),
-      client.on("track", ({ track, participant_id, source, kind }) => {
-        if (!participant_id) return;
-        // A participant's microphone plays with their camera tile; a screen has its own tile.
-        const key = `${participant_id}:${source === "screen" && (kind || track.kind) === "video" ? "screen" : "camera"}`;
-        // Someone starts sharing their screen: show it large, as for one's own share.
-        if (key.endsWith(":screen")) setLayout("speaker");
-        setRemote((r) => {
-          const next = { ...r };
-          // A reused m-line brings its receiver's track under another label: take it out of
-          // the stream it fed before.
-          for (const [k, s] of Object.entries(r)) {
-            if (k !== key && s.getTracks().includes(track)) {
-              const left = new MediaStream(s.getTracks().filter((x) => x !== track));
-              if (left.getTracks().length) next[k] = left;
-              else delete next[k];
-            }
-          }
-          const s = r[key];
-          if (s && s.getTracks().includes(track)) return next;
-          next[key] = new MediaStream([...(s ? s.getTracks().filter((x) => x.kind !== track.kind) : []), track]);
-          return next;
-        });
-      }),
-      client.on("rtc:screen", (d) => {
-        if (d && d.active === false && d.participant_id) {
-          setRemote((r) => Object.fromEntries(Object.entries(r).filter(([k]) => k !== `${d.participant_id}:screen`)));
-        }
-      }),
-      client.on("rtc:speaker", (d) => setSpeaker(d.participant_id)),
-      client.on("rtc:stats", (d) => {
-        const q = {};
-        for (const [pid, rep] of Object.entries(d.participants || {})) q[pid] = qualityOf(rep);
-        setQuality(q);
-      }),
-      client.on("rtc-error", (e) => !client.rtcAvailable && setRtcNote(e)),
+      live.on("rtc:speaker", (d) => dispatch({ type: "speaker", participant_id: d.participant_id })),
+      live.on("rtc:stats", (d) => dispatch({ type: "stats", participants: d.participants })),
+      media.on("media-reset", () => dispatch({ type: "media-reset" })),
+      media.on("tracks-map", (tracks) => dispatch({ type: "tracks-map", tracks })),
+      media.on("track", (info) => dispatch({ type: "track", ...info })),
+      media.on("rtc-error", (e) => !media.available && dispatch({ type: "rtc-note", error: e })),
     ];
-    client.connect();
+    live.connect();
     return () => {
       offs.forEach((off) => off());
-      client.close();
+      live.close();
     };
   }, [client]);
 
   // Media with the SFU once joined and the camera is open.
   useEffect(() => {
-    if (phase !== "joined" || !local || client.mediaWanted) return;
-    client.startMedia(local).catch((e) => !client.rtcAvailable && setRtcNote(e));
-    client.setMediaState({ audio: !!choice.micOn, video: !!choice.camOn }).catch(() => {});
+    if (phase !== "joined" || !local || media.wanted) return;
+    media.start(local).catch((e) => !media.available && dispatch({ type: "rtc-note", error: e }));
+    media.setMediaState({ audio: !!choice.micOn, video: !!choice.camOn }).catch(() => {});
   }, [phase, local]);
 
   const toggle = (kind) => {
@@ -421,8 +346,8 @@ export function RoomPage({ roomId, session }) {
     const key = kind === "audio" ? "micOn" : "camOn";
     const on = !choice[key];
     (kind === "audio" ? local.getAudioTracks() : local.getVideoTracks()).forEach((tr) => (tr.enabled = on));
-    setChoice((c) => ({ ...c, [key]: on }));
-    client.setMediaState({ [kind === "audio" ? "audio" : "video"]: on }).catch(() => {});
+    dispatch({ type: "toggle", kind, on });
+    media.setMediaState({ [kind === "audio" ? "audio" : "video"]: on }).catch(() => {});
   };
 
   const changeDevice = async (kind, deviceId) => {
@@ -432,43 +357,41 @@ export function RoomPage({ roomId, session }) {
       track.enabled = kind === "video" ? choice.camOn : choice.micOn;
       const s = new MediaStream([...local.getTracks().filter((x) => x.kind !== track.kind), track]);
       local.getTracks().filter((x) => x.kind === track.kind).forEach((x) => x.stop());
-      setLocal(s);
-      setChoice((c) => ({ ...c, [kind === "video" ? "cameraId" : "microphoneId"]: deviceId }));
-      await client.replaceTrack(track.kind, track);
+      dispatch({ type: "device-changed", kind, deviceId, stream: s });
+      await media.replaceTrack(track.kind, track);
     } catch (e) {
-      setMediaError(e);
+      dispatch({ type: "media-error", error: e });
     }
   };
 
   const toggleScreen = async () => {
     if (screen) {
       stopStream(screen);
-      setScreen(null);
-      await client.stopScreen();
-      client.setMediaState({ screen: false }).catch(() => {});
+      dispatch({ type: "screen-stopped" });
+      await media.stopScreen();
+      media.setMediaState({ screen: false }).catch(() => {});
       return;
     }
     try {
       const s = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: { ideal: 15 } }, audio: false });
       const track = s.getVideoTracks()[0];
       track.addEventListener("ended", () => {
-        setScreen(null);
-        client.stopScreen();
-        client.setMediaState({ screen: false }).catch(() => {});
+        dispatch({ type: "screen-stopped" });
+        media.stopScreen();
+        media.setMediaState({ screen: false }).catch(() => {});
       });
-      setScreen(s);
-      setLayout("speaker");
-      client.setMediaState({ screen: true }).catch(() => {});
-      await client.startScreen(track, s);
+      dispatch({ type: "screen-started", stream: s });
+      media.setMediaState({ screen: true }).catch(() => {});
+      await media.startScreen(track, s);
     } catch (e) {
-      if (e.name !== "NotAllowedError") setMediaError(e);
+      if (e.name !== "NotAllowedError") dispatch({ type: "media-error", error: e });
     }
   };
 
   const sendChat = (text, to, document) =>
-    client
+    live
       .call("chat:send", { id: uuid4(), text, ...(to ? { to } : {}), ...(document ? { document } : {}) })
-      .then((ack) => ack.message && setMessages((xs) => (xs.some((x) => x.id === ack.message.id) ? xs : [...xs, { ...ack.message, mine: true }])))
+      .then((ack) => ack.message && dispatch({ type: "chat-sent", message: ack.message }))
       .catch((e) => toast(e.code === "disconnected" ? t("room.chat_not_sent") : errorMessage(e)));
 
   const takeShot = async (video, label) => {
@@ -481,7 +404,7 @@ export function RoomPage({ roomId, session }) {
         .map((x) => [x.type, x.value]),
     );
     const stamp = `${f.year}-${f.month}-${f.day}_${f.hour}-${f.minute}-${f.second}`;
-    setShot({ blob, label, filename: `capture-${stamp}.png` });
+    dispatch({ type: "shot", shot: { blob, label, filename: `capture-${stamp}.png` } });
   };
   const pip = async (video) => {
     try {
@@ -494,25 +417,26 @@ export function RoomPage({ roomId, session }) {
   };
   const moderate = async (event, p) => {
     try {
-      await client.call(event, { participant_id: p.participant_id });
+      await live.call(event, { participant_id: p.participant_id });
       if (event === "room:ask_unmute") toast(t("room.ask_unmute_sent", { name: p.name }));
     } catch (e) {
       toast(errorMessage(e));
     }
   };
-  const admit = (g) => client.call("room:admit", { guest_id: g.guest_id }).catch((e) => toast(errorMessage(e)));
-  const refuse = (g) => client.call("room:refuse", { guest_id: g.guest_id }).catch((e) => toast(errorMessage(e)));
+  const admit = (g) => live.call("room:admit", { guest_id: g.guest_id }).catch((e) => toast(errorMessage(e)));
+  const refuse = (g) => live.call("room:refuse", { guest_id: g.guest_id }).catch((e) => toast(errorMessage(e)));
   const leave = async () => {
-    await client.leave();
+    await live.leave();
     stopStream(local);
     stopStream(screen);
-    if (isGuest) setPhase("left");
+    if (isGuest) ends("left");
     else navigate("/app/");
   };
-  const openPanel = (name) => {
-    setPanel((p) => (p === name ? null : name));
-    if (name === "chat") setUnread(0);
-  };
+  const openPanel = (name) => dispatch({ type: "panel", panel: name });
+  const setPanel = (name) => dispatch({ type: "show-panel", panel: name });
+  const setChatTo = (to) => dispatch({ type: "chat-to", to });
+  const setLayout = (next) => dispatch({ type: "layout", layout: next });
+  const openDialog = (name, open) => () => dispatch({ type: "dialog", name, open });
 
   // --- screens other than the call ---
   if (phase !== "joined") {
@@ -537,17 +461,8 @@ export function RoomPage({ roomId, session }) {
   }
 
   // --- the call ---
-  const meP = participants.find((p) => p.participant_id === me) || { participant_id: me, name: session.name, role, media: { audio: choice.micOn, video: choice.camOn } };
-  const others = participants.filter((p) => p.participant_id !== me).sort((a, b) => a.name.localeCompare(b.name));
-  const tiles = [
-    { key: "me", p: { ...meP, media: { ...(meP.media || {}), audio: choice.micOn, video: choice.camOn } }, stream: local, local: true },
-    ...(screen ? [{ key: "me:screen", p: meP, stream: screen, local: true, screen: true }] : []),
-    ...others.map((p) => ({ key: p.participant_id, p, stream: remote[`${p.participant_id}:camera`] })),
-    ...others.filter((p) => remote[`${p.participant_id}:screen`]).map((p) => ({ key: `${p.participant_id}:screen`, p, stream: remote[`${p.participant_id}:screen`], screen: true })),
-  ];
-  const featured = layout === "speaker" ? tiles.find((x) => x.screen && !x.local) || tiles.find((x) => x.screen) || tiles.find((x) => x.p.participant_id === speaker && !x.local) || tiles.find((x) => !x.local) || tiles[0] : null;
-  const rest = featured ? tiles.filter((x) => x !== featured) : tiles;
-  const renderTile = (x) => html`<${Tile} key=${x.key} p=${x.p} stream=${x.stream} local=${x.local} screen=${x.screen}
+  const { meP, others, featured, rest } = callTiles(state, { name: session.name, streamOf: (key) => remote[key] });
+  const renderTile = (x) => html`<${Tile} key=${x.key} tileId=${x.key} p=${x.p} stream=${x.stream} local=${x.local} screen=${x.screen}
     speaking=${speaker && speaker === x.p.participant_id && !x.screen} quality=${quality[x.p.participant_id]} onShot=${takeShot} onPip=${pip} vis=${vis} />`;
   const gridRef = (el) => el && el.style.setProperty("--cols", String(Math.min(4, Math.ceil(Math.sqrt(rest.length))) || 1));
 
@@ -565,7 +480,7 @@ export function RoomPage({ roomId, session }) {
     </header>
     <div class="room-body">
       <section class="stage" aria-label=${t("room.videos")}>
-        <${ConnectionBanner} status=${conn} onRetry=${() => client.retry()} />
+        <${ConnectionBanner} status=${conn} onRetry=${() => live.retry()} />
         ${mediaError && html`<${Alert} kind="warning">${t("join.media_error")}<//>`}
         ${rtcNote && html`<div class="alert alert-info small" role="status">${t("room.rtc_unavailable")}</div>`}
         ${featured && html`<div class="featured">${renderTile(featured)}</div>`}
@@ -584,7 +499,7 @@ export function RoomPage({ roomId, session }) {
         <${Icon} name=${choice.micOn ? "mic" : "micOff"} /><span class="ctl-label">${choice.micOn ? t("room.mic_off") : t("room.mic_on")}</span></button>
       <button type="button" class=${`ctl ${choice.camOn ? "" : "off"}`} aria-pressed=${choice.camOn ? "false" : "true"} onClick=${() => toggle("video")}>
         <${Icon} name=${choice.camOn ? "video" : "videoOff"} /><span class="ctl-label">${choice.camOn ? t("room.camera_off") : t("room.camera_on")}</span></button>
-      <button type="button" class="ctl" onClick=${() => setDevicesOpen(true)}><${Icon} name="settings" /><span class="ctl-label">${t("room.devices")}</span></button>
+      <button type="button" class="ctl" onClick=${openDialog("devices", true)}><${Icon} name="settings" /><span class="ctl-label">${t("room.devices")}</span></button>
       ${!isGuest && html`<button type="button" class="ctl" aria-pressed=${screen ? "true" : "false"} onClick=${toggleScreen}>
         <${Icon} name="screen" /><span class="ctl-label">${screen ? t("room.share_stop") : t("room.share")}</span></button>`}
       <button type="button" class="ctl" aria-pressed=${panel === "chat" ? "true" : "false"} onClick=${() => openPanel("chat")}>
@@ -592,19 +507,19 @@ export function RoomPage({ roomId, session }) {
       <button type="button" class="ctl" aria-pressed=${panel === "people" ? "true" : "false"} onClick=${() => openPanel("people")}>
         <${Icon} name="users" /><span class="ctl-label">${t("room.participants")} (${participants.length || 1})</span></button>
       ${!isGuest && html`
-        <button type="button" class="ctl" onClick=${() => setSendOpen(true)}><${Icon} name="file" /><span class="ctl-label">${t("room.send_doc")}</span></button>
-        <button type="button" class="ctl" onClick=${() => setInviteOpen(true)}><${Icon} name="userPlus" /><span class="ctl-label">${t("room.invite")}</span></button>`}
+        <button type="button" class="ctl" onClick=${openDialog("send", true)}><${Icon} name="file" /><span class="ctl-label">${t("room.send_doc")}</span></button>
+        <button type="button" class="ctl" onClick=${openDialog("invite", true)}><${Icon} name="userPlus" /><span class="ctl-label">${t("room.invite")}</span></button>`}
       <button type="button" class="ctl" onClick=${() => { const v = document.querySelector(".tile:not(.local) video:not(.hidden)") || document.querySelector(".tile video"); takeShot(v, t("room.screenshot")); }}>
         <${Icon} name="camera" /><span class="ctl-label">${t("room.screenshot")}</span></button>
       <button type="button" class="ctl" onClick=${() => pip(document.querySelector(".featured video") || document.querySelector(".tile:not(.local) video") || document.querySelector(".tile video"))}>
         <${Icon} name="pip" /><span class="ctl-label">${t("room.pip")}</span></button>
       <button type="button" class="ctl leave" onClick=${leave}><${Icon} name="phone" /><span class="ctl-label">${t("room.leave")}</span></button>
     </nav>
-    ${!isGuest && html`<${SendDocumentDialog} open=${sendOpen} onClose=${() => setSendOpen(false)} roomId=${roomId}
+    ${!isGuest && html`<${SendDocumentDialog} open=${dialogs.send} onClose=${openDialog("send", false)} roomId=${roomId}
       dossierId=${room && room.dossier_id} recipients=${others} initialTo=${chatTo} />`}
-    ${!isGuest && html`<${InviteDialog} open=${inviteOpen} onClose=${() => setInviteOpen(false)} roomId=${roomId} />`}
-    <${ShotDialog} shot=${shot} onClose=${() => setShot(null)} roomId=${roomId} dossierId=${!isGuest && room && room.dossier_id} />
-    <${Dialog} open=${devicesOpen} title=${t("room.devices")} onClose=${() => setDevicesOpen(false)}>
+    ${!isGuest && html`<${InviteDialog} open=${dialogs.invite} onClose=${openDialog("invite", false)} roomId=${roomId} />`}
+    <${ShotDialog} shot=${shot} onClose=${() => dispatch({ type: "shot", shot: null })} roomId=${roomId} dossierId=${!isGuest && room && room.dossier_id} />
+    <${Dialog} open=${dialogs.devices} title=${t("room.devices")} onClose=${openDialog("devices", false)}>
       <div class="field"><label for="room-cam">${t("room.camera")}</label>
         <select id="room-cam" class="input" value=${choice.cameraId || currentDevice("video")} onChange=${(e) => changeDevice("video", e.target.value)}>
           ${devices.cameras.map((d, i) => html`<option value=${d.deviceId}>${d.label || `${t("room.camera")} ${i + 1}`}</option>`)}</select></div>

@@ -1,0 +1,434 @@
+// The room's media with the SFU, without any UI: one RTCPeerConnection, the offers and
+// answers over the live socket (rtc:* signalling), and the restart of it all when it breaks.
+//
+// It talks to the server through `link` (a LiveRoom: call(), send(), on(), and the
+// read-only inRoom, ended and status) and answers the server's rtc:offer and rtc:state
+// itself.
+//
+// Public surface: on(event, fn), start(stream), stop(), close(), restart(reason),
+// resync(sameParticipant), replaceTrack(kind, track), startScreen(track, stream),
+// stopScreen(), setMediaState(changes), mutedByHost(), and read-only wanted, available,
+// down, connected.
+//
+// Events: "track" {track, mid, participant_id, source, kind, track_id} (a remote track and
+// the tile it belongs to), "tracks-map" (the latest server offer's list of what it sends),
+// "media-reset" (remote tracks are gone until the new connection brings them), "pc-state",
+// "rtc-error"; for the wiring: "answered" (a server offer answered), "ready" (a new
+// connection set up), "dropped" (the peer connection closed), "down" (the media went down,
+// or came back: the connection status may change).
+import { LiveError } from "./common.js";
+import { Emitter } from "./emitter.js";
+
+/** A peer connection "disconnected" this long is treated as failed. */
+const PC_DISCONNECTED_MS = 5000;
+/** A new peer connection that is not connected after this long is started again. */
+const PC_CONNECT_TIMEOUT_MS = 15000;
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export class MediaSession extends Emitter {
+  #link;
+  #pc = null;
+  #connectionId = null; // the server's name of #pc (rtc:join, rtc:offer, rtc:state)
+  #midInfo = new Map(); // server m-line mid → {participant_id, source, kind, track_id}
+  #negotiating = Promise.resolve();
+  #heldCandidates = null; // our ICE candidates while our offer is with the server
+  #wantOffer = false; // an offer of ours was rolled back (glare): offer again once stable
+  #sources = {}; // local MediaStreamTrack id → "camera" | "screen"
+  #available = true;
+  #wanted = false; // start() was called: keep the media up
+  #localTracks = []; // camera and microphone, published on every (re)connection
+  #screen = null; // {track, stream} while sharing the screen
+  #screenTransceiver = null;
+  #mediaState = {}; // {audio, video, screen} as last sent with participant:update
+  #down = false; // the media connection is being restored
+  #stale = false; // an offer of ours was lost with the socket: restart, not resync
+  #restarting = null; // the running restart (a promise)
+  #joining = false; // rtc:join sent, its answer not there yet
+  #earlyOffer = null; // a server offer for the connection whose rtc:join answer is on the way
+  #pcTimer = null;
+  #watchdog = null;
+
+  constructor(link) {
+    super();
+    this.#link = link;
+    link.on("rtc:offer", (offer) => this.#onServerOffer(offer));
+    link.on("rtc:state", (d) => this.#onServerState(d));
+  }
+
+  /** start() was called and the media is to be kept up. */
+  get wanted() {
+    return this.#wanted;
+  }
+
+  /** False once the server said it has no media service (rtc_unavailable). */
+  get available() {
+    return this.#available;
+  }
+
+  /** The media connection is being restored. */
+  get down() {
+    return this.#down;
+  }
+
+  /** A peer connection with the server is open (or being set up). */
+  get connected() {
+    return this.#pc !== null;
+  }
+
+  /** Open the peer connection and publish `stream` (camera and microphone). */
+  async start(stream) {
+    this.#wanted = true;
+    this.#localTracks = stream ? stream.getTracks() : [];
+    for (const track of this.#localTracks) this.#sources[track.id] = "camera";
+    try {
+      return await this.#connect();
+    } catch (e) {
+      if (e.code === "rtc_unavailable") {
+        this.#available = false;
+        this.#wanted = false;
+      } else {
+        this.#lost(`start: ${e.code || e.name}`);
+      }
+      throw e;
+    }
+  }
+
+  stop() {
+    this.#wanted = false;
+    this.#down = false;
+    this.close();
+  }
+
+  /** Close the current peer connection; what was queued for it is dropped. */
+  close() {
+    const pc = this.#pc;
+    this.#pc = null;
+    this.#connectionId = null;
+    this.#midInfo = new Map();
+    this.#heldCandidates = null;
+    this.#wantOffer = false;
+    this.#screenTransceiver = null;
+    this.#negotiating = Promise.resolve();
+    clearTimeout(this.#pcTimer);
+    clearTimeout(this.#watchdog);
+    this.fire("dropped");
+    if (pc) {
+      pc.onicecandidate = null;
+      pc.ontrack = null;
+      try {
+        pc.close();
+      } catch {
+        /* already closed */
+      }
+    }
+  }
+
+  /** A new peer connection with the server (rtc:join drops the one it had): answer the
+   * server's first offer if others publish, then publish our camera, microphone and screen
+   * share as they are now (a camera switched off stays off: its track is disabled). */
+  async #connect() {
+    this.close();
+    this.fire("media-reset");
+    this.#joining = true;
+    this.#earlyOffer = null;
+    let info;
+    try {
+      info = await this.#link.call("rtc:join", {});
+    } finally {
+      this.#joining = false;
+    }
+    const pc = new RTCPeerConnection({ iceServers: info.ice_servers || [], bundlePolicy: "max-bundle" });
+    this.#pc = pc;
+    this.#connectionId = info.connection_id || null;
+    pc.onicecandidate = (e) => {
+      // Trickled one by one (the server's own candidates are in its SDP), with the browser's
+      // field names {candidate, sdpMid, sdpMLineIndex, usernameFragment}. Held back while our
+      // offer is with the server: it drops candidates that arrive before it applied the offer.
+      if (pc !== this.#pc || !e.candidate) return;
+      if (this.#heldCandidates) this.#heldCandidates.push(e.candidate.toJSON());
+      else this.#link.send("rtc:candidate", e.candidate.toJSON());
+    };
+    pc.ontrack = (e) => {
+      if (pc !== this.#pc) return;
+      const mid = e.transceiver && e.transceiver.mid;
+      this.fire("track", { track: e.track, mid, ...(this.#midInfo.get(mid) || {}) });
+    };
+    pc.addEventListener("connectionstatechange", () => this.#onPcState(pc));
+    const early = this.#earlyOffer;
+    this.#earlyOffer = null;
+    if (early && early.connection_id === this.#connectionId) this.#onServerOffer(early);
+    // Others already publish: the server offers them right after the join. Answer that offer
+    // before offering ours, so that the two never cross (the server cannot roll back).
+    if ((info.tracks || []).length) await this.#waitAnswered(pc, 3000);
+    if (pc !== this.#pc) throw new LiveError({ code: "replaced", message: "media restarted meanwhile" });
+    const live = this.#localTracks.filter((tr) => tr.readyState === "live");
+    const stream = new MediaStream(live);
+    for (const track of live) pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+    if (this.#screen && this.#screen.track.readyState === "live") {
+      this.#screenTransceiver = pc.addTransceiver(this.#screen.track, { direction: "sendonly", streams: [this.#screen.stream] });
+    }
+    await this.#enqueue(pc, () => this.#offerOnce(pc));
+    this.#watchdog = setTimeout(() => pc === this.#pc && pc.connectionState !== "connected" && this.#lost("not connected in time"), PC_CONNECT_TIMEOUT_MS);
+    this.#resendMediaState();
+    this.fire("ready");
+    return info;
+  }
+
+  #waitAnswered(pc, ms) {
+    return new Promise((resolve) => {
+      const done = () => (clearTimeout(timer), off(), resolve());
+      const timer = setTimeout(done, ms);
+      const off = this.on("answered", (answered) => answered === pc && done());
+    });
+  }
+
+  #onPcState(pc) {
+    if (pc !== this.#pc) return;
+    const state = pc.connectionState;
+    this.fire("pc-state", state);
+    clearTimeout(this.#pcTimer);
+    if (state === "connected") {
+      clearTimeout(this.#watchdog);
+      if (this.#down) {
+        this.#down = false;
+        this.fire("down", false);
+      }
+    } else if (state === "failed") {
+      this.#lost("peer connection failed");
+    } else if (state === "disconnected") {
+      // ICE may come back by itself within a few seconds (a Wi-Fi hiccup)
+      this.#pcTimer = setTimeout(() => pc === this.#pc && pc.connectionState === "disconnected" && this.#lost("peer connection disconnected"), PC_DISCONNECTED_MS);
+    }
+  }
+
+  /** The server's side of our connection failed or was closed (removed after the grace
+   * period, a server restart of the media...). Events about an older connection are ignored. */
+  #onServerState(d) {
+    if (!d || !d.connection_id || d.connection_id !== this.#connectionId) return;
+    if (d.state === "failed" || d.state === "closed") this.#lost(`server connection ${d.state}`);
+  }
+
+  #lost(reason) {
+    if (!this.#wanted || this.#link.ended) return;
+    console.info("room media: restarting:", reason);
+    this.restart(reason);
+  }
+
+  /** Start the media over: a new peer connection and rtc:join (aiortc cannot do an ICE
+   * restart, so there is no cheaper way), retried with a growing delay while in the room.
+   * Without the socket it waits for the rejoin, which calls resync() and so this again. */
+  restart(reason) {
+    this.#down = true;
+    this.fire("down", true);
+    if (this.#restarting) return this.#restarting;
+    this.#restarting = (async () => {
+      let delay = 500;
+      for (;;) {
+        if (this.#link.ended || this.#link.status === "failed" || !this.#wanted) return;
+        if (!this.#link.inRoom) {
+          this.#stale = true;
+          return;
+        }
+        try {
+          this.#stale = false;
+          await this.#connect();
+          return;
+        } catch (e) {
+          if (e.code === "rtc_unavailable") {
+            this.#available = false;
+            this.stop();
+            this.fire("rtc-error", e);
+            return;
+          }
+          console.info("room media: restart failed:", reason, e.code || e.name, e.message);
+          await sleep(delay);
+          delay = Math.min(delay * 2, 4000);
+        }
+      }
+    })().finally(() => (this.#restarting = null));
+    return this.#restarting;
+  }
+
+  /** After a rejoin: the same participant whose server connection is still the one we hold
+   * keeps its media (rtc:resync sends again an offer we missed); anything else restarts. */
+  async resync(sameParticipant) {
+    if (!this.#wanted) return;
+    if (this.#restarting) return; // it goes on now that we are back in the room
+    const pc = this.#pc;
+    if (!sameParticipant || this.#stale || !pc || pc.connectionState === "failed" || pc.connectionState === "closed") {
+      return this.restart("rejoined");
+    }
+    try {
+      const st = await this.#link.call("rtc:resync", {});
+      if (pc !== this.#pc) return;
+      if (st.connection_id !== this.#connectionId || st.state === "failed" || st.state === "closed") {
+        return this.restart(`server connection ${st.state}`);
+      }
+    } catch (e) {
+      if (pc === this.#pc) return this.restart(`resync: ${e.code}`);
+      return;
+    }
+    if (this.#wantOffer) this.#publish();
+  }
+
+  /** Run `fn` after the negotiations already queued for `pc`, whatever their outcome: one
+   * failed negotiation must not stall the ones after it. Nothing runs for a replaced pc. */
+  #enqueue(pc, fn) {
+    const run = this.#negotiating.catch(() => {}).then(() => (pc === this.#pc ? fn() : undefined));
+    this.#negotiating = run.catch(() => {});
+    return run;
+  }
+
+  /** Offer our current tracks to the server; one negotiation at a time. */
+  #publish() {
+    const pc = this.#pc;
+    if (!pc) return Promise.resolve();
+    return this.#enqueue(pc, () => this.#offerOnce(pc)).catch((e) => this.#negotiationFailed(pc, e, true));
+  }
+
+  #negotiationFailed(pc, e, ours) {
+    if (pc !== this.#pc) return;
+    if (e && e.code === "disconnected") {
+      // Our offer may or may not have reached the server: only a fresh start is sure. A lost
+      // answer is different: the server still waits for it and sends its offer again.
+      if (ours) this.#stale = true;
+      return;
+    }
+    if (e && e.code === "timeout") return this.#lost("negotiation timed out");
+    console.warn("rtc:", e && (e.code || e.name), e && e.message);
+    this.fire("rtc-error", e);
+  }
+
+  async #offerOnce(pc) {
+    this.#wantOffer = false;
+    if (pc.signalingState !== "stable") {
+      this.#wantOffer = true;
+      return;
+    }
+    const offer = await pc.createOffer();
+    this.#heldCandidates = this.#heldCandidates || [];
+    await pc.setLocalDescription(offer);
+    const sources = {};
+    for (const tr of pc.getTransceivers()) {
+      const track = tr.sender && tr.sender.track;
+      if (!track || !tr.mid || tr.currentDirection === "stopped") continue;
+      sources[tr.mid] = track.kind === "audio" ? "audio" : this.#sources[track.id] || "camera";
+    }
+    let ack;
+    try {
+      ack = await this.#link.call("rtc:offer", { sdp: pc.localDescription.sdp, type: "offer", sources });
+    } catch (e) {
+      if (pc !== this.#pc) return;
+      this.#flushCandidates();
+      if (e.code !== "glare") throw e;
+      // The server (impolite: aiortc cannot roll back) has an offer of its own in flight: we
+      // are the polite side, so take ours back, answer theirs (queued after us), then offer
+      // again. Should their offer not come, offer again anyway.
+      await pc.setLocalDescription({ type: "rollback" });
+      this.#wantOffer = true;
+      setTimeout(() => this.#wantOffer && pc === this.#pc && this.#publish(), 1500);
+      return;
+    }
+    if (pc !== this.#pc) return;
+    try {
+      await pc.setRemoteDescription({ type: "answer", sdp: ack.sdp });
+    } finally {
+      this.#flushCandidates();
+    }
+  }
+
+  #flushCandidates() {
+    const held = this.#heldCandidates || [];
+    this.#heldCandidates = null;
+    for (const c of held) this.#link.send("rtc:candidate", c);
+  }
+
+  #onServerOffer(offer) {
+    if (offer.connection_id && offer.connection_id !== this.#connectionId) {
+      // For the connection being set up (its rtc:join answer is on the way): keep it.
+      // Otherwise it is about a connection we dropped.
+      if (this.#joining) this.#earlyOffer = offer;
+      return;
+    }
+    const pc = this.#pc;
+    if (!pc) return;
+    this.#enqueue(pc, async () => {
+      // The latest offer's list labels every m-line (a line may carry another participant's
+      // track after a renegotiation); set before applying it, so `ontrack` finds its label.
+      const tracks = offer.tracks || [];
+      this.#midInfo = new Map(tracks.map((tr) => [tr.mid, tr]));
+      this.fire("tracks-map", tracks);
+      if (pc.signalingState !== "stable") {
+        await pc.setLocalDescription({ type: "rollback" });
+        this.#wantOffer = true;
+      }
+      await pc.setRemoteDescription({ type: "offer", sdp: offer.sdp });
+      const answer = await pc.createAnswer();
+      await pc.setLocalDescription(answer);
+      if (pc !== this.#pc) return;
+      await this.#link.call("rtc:answer", { sdp: pc.localDescription.sdp, type: "answer" });
+      // Tracks whose m-line was just (re)labelled: tell the page again.
+      for (const tr of pc.getTransceivers()) {
+        const meta = this.#midInfo.get(tr.mid);
+        if (meta && tr.receiver && tr.receiver.track && tr.currentDirection !== "inactive" && tr.currentDirection !== "stopped") {
+          this.fire("track", { track: tr.receiver.track, mid: tr.mid, ...meta });
+        }
+      }
+      this.fire("answered", pc);
+      if (this.#wantOffer) this.#publish();
+    }).catch((e) => this.#negotiationFailed(pc, e, false));
+  }
+
+  async replaceTrack(kind, track) {
+    const old = this.#localTracks.find((tr) => tr.kind === kind);
+    this.#localTracks = [...this.#localTracks.filter((tr) => tr.kind !== kind), track];
+    this.#sources[track.id] = "camera";
+    if (!this.#pc) return;
+    const sender = this.#pc.getSenders().find((s) => s.track && (s.track === old || (s.track.kind === kind && this.#sources[s.track.id] !== "screen")));
+    if (sender) await sender.replaceTrack(track);
+  }
+
+  async startScreen(track, stream) {
+    this.#screen = { track, stream };
+    this.#sources[track.id] = "screen";
+    if (!this.#pc) return;
+    this.#screenTransceiver = this.#pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+    await this.#publish();
+  }
+
+  async stopScreen() {
+    this.#screen = null;
+    if (!this.#pc || !this.#screenTransceiver) return;
+    try {
+      this.#screenTransceiver.stop();
+    } catch {
+      /* already stopped */
+    }
+    this.#screenTransceiver = null;
+    await this.#publish();
+  }
+
+  /** participant:update {audio?, video?, screen?}, remembered: a media restart publishes the
+   * tracks again (which the server reflects in presence), then says again what is on. */
+  setMediaState(changes) {
+    Object.assign(this.#mediaState, changes);
+    return this.#link.call("participant:update", changes);
+  }
+
+  /** A host muted us (room:muted): the server turned the microphone off, and a media
+   * restart must not say it is on again. */
+  mutedByHost() {
+    this.#mediaState.audio = false;
+  }
+
+  #resendMediaState() {
+    const state = { ...this.#mediaState };
+    if (!Object.keys(state).length) return;
+    this.#link.call("participant:update", state).catch((e) => {
+      if (e.code !== "muted_by_host") return;
+      delete state.audio; // a host muted us meanwhile: the rest still holds
+      this.#link.call("participant:update", state).catch(() => {});
+    });
+  }
+}
