@@ -12,13 +12,13 @@ from aiohttp import web
 from core import audit, filetypes, heavy
 from core import routes as core_routes
 from core.config import Settings
-from core.context import BUS, DB, LIMITER, NOTIFIER, REDIS, SESSIONS, SETTINGS
+from core.context import BUS, DB, LIMITER, NOTIFIER, REDIS, SESSIONS, SETTINGS, redis_options
 from core.db import Database
 from core.events import EventBus
 from core.http import request_middleware, security_headers
 from core.notify import Notifier
 from core.ratelimit import RateLimiter
-from core.sessions import DbSessionStore, RedisSessionStore, Sessions, SessionStore
+from core.sessions import Sessions, make_store
 
 # Feature packages, in dependency order. Each exposes ``setup(app)``. Named here as strings
 # so that ``core`` never imports them: they import ``core``.
@@ -45,12 +45,8 @@ def create_app(settings: Settings, *, features: tuple[str, ...] = FEATURES) -> w
     if settings.redis_url:
         import redis.asyncio as aioredis
 
-        redis = aioredis.from_url(settings.redis_url)
-    store: SessionStore = (
-        RedisSessionStore(redis, settings.redis_prefix + "session:")
-        if redis is not None
-        else DbSessionStore(db)
-    )
+        redis = aioredis.from_url(settings.redis_url, **redis_options())
+    store = make_store(db, redis, settings.redis_prefix)
     app[SETTINGS] = settings
     app[BUS] = bus
     app[DB] = db
@@ -63,15 +59,17 @@ def create_app(settings: Settings, *, features: tuple[str, ...] = FEATURES) -> w
     app[NOTIFIER] = Notifier(settings, db)
     app[LIMITER] = RateLimiter(redis, settings.redis_prefix + "rl:")
 
+    # Cleanup runs in the reverse order of registration: registered before the features, the
+    # services close after them (live layer, then its pub/sub, then Redis, then the database).
+    async def lifespan(app: web.Application) -> AsyncIterator[None]:
+        yield
+        if redis is not None:
+            await redis.aclose()
+        await db.close()
+
+    app.cleanup_ctx.append(lifespan)
+
     core_routes.setup(app)
     for name in features:
         importlib.import_module(name).setup(app)
-
-    async def lifespan(app: web.Application) -> AsyncIterator[None]:
-        yield
-        await db.close()
-        if redis is not None:
-            await redis.aclose()
-
-    app.cleanup_ctx.append(lifespan)
     return app

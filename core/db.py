@@ -7,6 +7,8 @@ listener ever sees a state that was rolled back.
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import DateTime, MetaData, TypeDecorator, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -23,7 +26,23 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from core.errors import Problem, Unavailable
 from core.events import Event, EventBus
+
+try:  # PostgreSQL's driver is optional (SQLite is the default)
+    import asyncpg.exceptions as _pg
+
+    _PG_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+        _pg.PostgresConnectionError,  # SQLSTATE class 08
+        _pg.CannotConnectNowError,  # starting up, shutting down
+        _pg.OperatorInterventionError,  # admin / crash shutdown
+        _pg.ConnectionDoesNotExistError,
+    )
+except ImportError:  # pragma: no cover
+    _PG_CONNECTION_ERRORS = ()
+
+# Seconds a client is told to wait (``Retry-After``) when the database cannot be reached.
+DB_RETRY_AFTER = 5
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -62,6 +81,44 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+class DatabaseUnavailable(Unavailable):
+    """The database server cannot be reached: 503 with ``Retry-After``, nothing written."""
+
+    code, title = "database_unavailable", "The database is unavailable; try again shortly"
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail, retry_after=DB_RETRY_AFTER)
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) says the database server could not be reached or
+    dropped the connection, as opposed to a refusal of the statement itself. The one place
+    that knows the shapes this takes: SQLAlchemy's invalidated connections and pool timeouts,
+    the driver's connection errors, a refused or reset socket."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, sa_exc.DBAPIError) and e.connection_invalidated:
+            return True
+        if isinstance(e, sa_exc.TimeoutError):  # no pooled connection came free in time
+            return True
+        if isinstance(e, (ConnectionError, socket.gaierror, *_PG_CONNECTION_ERRORS)):
+            return True
+        if type(e).__name__ == "InterfaceError" and "connection is closed" in str(e):
+            return True
+        orig = e.orig if isinstance(e, sa_exc.DBAPIError) else None
+        e = orig if orig is not None and id(orig) not in seen else (e.__cause__ or e.__context__)
+    return False
+
+
+def _unavailable(exc: Exception) -> Exception:
+    """The exception to raise instead of ``exc``: a 503 problem for a lost database."""
+    if not isinstance(exc, Problem) and is_connection_error(exc):
+        return DatabaseUnavailable()
+    return exc
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
@@ -80,7 +137,10 @@ def make_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"timeout": 30}
     else:
-        kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
+        # A database that does not answer is a 503 within seconds, not a minute's hang.
+        kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True, pool_timeout=10)
+        if url.startswith("postgresql+asyncpg"):
+            kwargs["connect_args"] = {"timeout": 5}
     engine = create_async_engine(url, **kwargs)
     if url.startswith("sqlite"):
 
@@ -112,8 +172,14 @@ class Database:
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
         """A session for reads; nothing written through it is committed."""
-        async with self.sessions() as session:
-            yield session
+        try:
+            async with self.sessions() as session:
+                yield session
+        except Exception as e:
+            mapped = _unavailable(e)
+            if mapped is e:
+                raise
+            raise mapped from e
 
     def write(self) -> UnitOfWork:
         return UnitOfWork(self)
@@ -145,8 +211,21 @@ class UnitOfWork:
                 await self.session.commit()
             else:
                 await self.session.rollback()
+        except Exception as e:
+            # Not applied, and no event leaves; a lost database becomes a 503.
+            if not (isinstance(exc, Exception) and is_connection_error(exc)):
+                mapped = _unavailable(e)
+                if mapped is e:
+                    raise
+                raise mapped from e
+            # else: the rollback of a lost connection failed too; ``exc`` is mapped below
         finally:
-            await self.session.close()
+            with contextlib.suppress(Exception):
+                await self.session.close()
+        if isinstance(exc, Exception):
+            mapped = _unavailable(exc)
+            if mapped is not exc:
+                raise mapped from exc
         if exc_type is None:
             for ev in self._events:
                 await self._db.bus.publish(ev)

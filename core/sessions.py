@@ -1,4 +1,5 @@
-"""Server-side sessions behind an HttpOnly cookie: in the database, or in Redis when configured.
+"""Server-side sessions behind an HttpOnly cookie, kept in the database; with Redis configured,
+Redis is a read-through cache in front of it, so that losing Redis signs nobody out.
 
 The cookie carries a random token; the store keys the session by the token's SHA-256, so a
 leaked database or Redis dump holds no usable cookie. A session is ``stage="mfa"`` between
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import secrets
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -19,6 +21,8 @@ from sqlalchemy import JSON, String, delete, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base, Database, UTCDateTime, utcnow
+
+log = logging.getLogger(__name__)
 
 COOKIE = "consilium_session"
 CSRF_HEADER = "X-CSRF-Token"
@@ -116,8 +120,10 @@ class RedisSessionStore:
     def _subject_key(self, subject_id: uuid.UUID) -> str:
         return f"{self.prefix}by-subject:{subject_id}"
 
-    async def put(self, s: SessionData) -> None:
-        ttl = max(1, int((s.expires_at - utcnow()).total_seconds()))
+    async def put(self, s: SessionData, *, ttl: int | None = None) -> None:
+        """Store ``s`` until it expires (or ``ttl`` seconds, when shorter)."""
+        remaining = max(1, int((s.expires_at - utcnow()).total_seconds()))
+        ttl = min(remaining, ttl) if ttl else remaining
         payload = asdict(s)
         payload["subject_id"] = str(s.subject_id)
         for k in ("created_at", "last_seen_at", "expires_at"):
@@ -150,6 +156,68 @@ class RedisSessionStore:
         if keys:
             await self.redis.delete(*keys)
         await self.redis.delete(self._subject_key(subject_id))
+
+
+class CachedSessionStore:
+    """Sessions durable in the database, read through a Redis cache shared by the nodes.
+
+    Every write goes to the database first (the truth), then to the cache; reads hit Redis
+    and fall back to the database when the entry is missing or Redis cannot be reached. A
+    Redis restart or outage therefore costs a database read per session, never a session.
+    Cache entries live at most :attr:`CACHE_SECONDS`: a session ended while Redis was
+    unreachable cannot outlive that in a cache that survived the outage.
+    """
+
+    CACHE_SECONDS = 300
+
+    def __init__(self, durable: DbSessionStore, cache: RedisSessionStore) -> None:
+        self.durable = durable
+        self.cache = cache
+
+    async def _cache_put(self, s: SessionData) -> None:
+        try:
+            await self.cache.put(s, ttl=self.CACHE_SECONDS)
+        except Exception as e:  # Redis down: the database has it
+            log.debug("session cache write skipped: %s", e)
+
+    async def put(self, s: SessionData) -> None:
+        await self.durable.put(s)
+        await self._cache_put(s)
+
+    async def get(self, session_id: str) -> SessionData | None:
+        try:
+            s = await self.cache.get(session_id)
+        except Exception as e:
+            log.debug("session cache read skipped: %s", e)
+            return await self.durable.get(session_id)
+        if s is not None:
+            return s
+        s = await self.durable.get(session_id)
+        if s is not None:
+            await self._cache_put(s)
+        return s
+
+    async def delete(self, session_id: str) -> None:
+        await self.durable.delete(session_id)
+        try:
+            await self.cache.delete(session_id)
+        except Exception as e:
+            log.warning("session %s… left in the cache until it expires: %s", session_id[:8], e)
+
+    async def delete_for_subject(self, subject_id: uuid.UUID) -> None:
+        await self.durable.delete_for_subject(subject_id)
+        try:
+            await self.cache.delete_for_subject(subject_id)
+        except Exception as e:
+            log.warning("sessions of %s left in the cache until they expire: %s", subject_id, e)
+
+
+def make_store(db: Database, redis: Any = None, prefix: str = "consilium:") -> SessionStore:
+    """The store of a server process: the database, cached in Redis when there is one."""
+    durable = DbSessionStore(db)
+    if redis is None:
+        return durable
+    return CachedSessionStore(durable, RedisSessionStore(redis, prefix + "session:"))
 
 
 class Sessions:

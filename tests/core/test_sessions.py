@@ -10,7 +10,7 @@ from core.app import create_app
 from core.context import REDIS, SESSIONS
 from core.db import utcnow
 from core.seed import DEMO_PASSWORD
-from core.sessions import COOKIE, CSRF_HEADER, DbSessionStore, RedisSessionStore, _hash
+from core.sessions import COOKIE, CSRF_HEADER, CachedSessionStore, DbSessionStore, _hash
 from tests.conftest import ApiClient, make_settings
 
 
@@ -50,7 +50,7 @@ async def signed_in(client: ApiClient, user_id) -> str:
 @ALL_STORES
 async def test_the_configured_store_keeps_sessions(client, users, store_kind, settings):
     store = client.app[SESSIONS].store
-    assert isinstance(store, RedisSessionStore if store_kind == "redis" else DbSessionStore)
+    assert isinstance(store, CachedSessionStore if store_kind == "redis" else DbSessionStore)
     token = await signed_in(client, users["requester"].id)
     assert (await client.get("/api/v1/me")).status == 200
     if store_kind == "redis":
@@ -202,3 +202,22 @@ async def test_ending_all_sessions_of_a_user_in_redis_reaches_every_one(client, 
     await sessions.store.delete_for_subject(uid)
     assert await sessions.load(long_token) is None
     assert await sessions.load(short_token) is None
+
+
+@pytest.mark.parametrize("store_kind", ["redis"], indirect=True)
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_a_session_outlives_the_loss_of_its_redis_cache(client, users, settings):
+    """Redis is a cache in front of the database: emptied (a restart without persistence),
+    the session is read from the database and cached again; nobody is signed out."""
+    token = await signed_in(client, users["requester"].id)
+    redis = client.app[REDIS]
+    key = f"{settings.redis_prefix}session:{_hash(token)}"
+    assert await redis.exists(key)
+    assert 0 < await redis.ttl(key) <= CachedSessionStore.CACHE_SECONDS
+    await redis.delete(key)
+    assert (await client.get("/api/v1/me")).status == 200
+    assert await redis.exists(key)  # read through, cached again
+    # An ended session is gone from both.
+    assert (await client.post("/api/v1/auth/logout")).status == 204
+    assert not await redis.exists(key)
+    assert await client.app[SESSIONS].store.durable.get(_hash(token)) is None

@@ -1,5 +1,6 @@
-"""Two real ``consilium serve`` processes sharing a fresh PostgreSQL database and a Redis
-prefix, for the tests that prove something crosses nodes (rooms, chat, messages)."""
+"""Real ``consilium serve`` processes sharing a fresh PostgreSQL database and a Redis prefix,
+for the tests that prove something crosses nodes (rooms, chat, messages) and for the fault
+tests (which bring their own Redis and PostgreSQL servers: ``tests/support/services.py``)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from core.db import Database
 from core.events import EventBus
 from core.migrate import upgrade
 from core.seed import seed_accounts
-from core.sessions import COOKIE, CSRF_HEADER, RedisSessionStore, Sessions
+from core.sessions import COOKIE, CSRF_HEADER, Sessions, make_store
 from tests.conftest import PG_URL, REDIS_URL, SECRET, free_port, need
 from tests.support.live import Sock
 from tests.support.pg import pg_admin, scratch_name, url_of
@@ -44,7 +45,9 @@ class Node:
         )
 
     async def wait_ready(self, http: aiohttp.ClientSession) -> None:
-        for _ in range(200):
+        # Generous: on a loaded machine importing the server alone takes seconds.
+        deadline = asyncio.get_running_loop().time() + 120
+        while asyncio.get_running_loop().time() < deadline:
             try:
                 async with http.get(self.url + "/healthz") as r:
                     if r.status == 200:
@@ -54,6 +57,12 @@ class Node:
             assert self.proc is not None and self.proc.returncode is None, self.log.read_text()
             await asyncio.sleep(0.1)
         raise AssertionError(f"{self.url} did not start: {self.log.read_text()[-2000:]}")
+
+    async def kill(self) -> None:
+        """``kill -9``: the node says goodbye to nobody."""
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
 
     async def stop(self) -> None:
         if self.proc is not None and self.proc.returncode is None:
@@ -97,51 +106,77 @@ class Cluster:
 async def two_nodes(tmp_path: Path, label: str, **env_extra: str) -> AsyncIterator[Cluster]:
     need("database", PG_URL)
     need("redis", REDIS_URL)
+    async with cluster(tmp_path, label, **env_extra) as c:
+        yield c
+
+
+@asynccontextmanager
+async def cluster(
+    tmp_path: Path,
+    label: str,
+    *,
+    count: int = 2,
+    redis_url: str | None = None,
+    db_url: str | None = None,
+    **env_extra: str,
+) -> AsyncIterator[Cluster]:
+    """``count`` nodes on Redis ``redis_url`` (default: the shared test Redis; ``""``: none)
+    and database ``db_url`` (default: a scratch database of the shared PostgreSQL)."""
     import redis.asyncio as aioredis
 
+    redis_url = REDIS_URL if redis_url is None else redis_url
+    scratch = db_url is None
     name = scratch_name(label)
-    db_url = url_of(name)
+    if scratch:
+        need("database", PG_URL)
+        db_url = url_of(name)
+        await pg_admin(f'CREATE DATABASE "{name}"')
+    assert db_url is not None
     prefix = f"consilium-{label}-{uuid.uuid4().hex[:8]}:"
-    await pg_admin(f'CREATE DATABASE "{name}"')
-    redis = aioredis.from_url(REDIS_URL)
+    redis = aioredis.from_url(redis_url) if redis_url else None
     http = aiohttp.ClientSession()
-    cluster: Cluster | None = None
+    c: Cluster | None = None
+    db: Database | None = None
     try:
         await asyncio.to_thread(upgrade, db_url)
         db = Database(db_url, EventBus())
         users = await seed_accounts(db)
-        await db.close()
         sessions = Sessions(
-            RedisSessionStore(redis, prefix + "session:"),
-            idle=timedelta(minutes=30),
-            absolute=timedelta(hours=1),
+            make_store(db, redis, prefix), idle=timedelta(minutes=30), absolute=timedelta(hours=1)
         )
         env = {
             **os.environ,
             "CONSILIUM_DEV": "1",
             "CONSILIUM_HOST": "127.0.0.1",
             "CONSILIUM_DATABASE_URL": db_url,
-            "CONSILIUM_REDIS_URL": REDIS_URL,
+            "CONSILIUM_REDIS_URL": redis_url,
             "CONSILIUM_REDIS_PREFIX": prefix,
             "CONSILIUM_SECRET_KEY": SECRET,
             "CONSILIUM_DATA_DIR": str(tmp_path / "data"),
             "CONSILIUM_LOG_LEVEL": "WARNING",
             **env_extra,
         }
-        nodes = [Node(env, free_port(), tmp_path / f"node{i}.log") for i in (1, 2)]
-        cluster = Cluster(nodes, users, http, sessions)
+        nodes = [Node(env, free_port(), tmp_path / f"node{i}.log") for i in range(1, count + 1)]
+        c = Cluster(nodes, users, http, sessions)
         await asyncio.gather(*(n.start() for n in nodes))
         await asyncio.gather(*(n.wait_ready(http) for n in nodes))
-        yield cluster
+        yield c
     finally:
-        if cluster is not None:
-            for s in cluster.socks:
+        if c is not None:
+            for s in c.socks:
                 await s.close()
-            for n in cluster.nodes:
+            for n in c.nodes:
                 await n.stop()
         await http.close()
-        keys = [k async for k in redis.scan_iter(match=prefix + "*")]
-        if keys:
-            await redis.delete(*keys)
-        await redis.aclose()
-        await pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        if db is not None:
+            await db.close()
+        if redis is not None:
+            try:
+                keys = [k async for k in redis.scan_iter(match=prefix + "*")]
+                if keys:
+                    await redis.delete(*keys)
+            except Exception:  # a fault test's own Redis may be gone
+                pass
+            await redis.aclose()
+        if scratch:
+            await pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
