@@ -219,6 +219,7 @@ class DownTrack:
         if forwarder is None or writer is None or writer.rtp is None or self.waiting_keyframe:
             return
         self.stats.nacks += 1
+        unrecoverable = False
         for out_seq in lost:
             seq = self.munger.in_seq(out_seq)
             if seq is None:
@@ -227,6 +228,11 @@ class DownTrack:
             if data is not None:
                 writer.rtp(data)
                 self.stats.retransmitted += 1
+            elif not forwarder.awaiting(seq):
+                unrecoverable = True  # never received, or out of the history
+        if unrecoverable and self.kind == "video":
+            # the subscriber would wait on the hole until its buffer gives up: a keyframe now
+            forwarder.request_keyframe()
 
     def header(self, seq: int, ts: int, marker: int, b0: int) -> bytes:
         """Our RTP header for a forwarder packet (used for retransmissions)."""

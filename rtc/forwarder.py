@@ -10,6 +10,7 @@ decoded, nothing encoded, nothing logged.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import struct
 import time
@@ -43,6 +44,16 @@ _EXT_ABS = struct.Struct("!HHI")  # one-byte-header block holding abs-send-time
 _EXT_LEVEL = struct.Struct("!HHBBH")  # one-byte-header block holding the audio level
 #: how long a down-track may wait for its keyframe before we ask again, seconds.
 KEYFRAME_RETRY = 0.8
+#: NACKs to the publisher: first retry after NACK_RETRY s, then NACK_BACKOFF times longer
+#: each time (at most NACK_RETRY_MAX), NACK_TRIES NACKs in all; a packet still missing after
+#: that, or older than NACK_MAX_AGE s, is given up and a keyframe is asked for instead.
+NACK_RETRY = 0.04
+NACK_BACKOFF = 1.5
+NACK_RETRY_MAX = 0.15
+NACK_TRIES = 8
+NACK_MAX_AGE = 1.0
+#: gaps larger than this are not NACKed (a burst or a restart): keyframe request at once.
+NACK_MAX_GAP = 64
 
 PacketTap = Callable[[RtpPacket, bool], None]
 
@@ -95,7 +106,12 @@ class Forwarder:
         self._sr_received = 0.0
         self.last_timestamp = 0
         self.last_arrival = time.monotonic()
-        self._missing: set[int] = set()
+        #: sequence numbers NACKed upstream and not received yet -> (first NACK time, NACKs)
+        self._missing: dict[int, tuple[float, int]] = {}
+        self._nack_timer: asyncio.TimerHandle | None = None
+        self._nack_delay = NACK_RETRY
+        self.nacks_sent = 0
+        self.nacks_given_up = 0
         # audio level accumulation for speaker detection (RFC 6464: -dBov)
         self.level_sum = 0
         self.level_count = 0
@@ -171,6 +187,10 @@ class Forwarder:
     def close(self) -> None:
         self.closed = True
         self.keyframes.close()
+        if self._nack_timer is not None:
+            self._nack_timer.cancel()
+            self._nack_timer = None
+        self._missing.clear()
         for dt in list(self.downtracks):
             dt.bind(None)
         self._active = []
@@ -194,9 +214,8 @@ class Forwarder:
             # only the answers to our NACKs: browsers also send old packets on RTX as
             # bandwidth-probing padding, which subscribers must not get
             seq = (payload[0] << 8) | payload[1]
-            if seq not in self._missing:
+            if self._missing.pop(seq, None) is None:
                 return
-            self._missing.discard(seq)
             payload = payload[2:]
         else:
             if packet.ssrc != self.media_ssrc:
@@ -205,7 +224,7 @@ class Forwarder:
             if gap and self.kind == "video":
                 self._nack_upstream(seq, gap)
             elif self._missing:
-                self._missing.discard(seq)
+                self._missing.pop(seq, None)
         if not payload:
             # padding only (bandwidth probing): not forwarded, later numbers are closed up
             self._dropped += 1
@@ -294,14 +313,63 @@ class Forwarder:
         writer.rtcp(bytes(pli))
 
     def _nack_upstream(self, seq: int, gap: int) -> None:
-        writer = self.writer
-        if writer is None or writer.rtcp is None or gap > 64:
+        """Packets before `seq` were skipped: NACK them now, again later until they arrive.
+
+        One timer per forwarder (not per packet) retries every still-missing packet in one
+        NACK, with back-off; what cannot be recovered ends in a keyframe request.
+        """
+        if gap > NACK_MAX_GAP:
+            self.keyframes.request()
             return
+        now = time.monotonic()
         lost = [(seq - i) & 0xFFFF for i in range(gap, 0, -1)]
-        self._missing.update(lost)
+        for lost_seq in lost:
+            self._missing[lost_seq] = (now, 1)
+        self._send_nack(lost)
+        if self._nack_timer is None:
+            self._nack_delay = NACK_RETRY
+            self._nack_timer = asyncio.get_running_loop().call_later(
+                self._nack_delay, self._retry_nacks
+            )
+
+    def _send_nack(self, lost: list[int]) -> None:
+        writer = self.writer
+        if writer is None or writer.rtcp is None or not lost:
+            return
         nack = RtcpRtpfbPacket(fmt=RTCP_RTPFB_NACK, ssrc=self.rtcp_ssrc, media_ssrc=self.media_ssrc)
         nack.lost = lost
         writer.rtcp(bytes(nack))
+        self.nacks_sent += 1
+
+    def _retry_nacks(self) -> None:
+        self._nack_timer = None
+        if self.closed or not self._missing:
+            return
+        now = time.monotonic()
+        newest = self.stats.stream.max_seq or 0
+        again: list[int] = []
+        given_up = False
+        for lost_seq, (first, tries) in list(self._missing.items()):
+            too_old = (newest - lost_seq) & 0xFFFF >= HISTORY_SIZE
+            if tries >= NACK_TRIES or now - first > NACK_MAX_AGE or too_old:
+                del self._missing[lost_seq]
+                self.nacks_given_up += 1
+                given_up = True
+            else:
+                self._missing[lost_seq] = (first, tries + 1)
+                again.append(lost_seq)
+        if given_up:
+            self.keyframes.request()  # the hole will not fill: start again from a keyframe
+        if again:
+            self._send_nack(again)
+            self._nack_delay = min(self._nack_delay * NACK_BACKOFF, NACK_RETRY_MAX)
+            self._nack_timer = asyncio.get_running_loop().call_later(
+                self._nack_delay, self._retry_nacks
+            )
+
+    def awaiting(self, fseq: int) -> bool:
+        """Whether the packet `fseq` (forwarder numbering) is still being asked for upstream."""
+        return ((fseq + self._dropped) & 0xFFFF) in self._missing
 
     def tick(self, now: float) -> None:
         """Once a second: receiver report and REMB to the publisher, keyframe retries."""
@@ -366,6 +434,8 @@ class Forwarder:
             "subscribers": len(self.downtracks),
             "keyframe_requests": self.keyframes.requests,
             "plis_sent": self.keyframes.plis_sent,
+            "nacks_sent": self.nacks_sent,
+            "nacks_given_up": self.nacks_given_up,
             "remb": None if self.remb is None else self.remb.last_sent,
             **self.stats.report(),
         }

@@ -145,8 +145,13 @@ class Peer:
             self.guard_ice()
             self._intercept_new_transceivers()
             self.publisher.narrow_codecs()
-            answer = await self.pc.createAnswer()
-            await self.pc.setLocalDescription(answer)
+            try:
+                answer = await self.pc.createAnswer()
+                await self.pc.setLocalDescription(answer)
+            except Exception as exc:
+                if self.closed:  # removed meanwhile: aiortc refuses a closed connection
+                    raise RtcError(CLOSED, "the connection is closed") from exc
+                raise
             self.publisher.remember_codecs()
             added, removed = self.publisher.sync()
             local = self.pc.localDescription

@@ -136,6 +136,8 @@ class Received:
     delays_ms: list[float] = field(default_factory=list)
     first_frame_at: float | None = None
     undecodable: int = 0
+    #: monotonic time of each decoded frame (freeze measurements)
+    times: list[float] = field(default_factory=list)
 
 
 class Client:
@@ -238,20 +240,7 @@ class Client:
             self._tasks.append(asyncio.create_task(self._drain(track)))
 
     async def _read_video(self, track: MediaStreamTrack, received: Received) -> None:
-        with contextlib.suppress(MediaStreamError):
-            while True:
-                frame = await track.recv()
-                if received.first_frame_at is None:
-                    received.first_frame_at = time.monotonic()
-                gray = frame.to_ndarray(format="gray")
-                decoded = decode_bars(gray) if gray.shape == (HEIGHT, WIDTH) else None
-                if decoded is None:
-                    received.undecodable += 1
-                    continue
-                counter, stamp = decoded
-                received.counters.append(counter)
-                now_ms = int(time.time() * 1000) & 0xFFFFFFFF
-                received.delays_ms.append((now_ms - stamp) & 0xFFFFFFFF)
+        await read_video(track, received)
 
     async def _drain(self, track: MediaStreamTrack) -> None:
         with contextlib.suppress(MediaStreamError):
@@ -360,3 +349,23 @@ async def wait_decoded(
     # on timeout, the assertions that follow say which pair fell short
     with contextlib.suppress(AssertionError):
         await wait_for(enough, timeout)
+
+
+async def read_video(track: MediaStreamTrack, received: Received) -> None:
+    """Decode `track` until it ends, reading each frame's bar code into `received`."""
+    with contextlib.suppress(MediaStreamError):
+        while True:
+            frame = await track.recv()
+            now = time.monotonic()
+            if received.first_frame_at is None:
+                received.first_frame_at = now
+            gray = frame.to_ndarray(format="gray")  # type: ignore[union-attr]
+            decoded = decode_bars(gray) if gray.shape == (HEIGHT, WIDTH) else None
+            if decoded is None:
+                received.undecodable += 1
+                continue
+            counter, stamp = decoded
+            received.counters.append(counter)
+            received.times.append(now)
+            now_ms = int(time.time() * 1000) & 0xFFFFFFFF
+            received.delays_ms.append((now_ms - stamp) & 0xFFFFFFFF)

@@ -78,6 +78,26 @@ def test_ice_internals_exist() -> None:
     assert "get_host_addresses(" in inspect.getsource(aioice.ice.Connection.gather_candidates)
 
 
+def test_the_address_guard_hooks_exist() -> None:
+    # rtc.ice.guard replaces these two on each agent: checks from unknown addresses reach
+    # check_incoming (peer-reflexive candidates) only through request_received, and every
+    # remote candidate (signalled, trickled, resolved mDNS) is paired through
+    # _add_remote_candidate
+    assert params(aioice.ice.Connection.request_received) == ["self", "message", "addr", "protocol"]
+    assert params(aioice.ice.Connection._add_remote_candidate) == [
+        "self",
+        "remote_candidate",
+        "network_host",
+    ]
+    protocol_source = inspect.getsource(aioice.ice.StunProtocol.datagram_received)
+    assert "self.receiver.request_received(" in protocol_source
+    assert "prflx" in inspect.getsource(aioice.ice.Connection.check_incoming)
+    assert "self._add_remote_candidate(" in inspect.getsource(
+        aioice.ice.Connection.add_remote_candidate
+    )
+    assert "_protocols" in inspect.getsource(aioice.ice.Connection.__init__)
+
+
 def test_transceiver_and_sender_private_attributes() -> None:
     assert "self._ssrc = random32()" in inspect.getsource(aiortc.RTCRtpSender.__init__)
     transceiver_init = inspect.getsource(aiortc.RTCRtpTransceiver.__init__)

@@ -47,8 +47,9 @@ def test_address_policy_keeps_loopback_candidates_only() -> None:
         "a=candidate:2 1 udp 1 127.0.0.1 9 typ host\r\n"
     )
     assert policy.filter_sdp(sdp) == "v=0\r\na=candidate:2 1 udp 1 127.0.0.1 9 typ host\r\n"
-    open_policy = AddressPolicy(())
-    assert open_policy.allows("203.0.113.1") and open_policy.allows("4f1c.local")
+    open_policy = AddressPolicy(())  # public addresses only (see tests/rtc/test_candidates.py)
+    assert open_policy.allows("198.18.0.1") is False and open_policy.allows("4f1c.local") is False
+    assert open_policy.allows("8.8.8.8")
     assert not open_policy.allows("attacker.example.com")  # no DNS lookups on our loop
 
 
