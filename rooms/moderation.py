@@ -101,6 +101,10 @@ def register(live: Live) -> None:
         target = await _target(live, conn, body.participant_id)
         if target.id == conn.participant_id:
             raise EventError("Use room:leave to leave", code="cannot_remove_self")
+        if await live.watch.is_ghost(target):  # left behind by a dead node: ban nobody
+            if await live.state.remove(str(conn.room_id), target.id):
+                await live.participant_left(target, "timeout")
+            return {"ghost": True}
         await actions.remove_identity(
             db,
             conn.principal,
