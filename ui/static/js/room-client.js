@@ -60,6 +60,7 @@ export class RoomClient {
     this.inRoom = false; // ... on the current socket
     this.rejoining = false; // a new socket is joining the room again
     this.final = false; // removed, room ended, replaced, refused, session over: never reconnect
+    this.draining = false; // the server said it is stopping: reconnect at once
     this.closed = false;
     this.status = "connecting"; // then connected | reconnecting | failed
     this.giveUpAfter = giveUpAfter;
@@ -102,6 +103,11 @@ export class RoomClient {
     });
     for (const name of FINAL_EVENTS) this.socket.on(name, () => (this.final = true));
     for (const name of SERVER_EVENTS) this.socket.on(name, (data) => this.fire(name, data));
+    // The server lost live messages (its Redis fan-out came back): join again, which brings
+    // the participants and the chat history (merged by id) up to date.
+    this.socket.on("room:resync", () => this.resync());
+    // The node is stopping: it disconnects us next; reconnect (elsewhere) without waiting.
+    this.socket.on("server:draining", () => (this.draining = true));
     this.socket.on("connect", () => this.onConnect());
     this.socket.on("disconnect", (reason) => this.onDisconnect(reason));
     this.socket.on("connect_error", (err) => this.onConnectError(err));
@@ -183,15 +189,26 @@ export class RoomClient {
     }
   }
 
+  resync() {
+    if (!this.inRoom || this.rejoining) return;
+    this.rejoining = true;
+    this.rejoin().finally(() => {
+      this.rejoining = false;
+      this.updateStatus();
+    });
+  }
+
   onDisconnect(reason) {
     this.inRoom = false;
+    const delay = this.draining ? 50 + Math.random() * 250 : 500;
+    this.draining = false;
     this.fire("disconnected", reason);
     if (this.closed || this.final) return;
     if (reason === "io server disconnect") {
       // The server closed this connection without a word (a removal, the end of the room,
       // another tab and a finished session announce themselves first): socket.io reconnects
       // by itself only after a network failure, so connect again.
-      setTimeout(() => !this.closed && !this.final && !this.socket.connected && this.status !== "failed" && this.socket.connect(), 500);
+      setTimeout(() => !this.closed && !this.final && !this.socket.connected && this.status !== "failed" && this.socket.connect(), delay);
     }
     this.updateStatus();
   }
@@ -200,6 +217,13 @@ export class RoomClient {
     // The server refusing the connection (its session ended: signed out, expired, a removed
     // guest) ends socket.io's attempts (the socket is no longer active); a network error
     // does not.
+    if (!this.socket.active && !this.closed && err && err.data && err.data.retry_after) {
+      // a service behind the server is down for a moment (database, Redis): try again
+      setTimeout(() => !this.closed && !this.final && !this.socket.connected && this.socket.connect(), err.data.retry_after * 1000);
+      this.fire("connect_error", err);
+      this.updateStatus();
+      return;
+    }
     if (!this.socket.active && !this.closed) {
       this.final = true;
       this.dropPc();
