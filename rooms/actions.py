@@ -239,6 +239,18 @@ async def ask_unmute(
     return p
 
 
+async def remove_ghost(live: Live, room_id: uuid.UUID, participant_id: str) -> bool:
+    """Take out a participant left behind by a dead node (its host check was done by the
+    event): nobody is banned, since the person may be back on another node. False when the
+    participant is not a ghost, for ``remove_participant`` to decide."""
+    target = await _target(live, room_id, participant_id)
+    if not await live.watch.is_ghost(target):
+        return False
+    if await live.state.remove(str(room_id), target.id):
+        await live.participant_left(target, "timeout")
+    return True
+
+
 async def remove_participant(
     db: Database,
     live: Live,

@@ -31,12 +31,13 @@ from redis.exceptions import RedisError
 
 from core.accounts import User, delegators_of
 from core.auth import forwarded_ip
-from core.context import DB, REDIS, SESSIONS, SETTINGS
-from core.errors import Problem
+from core.context import DB, REDIS, SESSIONS, SETTINGS, redis_options
+from core.errors import Problem, Unavailable
 from core.principal import Principal
 from core.sessions import COOKIE
 from rooms import access
 from rooms.config import RoomSettings
+from rooms.nodes import LIVE_RETRY_AFTER, NodeWatch, ResilientRedisManager
 from rooms.packets import GuardedServer
 from rooms.presence import (
     LiveState,
@@ -228,8 +229,10 @@ class Live:
         self.session_check = self.config.session_check_seconds
         self.node = settings.node_id
         manager = (
-            socketio.AsyncRedisManager(
-                settings.redis_url, channel=settings.redis_prefix + "socketio"
+            ResilientRedisManager(
+                settings.redis_url,
+                channel=settings.redis_prefix + "socketio",
+                redis_options=redis_options(),
             )
             if settings.redis_url
             else None
@@ -244,7 +247,7 @@ class Live:
             engineio_logger=False,
         )
         self.state: LiveState = (
-            RedisLiveState(app[REDIS], settings.redis_prefix)
+            RedisLiveState(app[REDIS], settings.redis_prefix, self.node)
             if app[REDIS] is not None
             else MemoryLiveState()
         )
@@ -260,7 +263,43 @@ class Live:
         self.sio.on("connect", self._connect)
         self.sio.on("disconnect", self._disconnect)
         self.sio.on("*", self._dispatch)
-        self.sio.attach(app, socketio_path="socket.io")
+        self.watch = NodeWatch(self)
+        self._requests: dict[int, web.Request] = {}  # the live connections' HTTP requests
+        self._no_requests = asyncio.Event()
+        if manager is not None:
+            manager.on_resubscribed = self.watch.resubscribed
+            manager.is_down = lambda: not self.watch.redis_ok
+        for method in ("GET", "POST", "OPTIONS"):  # what sio.attach() would add, guarded
+            app.router.add_route(method, "/socket.io/", self._handle_request)
+
+    async def _handle_request(self, request: web.Request) -> web.StreamResponse:
+        """The live connection's HTTP requests: 503 while this node cannot serve it (Redis
+        unreachable, or stopping) rather than a connection that would fail halfway."""
+        if self.watch.draining or not self.watch.redis_ok:
+            raise Unavailable(
+                "The live connection is unavailable for a moment",
+                code="live_unavailable",
+                retry_after=LIVE_RETRY_AFTER,
+            )
+        self._requests[id(request)] = request
+        self._no_requests.clear()
+        try:
+            response: web.StreamResponse = await self.sio.handle_request(request)
+        finally:
+            self._requests.pop(id(request), None)
+            if not self._requests:
+                self._no_requests.set()
+        return response
+
+    async def close_transports(self, wait: float) -> None:
+        """After the connections were closed, give their transports ``wait`` seconds to end,
+        then cut the rest: a stopping node does not wait on a client's close handshake."""
+        if self._requests:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._no_requests.wait(), wait)
+        for request in list(self._requests.values()):
+            if request.transport is not None:
+                request.transport.close()
 
     @classmethod
     def of(cls, app: web.Application) -> Live:
@@ -374,6 +413,15 @@ class Live:
     async def _connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         try:
             found = await self._principal(environ)
+        except Problem as p:
+            if p.status != 503:
+                raise socketio.exceptions.ConnectionRefusedError(
+                    {"code": "unauthenticated", "message": "Sign in or open your invitation link"}
+                ) from None
+            # A service is down (database): say so, the client tries again; not "signed out".
+            raise socketio.exceptions.ConnectionRefusedError(
+                {"code": p.code, "message": p.title, "retry_after": p.extra.get("retry_after")}
+            ) from None
         except Exception:
             log.exception("socket authentication failed")
             found = None
@@ -382,10 +430,20 @@ class Live:
                 {"code": "unauthenticated", "message": "Sign in or open your invitation link"}
             )
         principal, session_id, token = found
+        if principal.kind == "user":
+            try:
+                await self.state.set_online(str(principal.subject_id), sid, principal.label, True)
+            except (OSError, RedisError):
+                raise socketio.exceptions.ConnectionRefusedError(
+                    {
+                        "code": "live_unavailable",
+                        "message": "The live connection is unavailable for a moment",
+                        "retry_after": LIVE_RETRY_AFTER,
+                    }
+                ) from None
         self.conns[sid] = Conn(sid=sid, principal=principal, session_id=session_id, token=token)
         if principal.kind == "user":
             await self.sio.enter_room(sid, channel_user(principal.subject_id))
-            await self.state.set_online(str(principal.subject_id), sid, principal.label, True)
         else:
             await self.sio.enter_room(sid, channel_guest(principal.subject_id))
 
@@ -543,6 +601,11 @@ class Live:
         except Exception:
             log.debug("socket.io shutdown", exc_info=True)
         mgr = self.sio.manager
+        listener = getattr(mgr, "thread", None)
+        if isinstance(listener, asyncio.Task):  # the pub/sub listener, then its Redis client
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await listener
         redis = getattr(mgr, "redis", None)
         if redis is not None:
             try:
@@ -557,10 +620,15 @@ def setup(app: web.Application) -> Live:
 
     async def lifespan(app: web.Application) -> Any:
         live.spawn(live.watch_sessions())
+        live.spawn(live.watch.run())
         if live.bus is not None:
             live.spawn(live.bus.listen(live._on_node_message))
         yield
         await live.shutdown()
 
+    async def drain(app: web.Application) -> None:  # SIGTERM: before waiting for handlers
+        await live.watch.drain()
+
     app.cleanup_ctx.append(lifespan)
+    app.on_shutdown.append(drain)
     return live

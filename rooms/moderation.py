@@ -66,6 +66,8 @@ def register(live: Live) -> None:
     @live.event("room:remove", TargetIn, host=True)
     async def remove(live: Live, conn: Conn, body: TargetIn) -> dict[str, Any]:
         assert conn.room_id is not None
+        if await actions.remove_ghost(live, conn.room_id, body.participant_id):
+            return {"ghost": True}  # left behind by a dead node: ban nobody
         await actions.remove_participant(
             db,
             live,

@@ -11,6 +11,12 @@ check and the "one entry per identity" rule hold under concurrent joins on sever
 A participant whose connection dropped stays listed (``connected: false``) for the grace
 period; :meth:`LiveState.participants` hides entries older than that even if the node that
 should have removed them died.
+
+Each entry names the node holding its connection. With Redis, every node keeps a heartbeat
+key that expires unless renewed (:meth:`RedisLiveState.heartbeat`); when a node's heartbeat
+lapses (a crash, ``kill -9``), another node removes its participants
+(:meth:`RedisLiveState.sweep`, one sweeper at a time) and the room is told. A participant
+coming back after such a loss, even through a new session, takes over its ghost's entry.
 """
 
 from __future__ import annotations
@@ -51,6 +57,11 @@ class Participant:
     media: MediaState = field(default_factory=MediaState)
     hand_raised: bool = False
     muted_by_host: bool = False
+    moving: bool = False  # its node is restarting: it is reconnecting to another one
+
+    @property
+    def key_of_subject(self) -> tuple[str, str]:
+        return (self.kind, self.subject_id)
 
     def public(self) -> dict[str, Any]:
         """What other participants see."""
@@ -64,6 +75,7 @@ class Participant:
             "hand_raised": self.hand_raised,
             "muted_by_host": self.muted_by_host,
             "connected": self.connected,
+            "moving": self.moving,
         }
 
     def to_json(self) -> str:
@@ -108,7 +120,9 @@ class LiveState(Protocol):
     async def update(
         self, room_id: str, participant_id: str, **changes: Any
     ) -> Participant | None: ...
-    async def mark_disconnected(self, room_id: str, participant_id: str, sid: str) -> bool: ...
+    async def mark_disconnected(
+        self, room_id: str, participant_id: str, sid: str, *, moving: bool = False
+    ) -> bool: ...
     async def remove(self, room_id: str, participant_id: str, *, only_if_sid: str = "") -> bool: ...
     async def clear_room(self, room_id: str) -> list[Participant]: ...
     async def lobby_add(self, room_id: str, entry: LobbyEntry) -> None: ...
@@ -134,18 +148,31 @@ def _apply(p: Participant, changes: dict[str, Any]) -> None:
 
 
 def _join_into(
-    current: dict[str, Participant], p: Participant, capacity: int, grace: float
+    current: dict[str, Participant],
+    p: Participant,
+    capacity: int,
+    grace: float,
+    dead_nodes: frozenset[str] = frozenset(),
 ) -> tuple[JoinResult, list[str]]:
-    """The join decision on a room's current entries; returns the result and stale ids."""
+    """The join decision on a room's current entries; returns the result and stale ids.
+
+    The same session takes its entry back (a reconnect); so does the same person through
+    another session when that entry has no live connection (its node died, or it dropped):
+    one person, one entry, never a ghost beside them."""
     now = time.time()
     stale = [pid for pid, q in current.items() if not _alive(q, grace, now)]
     live = {pid: q for pid, q in current.items() if pid not in stale}
-    for q in live.values():
-        if q.key == p.key:
-            previous = q.sid if q.connected else ""
-            q.sid, q.node, q.connected, q.disconnected_at = p.sid, p.node, True, None
-            q.name = p.name
-            return JoinResult(q, True, previous), stale
+    same_session = [q for q in live.values() if q.key == p.key]
+    ghosts = [
+        q
+        for q in live.values()
+        if q.key_of_subject == p.key_of_subject and (not q.connected or q.node in dead_nodes)
+    ]
+    for q in same_session or ghosts[:1]:
+        previous = q.sid if q.connected and q.node not in dead_nodes else ""
+        q.sid, q.node, q.connected, q.disconnected_at = p.sid, p.node, True, None
+        q.key, q.name, q.moving = p.key, p.name, False
+        return JoinResult(q, True, previous), stale
     if len(live) >= capacity:
         raise RoomFull
     return JoinResult(p, False, ""), stale
@@ -189,11 +216,13 @@ class MemoryLiveState:
             _apply(p, changes)
         return p
 
-    async def mark_disconnected(self, room_id: str, participant_id: str, sid: str) -> bool:
+    async def mark_disconnected(
+        self, room_id: str, participant_id: str, sid: str, *, moving: bool = False
+    ) -> bool:
         p = self._rooms.get(room_id, {}).get(participant_id)
         if p is None or p.sid != sid:
             return False
-        p.connected, p.disconnected_at = False, time.time()
+        p.connected, p.disconnected_at, p.moving = False, time.time(), moving
         return True
 
     async def remove(self, room_id: str, participant_id: str, *, only_if_sid: str = "") -> bool:
@@ -237,13 +266,103 @@ class MemoryLiveState:
 
 class RedisLiveState:
     """Keys (all under the deployment prefix): ``live:room:<id>`` hash participant id → JSON,
-    ``live:lobby:<id>`` hash guest id → JSON, ``live:admitted:<id>`` set of guest ids."""
+    ``live:lobby:<id>`` hash guest id → JSON, ``live:admitted:<id>`` set of guest ids;
+    per node: ``live:alive:<node>`` its heartbeat (expires), ``live:node-rooms:<node>`` the
+    rooms where it holds participants, ``live:online:<node>`` its signed-in connections;
+    ``live:nodes`` the nodes that may hold any of those."""
 
     TTL = 24 * 3600  # a forgotten room's live keys do not outlive a day
 
-    def __init__(self, redis: Any, prefix: str) -> None:
+    def __init__(self, redis: Any, prefix: str, node: str = "") -> None:
         self.redis = redis
         self.prefix = prefix + "live:"
+        self.node = node
+        # This node's own entries as last written here: what it puts back if Redis loses them.
+        self.mine: dict[tuple[str, str], Participant] = {}
+
+    def _remember(self, p: Participant) -> None:
+        if p.node == self.node:
+            self.mine[(p.room_id, p.id)] = p
+        else:
+            self.mine.pop((p.room_id, p.id), None)
+
+    def _alive_key(self, node: str) -> str:
+        return f"{self.prefix}alive:{node}"
+
+    def _node_rooms(self, node: str) -> str:
+        return f"{self.prefix}node-rooms:{node}"
+
+    # -- node liveness -------------------------------------------------------------------
+
+    async def heartbeat(self, ttl: float) -> bool:
+        """Renew this node's heartbeat; False when it had lapsed or Redis lost it (a restart):
+        then the caller puts this node's presence back (:meth:`restore`)."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(self._alive_key(self.node), str(time.time()), px=int(ttl * 1000), get=True)
+            pipe.sadd(f"{self.prefix}nodes", self.node)
+            previous, _ = await pipe.execute()
+        return previous is not None
+
+    async def retire(self) -> None:
+        """This node stops: its heartbeat ends now rather than when it expires."""
+        await self.redis.delete(self._alive_key(self.node), f"{self.prefix}online:{self.node}")
+
+    async def dead_nodes(self, nodes: Iterable[str]) -> frozenset[str]:
+        ids = sorted({n for n in nodes if n and n != self.node})
+        if not ids:
+            return frozenset()
+        beats = await self.redis.mget([self._alive_key(n) for n in ids])
+        return frozenset(n for n, b in zip(ids, beats, strict=True) if b is None)
+
+    async def sweep(self, grace: float, lock_seconds: float) -> list[Participant]:
+        """Remove the participants of nodes whose heartbeat lapsed: at once when they were
+        connected (ghosts), after the grace period when they had left to reconnect (a
+        draining node's participants keep their place that long). One node sweeps at a
+        time (a lock that expires on its own); the removed entries are returned so that the
+        caller tells their rooms."""
+        lock = f"{self.prefix}sweeper"
+        if not await self.redis.set(lock, self.node, nx=True, px=int(lock_seconds * 1000)):
+            return []
+        nodes = {_text(n) for n in await self.redis.smembers(f"{self.prefix}nodes")}
+        removed: list[Participant] = []
+        for node in await self.dead_nodes(nodes):
+            rooms = {_text(r) for r in await self.redis.smembers(self._node_rooms(node))}
+            for room_id in rooms:
+                gone, kept = await self._sweep_room(room_id, node, grace)
+                removed += gone
+                if not kept:
+                    await self.redis.srem(self._node_rooms(node), room_id)
+            if not await self.redis.scard(self._node_rooms(node)):
+                await self.redis.srem(f"{self.prefix}nodes", node)
+                await self.redis.delete(f"{self.prefix}online:{node}")
+        return removed
+
+    async def _sweep_room(
+        self, room_id: str, node: str, grace: float
+    ) -> tuple[list[Participant], bool]:
+        async with self._locked(room_id):
+            now = time.time()
+            mine = [p for p in (await self._all(room_id)).values() if p.node == node]
+            gone = [
+                p
+                for p in mine
+                if p.connected or p.disconnected_at is None or now - p.disconnected_at >= grace
+            ]
+            if gone:
+                await self.redis.hdel(self._room(room_id), *[p.id for p in gone])
+            return gone, len(gone) < len(mine)
+
+    async def restore(self, p: Participant) -> bool:
+        """Put back an entry of this node that Redis lost (a restart); True if it was missing."""
+        async with self._locked(p.room_id):
+            key = self._room(p.room_id)
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hsetnx(key, p.id, p.to_json())
+                pipe.expire(key, self.TTL)
+                pipe.sadd(self._node_rooms(p.node), p.room_id)
+                added, _, _ = await pipe.execute()
+        self._remember(p)
+        return bool(added)
 
     def _room(self, room_id: str) -> str:
         return f"{self.prefix}room:{room_id}"
@@ -264,14 +383,18 @@ class RedisLiveState:
 
     async def join(self, p: Participant, capacity: int, grace: float) -> JoinResult:
         async with self._locked(p.room_id):
-            result, stale = _join_into(await self._all(p.room_id), p, capacity, grace)
+            current = await self._all(p.room_id)
+            dead = await self.dead_nodes(q.node for q in current.values())
+            result, stale = _join_into(current, p, capacity, grace, dead)
             key = self._room(p.room_id)
             async with self.redis.pipeline(transaction=True) as pipe:
                 if stale:
                     pipe.hdel(key, *stale)
                 pipe.hset(key, result.participant.id, result.participant.to_json())
                 pipe.expire(key, self.TTL)
+                pipe.sadd(self._node_rooms(result.participant.node), p.room_id)
                 await pipe.execute()
+            self._remember(result.participant)
             return result
 
     async def get(self, room_id: str, participant_id: str) -> Participant | None:
@@ -306,20 +429,25 @@ class RedisLiveState:
                 return None
             _apply(p, changes)
             await self.redis.hset(self._room(room_id), participant_id, p.to_json())
+            self._remember(p)
             return p
 
-    async def mark_disconnected(self, room_id: str, participant_id: str, sid: str) -> bool:
+    async def mark_disconnected(
+        self, room_id: str, participant_id: str, sid: str, *, moving: bool = False
+    ) -> bool:
         async with self._locked(room_id):
             p = await self.get(room_id, participant_id)
             if p is None or p.sid != sid:
                 return False
-            p.connected, p.disconnected_at = False, time.time()
+            p.connected, p.disconnected_at, p.moving = False, time.time(), moving
             await self.redis.hset(self._room(room_id), participant_id, p.to_json())
+            self.mine.pop((room_id, participant_id), None)
             return True
 
     async def remove(self, room_id: str, participant_id: str, *, only_if_sid: str = "") -> bool:
         async with self._locked(room_id):
             p = await self.get(room_id, participant_id)
+            self.mine.pop((room_id, participant_id), None)
             if p is None or (only_if_sid and (p.sid != only_if_sid or p.connected)):
                 return False
             await self.redis.hdel(self._room(room_id), participant_id)
@@ -328,6 +456,8 @@ class RedisLiveState:
     async def clear_room(self, room_id: str) -> list[Participant]:
         async with self._locked(room_id):
             ps = list((await self._all(room_id)).values())
+            for p in ps:
+                self.mine.pop((room_id, p.id), None)
             await self.redis.delete(
                 self._room(room_id),
                 f"{self.prefix}lobby:{room_id}",
@@ -361,18 +491,29 @@ class RedisLiveState:
         return bool(await self.redis.sismember(f"{self.prefix}admitted:{room_id}", guest_id))
 
     async def set_online(self, user_id: str, sid: str, name: str, online: bool) -> None:
+        key = f"{self.prefix}online:{self.node}"
         if online:
-            await self.redis.hset(f"{self.prefix}online", f"{user_id}|{sid}", name)
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hset(key, f"{user_id}|{sid}", name)
+                pipe.sadd(f"{self.prefix}nodes", self.node)
+                await pipe.execute()
         else:
-            await self.redis.hdel(f"{self.prefix}online", f"{user_id}|{sid}")
+            await self.redis.hdel(key, f"{user_id}|{sid}")
 
     async def online_users(self) -> dict[str, str]:
-        raw = await self.redis.hgetall(f"{self.prefix}online")
+        """Signed-in people connected to a live node (a dead node's list is ignored)."""
+        nodes = {_text(n) for n in await self.redis.smembers(f"{self.prefix}nodes")}
+        dead = await self.dead_nodes(nodes)
         out = {}
-        for k, v in raw.items():
-            key = k.decode() if isinstance(k, bytes) else k
-            out[key.split("|", 1)[0]] = v.decode() if isinstance(v, bytes) else v
+        for node in sorted(nodes - dead):
+            raw = await self.redis.hgetall(f"{self.prefix}online:{node}")
+            for k, v in raw.items():
+                out[_text(k).split("|", 1)[0]] = _text(v)
         return out
+
+
+def _text(v: str | bytes) -> str:
+    return v.decode() if isinstance(v, bytes) else v
 
 
 def new_participant_id() -> str:

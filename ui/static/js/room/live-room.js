@@ -55,6 +55,7 @@ export class LiveRoom extends Emitter {
   #rejoining = false; // a new socket is joining the room again
   #final = false; // removed, room ended, replaced, refused, session over: never reconnect
   #closed = false;
+  #draining = false; // the server said it is stopping: reconnect at once
   #status = "connecting"; // then connected | reconnecting | failed
   #giveUpAfter;
   #lostAt = null; // performance.now() when the trouble began
@@ -75,6 +76,11 @@ export class LiveRoom extends Emitter {
     });
     for (const name of FINAL_EVENTS) this.#socket.on(name, () => (this.#final = true));
     for (const name of SERVER_EVENTS) this.#socket.on(name, (data) => this.fire(name, data));
+    // The server lost live messages (its Redis fan-out came back): join again, which brings
+    // the participants and the chat history (merged by id) up to date.
+    this.#socket.on("room:resync", () => this.#resync());
+    // The node is stopping: it disconnects us next; reconnect (elsewhere) without waiting.
+    this.#socket.on("server:draining", () => (this.#draining = true));
     this.#socket.on("connect", () => this.#onConnect());
     this.#socket.on("disconnect", (reason) => this.#onDisconnect(reason));
     this.#socket.on("connect_error", (err) => this.#onConnectError(err));
@@ -169,15 +175,26 @@ export class LiveRoom extends Emitter {
     }
   }
 
+  #resync() {
+    if (!this.#inRoom || this.#rejoining) return;
+    this.#rejoining = true;
+    this.#rejoin().finally(() => {
+      this.#rejoining = false;
+      this.updateStatus();
+    });
+  }
+
   #onDisconnect(reason) {
     this.#inRoom = false;
+    const delay = this.#draining ? 50 + Math.random() * 250 : 500;
+    this.#draining = false;
     this.fire("disconnected", reason);
     if (this.ended) return;
     if (reason === "io server disconnect") {
       // The server closed this connection without a word (a removal, the end of the room,
       // another tab and a finished session announce themselves first): socket.io reconnects
       // by itself only after a network failure, so connect again.
-      setTimeout(() => !this.ended && !this.#socket.connected && this.#status !== "failed" && this.#socket.connect(), 500);
+      setTimeout(() => !this.ended && !this.#socket.connected && this.#status !== "failed" && this.#socket.connect(), delay);
     }
     this.updateStatus();
   }
@@ -186,6 +203,13 @@ export class LiveRoom extends Emitter {
     // The server refusing the connection (its session ended: signed out, expired, a removed
     // guest) ends socket.io's attempts (the socket is no longer active); a network error
     // does not.
+    if (!this.#socket.active && !this.#closed && err && err.data && err.data.retry_after) {
+      // a service behind the server is down for a moment (database, Redis): try again
+      setTimeout(() => !this.ended && !this.#socket.connected && this.#socket.connect(), err.data.retry_after * 1000);
+      this.fire("connect_error", err);
+      this.updateStatus();
+      return;
+    }
     if (!this.#socket.active && !this.#closed) {
       this.#final = true;
       this.#media.end();

@@ -1,0 +1,108 @@
+"""Redis killed and started again (empty: no persistence) under two nodes: nobody is signed
+out, the live connection's handshake answers 503 with ``Retry-After`` meanwhile, presence is
+rebuilt from the connections each node holds, and the chat messages whose live delivery was
+lost reach the clients that stayed connected (``room:resync``, then the join's history)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from tests.faults.conftest import Clock, figures
+from tests.faults.test_nodes import _join, _room_with
+from tests.support.nodes import cluster
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+
+async def _status(http, url: str, cookie: str) -> tuple[int, dict]:
+    async with http.get(url, headers={"Cookie": cookie}) as r:
+        return r.status, dict(r.headers)
+
+
+async def test_a_redis_restart_costs_no_session_presence_or_message(tmp_path, redis_server):
+    async with cluster(tmp_path, "redis", redis_url=redis_server.url) as c:
+        a, b = c.nodes
+        rid = await _room_with(c, "expert")
+        host, expert = await c.browser("requester"), await c.browser("expert")
+        h, h_ack = await _join(c, a.url, host.cookie, rid)
+        e, e_ack = await _join(c, b.url, expert.cookie, rid)
+        sent: list[str] = []
+
+        async def send(text: str) -> None:
+            mid = str(uuid.uuid4())
+            await e.ok("chat:send", {"id": mid, "text": text})
+            sent.append(mid)
+
+        await send("avant")
+        await h.wait_for("chat:message", lambda m: m["id"] == sent[0])
+
+        await redis_server.kill()
+        clock = Clock()
+        # Sessions are in the database: REST carries on, on both nodes.
+        for node in (a, b):
+            status, _ = await _status(c.http, node.url + "/api/v1/me", host.cookie)
+            assert status == 200
+        # The handshake of a new live connection: 503 with Retry-After, not 500.
+        polling = a.url + "/socket.io/?EIO=4&transport=polling"
+        while True:
+            status, headers = await _status(c.http, polling, host.cookie)
+            if status == 503:
+                break
+            assert status != 500 and clock.since() < 30, status
+            await asyncio.sleep(0.2)
+        assert int(headers["Retry-After"]) > 0
+        outage = clock.since()
+
+        # Messages are stored; their live fan-out is what Redis carried.
+        sending = Clock()
+        for i in range(5):
+            await send(f"pendant {i}")
+        per_send = sending.since() / 5
+        mark_h, mark_e = len(h.received), len(e.received)
+        await redis_server.start()  # same port, empty
+        back = Clock()
+        await h.wait_for("room:resync", timeout=60, since=mark_h)
+        resync_after = back.since()
+        await e.wait_for("room:resync", timeout=60, since=mark_e)
+        # What the web client does on room:resync: join again, merge the history by id.
+        h_again = await h.ok("room:join", {"room_id": rid})
+        e_again = await e.ok("room:join", {"room_id": rid})
+        assert h_again["participant_id"] == h_ack["participant_id"]
+        assert e_again["participant_id"] == e_ack["participant_id"]
+        assert len(h_again["participants"]) == 2, h_again["participants"]
+        live_ids = [m["id"] for m in h.events("chat:message")]
+        history_ids = [m["id"] for m in h_again["chat"]["messages"]]
+        seen = set(live_ids) | set(history_ids)
+        lost = [m for m in sent if m not in seen]
+        duplicated = len(history_ids) - len(set(history_ids))
+        # Presence is right from either node; sessions still good; fan-out works again.
+        for node in (a, b):
+            status, body = await host.call("GET", node.url + f"/api/v1/rooms/{rid}")
+            assert status == 200 and body["occupancy"]["count"] == 2, body
+        while True:  # the handshake is accepted again
+            status, _ = await _status(c.http, polling, host.cookie)
+            if status == 200:
+                break
+            assert back.since() < 60
+            await asyncio.sleep(0.2)
+        handshake_after = back.since()
+        online = await h.ok("presence:online")
+        assert [u["name"] for u in online["users"]] == ["Dr Karim Benali"]
+        mark = len(h.received)
+        await send("après")
+        await h.wait_for("chat:message", lambda m: m["id"] == sent[-1], since=mark)
+        figures(
+            "redis kill + restart",
+            handshake_503_after_kill_s=outage,
+            chat_send_during_outage_s=per_send,
+            resync_after_restart_s=resync_after,
+            handshake_ok_after_restart_s=handshake_after,
+            sessions_lost=0,
+            messages_sent=len(sent),
+            lost=len(lost),
+            duplicated=duplicated,
+        )
+        assert lost == [] and duplicated == 0
