@@ -11,7 +11,10 @@ validates the request, serialises the response and feeds ``/api/v1/openapi.json`
 Handlers receive ``body`` and/or ``query`` keyword arguments when declared. Path parameters
 whose names end in ``_id`` must be UUIDs (else 404). ``auth`` says who may call:
 ``"user"`` (a fully signed-in account, the default), ``"admin"``, ``"principal"`` (a user or
-an invited guest) or ``"none"``.
+an invited guest) or ``"none"``. ``errors`` lists the problem statuses a route may answer
+beyond those its declaration implies (400/413/415/422 with a body, 401/403 unless
+``auth="none"``, 404 with an ``_id`` path parameter): e.g. ``errors=[409, 429]``. The OpenAPI
+document lists exactly these, and the schemathesis test holds every route to it.
 """
 
 from __future__ import annotations
@@ -248,13 +251,7 @@ class Api:
                 ok["content"] = r.raw_response
             elif r.response is not None:
                 ok["content"] = {"application/json": {"schema": _schema_of(r.response)}}
-            op["responses"][
-                str(
-                    r.status
-                    if r.response is not None or r.raw_response
-                    else (204 if r.status == 200 else r.status)
-                )
-            ] = ok
+            op["responses"][str(_success_status(r))] = ok
             problem = {
                 "content": {PROBLEM_CT: {"schema": {"$ref": "#/components/schemas/Problem"}}}
             }
@@ -311,6 +308,17 @@ _REASONS = {
     423: "Locked",
     429: "Too many requests",
 }
+
+
+def _success_status(r: RouteSpec) -> int:
+    """The status a route answers on success, as the handler wrapper sends it.
+
+    A handler returning None answers 204 (unless another status was declared); a HEAD route
+    answers what its handler builds, by default the declared status (200), with no body.
+    """
+    if r.response is not None or r.raw_response or r.method == "HEAD":
+        return r.status
+    return 204 if r.status == 200 else r.status
 
 
 def _is_model(t: Any) -> bool:

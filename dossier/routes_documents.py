@@ -707,6 +707,7 @@ def setup_documents(app: web.Application) -> None:
         "/dossiers/{dossier_id}/documents/{document_id}/verification",
         response=VerificationOut,
         tags=TAGS,
+        errors=[422],
     )
     async def verify_document(request: web.Request) -> VerificationOut:
         """Check a PDF's electronic signature (PAdES) against this installation's root."""
@@ -927,7 +928,12 @@ def setup_documents(app: web.Application) -> None:
             )
         return SignatureOut(width=w, height=h, updated_at=row.updated_at)
 
-    @api.get("/me/signature", tags=TAGS, raw_response={"image/png": {"schema": {"type": "string"}}})
+    @api.get(
+        "/me/signature",
+        tags=TAGS,
+        errors=[404],
+        raw_response={"image/png": {"schema": {"type": "string"}}},
+    )
     async def get_signature(request: web.Request) -> web.Response:
         """My signature picture (PNG)."""
         p = principal_of(request)
@@ -959,7 +965,9 @@ def setup_documents(app: web.Application) -> None:
 
     # -- report -------------------------------------------------------------------------
 
-    @api.post("/dossiers/{dossier_id}/report", response=DocumentOut, status=201, tags=TAGS)
+    @api.post(
+        "/dossiers/{dossier_id}/report", response=DocumentOut, status=201, tags=TAGS, errors=[422]
+    )
     async def make_report(request: web.Request) -> DocumentOut:
         """Generate the report PDF ("Générer PDF"), signed (PAdES), filed in the dossier."""
         async with request.app[DB].write() as uow:
@@ -1029,7 +1037,7 @@ def setup_documents(app: web.Application) -> None:
         body=VaultCodeIn,
         auth="none",
         tags=["vault"],
-        errors=[403, 404, 410],
+        errors=[403, 404, 410, 429],
         raw_response={"application/pdf": {"schema": {"type": "string"}}},
     )
     async def vault_api(request: web.Request, body: VaultCodeIn) -> web.StreamResponse:

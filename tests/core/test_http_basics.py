@@ -134,3 +134,11 @@ async def test_nul_characters_are_refused_in_bodies_and_queries(client, users):
     r = await client.get("/api/v1/audit", params={"action": "a\u0000"})
     assert r.status == 422
     assert (await r.json())["code"] == "nul_character"
+
+
+async def test_head_routes_are_documented_with_the_status_they_send(client):
+    doc = await (await client.get("/api/v1/openapi.json")).json()
+    heads = {path: ops["head"] for path, ops in doc["paths"].items() if "head" in ops}
+    assert "/api/v1/uploads/{upload_id}" in heads
+    for path, op in heads.items():
+        assert "200" in op["responses"] and "204" not in op["responses"], path
