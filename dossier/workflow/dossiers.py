@@ -18,14 +18,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
-from core.accounts import Delegation, User
+from core.accounts import Delegation, User, delegators_of
 from core.audit import AuditEntry
 from core.db import Database, utcnow
 from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from core.principal import Principal
-from dossier import forms, numbering, states
-from dossier.careoffers import members_of
-from dossier.identity import fold
+from dossier.careoffers.directory import members_of
+from dossier.identity.patients import fold
 from dossier.models import (
     CareOffer,
     CareOfferMember,
@@ -48,18 +47,19 @@ from dossier.permissions import (
     visible_dossiers,
     visible_patients,
 )
-from dossier.schemas import (
+from dossier.careoffers.schemas import CareOfferOut
+from dossier.identity.schemas import PatientOut
+from dossier.schemas import UserRef
+from dossier.workflow import forms, numbering, states
+from dossier.workflow.schemas import (
     ActivityPage,
     ActivityQuery,
     ActivityRow,
-    CareOfferOut,
     DossierOut,
     FormPartOut,
     HistoryEntry,
-    PatientOut,
     ReceiptOut,
     RequestTypeOut,
-    UserRef,
 )
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -406,10 +406,7 @@ async def _same_side(s: AsyncSession, d: Dossier, a: Access, asker_id: uuid.UUID
     asker = await s.get(User, asker_id)
     if asker is None:
         return False
-    from core.accounts import delegators_of
-    from core.principal import Principal as P
-
-    asker_p = P(
+    asker_p = Principal(
         kind="user",
         subject_id=asker.id,
         label=asker.display_name,

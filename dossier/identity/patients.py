@@ -20,9 +20,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
+from core.accounts import User
 from core.db import Database
 from core.errors import Conflict, NotFound, ValidationFailed
 from core.principal import Principal
+from dossier.identity.schemas import PatientOut
 from dossier.models import InsStatus, Patient, Sex
 from dossier.permissions import visible_patients
 
@@ -267,8 +269,6 @@ async def create_patient(
         if not confirm:
             similar = await similar_identities(s, principal, fields)
             if similar:
-                from dossier.schemas import PatientOut  # late: schemas imports this module
-
                 raise Conflict(
                     "This identity resembles existing identities; confirm to create it anyway",
                     code="similar_identities",
@@ -279,8 +279,6 @@ async def create_patient(
                 )
         establishment = ""
         if principal.is_user:
-            from core.accounts import User
-
             me = await s.get(User, principal.subject_id)
             establishment = me.establishment if me else ""
         patient = Patient(
