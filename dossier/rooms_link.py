@@ -32,7 +32,7 @@ from dossier.workflow.dossiers import audience
 from rooms import access, attachments
 from rooms.attachments_api import AttachmentOut
 from rooms.live import LIVE
-from rooms.models import Room
+from rooms.models import Room, RoomAttachment
 
 
 class DossierRoomAccess:
@@ -79,6 +79,42 @@ async def file_attachment(
     return doc.id
 
 
+async def send_document_to_room(
+    app: web.Application,
+    p: Principal,
+    room_id: uuid.UUID,
+    document_id: uuid.UUID,
+    to: str | None,
+) -> RoomAttachment:
+    """Send a document of the room's dossier into the room, to one participant or to all:
+    whoever may read the dossier's documents, never a DICOM study awaiting its identity
+    check. The room's own write path (:func:`rooms.attachments.add_attachment`) files it."""
+    async with app[DB].read() as session:
+        room, _ = await access.room_for(session, p, room_id)
+        if room.dossier_id is None:
+            raise NotFound("This room has no dossier", code="document_not_found")
+        await doc_access.require_document_read(session, p, room.dossier_id)
+        doc = await session.get(Document, document_id)
+    if doc is None or doc.dossier_id != room.dossier_id:
+        raise NotFound("No such document in the room's dossier", code="document_not_found")
+    if doc.pending_identity_check:
+        raise Forbidden(
+            "Ce document attend la confirmation de l'identité du patient.",
+            code="identity_unconfirmed",
+        )
+    storage = core_storage.of(app)
+    return await attachments.add_attachment(
+        app,
+        p,
+        room_id,
+        filename=doc.filename,
+        data=storage.blobs.open(doc.blob_key),
+        source="dossier_document",
+        recipient=to,
+        dossier_document_id=doc.id,
+    )
+
+
 class FromDocumentIn(BaseModel):
     document_id: uuid.UUID
     # A participant id, account id or guest id; none: everyone in the room.
@@ -98,31 +134,12 @@ routes = RouteTable()
 )
 async def send_dossier_document(request: web.Request, body: FromDocumentIn) -> AttachmentOut:
     """Send a document of the room's dossier to a participant (e.g. the patient)."""
-    room_id = uuid.UUID(request.match_info["room_id"])
-    p = principal_of(request)
-    async with request.app[DB].read() as session:
-        room, _ = await access.room_for(session, p, room_id)
-        if room.dossier_id is None:
-            raise NotFound("This room has no dossier", code="document_not_found")
-        await doc_access.require_document_read(session, p, room.dossier_id)
-        doc = await session.get(Document, body.document_id)
-    if doc is None or doc.dossier_id != room.dossier_id:
-        raise NotFound("No such document in the room's dossier", code="document_not_found")
-    if doc.pending_identity_check:
-        raise Forbidden(
-            "Ce document attend la confirmation de l'identité du patient.",
-            code="identity_unconfirmed",
-        )
-    storage = core_storage.of(request.app)
-    a = await attachments.add_attachment(
+    a = await send_document_to_room(
         request.app,
-        p,
-        room_id,
-        filename=doc.filename,
-        data=storage.blobs.open(doc.blob_key),
-        source="dossier_document",
-        recipient=body.to,
-        dossier_document_id=doc.id,
+        principal_of(request),
+        uuid.UUID(request.match_info["room_id"]),
+        body.document_id,
+        body.to,
     )
     return AttachmentOut.of(a)
 

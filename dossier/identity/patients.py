@@ -193,6 +193,45 @@ def match_rate(p: Patient, c: Criteria) -> float:
     return round(min(scores) * 0.5 + sum(scores) / len(scores) * 0.5, 2)
 
 
+async def search_patients(
+    db: Database, principal: Principal, c: Criteria, criteria: list[str]
+) -> list[tuple[Patient, float]]:
+    """The search of the patients page: :func:`search`, audited with the criteria used
+    (their names, not their values) and the number of results."""
+    async with db.write() as uow:
+        hits = await search(uow.session, principal, c)
+        audit.record(
+            uow.session,
+            "patient.search",
+            actor=principal,
+            object_type="patient",
+            criteria=criteria,
+            results=len(hits),
+        )
+    return hits
+
+
+async def read_patient(db: Database, principal: Principal, patient_id: uuid.UUID) -> Patient:
+    """An identity card ("Fiche d'identité"), if the principal may see it; the reading is
+    audited."""
+    async with db.write() as uow:
+        pt = (
+            await uow.session.execute(
+                select(Patient).where(Patient.id == patient_id, visible_patients(principal))
+            )
+        ).scalar_one_or_none()
+        if pt is None:
+            raise NotFound("No patient with this id", code="patient_not_found")
+        audit.record(
+            uow.session,
+            "patient.read",
+            actor=principal,
+            object_type="patient",
+            object_id=patient_id,
+        )
+    return pt
+
+
 async def search(
     session: AsyncSession, principal: Principal, c: Criteria, *, limit: int = 25
 ) -> list[tuple[Patient, float]]:

@@ -5,12 +5,10 @@ from __future__ import annotations
 import uuid
 
 from aiohttp import web
-from sqlalchemy import select
 
-from core import audit
 from core.auth import principal
 from core.context import DB
-from core.errors import NotFound, ValidationFailed
+from core.errors import ValidationFailed
 from dossier.identity import lookup
 from dossier.identity import patients as identity
 from dossier.identity.schemas import (
@@ -22,8 +20,6 @@ from dossier.identity.schemas import (
     PatientPatch,
     PatientQuery,
 )
-from dossier.models import Patient
-from dossier.permissions import visible_patients
 from dossier.web import RouteTable, no_nul
 
 T_PAT = ["patients"]
@@ -50,17 +46,8 @@ async def search_patients(request: web.Request, query: PatientQuery) -> list[Pat
         ipp=query.ipp or "",
         sex=query.sex,
     )
-    db = request.app[DB]
-    async with db.write() as uow:
-        hits = await identity.search(uow.session, p, c)
-        audit.record(
-            uow.session,
-            "patient.search",
-            actor=p,
-            object_type="patient",
-            criteria=sorted(k for k, v in query.model_dump().items() if v),
-            results=len(hits),
-        )
+    criteria = sorted(k for k, v in query.model_dump().items() if v)
+    hits = await identity.search_patients(request.app[DB], p, c, criteria)
     return [PatientHit(**PatientOut.of(pt).model_dump(), match_rate=r) for pt, r in hits]
 
 
@@ -80,16 +67,10 @@ async def create_patient(request: web.Request, body: PatientIn) -> PatientOut:
 @routes.get("/patients/{patient_id}", response=PatientOut, tags=T_PAT)
 async def get_patient(request: web.Request) -> PatientOut:
     """An identity card ("Fiche d'identité")."""
-    p = principal(request)
-    pid = uuid.UUID(request.match_info["patient_id"])
-    async with request.app[DB].write() as uow:
-        pt = (
-            await uow.session.execute(select(Patient).where(Patient.id == pid, visible_patients(p)))
-        ).scalar_one_or_none()
-        if pt is None:
-            raise NotFound("No patient with this id", code="patient_not_found")
-        audit.record(uow.session, "patient.read", actor=p, object_type="patient", object_id=pid)
-        return PatientOut.of(pt)
+    pt = await identity.read_patient(
+        request.app[DB], principal(request), uuid.UUID(request.match_info["patient_id"])
+    )
+    return PatientOut.of(pt)
 
 
 @routes.patch(

@@ -7,13 +7,11 @@ from __future__ import annotations
 import uuid
 
 from aiohttp import web
-from sqlalchemy import select
 
-from core.accounts import User
 from core.auth import principal
 from core.context import DB
 from core.errors import NotFound
-from dossier.models import FormSide, RequestType
+from dossier.models import FormSide
 from dossier.schemas import UserRef
 from dossier.web import RouteTable, no_nul
 from dossier.workflow import dossiers
@@ -50,11 +48,7 @@ def _did(request: web.Request) -> uuid.UUID:
 @routes.get("/request-types", response=list[RequestTypeOut], tags=T_DOS)
 async def list_request_types(request: web.Request) -> list[RequestTypeOut]:
     """The request types ("type de demande") and their form templates."""
-    async with request.app[DB].read() as s:
-        rows = await s.execute(
-            select(RequestType).where(RequestType.active.is_(True)).order_by(RequestType.label)
-        )
-        return [RequestTypeOut.of(rt) for rt in rows.scalars()]
+    return [RequestTypeOut.of(rt) for rt in await dossiers.request_types(request.app[DB])]
 
 
 # -- dossiers --------------------------------------------------------------------------
@@ -64,15 +58,8 @@ async def list_request_types(request: web.Request) -> list[RequestTypeOut]:
 async def list_requesters(request: web.Request) -> list[UserRef]:
     """Whom I may open a dossier for: myself (practitioner) or those I act for
     (secretary, "en délégation de")."""
-    p = principal(request)
-    ids = [p.subject_id] if p.role == "practitioner" else list(p.delegates_for)
-    if p.role not in ("practitioner", "secretary") or not ids:
-        return []
-    async with request.app[DB].read() as s:
-        rows = await s.execute(
-            select(User).where(User.id.in_(ids), User.active.is_(True)).order_by(User.last_name)
-        )
-        return [UserRef.of(u) for u in rows.scalars()]
+    users = await dossiers.requesters_for(request.app[DB], principal(request))
+    return [UserRef.of(u) for u in users]
 
 
 @routes.get("/dossiers", query=ActivityQuery, response=ActivityPage, tags=T_DOS)
