@@ -1,5 +1,6 @@
 """Tables of the téléexpertise dossier: patients, care offers, request types, dossiers (with
-their numbers and read grants), form parts and read receipts.
+their numbers and read grants), form parts, read receipts, documents, resumable uploads,
+signature pictures, vault deposits and retention notices.
 
 The dossier's history is not a table of its own: every read and write of a dossier writes a
 ``core.audit`` row with ``object_type="dossier"`` and ``object_id=str(dossier.id)``, and
@@ -15,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Date,
     Enum,
@@ -29,7 +31,10 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base, IdMixin, TimestampMixin, UTCDateTime, utcnow
-from dossier import numbering
+
+# The number counter table is defined with its allocator; re-exported so every table is here.
+from dossier.workflow.numbering import DossierNumberCounter as DossierNumberCounter
+from dossier.workflow.numbering import column_default
 
 
 def _enum(cls: type[enum.Enum], length: int = 30) -> Enum:
@@ -206,10 +211,8 @@ class Dossier(IdMixin, TimestampMixin, Base):
     __tablename__ = "dossiers"
     __table_args__ = (Index("ix_dossiers_state_modified", "state", "modified_at"),)
 
-    # "TE-2026-000123": what people say on the phone and type (dossier/numbering.py).
-    number: Mapped[str] = mapped_column(
-        String(20), unique=True, index=True, default=numbering.column_default
-    )
+    # "TE-2026-000123": what people say on the phone and type (dossier/workflow/numbering.py).
+    number: Mapped[str] = mapped_column(String(20), unique=True, index=True, default=column_default)
 
     patient_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("patients.id", ondelete="RESTRICT"), index=True
@@ -244,15 +247,6 @@ class Dossier(IdMixin, TimestampMixin, Base):
         ForeignKey("users.id", ondelete="SET NULL")
     )
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
-
-
-class DossierNumberCounter(Base):
-    """The last dossier number given in a year (one row per year, see dossier/numbering.py)."""
-
-    __tablename__ = "dossier_number_counters"
-
-    year: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    last: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class GrantKind(enum.StrEnum):
@@ -332,5 +326,104 @@ class ReadReceipt(IdMixin, Base):
     first_read_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
-# Documents, uploads, signatures, vault deposits, retention notices: dossier/documents.py.
-from dossier import documents as documents  # noqa: E402
+# -- documents ---------------------------------------------------------------------------
+
+
+class Document(IdMixin, Base):
+    __tablename__ = "documents"
+
+    dossier_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("dossiers.id", ondelete="CASCADE"), index=True
+    )
+    filename: Mapped[str] = mapped_column(String(200))
+    category: Mapped[str] = mapped_column(String(20), index=True)  # filetypes.CATEGORIES
+    content_type: Mapped[str] = mapped_column(String(120))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    blob_key: Mapped[str] = mapped_column(String(64))
+    preview_key: Mapped[str | None] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(20), default="upload")
+    author_id: Mapped[uuid.UUID | None] = mapped_column(index=True)  # user or guest id
+    author_kind: Mapped[str] = mapped_column(String(10), default="user")
+    author_label: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # A stamped copy points at the document it was made from; versions count from 1.
+    previous_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("documents.id", ondelete="SET NULL")
+    )
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    # DICOM metadata, stamp parameters, signature facts…
+    meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # DICOM whose patient does not match the dossier's: kept aside until someone confirms.
+    identity_mismatch: Mapped[bool] = mapped_column(Boolean, default=False)
+    identity_warning: Mapped[str] = mapped_column(Text, default="")
+    identity_confirmed_by_id: Mapped[uuid.UUID | None] = mapped_column()
+    identity_confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    @property
+    def pending_identity_check(self) -> bool:
+        return self.identity_mismatch and self.identity_confirmed_at is None
+
+
+class UserSignature(Base):
+    """The picture of a user's handwritten signature (seed 000, 3.2: "Charger une signature")."""
+
+    __tablename__ = "user_signatures"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    blob_key: Mapped[str] = mapped_column(String(64))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Upload(IdMixin, Base):
+    """A resumable upload in progress; its bytes are in the staging area under ``id.hex``."""
+
+    __tablename__ = "document_uploads"
+
+    dossier_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("dossiers.id", ondelete="CASCADE"), index=True
+    )
+    owner_id: Mapped[uuid.UUID] = mapped_column(index=True)  # user or guest id
+    filename: Mapped[str] = mapped_column(String(200))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64), default="")  # announced by the client
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class VaultDeposit(IdMixin, Base):
+    """One document deposited for one recipient in the vault."""
+
+    __tablename__ = "vault_deposits"
+
+    dossier_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("dossiers.id", ondelete="CASCADE"), index=True
+    )
+    document_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("documents.id", ondelete="CASCADE"), index=True
+    )
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    recipient_email: Mapped[str] = mapped_column(String(254))
+    recipient_phone: Mapped[str] = mapped_column(String(30))
+    created_by_id: Mapped[uuid.UUID | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    downloads: Mapped[int] = mapped_column(Integer, default=0)
+    last_download_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class RetentionNotice(Base):
+    """The reminder sent for a closed dossier (once)."""
+
+    __tablename__ = "retention_notices"
+
+    dossier_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    reminded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    purge_after: Mapped[datetime] = mapped_column(UTCDateTime())
+    recipients: Mapped[str] = mapped_column(String(600), default="")

@@ -28,6 +28,7 @@ from sqlalchemy import ColumnElement, and_, false, or_, select, true
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core import audit
 from core.db import Database, utcnow
 from core.errors import Forbidden, NotFound
 from core.principal import Principal
@@ -240,8 +241,6 @@ async def require(
     """
     if for_update is None:
         for_update = action is not Action.read
-    from core import audit
-
     stmt = select(Dossier).where(Dossier.id == dossier_id)
     if for_update and db.dialect == "postgresql":
         stmt = stmt.with_for_update()

@@ -31,13 +31,19 @@ from core.db import Database, utcnow
 from core.notify import DeliveryError, Email, Notifier
 from core.storage import Storage
 from core.storage import of as storage_of
-from dossier.documents import (
+from dossier.documents.store import on_commit_delete
+from dossier.documents.uploads import purge_stale_uploads
+from dossier.models import (
     Document,
+    Dossier,
+    DossierState,
+    Patient,
     RetentionNotice,
     Upload,
+    UserSignature,
     VaultDeposit,
-    on_commit_delete,
 )
+from rooms.models import RoomAttachment  # files sent in rooms share the blob store
 
 log = logging.getLogger(__name__)
 INTERVAL_SECONDS = 3600
@@ -53,7 +59,6 @@ class PurgeReport:
 async def _remind(
     db: Database, notifier: Notifier, settings: Settings, now: datetime
 ) -> list[uuid.UUID]:
-    from dossier.models import Dossier, DossierState, Patient
 
     keep = timedelta(days=settings.retention_days)
     window = timedelta(days=settings.retention_days - settings.retention_reminder_days)
@@ -123,7 +128,6 @@ async def _remind(
 
 async def purge_dossier(db: Database, storage: Storage, dossier_id: uuid.UUID, why: str) -> int:
     """Delete a dossier's content and blobs (audit rows stay); returns the blobs removed."""
-    from dossier.models import Dossier
 
     async with db.write() as uow:
         s = uow.session
@@ -168,7 +172,6 @@ async def purge_expired(
     notifier: Notifier | None = None,
 ) -> PurgeReport:
     """Send due reminders and purge closed dossiers past the retention period."""
-    from dossier.models import Dossier, DossierState
 
     if isinstance(app_or_db, web.Application):
         db = app_or_db[DB]
@@ -208,8 +211,6 @@ async def purge_expired(
 async def sweep_orphans(db: Database, storage: Storage, min_age_seconds: float = 3600) -> int:
     """Delete blobs no row refers to (left by a process killed mid-write), and old staging
     files. Fresh blobs are spared: they may belong to a transaction still running."""
-    from dossier.documents import UserSignature
-    from rooms.models import RoomAttachment  # files sent in rooms share the blob store
 
     async with db.read() as session:
         used: set[str] = set()
@@ -239,7 +240,6 @@ def start(app: web.Application) -> None:
     """Run the purge every hour in the server (first run a minute after start)."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        from dossier.uploads import purge_stale_uploads
 
         async def loop() -> None:
             await asyncio.sleep(60)

@@ -17,21 +17,22 @@ from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import storage as core_storage
-from core.api import Api
 from core.auth import principal as principal_of
 from core.context import BUS, DB
 from core.db import UnitOfWork
 from core.errors import Forbidden, NotFound
 from core.events import Event
 from core.principal import Principal
-from dossier import doc_access, permissions
-from dossier.documents import Document, Source, add_document
-from dossier.dossiers import audience
-from dossier.models import Dossier
+from dossier import permissions
+from dossier.documents import access as doc_access
+from dossier.documents.store import Source, add_document
+from dossier.models import Document, Dossier
+from dossier.web import RouteTable
+from dossier.workflow.dossiers import audience
 from rooms import access, attachments
 from rooms.attachments_api import AttachmentOut
 from rooms.live import LIVE
-from rooms.models import Room
+from rooms.models import Room, RoomAttachment
 
 
 class DossierRoomAccess:
@@ -78,59 +79,76 @@ async def file_attachment(
     return doc.id
 
 
+async def send_document_to_room(
+    app: web.Application,
+    p: Principal,
+    room_id: uuid.UUID,
+    document_id: uuid.UUID,
+    to: str | None,
+) -> RoomAttachment:
+    """Send a document of the room's dossier into the room, to one participant or to all:
+    whoever may read the dossier's documents, never a DICOM study awaiting its identity
+    check. The room's own write path (:func:`rooms.attachments.add_attachment`) files it."""
+    async with app[DB].read() as session:
+        room, _ = await access.room_for(session, p, room_id)
+        if room.dossier_id is None:
+            raise NotFound("This room has no dossier", code="document_not_found")
+        await doc_access.require_document_read(session, p, room.dossier_id)
+        doc = await session.get(Document, document_id)
+    if doc is None or doc.dossier_id != room.dossier_id:
+        raise NotFound("No such document in the room's dossier", code="document_not_found")
+    if doc.pending_identity_check:
+        raise Forbidden(
+            "Ce document attend la confirmation de l'identité du patient.",
+            code="identity_unconfirmed",
+        )
+    storage = core_storage.of(app)
+    return await attachments.add_attachment(
+        app,
+        p,
+        room_id,
+        filename=doc.filename,
+        data=storage.blobs.open(doc.blob_key),
+        source="dossier_document",
+        recipient=to,
+        dossier_document_id=doc.id,
+    )
+
+
 class FromDocumentIn(BaseModel):
     document_id: uuid.UUID
     # A participant id, account id or guest id; none: everyone in the room.
     to: str | None = Field(None, min_length=1, max_length=200)
 
 
-def _setup_routes(app: web.Application) -> None:
-    api = Api.of(app)
+routes = RouteTable()
 
-    @api.post(
-        "/rooms/{room_id}/attachments/from-document",
-        body=FromDocumentIn,
-        response=AttachmentOut,
-        status=201,
-        tags=["rooms"],
-        errors=[403, 404, 409, 422, 429],
+
+@routes.post(
+    "/rooms/{room_id}/attachments/from-document",
+    body=FromDocumentIn,
+    response=AttachmentOut,
+    status=201,
+    tags=["rooms"],
+    errors=[403, 404, 409, 422, 429],
+)
+async def send_dossier_document(request: web.Request, body: FromDocumentIn) -> AttachmentOut:
+    """Send a document of the room's dossier to a participant (e.g. the patient)."""
+    a = await send_document_to_room(
+        request.app,
+        principal_of(request),
+        uuid.UUID(request.match_info["room_id"]),
+        body.document_id,
+        body.to,
     )
-    async def send_dossier_document(request: web.Request, body: FromDocumentIn) -> AttachmentOut:
-        """Send a document of the room's dossier to a participant (e.g. the patient)."""
-        room_id = uuid.UUID(request.match_info["room_id"])
-        p = principal_of(request)
-        async with app[DB].read() as session:
-            room, _ = await access.room_for(session, p, room_id)
-            if room.dossier_id is None:
-                raise NotFound("This room has no dossier", code="document_not_found")
-            await doc_access.require_document_read(session, p, room.dossier_id)
-            doc = await session.get(Document, body.document_id)
-        if doc is None or doc.dossier_id != room.dossier_id:
-            raise NotFound("No such document in the room's dossier", code="document_not_found")
-        if doc.pending_identity_check:
-            raise Forbidden(
-                "Ce document attend la confirmation de l'identité du patient.",
-                code="identity_unconfirmed",
-            )
-        storage = core_storage.of(app)
-        a = await attachments.add_attachment(
-            app,
-            p,
-            room_id,
-            filename=doc.filename,
-            data=storage.blobs.open(doc.blob_key),
-            source="dossier_document",
-            recipient=body.to,
-            dossier_document_id=doc.id,
-        )
-        return AttachmentOut.of(a)
+    return AttachmentOut.of(a)
 
 
 def setup(app: web.Application) -> None:
     access.register(_ACCESS)
     access.register_attach_check(may_attach)
     attachments.register_filer(file_attachment)
-    _setup_routes(app)
+    routes.register(app)
 
     async def forward_update(event: Event) -> None:
         live = app.get(LIVE)

@@ -13,9 +13,10 @@ from core import accounts
 from core.accounts import User
 from core.db import Database
 from core.principal import Principal
-from dossier import dossiers, forms, identity
-from dossier.careoffers import geocode
+from dossier.careoffers.directory import geocode
+from dossier.identity import patients as identity
 from dossier.models import CareOffer, CareOfferMember, Dossier, FormSide, Patient, RequestType
+from dossier.workflow import dossiers, forms
 
 TX_SIMPLE: dict[str, Any] = {
     "requester": [

@@ -27,7 +27,7 @@ def _ms(samples: list[float]) -> str:
 
 
 def bench_render(tmp: Path, frames: int) -> None:
-    from dossier.dicom import render_frame
+    from dossier.documents.dicom import render_frame
     from tests.support.dicom_series import Study, multiframe, series_slice
 
     one = tmp / "slice.dcm"

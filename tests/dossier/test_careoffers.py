@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dossier.careoffers import geocode, haversine_km
+from dossier.careoffers.directory import geocode, haversine_km
 from tests.dossier.dossier_fixtures import *  # noqa: F403
 
 SQLITE = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)

@@ -10,7 +10,7 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from core.context import DB
-from dossier.dicom import (
+from dossier.documents.dicom import (
     BadDicom,
     DicomInfo,
     Identity,
@@ -18,7 +18,7 @@ from dossier.dicom import (
     read_metadata,
     render_preview,
 )
-from dossier.documents import Document
+from dossier.models import Document
 from tests.support.documents import blob_files, dicom_bytes, make_dossier, staging_files
 
 sqlite_only = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)

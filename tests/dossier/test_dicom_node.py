@@ -10,8 +10,8 @@ from sqlalchemy import select
 from core.app import create_app
 from core.audit import AuditEntry
 from core.context import DB
-from dossier import dicom_node
-from dossier.documents import Document
+from dossier.documents import dicom_node
+from dossier.models import Document
 from tests.conftest import free_port
 from tests.support.documents import dicom_bytes, make_dossier
 

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from core.accounts import User
 from core.audit import AuditEntry
 from core.context import DB
-from dossier.dicom import instance_sort_key, read_metadata, render_frame
+from dossier.documents.dicom import instance_sort_key, read_metadata, render_frame
 from tests.support.dicom_series import Study, multiframe, series_slice
 from tests.support.documents import make_dossier, pdf_bytes
 

@@ -7,7 +7,8 @@ from sqlalchemy import func, select
 
 from core.audit import AuditEntry
 from core.context import DB
-from dossier.documents import Document, add_document
+from dossier.documents.store import add_document
+from dossier.models import Document
 from tests.conftest import make_settings
 from tests.support.documents import (
     blob_files,

@@ -11,7 +11,7 @@ from PIL import Image
 
 from core.errors import TooLarge
 from core.storage import local_storage
-from dossier import filetypes as ft
+from dossier.documents import filetypes as ft
 from tests.support.documents import dicom_bytes, docx_bytes, mp4_bytes, pdf_bytes
 
 

@@ -20,7 +20,7 @@ from core.audit import AuditEntry
 from core.context import DB, SESSIONS
 from core.db import utcnow
 from core.principal import Principal
-from dossier import lookup
+from dossier.identity import lookup
 from dossier.models import DossierGrant
 from dossier.permissions import can_see
 from tests.dossier.dossier_fixtures import *  # noqa: F403

@@ -22,9 +22,9 @@ from core.context import DB
 from core.db import UTCDateTime, utcnow
 from core.migrate import alembic_config, upgrade
 from core.principal import Principal
-from dossier import dossiers, numbering
-from dossier.export import zip_name, zip_name_of
+from dossier.documents.export import zip_name, zip_name_of
 from dossier.models import Dossier, DossierNumberCounter
+from dossier.workflow import dossiers, numbering
 from tests.conftest import make_settings
 from tests.dossier.dossier_fixtures import *  # noqa: F403
 from tests.dossier.dossier_fixtures import (

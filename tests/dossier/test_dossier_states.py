@@ -9,7 +9,7 @@ import pytest
 
 from core.context import DB
 from dossier.models import Dossier, DossierState
-from dossier.states import TRANSITIONS, can_transition
+from dossier.workflow.states import TRANSITIONS, can_transition
 from tests.dossier.dossier_fixtures import *  # noqa: F403
 from tests.dossier.dossier_fixtures import (
     ENDO,

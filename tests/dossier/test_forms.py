@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from core.errors import ValidationFailed
-from dossier.forms import check_template, clean_values
 from dossier.seed import TLX_DIABETO, TX_SIMPLE
+from dossier.workflow.forms import check_template, clean_values
 
 FIELDS = TLX_DIABETO["requester"]
 

@@ -10,7 +10,14 @@ from sqlalchemy import func, select
 
 from core.context import DB
 from core.errors import ValidationFailed
-from dossier.identity import Criteria, fold, ins_key, ins_with_key, match_rate, validate_ins
+from dossier.identity.patients import (
+    Criteria,
+    fold,
+    ins_key,
+    ins_with_key,
+    match_rate,
+    validate_ins,
+)
 from dossier.models import Patient, Sex
 from tests.dossier.dossier_fixtures import *  # noqa: F403
 from tests.dossier.dossier_fixtures import CARDIO_EMAIL, PATIENT, new_patient

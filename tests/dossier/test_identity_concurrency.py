@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from dossier.identity import ins_with_key
+from dossier.identity.patients import ins_with_key
 from tests.dossier.dossier_fixtures import *  # noqa: F403
 from tests.dossier.dossier_fixtures import ENDO, PATIENT, TX_REQUESTER, draft_ready_to_sign
 

@@ -6,7 +6,7 @@ import pymupdf
 import pytest
 
 from core.context import DB
-from dossier.signing import verify_pdf
+from dossier.report.signing import verify_pdf
 from tests.support.documents import make_dossier, pdf_bytes, png_bytes, signature_png
 
 sqlite_only = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)

@@ -9,8 +9,7 @@ from core.audit import AuditEntry
 from core.context import DB
 from core.db import utcnow
 from core.storage import of as storage_of
-from dossier.documents import Document
-from dossier.models import Dossier
+from dossier.models import Document, Dossier
 from dossier.retention import purge_expired
 from tests.conftest import make_settings
 from tests.support.documents import blob_files, make_dossier, pdf_bytes, png_bytes

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from core.context import DB
 from core.principal import Principal
-from dossier.documents import Document
+from dossier.models import Document
 from rooms import attachments
 from rooms.models import RoomAttachment
 from tests.conftest import make_settings

@@ -11,7 +11,7 @@ from core.audit import AuditEntry
 from core.context import DB
 from core.db import utcnow
 from core.notify import Notification
-from dossier.documents import VaultDeposit
+from dossier.models import VaultDeposit
 from tests.conftest import free_port, make_settings
 from tests.support.documents import make_dossier
 

@@ -17,7 +17,7 @@ from core.context import DB
 from core.db import Database
 from core.events import EventBus
 from core.sessions import COOKIE, CSRF_HEADER, DbSessionStore, Sessions
-from dossier.documents import Document, Upload
+from dossier.models import Document, Upload
 from tests.conftest import SECRET, free_port
 from tests.support.documents import blob_files, make_dossier, pdf_bytes, staging_files
 

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from core.context import DB
 from core.storage import of as storage_of
-from dossier.documents import Document, Upload
+from dossier.models import Document, Upload
 from tests.conftest import make_settings
 from tests.support.documents import make_dossier, png_bytes, staging_files
 from tests.ui.conftest import call_api, open_session, shot, wait_js

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from core.accounts import User
 from core.context import DB
-from dossier.lookup import MAX_FAILURES
+from dossier.identity.lookup import MAX_FAILURES
 from dossier.models import Dossier, Patient
 from tests.ui.conftest import call_api, open_session, shot, wait_js
 from tests.ui.test_accessibility import PHONE, audit

@@ -77,7 +77,7 @@ def upgrade() -> None:
 def _backfill_numbers() -> None:
     """Number the existing dossiers in the order they were created, year by year, and leave
     each year's counter at its last number (new dossiers continue from there)."""
-    from dossier.numbering import format_number, year_of
+    from dossier.workflow.numbering import format_number, year_of
 
     conn = op.get_bind()
     dossiers = sa.table(

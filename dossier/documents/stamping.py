@@ -8,9 +8,19 @@ stamped one becomes its next version.
 
 from __future__ import annotations
 
+import asyncio
 import io
+import uuid
+from typing import Literal
 
+from core.db import Database
 from core.errors import ValidationFailed
+from core.principal import Principal
+from dossier.documents import access
+from dossier.documents.store import add_document, get_document, storage_for
+from dossier.models import Document, UserSignature
+
+STAMPABLE = {"application/pdf", "image/png", "image/jpeg", "image/webp"}
 
 
 class BadSignatureImage(ValidationFailed):
@@ -114,3 +124,64 @@ def _stamp_image(image: bytes, signature_png: bytes, *, x: float, y: float, widt
         buf = io.BytesIO()
         (canvas.convert("RGB") if fmt == "JPEG" else canvas).save(buf, fmt)
         return buf.getvalue()
+
+
+async def stamp_document(
+    db: Database,
+    principal: Principal,
+    dossier_id: uuid.UUID,
+    document_id: uuid.UUID,
+    *,
+    pages: Literal["all"] | list[int],
+    x: float,
+    y: float,
+    width: float,
+) -> Document:
+    """Apply the principal's signature picture on a PDF's pages (1-based ``pages``) or on a
+    photo: the stamped file is added as the document's next version."""
+    async with db.write() as uow:
+        session = uow.session
+        storage = storage_for(session)
+        await access.require_document_write(session, principal, dossier_id)
+        doc = await get_document(session, document_id, dossier_id)
+        sig = await session.get(UserSignature, principal.subject_id)
+        if sig is None:
+            raise ValidationFailed(
+                "Chargez d'abord votre signature (Paramètres → Charger une signature).",
+                code="no_signature",
+            )
+        if doc.category not in ("pdf", "image") or doc.content_type not in STAMPABLE:
+            raise ValidationFailed(
+                "La signature s'appose sur un PDF ou une photo.", code="not_stampable"
+            )
+        if doc.source == "report" and doc.meta.get("signed"):
+            raise ValidationFailed("Le compte-rendu signé ne se modifie pas.", code="report_locked")
+        original = await storage.blobs.read(doc.blob_key)
+        picture = await storage.blobs.read(sig.blob_key)
+        if doc.category == "pdf":
+            indexes = None if pages == "all" else [n - 1 for n in pages]
+            out = await asyncio.to_thread(
+                lambda: stamp_pdf(original, picture, x=x, y=y, width=width, pages=indexes)
+            )
+        else:
+            out = await asyncio.to_thread(
+                lambda: stamp_image(original, picture, x=x, y=y, width=width)
+            )
+        return await add_document(
+            uow,
+            principal,
+            dossier_id,
+            doc.filename,
+            out,
+            "stamp",
+            previous=doc,
+            meta={
+                "stamp": {
+                    "pages": pages,
+                    "x": x,
+                    "y": y,
+                    "width": width,
+                    "from_document": str(doc.id),
+                }
+            },
+        )

@@ -21,11 +21,25 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
 from core.accounts import User
-from core.db import UnitOfWork
+from core.db import Database, UnitOfWork
 from core.errors import NotFound
 from core.principal import Principal
-from dossier import filetypes, signing
-from dossier.documents import Document, add_document, list_documents
+from dossier.documents import access as doc_access
+from dossier.documents import filetypes
+from dossier.documents.store import add_document, list_documents
+from dossier.models import (
+    CareOffer,
+    Document,
+    Dossier,
+    DossierRecipient,
+    DossierState,
+    FormPart,
+    FormSide,
+    FormStatus,
+    Patient,
+    RequestType,
+)
+from dossier.report import signing
 
 PARIS = ZoneInfo("Europe/Paris")
 SEX_LABELS = {"F": "Féminin", "M": "Masculin", "I": "Indéterminé"}
@@ -92,18 +106,6 @@ async def _user_label(session: AsyncSession, user_id: uuid.UUID | None) -> str:
 
 
 async def collect(session: AsyncSession, dossier_id: uuid.UUID, by: str) -> ReportData:
-    from dossier.models import (
-        CareOffer,
-        Dossier,
-        DossierRecipient,
-        DossierState,
-        FormPart,
-        FormSide,
-        FormStatus,
-        Patient,
-        RequestType,
-    )
-
     d = await session.get(Dossier, dossier_id)
     if d is None:
         raise NotFound("Dossier introuvable.", code="dossier_not_found")
@@ -354,8 +356,6 @@ async def generate_report(
     uow: UnitOfWork, principal: Principal, dossier_id: uuid.UUID, data_dir: Path
 ) -> Document:
     """Generate ("Générer PDF"), sign and file the report as a document of the dossier."""
-    from dossier import doc_access
-
     session = uow.session
     await doc_access.require_document_write(session, principal, dossier_id)
     name, pdf, data = await build_signed_report(session, dossier_id, principal.label, data_dir)
@@ -388,3 +388,11 @@ async def generate_report(
         sha256=doc.sha256,
     )
     return doc
+
+
+async def file_report(
+    db: Database, principal: Principal, dossier_id: uuid.UUID, data_dir: Path
+) -> Document:
+    """The "Générer PDF" action: :func:`generate_report` in a transaction of its own."""
+    async with db.write() as uow:
+        return await generate_report(uow, principal, dossier_id, data_dir)

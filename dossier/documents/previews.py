@@ -10,6 +10,8 @@ import io
 import logging
 from pathlib import Path
 
+from dossier.documents.dicom import render_preview
+
 log = logging.getLogger(__name__)
 
 THUMB_MAX = 512
@@ -49,8 +51,6 @@ def render(category: str, path: Path) -> bytes | None:
         if category in ("pdf", "report"):
             return pdf_first_page(path)
         if category == "dicom":
-            from dossier.dicom import render_preview
-
             return render_preview(path)
     except Exception as e:  # a broken file has no preview, and that is all
         log.info("no preview for %s: %s", path.name, e)

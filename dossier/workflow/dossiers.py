@@ -18,14 +18,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
-from core.accounts import Delegation, User
+from core.accounts import Delegation, User, delegators_of
 from core.audit import AuditEntry
 from core.db import Database, utcnow
 from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from core.principal import Principal
-from dossier import forms, numbering, states
-from dossier.careoffers import members_of
-from dossier.identity import fold
+from dossier.careoffers.directory import members_of
+from dossier.careoffers.schemas import CareOfferOut
+from dossier.identity.patients import fold
+from dossier.identity.schemas import PatientOut
 from dossier.models import (
     CareOffer,
     CareOfferMember,
@@ -48,18 +49,17 @@ from dossier.permissions import (
     visible_dossiers,
     visible_patients,
 )
-from dossier.schemas import (
+from dossier.schemas import UserRef
+from dossier.workflow import forms, numbering, states
+from dossier.workflow.schemas import (
     ActivityPage,
     ActivityQuery,
     ActivityRow,
-    CareOfferOut,
     DossierOut,
     FormPartOut,
     HistoryEntry,
-    PatientOut,
     ReceiptOut,
     RequestTypeOut,
-    UserRef,
 )
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -127,6 +127,29 @@ def _transition(d: Dossier, dst: DossierState) -> None:
 
 
 # -- the wizard ---------------------------------------------------------------------------
+
+
+async def request_types(db: Database) -> list[RequestType]:
+    """The active request types ("type de demande"), by label."""
+    async with db.read() as s:
+        rows = await s.execute(
+            select(RequestType).where(RequestType.active.is_(True)).order_by(RequestType.label)
+        )
+        return list(rows.scalars())
+
+
+async def requesters_for(db: Database, principal: Principal) -> list[User]:
+    """Whom the principal may open a dossier for: themself (practitioner) or those they act
+    for (secretary, "en délégation de")."""
+    p = principal
+    ids = [p.subject_id] if p.role == "practitioner" else list(p.delegates_for)
+    if p.role not in ("practitioner", "secretary") or not ids:
+        return []
+    async with db.read() as s:
+        rows = await s.execute(
+            select(User).where(User.id.in_(ids), User.active.is_(True)).order_by(User.last_name)
+        )
+        return list(rows.scalars())
 
 
 async def create_dossier(
@@ -406,10 +429,7 @@ async def _same_side(s: AsyncSession, d: Dossier, a: Access, asker_id: uuid.UUID
     asker = await s.get(User, asker_id)
     if asker is None:
         return False
-    from core.accounts import delegators_of
-    from core.principal import Principal as P
-
-    asker_p = P(
+    asker_p = Principal(
         kind="user",
         subject_id=asker.id,
         label=asker.display_name,

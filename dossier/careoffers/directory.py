@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.accounts import User
 from core.errors import ValidationFailed
-from dossier.identity import fold
+from dossier.identity.patients import fold
 from dossier.models import CareOffer, CareOfferMember
 
 MIN_KEYWORD = 3

@@ -1,4 +1,5 @@
-"""Documents of a dossier: the table, and the one write path every source goes through.
+"""Documents of a dossier: the one write path every source goes through, and the actions
+the document routes call.
 
 Uploads, resumable uploads, snapshots and screenshots taken during a call, files sent in a
 room's chat, generated reports and stamped versions all end in :func:`add_document`. It
@@ -16,22 +17,22 @@ import uuid
 import weakref
 from collections.abc import AsyncIterable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
-from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Integer, String, Text, event, select
+from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
-from sqlalchemy.orm import Mapped, mapped_column
 
 from core import audit
-from core.db import Base, IdMixin, UnitOfWork, UTCDateTime, utcnow
+from core.db import Database, UnitOfWork, utcnow
 from core.errors import Conflict, NotFound, ValidationFailed
 from core.heavy import run_heavy
 from core.principal import Principal
 from core.storage import StagedFile, Storage
-from dossier import filetypes, previews
-from dossier.dicom import DicomInfo, Identity, identity_mismatches, read_metadata
+from dossier.documents import access, filetypes, previews
+from dossier.documents.dicom import DicomInfo, Identity, identity_mismatches, read_metadata
+from dossier.models import Document, Dossier, Patient
 
 Source = Literal["upload", "snapshot", "screenshot", "chat", "report", "stamp", "dicom_node"]
 SOURCE_LABELS = {
@@ -43,106 +44,6 @@ SOURCE_LABELS = {
     "stamp": "Signature apposée",
     "dicom_node": "Reçu d'une modalité DICOM",
 }
-
-
-class Document(IdMixin, Base):
-    __tablename__ = "documents"
-
-    dossier_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("dossiers.id", ondelete="CASCADE"), index=True
-    )
-    filename: Mapped[str] = mapped_column(String(200))
-    category: Mapped[str] = mapped_column(String(20), index=True)  # filetypes.CATEGORIES
-    content_type: Mapped[str] = mapped_column(String(120))
-    size: Mapped[int] = mapped_column(BigInteger)
-    sha256: Mapped[str] = mapped_column(String(64))
-    blob_key: Mapped[str] = mapped_column(String(64))
-    preview_key: Mapped[str | None] = mapped_column(String(64))
-    source: Mapped[str] = mapped_column(String(20), default="upload")
-    author_id: Mapped[uuid.UUID | None] = mapped_column(index=True)  # user or guest id
-    author_kind: Mapped[str] = mapped_column(String(10), default="user")
-    author_label: Mapped[str] = mapped_column(String(200), default="")
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    # A stamped copy points at the document it was made from; versions count from 1.
-    previous_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("documents.id", ondelete="SET NULL")
-    )
-    version: Mapped[int] = mapped_column(Integer, default=1)
-    # DICOM metadata, stamp parameters, signature facts…
-    meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    # DICOM whose patient does not match the dossier's: kept aside until someone confirms.
-    identity_mismatch: Mapped[bool] = mapped_column(Boolean, default=False)
-    identity_warning: Mapped[str] = mapped_column(Text, default="")
-    identity_confirmed_by_id: Mapped[uuid.UUID | None] = mapped_column()
-    identity_confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-
-    @property
-    def pending_identity_check(self) -> bool:
-        return self.identity_mismatch and self.identity_confirmed_at is None
-
-
-class UserSignature(Base):
-    """The picture of a user's handwritten signature (seed 000, 3.2: "Charger une signature")."""
-
-    __tablename__ = "user_signatures"
-
-    user_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
-    )
-    blob_key: Mapped[str] = mapped_column(String(64))
-    width: Mapped[int] = mapped_column(Integer)
-    height: Mapped[int] = mapped_column(Integer)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-
-
-class Upload(IdMixin, Base):
-    """A resumable upload in progress; its bytes are in the staging area under ``id.hex``."""
-
-    __tablename__ = "document_uploads"
-
-    dossier_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("dossiers.id", ondelete="CASCADE"), index=True
-    )
-    owner_id: Mapped[uuid.UUID] = mapped_column(index=True)  # user or guest id
-    filename: Mapped[str] = mapped_column(String(200))
-    size: Mapped[int] = mapped_column(BigInteger)
-    sha256: Mapped[str] = mapped_column(String(64), default="")  # announced by the client
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
-
-
-class VaultDeposit(IdMixin, Base):
-    """One document deposited for one recipient in the vault."""
-
-    __tablename__ = "vault_deposits"
-
-    dossier_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("dossiers.id", ondelete="CASCADE"), index=True
-    )
-    document_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("documents.id", ondelete="CASCADE"), index=True
-    )
-    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    code_hash: Mapped[str] = mapped_column(String(64))
-    recipient_email: Mapped[str] = mapped_column(String(254))
-    recipient_phone: Mapped[str] = mapped_column(String(30))
-    created_by_id: Mapped[uuid.UUID | None] = mapped_column()
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    downloads: Mapped[int] = mapped_column(Integer, default=0)
-    last_download_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-
-
-class RetentionNotice(Base):
-    """The reminder sent for a closed dossier (once)."""
-
-    __tablename__ = "retention_notices"
-
-    dossier_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
-    reminded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    purge_after: Mapped[datetime] = mapped_column(UTCDateTime())
-    recipients: Mapped[str] = mapped_column(String(600), default="")
 
 
 # -- storage lookup ---------------------------------------------------------------------
@@ -165,7 +66,7 @@ def storage_for(session: AsyncSession) -> Storage:
         raise RuntimeError("documents: setup_documents(app) was not called") from None
 
 
-def _on_rollback_delete(session: AsyncSession, storage: Storage, key: str) -> None:
+def on_rollback_delete(session: AsyncSession, storage: Storage, key: str) -> None:
     """Remove ``key`` if the transaction that would reference it rolls back."""
     sync = session.sync_session
 
@@ -209,8 +110,6 @@ def on_commit_delete(session: AsyncSession, storage: Storage, keys: list[str]) -
 
 
 async def patient_identity(session: AsyncSession, dossier_id: uuid.UUID) -> Identity | None:
-    from dossier.models import Dossier, Patient
-
     row = (
         await session.execute(
             select(Patient)
@@ -289,8 +188,6 @@ async def add_document(
     try:
         filename = filetypes.sanitize_filename(filename)
         if check_permission and principal is not None:
-            from dossier import doc_access as access
-
             await access.require_document_write(session, principal, dossier_id)
         staged = await _stage(storage, data)
         if staged.size == 0:
@@ -309,12 +206,12 @@ async def add_document(
         warning = " ; ".join(reasons)
     preview = await run_heavy(previews.render, checked.filetype.category, staged.path)
     blob = await storage.blobs.put(staged)
-    _on_rollback_delete(session, storage, blob.key)
+    on_rollback_delete(session, storage, blob.key)
     preview_key = None
     if preview:
         pblob = await storage.blobs.put_bytes(preview)
         preview_key = pblob.key
-        _on_rollback_delete(session, storage, pblob.key)
+        on_rollback_delete(session, storage, pblob.key)
     doc = Document(
         id=uuid.uuid4(),
         dossier_id=dossier_id,
@@ -388,8 +285,6 @@ async def confirm_identity(
     uow: UnitOfWork, principal: Principal, document_id: uuid.UUID, dossier_id: uuid.UUID
 ) -> Document:
     """A human confirms that a flagged DICOM study belongs to this dossier's patient."""
-    from dossier import doc_access as access
-
     session = uow.session
     await access.require_document_write(session, principal, dossier_id)
     doc = await get_document(session, document_id, dossier_id)
@@ -414,8 +309,6 @@ async def delete_document(
     uow: UnitOfWork, principal: Principal, document_id: uuid.UUID, dossier_id: uuid.UUID
 ) -> None:
     """Remove a document added by mistake (its blobs go once the removal has committed)."""
-    from dossier import doc_access as access
-
     session = uow.session
     await access.require_document_write(session, principal, dossier_id)
     doc = await get_document(session, document_id, dossier_id)
@@ -440,3 +333,76 @@ async def delete_document(
 
 def blob_path(storage: Storage, key: str) -> Path | None:
     return storage.blobs.local_path(key)
+
+
+# -- the actions the routes call (one transaction each) ------------------------------------
+
+
+async def upload_document(
+    db: Database,
+    principal: Principal,
+    dossier_id: uuid.UUID,
+    filename: str,
+    chunks: AsyncIterable[bytes],
+) -> Document:
+    """Add a document streamed by its author (a single-request upload)."""
+    async with db.write() as uow:
+        return await add_document(uow, principal, dossier_id, filename, chunks)
+
+
+async def remove_document(
+    db: Database, principal: Principal, document_id: uuid.UUID, dossier_id: uuid.UUID
+) -> None:
+    async with db.write() as uow:
+        await delete_document(uow, principal, document_id, dossier_id)
+
+
+async def confirm_document_identity(
+    db: Database, principal: Principal, document_id: uuid.UUID, dossier_id: uuid.UUID
+) -> Document:
+    async with db.write() as uow:
+        return await confirm_identity(uow, principal, document_id, dossier_id)
+
+
+async def documents_for_reader(
+    db: Database, principal: Principal, dossier_id: uuid.UUID
+) -> list[Document]:
+    """The dossier's documents for someone who may read them (the listing is audited)."""
+    async with db.read() as session:
+        await access.require_document_read(session, principal, dossier_id)
+        docs = await list_documents(session, dossier_id)
+    await audit.record_now(
+        db,
+        "document.list",
+        actor=principal,
+        object_type="dossier",
+        object_id=dossier_id,
+        count=len(docs),
+    )
+    return docs
+
+
+async def readable_document(
+    db: Database, principal: Principal, dossier_id: uuid.UUID, document_id: uuid.UUID
+) -> Document:
+    """A document the principal may read (the caller audits what is read with
+    :func:`record_read`: a video's seeks are one viewing)."""
+    async with db.read() as session:
+        await access.require_document_read(session, principal, dossier_id)
+        return await get_document(session, document_id, dossier_id)
+
+
+async def record_read(
+    db: Database, principal: Principal, doc: Document, what: str, **details: Any
+) -> None:
+    await audit.record_now(
+        db,
+        "document.read",
+        actor=principal,
+        object_type="document",
+        object_id=doc.id,
+        dossier_id=str(doc.dossier_id),
+        filename=doc.filename,
+        what=what,
+        **details,
+    )

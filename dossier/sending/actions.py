@@ -29,8 +29,9 @@ from core.errors import Forbidden, Gone, NotFound, ValidationFailed
 from core.notify import Attachment, DeliveryError, Email, Notifier
 from core.principal import Principal
 from core.storage import Storage
-from dossier import doc_access
-from dossier.documents import Document, VaultDeposit, get_document
+from dossier.documents import access as doc_access
+from dossier.documents.store import get_document
+from dossier.models import Document, VaultDeposit
 
 PARIS = ZoneInfo("Europe/Paris")
 VAULT_TTL = timedelta(days=7)

@@ -29,23 +29,18 @@ import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Uuid, bindparam, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
 from core.accounts import User
-from core.api import Api
 from core.audit import AuditEntry
-from core.auth import principal
-from core.context import DB
 from core.db import Database, utcnow
 from core.errors import Forbidden, NotFound, TooManyRequests, ValidationFailed
 from core.principal import Principal
-from dossier import numbering
 from dossier.models import Dossier, DossierState, Patient
 from dossier.permissions import access_to, grant_read
+from dossier.workflow import numbering
 
 ACTION = "dossier.access_by_number"
 MAX_FAILURES = 10
@@ -53,16 +48,6 @@ WINDOW = timedelta(minutes=15)
 # Reasons of a denied attempt that count towards the limit (a refusal for being over the
 # limit does not: it would push the end of the wait further at every retry).
 COUNTED = ("unknown_number", "wrong_birth_date", "draft")
-
-
-class LookupIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    number: str = Field(min_length=1, max_length=40, examples=["TE-2026-000123"])
-    birth_date: date
-
-
-class LookupOut(BaseModel):
-    dossier_id: uuid.UUID
 
 
 @dataclass
@@ -187,19 +172,3 @@ async def lookup(db: Database, p: Principal, number: str, birth_date: date) -> u
     if out.dossier_id is None:
         raise NotFound("No dossier with this number and this birth date", code="dossier_not_found")
     return out.dossier_id
-
-
-def setup(app: web.Application) -> None:
-    api = Api.of(app)
-
-    @api.post(
-        "/dossiers/lookup",
-        body=LookupIn,
-        response=LookupOut,
-        tags=["dossiers"],
-        errors=[403, 404, 422, 429],
-    )
-    async def lookup_dossier(request: web.Request, body: LookupIn) -> LookupOut:
-        """Open a dossier by its number and the patient's birth date (read access)."""
-        did = await lookup(request.app[DB], principal(request), body.number, body.birth_date)
-        return LookupOut(dossier_id=did)

@@ -24,8 +24,12 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import Integer
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.db import Base, utcnow
 
 PREFIX = "TE"
 WIDTH = 6
@@ -34,6 +38,15 @@ PARIS = ZoneInfo("Europe/Paris")
 # leading zeros of the sequence optional.
 _SEP = r"[\s\-./_]*"
 _TYPED = re.compile(rf"^{PREFIX}{_SEP}(\d{{4}}){_SEP}(\d{{1,9}})$")
+
+
+class DossierNumberCounter(Base):
+    """The last dossier number given in a year (one row per year)."""
+
+    __tablename__ = "dossier_number_counters"
+
+    year: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    last: Mapped[int] = mapped_column(Integer, default=0)
 
 
 def format_number(year: int, seq: int) -> str:
@@ -58,8 +71,7 @@ def normalize(typed: str) -> str | None:
 
 
 def _upsert(dialect: str, year: int) -> Any:
-    from dossier.models import DossierNumberCounter as C
-
+    C = DossierNumberCounter
     ins: Any = (postgresql if dialect == "postgresql" else sqlite).insert(C)
     stmt = ins.values(year=year, last=1)
     stmt = stmt.on_conflict_do_update(index_elements=[C.year], set_={"last": C.last + 1})
@@ -78,8 +90,6 @@ def column_default(context: Any) -> str:
     """``Dossier.number``'s default for rows inserted without one (the creation write path
     allocates explicitly; this keeps any other insert, a test's or a script's, numbered by
     the same counter, in the same transaction)."""
-    from core.db import utcnow
-
     params = context.get_current_parameters()
     at = params.get("created_at") or utcnow()
     year = year_of(at)

@@ -20,9 +20,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
+from core.accounts import User
 from core.db import Database
 from core.errors import Conflict, NotFound, ValidationFailed
 from core.principal import Principal
+from dossier.identity.schemas import PatientOut
 from dossier.models import InsStatus, Patient, Sex
 from dossier.permissions import visible_patients
 
@@ -191,6 +193,45 @@ def match_rate(p: Patient, c: Criteria) -> float:
     return round(min(scores) * 0.5 + sum(scores) / len(scores) * 0.5, 2)
 
 
+async def search_patients(
+    db: Database, principal: Principal, c: Criteria, criteria: list[str]
+) -> list[tuple[Patient, float]]:
+    """The search of the patients page: :func:`search`, audited with the criteria used
+    (their names, not their values) and the number of results."""
+    async with db.write() as uow:
+        hits = await search(uow.session, principal, c)
+        audit.record(
+            uow.session,
+            "patient.search",
+            actor=principal,
+            object_type="patient",
+            criteria=criteria,
+            results=len(hits),
+        )
+    return hits
+
+
+async def read_patient(db: Database, principal: Principal, patient_id: uuid.UUID) -> Patient:
+    """An identity card ("Fiche d'identité"), if the principal may see it; the reading is
+    audited."""
+    async with db.write() as uow:
+        pt = (
+            await uow.session.execute(
+                select(Patient).where(Patient.id == patient_id, visible_patients(principal))
+            )
+        ).scalar_one_or_none()
+        if pt is None:
+            raise NotFound("No patient with this id", code="patient_not_found")
+        audit.record(
+            uow.session,
+            "patient.read",
+            actor=principal,
+            object_type="patient",
+            object_id=patient_id,
+        )
+    return pt
+
+
 async def search(
     session: AsyncSession, principal: Principal, c: Criteria, *, limit: int = 25
 ) -> list[tuple[Patient, float]]:
@@ -267,8 +308,6 @@ async def create_patient(
         if not confirm:
             similar = await similar_identities(s, principal, fields)
             if similar:
-                from dossier.schemas import PatientOut  # late: schemas imports this module
-
                 raise Conflict(
                     "This identity resembles existing identities; confirm to create it anyway",
                     code="similar_identities",
@@ -279,8 +318,6 @@ async def create_patient(
                 )
         establishment = ""
         if principal.is_user:
-            from core.accounts import User
-
             me = await s.get(User, principal.subject_id)
             establishment = me.establishment if me else ""
         patient = Patient(

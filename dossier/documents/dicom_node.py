@@ -21,6 +21,7 @@ import logging
 import re
 import uuid
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +31,11 @@ from sqlalchemy import ColumnElement, or_, select
 from core import audit
 from core.context import DB, SETTINGS
 from core.db import Database
-from core.storage import Storage
+from core.storage import StagedFile, Storage
 from core.storage import of as storage_of
-from dossier.dicom import DicomInfo, Identity, identity_mismatches, read_metadata
+from dossier.documents.dicom import DicomInfo, Identity, identity_mismatches, read_metadata
+from dossier.documents.store import add_document
+from dossier.models import Dossier, DossierState, Patient
 
 log = logging.getLogger(__name__)
 _SAFE = re.compile(r"[^0-9A-Za-z.\-]")
@@ -47,16 +50,12 @@ class Filed:
 
 async def candidate_dossiers(db: Database, info: DicomInfo) -> list[uuid.UUID]:
     """Open dossiers whose patient is the study's patient."""
-    from dossier.models import Dossier, DossierState, Patient
-
     ids = [i for i in [info.patient_id, *info.other_patient_ids] if i]
     async with db.read() as session:
         conds: list[ColumnElement[bool]] = []
         if ids:
             conds += [Patient.ins.in_(ids), Patient.ipp.in_(ids)]
         if info.patient_birth_date:
-            from datetime import date
-
             conds.append(Patient.birth_date == date.fromisoformat(info.patient_birth_date))
         if not conds:
             return []
@@ -83,9 +82,6 @@ async def candidate_dossiers(db: Database, info: DicomInfo) -> list[uuid.UUID]:
 
 async def file_instance(db: Database, storage: Storage, data_dir: Path, path: Path) -> Filed:
     """File one received DICOM file (already on disk in the staging area)."""
-    from core.storage import StagedFile
-    from dossier.documents import add_document
-
     info = await asyncio.to_thread(read_metadata, path)
     candidates = await candidate_dossiers(db, info)
     if len(candidates) == 1:

@@ -9,18 +9,29 @@ system can check that nothing was altered on the way.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 import zipfile
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from dossier.documents import Document
-from dossier.filetypes import CATEGORIES
+from core import audit
+from core.db import Database, utcnow
+from core.principal import Principal
+from dossier.documents import access
+from dossier.documents.filetypes import CATEGORIES
+from dossier.documents.store import list_documents
+from dossier.models import Document, Dossier
+from dossier.report.pdf import build_signed_report
+
+Entry = tuple[str, Document | None, bytes | None]  # name in archive, document or bytes
 
 _COMPRESSIBLE = {"text", "office", "dicom"}
 
@@ -57,8 +68,6 @@ def zip_name(number: str) -> str:
 
 
 async def zip_name_of(session: AsyncSession, dossier_id: uuid.UUID) -> str:
-    from dossier.models import Dossier
-
     number = await session.scalar(select(Dossier.number).where(Dossier.id == dossier_id))
     return zip_name(number) if number else f"dossier-{dossier_id}.zip"
 
@@ -77,7 +86,7 @@ def archive_name(doc: Document, used: set[str]) -> str:
 
 
 async def stream_zip(
-    entries: list[tuple[str, Document | None, bytes | None]],
+    entries: list[Entry],
     open_blob: Any,
     manifest: dict[str, Any],
 ) -> AsyncIterator[bytes]:
@@ -103,3 +112,80 @@ async def stream_zip(
     zf.writestr(info, json.dumps(manifest, ensure_ascii=False, indent=2))
     zf.close()
     yield sink.drain()
+
+
+@dataclass
+class Export:
+    """What the "Exporter tout" archive holds, ready to stream with :func:`stream_zip`."""
+
+    zip_name: str
+    entries: list[Entry]
+    manifest: dict[str, Any]
+
+
+async def prepare_export(
+    db: Database, principal: Principal, dossier_id: uuid.UUID, data_dir: Path
+) -> Export:
+    """Check the reader, list the files (with a report generated for the export when the
+    dossier has none yet), build the manifest and audit the export."""
+    async with db.read() as session:
+        await access.require_document_read(session, principal, dossier_id)
+        docs = await list_documents(session, dossier_id)
+        generated: bytes | None = None
+        report_name = ""
+        if not any(d.source == "report" for d in docs):
+            report_name, generated, _ = await build_signed_report(
+                session, dossier_id, principal.label, data_dir
+            )
+    used: set[str] = set()
+    entries: list[Entry] = []
+    files: list[dict[str, Any]] = []
+    if generated is not None:
+        name = f"{CATEGORIES['report']}/{report_name}"
+        used.add(name)
+        entries.append((name, None, generated))
+        files.append(
+            {
+                "path": name,
+                "size": len(generated),
+                "sha256": hashlib.sha256(generated).hexdigest(),
+                "category": "report",
+                "generated_for_export": True,
+            }
+        )
+    for d in docs:
+        name = archive_name(d, used)
+        entries.append((name, d, None))
+        files.append(
+            {
+                "path": name,
+                "document_id": str(d.id),
+                "filename": d.filename,
+                "category": d.category,
+                "content_type": d.content_type,
+                "size": d.size,
+                "sha256": d.sha256,
+                "source": d.source,
+                "author": d.author_label,
+                "added_at": d.created_at.isoformat(),
+                "version": d.version,
+                "identity_mismatch": d.identity_mismatch,
+            }
+        )
+    async with db.read() as session:
+        zip_name = await zip_name_of(session, dossier_id)
+    manifest = {
+        "dossier_id": str(dossier_id),
+        "exported_at": utcnow().isoformat(),
+        "exported_by": principal.label,
+        "files": files,
+    }
+    await audit.record_now(
+        db,
+        "dossier.export",
+        actor=principal,
+        object_type="dossier",
+        object_id=dossier_id,
+        files=len(files),
+    )
+    return Export(zip_name, entries, manifest)

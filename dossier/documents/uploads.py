@@ -30,8 +30,10 @@ from core.db import Database, UnitOfWork, utcnow
 from core.errors import Conflict, Gone, NotFound, Problem, TooLarge, ValidationFailed
 from core.principal import Principal
 from core.storage import Storage
-from dossier import doc_access, filetypes
-from dossier.documents import Document, Upload, add_document
+from dossier.documents import access as doc_access
+from dossier.documents import filetypes
+from dossier.documents.store import add_document
+from dossier.models import Document, Upload
 
 UPLOAD_TTL = timedelta(hours=24)
 _SHA = re.compile(r"^[0-9a-f]{64}$")
@@ -94,6 +96,29 @@ async def create_upload(
         size=size,
     )
     return up
+
+
+async def start_upload(
+    db: Database,
+    principal: Principal,
+    dossier_id: uuid.UUID,
+    *,
+    filename: str,
+    size: int,
+    sha256: str = "",
+    max_bytes: int,
+) -> Upload:
+    """Start a resumable upload: :func:`create_upload` in a transaction of its own."""
+    async with db.write() as uow:
+        return await create_upload(
+            uow,
+            principal,
+            dossier_id,
+            filename=filename,
+            size=size,
+            sha256=sha256,
+            max_bytes=max_bytes,
+        )
 
 
 async def get_upload(db: Database, principal: Principal, upload_id: uuid.UUID) -> Upload:

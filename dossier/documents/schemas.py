@@ -1,0 +1,238 @@
+"""Request and response models of the document routes (they feed /api/v1/openapi.json)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from dossier.documents.dicom import instance_sort_key
+from dossier.documents.filetypes import CATEGORIES
+from dossier.documents.store import SOURCE_LABELS
+from dossier.models import Document
+
+
+class DocumentOut(BaseModel):
+    id: uuid.UUID
+    dossier_id: uuid.UUID
+    filename: str
+    category: str
+    category_label: str
+    content_type: str
+    size: int
+    sha256: str
+    source: str
+    source_label: str
+    author_id: uuid.UUID | None
+    author_label: str
+    created_at: datetime
+    version: int
+    previous_id: uuid.UUID | None
+    has_preview: bool
+    identity_mismatch: bool
+    identity_warning: str
+    identity_confirmed_at: datetime | None
+    pending_identity_check: bool
+    meta: dict[str, Any]
+
+    @classmethod
+    def of(cls, d: Document) -> DocumentOut:
+        return cls(
+            id=d.id,
+            dossier_id=d.dossier_id,
+            filename=d.filename,
+            category=d.category,
+            category_label=CATEGORIES.get(d.category, d.category),
+            content_type=d.content_type,
+            size=d.size,
+            sha256=d.sha256,
+            source=d.source,
+            source_label=SOURCE_LABELS.get(d.source, d.source),
+            author_id=d.author_id,
+            author_label=d.author_label,
+            created_at=d.created_at,
+            version=d.version,
+            previous_id=d.previous_id,
+            has_preview=d.preview_key is not None,
+            identity_mismatch=d.identity_mismatch,
+            identity_warning=d.identity_warning,
+            identity_confirmed_at=d.identity_confirmed_at,
+            pending_identity_check=d.pending_identity_check,
+            meta=d.meta or {},
+        )
+
+
+class SeriesImageOut(BaseModel):
+    """One instance of a series, in scrolling order (a multi-frame file counts its frames)."""
+
+    document_id: uuid.UUID
+    instance_number: int | None
+    frames: int
+    slice_location: float | None
+
+
+class SeriesOut(BaseModel):
+    """One series of a study: what the viewer scrolls through."""
+
+    series_uid: str
+    number: str
+    description: str
+    modality: str
+    instances: int
+    images: int  # frames of all its instances
+    identity_mismatch: bool
+    items: list[SeriesImageOut]  # ordered: Instance Number, Slice Location, position
+
+
+class StudyOut(BaseModel):
+    """The DICOM instances of one study, shown as one exam."""
+
+    study_uid: str
+    study_date: str
+    description: str
+    modalities: list[str]
+    patient_name: str
+    instances: int
+    document_ids: list[uuid.UUID]
+    identity_mismatch: bool
+    series: list[SeriesOut] = Field(default_factory=list)
+
+
+class PreviewQuery(BaseModel):
+    """A DICOM frame and window for the viewer (without them, the stored preview)."""
+
+    frame: int | None = Field(None, ge=1, le=1_000_000, description="1-based frame number")
+    wc: float | None = Field(None, ge=-1e7, le=1e7, description="window center")
+    ww: float | None = Field(None, ge=1, le=1e7, description="window width")
+
+
+class CategoryOut(BaseModel):
+    code: str
+    label: str
+    count: int
+    documents: list[DocumentOut]
+    studies: list[StudyOut] = Field(default_factory=list)  # DICOM only
+
+
+def series_of(members: list[DocumentOut]) -> list[SeriesOut]:
+    by_uid: dict[str, list[DocumentOut]] = {}
+    for d in members:  # members come in upload order: the last tie-break
+        uid = str((d.meta.get("dicom") or {}).get("series_uid", "")) or str(d.id)
+        by_uid.setdefault(uid, []).append(d)
+    out = []
+    for uid, docs in by_uid.items():
+        docs = sorted(docs, key=lambda d: instance_sort_key(d.meta.get("dicom") or {}))
+        metas = [d.meta.get("dicom") or {} for d in docs]
+        items = [
+            SeriesImageOut(
+                document_id=d.id,
+                instance_number=m.get("instance_number"),
+                frames=max(1, int(m.get("frames") or 1)),
+                slice_location=m.get("slice_location"),
+            )
+            for d, m in zip(docs, metas, strict=True)
+            if d.has_preview or m.get("has_pixels")
+        ]
+        if not items:
+            continue
+        number = str(metas[0].get("series_number", ""))
+        out.append(
+            SeriesOut(
+                series_uid=uid,
+                number=number,
+                description=str(metas[0].get("series_description", "")),
+                modality=str(metas[0].get("modality", "")),
+                instances=len(items),
+                images=sum(i.frames for i in items),
+                identity_mismatch=any(d.pending_identity_check for d in docs),
+                items=items,
+            )
+        )
+
+    def by_number(s: SeriesOut) -> tuple[bool, float, str]:
+        try:
+            return (False, float(s.number), s.description)
+        except ValueError:
+            return (True, 0.0, s.description)
+
+    return sorted(out, key=by_number)
+
+
+def studies_of(docs: list[DocumentOut]) -> list[StudyOut]:
+    by_uid: dict[str, list[DocumentOut]] = {}
+    for d in docs:
+        uid = str((d.meta.get("dicom") or {}).get("study_uid", "")) or str(d.id)
+        by_uid.setdefault(uid, []).append(d)
+    out = []
+    for uid, members in by_uid.items():
+        first = members[0].meta.get("dicom") or {}
+        out.append(
+            StudyOut(
+                study_uid=uid,
+                study_date=str(first.get("study_date", "")),
+                description=str(first.get("study_description", "")),
+                modalities=sorted(
+                    {str((m.meta.get("dicom") or {}).get("modality", "")) for m in members} - {""}
+                ),
+                patient_name=str(first.get("patient_name", "")),
+                instances=len(members),
+                document_ids=[m.id for m in members],
+                identity_mismatch=any(m.pending_identity_check for m in members),
+                series=series_of(members),
+            )
+        )
+    return out
+
+
+class DocumentList(BaseModel):
+    categories: list[CategoryOut]
+    total: int
+
+
+class UploadIn(BaseModel):
+    filename: str = Field(min_length=1, max_length=400)
+    size: int = Field(ge=1)
+    sha256: str = ""
+
+
+class UploadOut(BaseModel):
+    id: uuid.UUID
+    dossier_id: uuid.UUID
+    filename: str
+    size: int
+    offset: int
+    chunk_size: int
+    expires_at: datetime
+
+
+class StampIn(BaseModel):
+    pages: Literal["all"] | list[int] = "all"  # 1-based page numbers
+    x: float = Field(ge=0, lt=1)
+    y: float = Field(ge=0, lt=1)
+    width: float = Field(gt=0, le=1)
+
+
+class SignatureOut(BaseModel):
+    width: int
+    height: int
+    updated_at: datetime
+
+
+def document_list(docs: list[Document]) -> DocumentList:
+    """The documents grouped by category, in the categories' order (DICOM also by study)."""
+    cats = []
+    for code, label in CATEGORIES.items():
+        mine = [DocumentOut.of(d) for d in docs if d.category == code]
+        if mine:
+            cats.append(
+                CategoryOut(
+                    code=code,
+                    label=label,
+                    count=len(mine),
+                    documents=mine,
+                    studies=studies_of(mine) if code == "dicom" else [],
+                )
+            )
+    return DocumentList(categories=cats, total=len(docs))

@@ -1,0 +1,166 @@
+"""Request and response models of the patient routes (they feed /api/v1/openapi.json)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from dossier.models import (
+    InsStatus,
+    Patient,
+    Sex,
+)
+
+Str100 = Field(default="", max_length=100)
+
+
+# -- patients ---------------------------------------------------------------------------
+
+
+class Address(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: str = Field("home", max_length=30)
+    country: str = Field("FRANCE", max_length=100)
+    city: str = Field("", max_length=100)
+    postcode: str = Field("", max_length=10)
+    street: str = Field("", max_length=200)
+    line1: str = Field("", max_length=200)
+    comment: str = Field("", max_length=300)
+    valid_from: date | None = None
+
+
+class Contact(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["mobile", "phone", "email"]
+    value: str = Field(min_length=3, max_length=254)
+
+
+class PatientIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    birth_name: str = Field(min_length=1, max_length=100)
+    used_name: str = Str100
+    first_name: str = Field(min_length=1, max_length=100)
+    first_names: str = Field("", max_length=300)
+    used_first_name: str = Str100
+    sex: Sex
+    birth_date: date
+    birth_country: str = Field("FRANCE", max_length=100)
+    birth_commune: str = Str100
+    birth_postcode: str = Field("", max_length=10)
+    birth_insee_code: str = Field("", pattern=r"^(\d{5}|2[AB]\d{3})?$")
+    addresses: list[Address] = Field(default_factory=list, max_length=10)
+    contacts: list[Contact] = Field(default_factory=list, max_length=10)
+    ipp: str | None = Field(None, max_length=40)
+    ins: str | None = Field(None, max_length=30)
+    ins_status: InsStatus = InsStatus.provisional
+    confirm: bool = False  # create even though look-alike identities exist
+
+    @field_validator("birth_date")
+    @classmethod
+    def _not_future(cls, v: date) -> date:
+        if v > date.today() or v.year < 1880:
+            raise ValueError("birth date out of range")
+        return v
+
+
+class PatientOut(BaseModel):
+    id: uuid.UUID
+    ipp: str | None
+    birth_name: str
+    used_name: str
+    first_name: str
+    first_names: str
+    used_first_name: str
+    display_name: str
+    sex: Sex
+    birth_date: date
+    birth_country: str
+    birth_commune: str
+    birth_postcode: str
+    birth_insee_code: str
+    ins: str | None
+    ins_status: InsStatus
+    ins_status_label: str
+    addresses: list[dict[str, Any]]
+    contacts: list[dict[str, Any]]
+
+    @classmethod
+    def of(cls, p: Patient) -> PatientOut:
+        return cls(
+            id=p.id,
+            ipp=p.ipp,
+            birth_name=p.birth_name,
+            used_name=p.used_name,
+            first_name=p.first_name,
+            first_names=p.first_names,
+            used_first_name=p.used_first_name,
+            display_name=p.display_name,
+            sex=p.sex,
+            birth_date=p.birth_date,
+            birth_country=p.birth_country,
+            birth_commune=p.birth_commune,
+            birth_postcode=p.birth_postcode,
+            birth_insee_code=p.birth_insee_code,
+            ins=p.ins,
+            ins_status=p.ins_status,
+            ins_status_label=p.ins_status.label,
+            addresses=list(p.addresses or []),
+            contacts=list(p.contacts or []),
+        )
+
+
+class PatientHit(PatientOut):
+    match_rate: float  # "Taux de corresp.", 0–100
+
+
+class PatientPatch(BaseModel):
+    """Corrections of an identity; only the fields sent change."""
+
+    model_config = ConfigDict(extra="forbid")
+    birth_name: str | None = Field(None, min_length=1, max_length=100)
+    used_name: str | None = Field(None, max_length=100)
+    first_name: str | None = Field(None, min_length=1, max_length=100)
+    first_names: str | None = Field(None, max_length=300)
+    used_first_name: str | None = Field(None, max_length=100)
+    sex: Sex | None = None
+    birth_date: date | None = None
+    birth_country: str | None = Field(None, max_length=100)
+    birth_commune: str | None = Field(None, max_length=100)
+    birth_postcode: str | None = Field(None, max_length=10)
+    birth_insee_code: str | None = Field(None, pattern=r"^(\d{5}|2[AB]\d{3})?$")
+    addresses: list[Address] | None = Field(None, max_length=10)
+    contacts: list[Contact] | None = Field(None, max_length=10)
+    ipp: str | None = Field(None, max_length=40)
+    ins: str | None = Field(None, max_length=30)
+    ins_status: InsStatus | None = None
+
+    @field_validator("birth_date")
+    @classmethod
+    def _not_future(cls, v: date | None) -> date | None:
+        if v is not None and (v > date.today() or v.year < 1880):
+            raise ValueError("birth date out of range")
+        return v
+
+
+class PatientQuery(BaseModel):
+    q: str | None = Field(None, min_length=2, max_length=200)
+    birth_date: date | None = None
+    ins: str | None = Field(None, max_length=30)
+    ipp: str | None = Field(None, max_length=40)
+    sex: Sex | None = None
+
+
+# -- lookup by number --------------------------------------------------------------------
+
+
+class LookupIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    number: str = Field(min_length=1, max_length=40, examples=["TE-2026-000123"])
+    birth_date: date
+
+
+class LookupOut(BaseModel):
+    dossier_id: uuid.UUID
