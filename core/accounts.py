@@ -22,6 +22,11 @@ from sqlalchemy.orm import Mapped, mapped_column
 from core import audit, mfa, passwords
 from core.db import Base, Database, IdMixin, TimestampMixin, UTCDateTime, utcnow
 from core.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
+from core.notify import (
+    DeliveryError,
+    Email,
+    notification_channels,
+)
 
 if TYPE_CHECKING:
     from core.notify import Notifier
@@ -93,43 +98,6 @@ class Delegation(IdMixin, Base):
 
     secretary_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     practitioner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-
-
-class NotificationKind(enum.StrEnum):
-    """What a user can be told about, each with its own channel (``User.preferences``)."""
-
-    expertise_request = "expertise_request"  # a dossier awaits my expertise
-    expertise_report = "expertise_report"  # the expert answered; the report is available
-    closure_request = "closure_request"  # the other side asks to close a dossier
-    room_invitation = "room_invitation"  # invited to a room or an e-Staff meeting
-    chat_message = "chat_message"  # a direct message arrived while I was away
-
-
-NOTIFICATION_CHANNELS = ("email", "sms", "both", "none")
-DEFAULT_CHANNEL = "email"
-
-
-def notification_channels(user: User) -> dict[str, str]:
-    """The channel of every notification kind for this user: ``email``, ``sms``, ``both``
-    or ``none``. ``preferences["notify"]`` is a dict by kind (a single string applies to
-    every kind)."""
-    chosen = (user.preferences or {}).get("notify", {})
-    if isinstance(chosen, str):
-        chosen = {k.value: chosen for k in NotificationKind}
-    out = {}
-    for k in NotificationKind:
-        channel = str(chosen.get(k.value, DEFAULT_CHANNEL))
-        out[k.value] = channel if channel in NOTIFICATION_CHANNELS else DEFAULT_CHANNEL
-    return out
-
-
-def notification_channel(user: User, kind: NotificationKind | str) -> str:
-    """Where to tell ``user`` about ``kind``: ``email``, ``sms``, ``both`` or ``none``;
-    SMS falls back to e-mail when the account has no mobile number."""
-    channel = notification_channels(user).get(str(kind), DEFAULT_CHANNEL)
-    if channel in ("sms", "both") and not user.mobile:
-        return "email"
-    return channel
 
 
 def fold_case_and_accents(text: str) -> str:
@@ -436,8 +404,6 @@ async def _factor_notice(
     """Tell the owner, on the channels in place before the change, that a factor changed."""
     if notifier is None:
         return
-    from core.notify import DeliveryError, Email
-
     text = (
         f"Bonjour {name},\n\n{what}\nSi vous n'êtes pas à l'origine de ce changement, "
         "changez votre mot de passe et prévenez sans attendre l'administrateur de votre "

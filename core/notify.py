@@ -8,12 +8,13 @@ it at ``/dev/outbox``: nothing is lost and nothing leaves the machine.
 
 from __future__ import annotations
 
+import enum
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import make_msgid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
 import aiosmtplib
@@ -24,9 +25,57 @@ from core.config import Settings
 from core.db import Base, Database, IdMixin, UTCDateTime, utcnow
 
 if TYPE_CHECKING:
-    from core.accounts import NotificationKind, User
+    from core.accounts import User
 
 log = logging.getLogger(__name__)
+
+
+class Recipient(Protocol):
+    """Who can be notified: an account's addresses and its notification preferences."""
+
+    @property
+    def email(self) -> str: ...
+    @property
+    def mobile(self) -> str | None: ...
+    @property
+    def preferences(self) -> dict[str, Any] | None: ...
+
+
+class NotificationKind(enum.StrEnum):
+    """What a user can be told about, each with its own channel (``User.preferences``)."""
+
+    expertise_request = "expertise_request"  # a dossier awaits my expertise
+    expertise_report = "expertise_report"  # the expert answered; the report is available
+    closure_request = "closure_request"  # the other side asks to close a dossier
+    room_invitation = "room_invitation"  # invited to a room or an e-Staff meeting
+    chat_message = "chat_message"  # a direct message arrived while I was away
+
+
+NOTIFICATION_CHANNELS = ("email", "sms", "both", "none")
+DEFAULT_CHANNEL = "email"
+
+
+def notification_channels(user: Recipient) -> dict[str, str]:
+    """The channel of every notification kind for this user: ``email``, ``sms``, ``both``
+    or ``none``. ``preferences["notify"]`` is a dict by kind (a single string applies to
+    every kind)."""
+    chosen = (user.preferences or {}).get("notify", {})
+    if isinstance(chosen, str):
+        chosen = {k.value: chosen for k in NotificationKind}
+    out = {}
+    for k in NotificationKind:
+        channel = str(chosen.get(k.value, DEFAULT_CHANNEL))
+        out[k.value] = channel if channel in NOTIFICATION_CHANNELS else DEFAULT_CHANNEL
+    return out
+
+
+def notification_channel(user: Recipient, kind: NotificationKind | str) -> str:
+    """Where to tell ``user`` about ``kind``: ``email``, ``sms``, ``both`` or ``none``;
+    SMS falls back to e-mail when the account has no mobile number."""
+    channel = notification_channels(user).get(str(kind), DEFAULT_CHANNEL)
+    if channel in ("sms", "both") and not user.mobile:
+        return "email"
+    return channel
 
 
 class Notification(IdMixin, Base):
@@ -136,8 +185,6 @@ class Notifier:
         (``User.preferences``): e-mail, SMS (subject and text, shortened), both, or nothing.
         Returns the last message sent (None when the user wants none). With ``both``, a
         failure of one channel does not stop the other; DeliveryError only if both fail."""
-        from core.accounts import notification_channel
-
         channel = notification_channel(user, kind)
         sent: Notification | None = None
         failure: DeliveryError | None = None

@@ -12,8 +12,8 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 from sqlalchemy import or_, select
 
-from core import accounts, mfa
-from core.accounts import AccountEmail, NotificationKind, Role, User
+from core import accounts, mfa, notify
+from core.accounts import AccountEmail, Role, User
 from core.api import Api
 from core.auth import SESSION, principal, set_session_cookie
 from core.context import DB, LIMITER, NOTIFIER, SESSIONS, SETTINGS
@@ -25,7 +25,7 @@ from core.errors import (
     Unauthorized,
     ValidationFailed,
 )
-from core.notify import DeliveryError, Email
+from core.notify import DeliveryError, Email, NotificationKind
 
 Channel = Literal["email", "sms", "both", "none"]
 
@@ -213,7 +213,7 @@ def setup(app: web.Application) -> None:
                 user,
                 ProfileOut,
                 recovery_codes_left=left,
-                notifications=accounts.notification_channels(user),
+                notifications=notify.notification_channels(user),
                 delegates_for=delegates,
             )
         )

@@ -17,10 +17,10 @@ import uuid
 from aiohttp import web
 from sqlalchemy import select
 
-from core.accounts import NotificationKind, User
+from core.accounts import User
 from core.context import BUS, DB, NOTIFIER, SETTINGS
 from core.events import Event
-from core.notify import DeliveryError
+from core.notify import DeliveryError, NotificationKind
 from dossier.models import CareOfferMember, Dossier, DossierRecipient
 
 log = logging.getLogger(__name__)

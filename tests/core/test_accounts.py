@@ -18,6 +18,7 @@ from core.accounts import rpps_with_key, validate_rpps
 from core.audit import AuditEntry
 from core.context import DB, SESSIONS
 from core.errors import ValidationFailed
+from core.notify import notification_channel
 from core.seed import DEMO_PASSWORD
 from tests.core.conftest import reauthenticated
 
@@ -98,7 +99,7 @@ async def test_patch_me_changes_names_contacts_and_notification_preferences(clie
     assert me["notifications"]["room_invitation"] == "email"
     async with client.app[DB].read() as session:
         user = await session.get(accounts.User, users["expert"].id)
-        assert accounts.notification_channel(user, "expertise_request") == "sms"
+        assert notification_channel(user, "expertise_request") == "sms"
         assert user.search_name == "karima benali"
 
 
