@@ -131,4 +131,6 @@ class GuardedServer(socketio.AsyncServer):
                 data={"message": "bad_request", "data": BAD_REQUEST},
             ),
         )
-        await self.eio.disconnect(eio_sid)
+        # Not awaited here: closing waits until the queued packets were sent, which with the
+        # polling transport happens on the client's next GET, after this POST is answered.
+        self.start_background_task(self.eio.disconnect, eio_sid)

@@ -136,3 +136,31 @@ async def test_a_flood_of_bad_packets_logs_one_line(raw, caplog, monkeypatch):
         error_of(await c.frame(), 100 + i)
     lines = quiet_log(caplog)
     assert len(lines) == 1
+
+
+async def test_over_long_polling_a_bad_packet_is_answered_and_never_hangs_the_request(
+    browsers, caplog
+):
+    caplog.set_level(logging.INFO)
+    host = await browsers("requester")
+    url = base_url(host) + "/socket.io/?EIO=4&transport=polling"
+    async with aiohttp.ClientSession(
+        headers={"Cookie": cookie_header(host)}, timeout=aiohttp.ClientTimeout(total=30)
+    ) as http:
+        async with http.get(url) as r:
+            url += "&sid=" + json.loads((await r.text())[1:])["sid"]
+        async with http.post(url, data="40") as r:
+            assert r.status == 200
+        async with http.get(url) as r:
+            assert (await r.text()).startswith("40{")
+        async with http.post(url, data="421[broken") as r:
+            assert r.status == 200
+        async with http.get(url) as r:
+            assert error_of(await r.text(), 1) == {"ok": False, "error": packets.BAD_REQUEST}
+        # No ack id: the session is closed, and the POST is still answered at once.
+        async with http.post(url, data="42[broken") as r:
+            assert r.status == 200
+        async with http.get(url) as r:
+            answer = await r.text()
+            assert r.status == 400 or answer.startswith("44"), answer
+    quiet_log(caplog)
