@@ -43,6 +43,7 @@ from dossier.models import (
     UserSignature,
     VaultDeposit,
 )
+from dossier.paris_time import paris_date
 from rooms.models import RoomAttachment  # files sent in rooms share the blob store
 
 log = logging.getLogger(__name__)
@@ -97,8 +98,8 @@ async def _remind(
                         ),
                         text=(
                             f"Bonjour {user.display_name},\n\nLe dossier n° {d.number} de "
-                            f"{p.display_name}, clôturé le {d.closed_at:%d/%m/%Y}, sera "
-                            f"supprimé de Consilium le {purge_at:%d/%m/%Y}.\n\n"
+                            f"{p.display_name}, clôturé le {paris_date(d.closed_at)}, sera "
+                            f"supprimé de Consilium le {paris_date(purge_at)}.\n\n"
                             "Si ce n'est déjà fait, exportez-le (« Exporter tout ») vers le "
                             "dossier patient de votre établissement ou de votre cabinet :\n"
                             f"{settings.public_url}/dossiers/{d.id}\n"

@@ -17,10 +17,9 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from aiohttp import BodyPartReader, ClientPayloadError, web
-from pydantic import BaseModel
 
 from core.api import Api, Handler
-from core.errors import BadRequest, ValidationFailed
+from core.errors import BadRequest
 from core.storage import Storage
 
 STREAM_CHUNK = 256 * 1024
@@ -156,19 +155,3 @@ async def local_file(storage: Storage, key: str) -> AsyncIterator[Path]:
         yield staged.path
     finally:
         storage.staging.discard_file(staged)
-
-
-def no_nul(value: object) -> None:
-    """PostgreSQL cannot store NUL characters: refuse them up front (422, not a 500)."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise ValidationFailed("Text may not contain NUL characters", code="nul_character")
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            no_nul(k)
-            no_nul(v)
-    elif isinstance(value, list | tuple):
-        for v in value:
-            no_nul(v)
-    elif isinstance(value, BaseModel):
-        no_nul(value.model_dump())

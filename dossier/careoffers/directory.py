@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.accounts import User
 from core.errors import ValidationFailed
-from dossier.identity.patients import fold
+from dossier.identity.patients import fold_for_matching
 from dossier.models import CareOffer, CareOfferMember
 
 MIN_KEYWORD = 3
@@ -49,7 +49,7 @@ def communes() -> tuple[Place, ...]:
 def _by_folded_name() -> dict[str, Place]:
     out: dict[str, Place] = {}
     for p in communes():
-        out.setdefault(fold(p.name), p)
+        out.setdefault(fold_for_matching(p.name), p)
     return out
 
 
@@ -64,7 +64,7 @@ def geocode(address: str) -> Place | None:
         for p in communes():
             if p.postcode.startswith(dept):
                 return p
-    text = fold(re.sub(r"\b\d+\b", " ", address))
+    text = fold_for_matching(re.sub(r"\b\d+\b", " ", address))
     text = re.sub(r"\bst\b", "saint", re.sub(r"\bste\b", "sainte", text))
     if not text:
         return None
@@ -139,16 +139,18 @@ async def search(
     offers = (
         (await session.execute(select(CareOffer).where(CareOffer.active.is_(True)))).scalars().all()
     )
-    words = fold(q).split()
-    spec, estab = fold(specialty), fold(establishment)
+    words = fold_for_matching(q).split()
+    spec, estab = fold_for_matching(specialty), fold_for_matching(establishment)
     hits: list[OfferHit] = []
     for o in offers:
-        hay = fold(f"{o.name} {o.specialty} {o.establishment} {o.city} {o.description}")
+        hay = fold_for_matching(
+            f"{o.name} {o.specialty} {o.establishment} {o.city} {o.description}"
+        )
         if words and not all(w in hay for w in words):
             continue
-        if spec and spec not in fold(o.specialty):
+        if spec and spec not in fold_for_matching(o.specialty):
             continue
-        if estab and estab not in fold(o.establishment):
+        if estab and estab not in fold_for_matching(o.establishment):
             continue
         dist = None
         if origin is not None:

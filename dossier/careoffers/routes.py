@@ -7,7 +7,7 @@ from aiohttp import web
 from core.context import DB
 from dossier.careoffers import directory as careoffers
 from dossier.careoffers.schemas import CareOfferOut, CareOfferQuery, CareOfferSearchOut, FacetsOut
-from dossier.web import RouteTable, no_nul
+from dossier.web import RouteTable
 
 T_DIR = ["care offers"]
 routes = RouteTable()
@@ -17,7 +17,6 @@ routes = RouteTable()
 async def search_care_offers(request: web.Request, query: CareOfferQuery) -> CareOfferSearchOut:
     """Search the care-offer directory (keyword ≥ 3 characters, specialty, establishment,
     distance from an address within radius_km)."""
-    no_nul(query)
     async with request.app[DB].read() as s:
         hits, origin = await careoffers.search(
             s,

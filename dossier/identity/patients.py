@@ -98,8 +98,10 @@ def ins_with_key(nir13: str) -> str:
 # -- text normalisation and matching ---------------------------------------------------
 
 
-def fold(text: str) -> str:
-    """Lower case, no accents, no punctuation: "Lefèvre-d'Aubigné" → "lefevre d aubigne"."""
+def fold_for_matching(text: str) -> str:
+    """A name or keyword as matching compares it: lower case, no accents, punctuation turned
+    into spaces ("Lefèvre-d'Aubigné" → "lefevre d aubigne"), so that "d'Aubigné" and
+    "D AUBIGNE" meet. Not for display."""
     decomposed = unicodedata.normalize("NFKD", text)
     ascii_ = "".join(c for c in decomposed if not unicodedata.combining(c))
     return " ".join(re.sub(r"[^a-z0-9]+", " ", ascii_.lower()).split())
@@ -107,7 +109,7 @@ def fold(text: str) -> str:
 
 def search_text_of(p: Patient) -> str:
     parts = [p.birth_name, p.used_name, p.first_name, p.first_names, p.used_first_name]
-    return " ".join(dict.fromkeys(fold(" ".join(parts)).split()))
+    return " ".join(dict.fromkeys(fold_for_matching(" ".join(parts)).split()))
 
 
 @dataclass
@@ -176,7 +178,7 @@ def match_rate(p: Patient, c: Criteria) -> float:
         scores.append(100.0)
     if c.text:
         tokens = (p.search_text or search_text_of(p)).split()
-        q = fold(c.text).split()
+        q = fold_for_matching(c.text).split()
         if q:
             scores.append(sum(_token_score(t, tokens) for t in q) / len(q))
     if c.birth_date is not None:

@@ -20,7 +20,7 @@ from dossier.identity.schemas import (
     PatientPatch,
     PatientQuery,
 )
-from dossier.web import RouteTable, no_nul
+from dossier.web import RouteTable
 
 T_PAT = ["patients"]
 routes = RouteTable()
@@ -29,7 +29,6 @@ routes = RouteTable()
 @routes.get("/patients", query=PatientQuery, response=list[PatientHit], tags=T_PAT)
 async def search_patients(request: web.Request, query: PatientQuery) -> list[PatientHit]:
     """Search identities I may see, with a match rate ("Taux de corresp.")."""
-    no_nul(query)
     p = principal(request)
     ins = ""
     if query.ins:
@@ -54,7 +53,6 @@ async def search_patients(request: web.Request, query: PatientQuery) -> list[Pat
 @routes.post("/patients", body=PatientIn, response=PatientOut, status=201, tags=T_PAT, errors=[409])
 async def create_patient(request: web.Request, body: PatientIn) -> PatientOut:
     """Create an identity; 409 similar_identities lists look-alikes until confirm=true."""
-    no_nul(body)
     data = body.model_dump(exclude={"confirm"})
     data["addresses"] = [a.model_dump(mode="json") for a in body.addresses]
     data["contacts"] = [c.model_dump(mode="json") for c in body.contacts]
@@ -78,7 +76,6 @@ async def get_patient(request: web.Request) -> PatientOut:
 )
 async def patch_patient(request: web.Request, body: PatientPatch) -> PatientOut:
     """Correct an identity ("Modifier"); a qualified identity's traits stay as they are."""
-    no_nul(body)
     changes = body.model_dump(exclude_unset=True, mode="python")
     # Only the IPP and the INS may be cleared; null elsewhere means "unchanged".
     changes = {k: v for k, v in changes.items() if v is not None or k in ("ipp", "ins")}

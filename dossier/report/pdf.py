@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -39,17 +38,10 @@ from dossier.models import (
     Patient,
     RequestType,
 )
+from dossier.paris_time import PARIS, paris_date, paris_datetime
 from dossier.report import signing
 
-PARIS = ZoneInfo("Europe/Paris")
 SEX_LABELS = {"F": "Féminin", "M": "Masculin", "I": "Indéterminé"}
-
-
-def paris(dt: datetime | None, with_time: bool = True) -> str:
-    if dt is None:
-        return "—"
-    local = dt.astimezone(PARIS)
-    return local.strftime("%d/%m/%Y à %H:%M") if with_time else local.strftime("%d/%m/%Y")
 
 
 @dataclass
@@ -154,7 +146,7 @@ async def collect(session: AsyncSession, dossier_id: uuid.UUID, by: str) -> Repo
             filetypes.CATEGORIES.get(doc.category, doc.category),
             doc.filename,
             doc.author_label,
-            paris(doc.created_at),
+            paris_datetime(doc.created_at),
         )
         for doc in await list_documents(session, dossier_id)
         if doc.source != "report"
@@ -169,7 +161,7 @@ async def collect(session: AsyncSession, dossier_id: uuid.UUID, by: str) -> Repo
         "Prénom(s)": p.first_names or p.first_name,
         "Prénom utilisé": first,
         "Sexe": SEX_LABELS.get(str(p.sex.value), str(p.sex.value)),
-        "Date de naissance": p.birth_date.strftime("%d/%m/%Y"),
+        "Date de naissance": paris_date(p.birth_date),
         "Lieu de naissance": " ".join(
             x
             for x in (p.birth_commune, f"({p.birth_insee_code})" if p.birth_insee_code else "")
@@ -189,7 +181,7 @@ async def collect(session: AsyncSession, dossier_id: uuid.UUID, by: str) -> Repo
         "Requérant": await _user_label(session, d.requester_id),
         "Expert": await _user_label(session, d.expert_id),
         "Destinataires": ", ".join(f"{o.name} — {o.establishment}" for o in offers) or "—",
-        "Demande envoyée le": paris(d.submitted_at),
+        "Demande envoyée le": paris_datetime(d.submitted_at),
     }
     expertised = d.state in (DossierState.expertised, DossierState.closed) or (
         d.expertised_at is not None
@@ -244,7 +236,7 @@ def render_html(r: ReportData) -> str:
     out = [
         f"<h1>{html.escape(title)}</h1>",
         f"<p class='sub'>Dossier n° {html.escape(r.number)} — {html.escape(r.state_label)} — "
-        f"édité le {r.generated_at.strftime('%d/%m/%Y à %H:%M')} par "
+        f"édité le {paris_datetime(r.generated_at)} par "
         f"{html.escape(r.generated_by)}</p>",
         "<h2>Identité du patient</h2>",
         _kv(r.patient),
@@ -257,7 +249,7 @@ def render_html(r: ReportData) -> str:
         if part.signed_at:
             out.append(
                 f"<p class='sign'>Signée par {html.escape(part.signed_by)} le "
-                f"{paris(part.signed_at)} (heure de Paris)</p>"
+                f"{paris_datetime(part.signed_at)} (heure de Paris)</p>"
             )
         else:
             out.append(f"<p class='unsigned'>{html.escape(part.status)}</p>")

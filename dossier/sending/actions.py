@@ -18,7 +18,6 @@ import secrets
 import uuid
 from datetime import timedelta
 from typing import Literal
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
@@ -32,8 +31,8 @@ from core.storage import Storage
 from dossier.documents import access as doc_access
 from dossier.documents.store import get_document
 from dossier.models import Document, VaultDeposit
+from dossier.paris_time import paris_datetime
 
-PARIS = ZoneInfo("Europe/Paris")
 VAULT_TTL = timedelta(days=7)
 VAULT_MAX_ATTEMPTS = 5
 MAX_MSS_ATTACHMENT = 20 * 1024 * 1024  # operators cap messages around 20-25 MB
@@ -170,7 +169,7 @@ async def send_vault(
             expires_at=deposit.expires_at.isoformat(),
         )
     link = f"{settings.public_url}/vault/{token}"
-    until = deposit.expires_at.astimezone(PARIS).strftime("%d/%m/%Y à %H:%M")
+    until = paris_datetime(deposit.expires_at)
     await notifier.send_email(
         Email(
             to=email,

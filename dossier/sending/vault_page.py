@@ -8,11 +8,11 @@ from datetime import datetime
 
 from aiohttp import web
 
-from dossier.sending.actions import PARIS
+from dossier.paris_time import paris_datetime
 
 
 def code_form(token: str, expires_at: datetime, error: str) -> str:
-    until = expires_at.astimezone(PARIS).strftime("%d/%m/%Y à %H:%M")
+    until = paris_datetime(expires_at)
     return (
         f"<p>Un document médical vous a été transmis de façon sécurisée. "
         f"Ce lien est valable jusqu'au {until}.</p>"

@@ -9,9 +9,7 @@ failing step raises before anything is flushed, so the dossier is left as it was
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Any, Literal
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import ColumnElement, and_, asc, desc, false, func, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -25,7 +23,7 @@ from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from core.principal import Principal
 from dossier.careoffers.directory import members_of
 from dossier.careoffers.schemas import CareOfferOut
-from dossier.identity.patients import fold
+from dossier.identity.patients import fold_for_matching
 from dossier.identity.schemas import PatientOut
 from dossier.models import (
     CareOffer,
@@ -40,6 +38,7 @@ from dossier.models import (
     ReadReceipt,
     RequestType,
 )
+from dossier.paris_time import paris_datetime
 from dossier.permissions import (
     Access,
     Action,
@@ -62,13 +61,7 @@ from dossier.workflow.schemas import (
     RequestTypeOut,
 )
 
-PARIS = ZoneInfo("Europe/Paris")
 S = DossierState
-
-
-def paris_label(at: datetime) -> str:
-    local = at.astimezone(PARIS)
-    return f"{local:%d/%m/%Y} à {local:%H}h{local:%M}"
 
 
 # -- audience and events ------------------------------------------------------------------
@@ -615,7 +608,7 @@ async def dossier_view(s: AsyncSession, principal: Principal, d: Dossier, a: Acc
                 user=UserRef.of(users[r.user_id]),
                 first_read_at=r.first_read_at,
                 label=f"Dossier lu par {users[r.user_id].display_name} le "
-                f"{paris_label(r.first_read_at)}",
+                f"{paris_datetime(r.first_read_at, clock='h')}",
             )
             for r in receipts
             if r.user_id in users
@@ -721,7 +714,7 @@ def _search(q: str) -> ColumnElement[bool]:
     the IPP, or (words with digits) a part of the dossier number ("000123")."""
     number = numbering.normalize(q)
     words = []
-    for word in fold(q).split():
+    for word in fold_for_matching(q).split():
         alternatives = [
             Patient.search_text.contains(word, autoescape=True),
             Patient.ipp == q.strip(),

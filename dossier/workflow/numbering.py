@@ -22,7 +22,6 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import Integer
 from sqlalchemy.dialects import postgresql, sqlite
@@ -30,10 +29,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base, utcnow
+from dossier.paris_time import PARIS
 
 PREFIX = "TE"
 WIDTH = 6
-PARIS = ZoneInfo("Europe/Paris")
 # What people type: any case, spaces, dashes, dots or nothing between the three parts,
 # leading zeros of the sequence optional.
 _SEP = r"[\s\-./_]*"

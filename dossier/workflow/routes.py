@@ -13,7 +13,7 @@ from core.context import DB
 from core.errors import NotFound
 from dossier.models import FormSide
 from dossier.schemas import UserRef
-from dossier.web import RouteTable, no_nul
+from dossier.web import RouteTable
 from dossier.workflow import dossiers
 from dossier.workflow.schemas import (
     ActivityPage,
@@ -65,7 +65,6 @@ async def list_requesters(request: web.Request) -> list[UserRef]:
 @routes.get("/dossiers", query=ActivityQuery, response=ActivityPage, tags=T_DOS)
 async def list_dossiers(request: web.Request, query: ActivityQuery) -> ActivityPage:
     """The activity view: my dossiers, urgent first."""
-    no_nul(query)
     return await dossiers.activity(request.app[DB], principal(request), query)
 
 
@@ -81,7 +80,6 @@ async def _view(request: web.Request) -> DossierOut:
 )
 async def create_dossier(request: web.Request, body: DossierCreate) -> DossierOut:
     """Open a draft dossier for a patient (the wizard's first step)."""
-    no_nul(body)
     p = principal(request)
     did = await dossiers.create_dossier(
         request.app[DB],
@@ -108,7 +106,6 @@ async def get_dossier(request: web.Request) -> DossierOut:
 )
 async def put_consent(request: web.Request, body: ConsentIn) -> DossierOut:
     """Wizard step: consent (required yes/no and comment), urgent flag."""
-    no_nul(body)
     await dossiers.set_consent(
         request.app[DB],
         principal(request),
@@ -129,7 +126,6 @@ async def put_consent(request: web.Request, body: ConsentIn) -> DossierOut:
 )
 async def put_recipients(request: web.Request, body: RecipientsIn) -> DossierOut:
     """Wizard step: the care offers the dossier is addressed to."""
-    no_nul(body)
     await dossiers.set_recipients(
         request.app[DB], principal(request), _did(request), body.care_offer_ids
     )
@@ -145,7 +141,6 @@ async def put_recipients(request: web.Request, body: RecipientsIn) -> DossierOut
 )
 async def put_request_type(request: web.Request, body: RequestTypeIn) -> DossierOut:
     """Wizard step: the request type (its form)."""
-    no_nul(body)
     await dossiers.set_request_type(
         request.app[DB],
         principal(request),
@@ -165,7 +160,6 @@ async def put_request_type(request: web.Request, body: RequestTypeIn) -> Dossier
 )
 async def put_form(request: web.Request, body: FormValuesIn) -> DossierOut:
     """Save a draft of the requester or expert part ("Enregistrer")."""
-    no_nul(body)
     await dossiers.save_form(
         request.app[DB], principal(request), _did(request), _side(request), body.values
     )
@@ -181,7 +175,6 @@ async def put_form(request: web.Request, body: FormValuesIn) -> DossierOut:
 )
 async def sign_form(request: web.Request, body: SignIn) -> DossierOut:
     """Sign a part: validated, then locked for good; the dossier moves on."""
-    no_nul(body)
     await dossiers.sign_form(
         request.app[DB], principal(request), _did(request), _side(request), body.values
     )
@@ -197,7 +190,6 @@ async def sign_form(request: web.Request, body: SignIn) -> DossierOut:
 )
 async def post_closure_request(request: web.Request, body: ClosureIn) -> DossierOut:
     """Ask to close the dossier ("Demande clôture")."""
-    no_nul(body)
     await dossiers.request_closure(request.app[DB], principal(request), _did(request), body.reason)
     return await _view(request)
 

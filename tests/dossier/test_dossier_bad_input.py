@@ -76,3 +76,34 @@ async def test_junk_never_makes_a_500(demo, as_user):
     # The draft came through all of that unchanged.
     after = await (await c.get(url)).json()
     assert after["state"] == "draft" and after["forms"][0]["values"] == {}
+
+
+async def test_nul_characters_are_refused_in_every_body_and_query(demo, as_user):
+    """core.api refuses NUL (PostgreSQL cannot store it) before any dossier handler runs."""
+    c = await as_user(demo["users"]["requester"])
+    d = await draft_ready_to_sign(c, str(demo["offers"][ENDO].id))
+    url = f"/api/v1/dossiers/{d['id']}"
+    writes = [
+        ("post", "/api/v1/patients"),
+        ("patch", f"/api/v1/patients/{d['patient']['id']}"),
+        ("post", "/api/v1/dossiers"),
+        ("post", "/api/v1/dossiers/lookup"),
+        ("put", f"{url}/consent"),
+        ("put", f"{url}/recipients"),
+        ("put", f"{url}/request-type"),
+        ("put", f"{url}/forms/requester"),
+        ("post", f"{url}/forms/requester/sign"),
+        ("post", f"{url}/closure-request"),
+    ]
+    for method, path in writes:
+        for body in ({"reason": "nul\u0000"}, {"values": {"nul\u0000": "x"}}, ["\u0000"]):
+            r = await getattr(c, method)(path, json=body)
+            assert r.status == 422, (method, path, body, await r.text())
+            assert (await r.json())["code"] == "nul_character"
+    for path in ("/api/v1/patients", "/api/v1/care-offers", "/api/v1/dossiers"):
+        for q in ({"q": "ab\u0000c"}, {"near": "\u0000"}, {"ipp": "1\u0000"}):
+            r = await c.get(path, params=q)
+            assert r.status == 422, (path, q, await r.text())
+            assert (await r.json())["code"] == "nul_character"
+    after = await (await c.get(url)).json()
+    assert after["state"] == "draft"
