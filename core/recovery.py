@@ -34,6 +34,7 @@ from core.api import Api
 from core.auth import client_ip
 from core.config import Settings
 from core.context import DB, LIMITER, NOTIFIER, SESSIONS, SETTINGS
+from core.db import Database
 from core.errors import BadRequest, TooManyRequests
 from core.notify import Email
 from core.throttle import SignInThrottle, Source
@@ -140,6 +141,58 @@ def _spawn(app: web.Application, coro: Any) -> None:
     task.add_done_callback(tasks.discard)
 
 
+async def request_reset(
+    db: Database, settings: Settings, email: str, *, ip: str, allowed: bool
+) -> tuple[uuid.UUID, str] | None:
+    """Audit a reset request; the account id and the link's token when a link is to be sent
+    (an active account with a password, within the address's limit), else None."""
+    async with db.write() as uow:
+        user = await accounts.get_by_email(uow.session, email)
+        usable = user is not None and user.active and user.password_hash is not None
+        audit.record(
+            uow.session,
+            "account.password_reset_requested",
+            object_type="user",
+            object_id=user.id if user is not None else "",
+            ip=ip,
+            outcome="success" if usable and allowed else "denied",
+            actor_label=email,
+        )
+    if not (usable and allowed):
+        return None
+    assert user is not None
+    return user.id, make_token(settings, user)
+
+
+async def reset_password(
+    db: Database, settings: Settings, token: str, password: str, *, ip: str
+) -> tuple[uuid.UUID, str, str]:
+    """Set a new password with a valid link's token, audited; the account's id, e-mail and
+    name (its sessions are ended by the caller, which holds the session store)."""
+    user_id, *_ = _token_user_id(token)
+    passwords.check_strength(password)
+    new_hash = await asyncio.to_thread(passwords.hash_password, password)
+    async with db.write() as uow:
+        user = await uow.session.get(accounts.User, user_id, with_for_update=True)
+        check_token(settings, user, token)
+        assert user is not None
+        if passwords.verify_password(user.password_hash, password):
+            raise InvalidToken(
+                "Choose a password different from the current one", code="same_password"
+            )
+        user.password_hash = new_hash
+        audit.record(
+            uow.session,
+            "account.password_reset",
+            actor_id=user.id,
+            actor_label=user.email,
+            object_type="user",
+            object_id=user.id,
+            ip=ip,
+        )
+        return user_id, user.email, user.display_name
+
+
 def setup(app: web.Application) -> None:
     api = Api.of(app)
     tasks: set[asyncio.Task[None]] = set()
@@ -168,21 +221,9 @@ def setup(app: web.Application) -> None:
         email = body.email
         key = "pwreset-mail:" + hashlib.sha256(email.encode()).hexdigest()[:32]
         allowed = await limiter.hit(key, limit=3, window=3600)
-        async with app[DB].write() as uow:
-            user = await accounts.get_by_email(uow.session, email)
-            usable = user is not None and user.active and user.password_hash is not None
-            audit.record(
-                uow.session,
-                "account.password_reset_requested",
-                object_type="user",
-                object_id=user.id if user is not None else "",
-                ip=ip,
-                outcome="success" if usable and allowed else "denied",
-                actor_label=email,
-            )
-        if usable and allowed:
-            assert user is not None
-            _spawn(app, _send_link(app, user.id, make_token(settings, user)))
+        link = await request_reset(app[DB], settings, email, ip=ip, allowed=allowed)
+        if link is not None:
+            _spawn(app, _send_link(app, *link))
         return web.json_response(
             {"detail": "If an account has this address, a link was sent to it."}, status=202
         )
@@ -204,28 +245,9 @@ def setup(app: web.Application) -> None:
             raise TooManyRequests(
                 "Too many attempts from this address; wait a while", retry_after=900
             )
-        user_id, *_ = _token_user_id(body.token)
-        passwords.check_strength(body.password)
-        new_hash = await asyncio.to_thread(passwords.hash_password, body.password)
-        async with app[DB].write() as uow:
-            user = await uow.session.get(accounts.User, user_id, with_for_update=True)
-            check_token(settings, user, body.token)
-            assert user is not None
-            if passwords.verify_password(user.password_hash, body.password):
-                raise InvalidToken(
-                    "Choose a password different from the current one", code="same_password"
-                )
-            user.password_hash = new_hash
-            audit.record(
-                uow.session,
-                "account.password_reset",
-                actor_id=user.id,
-                actor_label=user.email,
-                object_type="user",
-                object_id=user.id,
-                ip=ip,
-            )
-            email, name = user.email, user.display_name
+        user_id, email, name = await reset_password(
+            app[DB], settings, body.token, body.password, ip=ip
+        )
         await app[SESSIONS].store.delete_for_subject(user_id)
         # Whoever proved the mailbox from here is not kept waiting by earlier wrong passwords.
         await SignInThrottle(app[LIMITER], settings).success(email, Source(ip=ip))
