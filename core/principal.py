@@ -64,7 +64,8 @@ class Principal:
         ip: str = "",
         data: dict[str, object] | None = None,
     ) -> Principal:
-        """A guest who came through an invitation (``subject_id``: the invitation's id)."""
+        """A guest who came through an invitation link (``subject_id``: the guest's own id,
+        one per use of the link)."""
         return cls(
             kind="guest",
             subject_id=subject_id,

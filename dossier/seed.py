@@ -400,14 +400,7 @@ DEMO_PATIENTS: tuple[dict[str, Any], ...] = (
 
 
 def _principal(u: User, delegates: tuple[Any, ...] = ()) -> Principal:
-    return Principal(
-        kind="user",
-        subject_id=u.id,
-        label=u.display_name,
-        role=u.role.value,
-        session_id="seed",
-        delegates_for=delegates,
-    )
+    return Principal.for_user(u, session_id="seed", delegates_for=delegates)
 
 
 async def seed_demo(db: Database, users: dict[str, User]) -> None:

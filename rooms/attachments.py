@@ -122,14 +122,7 @@ async def _recipient(
     if guest is not None:
         if guest.room_id != room.id:
             raise missing
-        as_principal = Principal(
-            kind="guest",
-            subject_id=guest.id,
-            label=guest.name,
-            role="guest",
-            session_id="",
-            data={"room_id": str(room.id)},
-        )
+        as_principal = Principal.for_guest(guest.id, guest.name, data={"room_id": str(room.id)})
         role = await access.role_in(session, as_principal, room)
         if role is None:
             raise missing
@@ -139,14 +132,7 @@ async def _recipient(
         raise missing
     from core.accounts import delegators_of
 
-    who = Principal(
-        kind="user",
-        subject_id=user.id,
-        label=user.display_name,
-        role=user.role.value,
-        session_id="",
-        delegates_for=tuple(await delegators_of(session, user.id)),
-    )
+    who = Principal.for_user(user, delegates_for=await delegators_of(session, user.id))
     role = await access.role_in(session, who, room)
     if role is None:
         raise missing

@@ -29,11 +29,10 @@ from pydantic import BaseModel, ConfigDict
 from pydantic import ValidationError as PydanticValidationError
 from redis.exceptions import RedisError
 
-from core.accounts import User, delegators_of
 from core.auth import forwarded_ip
 from core.context import DB, REDIS, SESSIONS, SETTINGS, redis_options
 from core.errors import Problem, Unavailable
-from core.principal import Principal
+from core.principal import Principal, for_session
 from core.sessions import COOKIE
 from rooms import access
 from rooms.config import RoomSettings
@@ -383,31 +382,10 @@ class Live:
             async with self.app[DB].read() as session:
                 if await access.guest_ended(session, s.subject_id) is not None:
                     return None  # invitation withdrawn or expired: no way back in
-            p = Principal(
-                kind="guest",
-                subject_id=s.subject_id,
-                label=str(s.data.get("label", "Invité")),
-                role="guest",
-                session_id=s.id,
-                ip=ip,
-                data=dict(s.data),
-            )
-            return p, s.id, token
         async with self.app[DB].read() as session:
-            user = await session.get(User, s.subject_id)
-            if user is None or not user.active:
-                return None
-            delegates = await delegators_of(session, user.id)
-        p = Principal(
-            kind="user",
-            subject_id=user.id,
-            label=user.display_name,
-            role=user.role.value,
-            session_id=s.id,
-            ip=ip,
-            delegates_for=tuple(delegates),
-            data=dict(s.data),
-        )
+            p = await for_session(session, s, ip=ip)
+        if p is None:
+            return None
         return p, s.id, token
 
     async def _connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:

@@ -422,14 +422,7 @@ async def _same_side(s: AsyncSession, d: Dossier, a: Access, asker_id: uuid.UUID
     asker = await s.get(User, asker_id)
     if asker is None:
         return False
-    asker_p = Principal(
-        kind="user",
-        subject_id=asker.id,
-        label=asker.display_name,
-        role=asker.role.value,
-        session_id="",
-        delegates_for=tuple(await delegators_of(s, asker.id)),
-    )
+    asker_p = Principal.for_user(asker, delegates_for=await delegators_of(s, asker.id))
     b = await access_to(s, asker_p, d)
     return (a.requester_side and b.requester_side) or (a.expert_side and b.expert_side)
 

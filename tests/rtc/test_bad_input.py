@@ -125,7 +125,7 @@ async def test_too_many_published_tracks_are_refused(harness: Harness) -> None:
 async def test_an_offer_crossing_a_server_offer_is_glare_not_bad_sdp(harness: Harness) -> None:
     """The client offers a new m-line while the server's offer (whose m-lines take the same
     mids) is pending: the answer must be `glare`, which tells a browser to roll back, answer
-    the server and offer again (ui/static/js/room-client.js), not `bad_sdp`."""
+    the server and offer again (ui/static/js/room/media-session.js), not `bad_sdp`."""
     alice = await harness.add("alice")
     bob = await harness.add("bob")
     await harness.settle()

@@ -2,14 +2,11 @@
 contexts. The patient, invited by e-mail (read from the real SMTP server), waits in the
 lobby and is admitted; chat messages arrive; a document sent to the patient is downloadable
 by them (and by no one else); a screenshot lands in the dossier; a removed participant is
-out, for themselves and for the others.
-
-Seeing the others' video (frames decoded, read from the page) needs the SFU's Socket.IO
-signalling (`rtc/signalling.py`); until it is merged that test says so and skips."""
+out, for themselves and for the others; everyone decodes the others' video (frames read from
+the page) through the SFU."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -25,7 +22,6 @@ pytestmark = [
 ]
 
 HOST, EXPERT, PATIENT = "Dr Claire Martin", "Dr Karim Benali", "Jeanne Dupont"
-SIGNALLING = importlib.util.find_spec("rtc.signalling") is not None
 
 
 async def decoded_frames(page: Any, name: str, wait_ms: int = 600) -> dict[str, Any]:
@@ -208,10 +204,6 @@ async def test_three_people_chat_exchange_files_and_one_is_removed(
     assert not pages.errors, pages.errors
 
 
-@pytest.mark.skipif(
-    not SIGNALLING,
-    reason="the SFU's Socket.IO signalling (rtc/signalling.py, branch signal) is not merged yet",
-)
 async def test_everyone_sees_the_others_video_and_a_screen_share(pages, app, users, smtp):
     c = await three_in_a_room(pages, app, users, smtp)
     for page, others in (
