@@ -87,6 +87,8 @@ class Settings(BaseSettings):
     turn_secret: str = ""
     turn_ttl_seconds: int = Field(3600, ge=60)
     rtc_allowed_addresses: list[str] = Field(default_factory=list)
+    # CIDRs the SFU may send to besides public addresses (a hospital's network, loopback tests)
+    rtc_allowed_networks: list[str] = Field(default_factory=list)
 
     # Dossier
     retention_days: int = Field(3650, ge=1)

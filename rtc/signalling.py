@@ -13,9 +13,7 @@ was handled on another: the live layer forwards it over the node bus (`rooms.liv
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Literal
@@ -52,21 +50,8 @@ def rtc_config(settings: Any) -> RtcConfig:
         turn_secret=settings.turn_secret,
         turn_ttl=settings.turn_ttl_seconds,
         allowed_addresses=tuple(settings.rtc_allowed_addresses),
-        allowed_networks=tuple(_allowed_networks(settings)),
+        allowed_networks=tuple(settings.rtc_allowed_networks),
     )
-
-
-def _allowed_networks(settings: Any) -> list[str]:
-    """CONSILIUM_RTC_ALLOWED_NETWORKS (a JSON list of CIDRs), from the settings once core
-    declares `rtc_allowed_networks`, from the environment until then."""
-    declared = getattr(settings, "rtc_allowed_networks", None)
-    if declared is not None:
-        return [str(n) for n in declared]
-    raw = os.environ.get("CONSILIUM_RTC_ALLOWED_NETWORKS", "").strip()
-    if not raw:
-        return []
-    value = json.loads(raw) if raw.startswith("[") else raw.split(",")
-    return [str(n).strip() for n in value if str(n).strip()]
 
 
 class Signalling:
