@@ -71,7 +71,65 @@ def _errors_of(e: PydanticValidationError) -> list[dict[str, Any]]:
     ]
 
 
-class Api:
+class _Verbs:
+    """``get``/``post``/``put``/``patch``/``delete`` shortcuts over ``route``."""
+
+    route: Callable[..., Callable[[Handler], Handler]]
+
+    def get(self, path: str, **kw: Any) -> Callable[[Handler], Handler]:
+        return self.route("GET", path, **kw)
+
+    def post(self, path: str, **kw: Any) -> Callable[[Handler], Handler]:
+        return self.route("POST", path, **kw)
+
+    def put(self, path: str, **kw: Any) -> Callable[[Handler], Handler]:
+        return self.route("PUT", path, **kw)
+
+    def patch(self, path: str, **kw: Any) -> Callable[[Handler], Handler]:
+        return self.route("PATCH", path, **kw)
+
+    def delete(self, path: str, **kw: Any) -> Callable[[Handler], Handler]:
+        return self.route("DELETE", path, **kw)
+
+
+class RouteTable(_Verbs):
+    """Typed routes declared at import in a package's ``routes.py``
+    (``routes = RouteTable()``, then ``@routes.post(path, body=Model, response=Model)`` with
+    :meth:`Api.route`'s arguments), registered on an app by :meth:`register`; ``page`` adds a
+    plain aiohttp route outside ``/api/v1`` (an HTML page)."""
+
+    def __init__(self) -> None:
+        self.api: list[tuple[str, str, dict[str, Any], Handler]] = []
+        self.plain: list[tuple[str, str, Handler]] = []
+
+    def route(self, method: str, path: str, **kw: Any) -> Callable[[Handler], Handler]:
+        def declare(fn: Handler) -> Handler:
+            self.api.append((method, path, kw, fn))
+            return fn
+
+        return declare
+
+    def page(self, method: str, path: str) -> Callable[[Handler], Handler]:
+        """Decorators apply from the bottom up, so the lowest one is registered first."""
+
+        def declare(fn: Handler) -> Handler:
+            self.plain.append((method, path, fn))
+            return fn
+
+        return declare
+
+    def register(self, app: web.Application) -> None:
+        api = Api.of(app)
+        for method, path, kw, fn in self.api:
+            api.route(method, path, **kw)(fn)
+        for method, path, fn in self.plain:
+            if method == "GET":
+                app.router.add_get(path, fn)  # answers HEAD too
+            else:
+                app.router.add_route(method, path, fn)
+
+
+class Api(_Verbs):
     """The registry of typed routes of one application."""
 
     def __init__(self, app: web.Application) -> None:
@@ -125,21 +183,6 @@ class Api:
             return fn
 
         return register
-
-    def get(self, path: str, **kw: Any) -> Callable[[Handler], Handler]:
-        return self.route("GET", path, **kw)
-
-    def post(self, path: str, **kw: Any) -> Callable[[Handler], Handler]:
-        return self.route("POST", path, **kw)
-
-    def put(self, path: str, **kw: Any) -> Callable[[Handler], Handler]:
-        return self.route("PUT", path, **kw)
-
-    def patch(self, path: str, **kw: Any) -> Callable[[Handler], Handler]:
-        return self.route("PATCH", path, **kw)
-
-    def delete(self, path: str, **kw: Any) -> Callable[[Handler], Handler]:
-        return self.route("DELETE", path, **kw)
 
     # -- request handling --------------------------------------------------------------
 

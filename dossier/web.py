@@ -1,80 +1,27 @@
 """HTTP plumbing shared by the dossier's routes modules.
 
-:class:`RouteTable` lets a ``routes.py`` declare its handlers at module level, with the same
-arguments as :class:`core.api.Api` (``@routes.post(path, body=Model, response=Model)``);
-``dossier.setup(app)`` then registers every table on the app, in a fixed order. The rest is
-what several routes modules need to stream bodies in and files out.
+:class:`core.api.RouteTable` (re-exported here) lets a ``routes.py`` declare its handlers at
+module level; ``dossier.setup(app)`` registers every table on the app, in a fixed order. The
+rest is what several routes modules need to stream bodies in and files out.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote, unquote
 
 from aiohttp import BodyPartReader, ClientPayloadError, web
 
-from core.api import Api, Handler
+from core.api import RouteTable
 from core.errors import BadRequest
 from core.storage import Storage
 
+__all__ = ["RouteTable"]
+
 STREAM_CHUNK = 256 * 1024
-
-
-@dataclass
-class RouteTable:
-    """Routes declared at import, registered on an app by :meth:`register`."""
-
-    api: list[tuple[str, str, dict[str, Any], Handler]] = field(default_factory=list)
-    plain: list[tuple[str, str, Handler]] = field(default_factory=list)
-
-    def route(self, method: str, path: str, **kw: Any) -> Callable[[Handler], Handler]:
-        """A typed ``/api/v1`` route (see :meth:`core.api.Api.route` for the arguments)."""
-
-        def declare(fn: Handler) -> Handler:
-            self.api.append((method, path, kw, fn))
-            return fn
-
-        return declare
-
-    def get(self, path: str, **kw: Any) -> Callable[[Handler], Handler]:
-        return self.route("GET", path, **kw)
-
-    def post(self, path: str, **kw: Any) -> Callable[[Handler], Handler]:
-        return self.route("POST", path, **kw)
-
-    def put(self, path: str, **kw: Any) -> Callable[[Handler], Handler]:
-        return self.route("PUT", path, **kw)
-
-    def patch(self, path: str, **kw: Any) -> Callable[[Handler], Handler]:
-        return self.route("PATCH", path, **kw)
-
-    def delete(self, path: str, **kw: Any) -> Callable[[Handler], Handler]:
-        return self.route("DELETE", path, **kw)
-
-    def page(self, method: str, path: str) -> Callable[[Handler], Handler]:
-        """A plain aiohttp route outside ``/api/v1`` (an HTML page); decorators apply from
-        the bottom up, so the lowest one is registered first."""
-
-        def declare(fn: Handler) -> Handler:
-            self.plain.append((method, path, fn))
-            return fn
-
-        return declare
-
-    def register(self, app: web.Application) -> None:
-        api = Api.of(app)
-        for method, path, kw, fn in self.api:
-            api.route(method, path, **kw)(fn)
-        for method, path, fn in self.plain:
-            if method == "GET":
-                app.router.add_get(path, fn)  # answers HEAD too
-            else:
-                app.router.add_route(method, path, fn)
 
 
 def uuid_of(request: web.Request, name: str) -> uuid.UUID:
