@@ -393,19 +393,34 @@ export class MediaSession extends Emitter {
     this.#screen = { track, stream };
     this.#sources[track.id] = "screen";
     if (!this.#pc) return;
-    this.#screenTransceiver = this.#pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+    const reused = this.#screenTransceiver;
+    if (reused) {
+      // The m-line of an earlier share on this connection, idle: it carries the new one.
+      await reused.sender.replaceTrack(track);
+      if (reused.sender.setStreams) reused.sender.setStreams(stream);
+      reused.direction = "sendonly";
+    } else {
+      this.#screenTransceiver = this.#pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+    }
     await this.#publish();
   }
 
+  /** The share's m-line is made idle ("inactive", no track), never stopped: stopping it
+   * rejects the m-line (port 0, out of the BUNDLE group), which aiortc does not support. Its
+   * answer keeps the m-line in the BUNDLE group, Chrome refuses that answer, and the
+   * connection stays in have-local-offer: no later server offer applies (a participant's
+   * removal then froze the others' video and audio, issue 11 item 6). The next share
+   * reuses the idle m-line. */
   async stopScreen() {
     this.#screen = null;
-    if (!this.#pc || !this.#screenTransceiver) return;
+    const transceiver = this.#screenTransceiver;
+    if (!this.#pc || !transceiver || transceiver.direction === "inactive") return;
     try {
-      this.#screenTransceiver.stop();
+      await transceiver.sender.replaceTrack(null);
+      transceiver.direction = "inactive";
     } catch {
-      /* already stopped */
+      /* the connection closed meanwhile */
     }
-    this.#screenTransceiver = null;
     await this.#publish();
   }
 
