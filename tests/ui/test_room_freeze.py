@@ -174,4 +174,17 @@ async def test_patient_keeps_playing_after_share_and_removal(pages, app, users, 
     assert not errors, errors
     await keeps_playing(c.host)
     await keeps_playing(c.host)  # and still a few seconds later
+
+    # A new share goes out on the idle m-line of the first one.
+    await c.host.get_by_role("button", name="Partager l'écran").click()
+    await wait_js(
+        c.patient,
+        """() => {
+            const v = document.querySelector('.tile[data-source="screen"] video');
+            return v && v.videoWidth > 0; }""",
+        timeout=120,
+    )
+    await keeps_playing(c.host)
+    errors = [x["error"] for x in await c.host.evaluate("() => window.__sdp") if "error" in x]
+    assert not errors, errors
     assert not pages.errors, pages.errors
