@@ -29,6 +29,7 @@ from core.config import Settings
 from core.context import DB, NOTIFIER, SETTINGS
 from core.db import Database, utcnow
 from core.notify import DeliveryError, Email, Notifier
+from core.paris_time import paris_date
 from core.storage import Storage
 from core.storage import of as storage_of
 from dossier.documents.store import on_commit_delete
@@ -43,7 +44,6 @@ from dossier.models import (
     UserSignature,
     VaultDeposit,
 )
-from dossier.paris_time import paris_date
 from rooms.models import RoomAttachment  # files sent in rooms share the blob store
 
 log = logging.getLogger(__name__)

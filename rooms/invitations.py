@@ -16,7 +16,6 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import or_, select
 
@@ -25,13 +24,13 @@ from core.config import Settings
 from core.db import Database, UnitOfWork, utcnow
 from core.errors import Conflict, Gone, NotFound, TooManyRequests, ValidationFailed
 from core.notify import DeliveryError, Email, Notifier
+from core.paris_time import paris_spelled_out
 from core.principal import Principal
 from core.ratelimit import RateLimiter
 from rooms import access
 from rooms.models import Guest, Invitation, Room, RoomKind, RoomStatus
 
 log = logging.getLogger(__name__)
-PARIS = ZoneInfo("Europe/Paris")
 DEFAULT_VALIDITY = timedelta(hours=48)
 # Outgoing e-mails and SMS: invitations a user may send per minute, a room may get per hour.
 INVITES_PER_USER_PER_MINUTE = 10
@@ -64,20 +63,6 @@ def link_of(settings: Settings, inv: Invitation) -> str:
     return f"{settings.public_url}/join/{token_of(settings, inv)}"
 
 
-_DAYS = ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche")
-_MONTHS = (
-    "janvier", "février", "mars", "avril", "mai", "juin",
-    "juillet", "août", "septembre", "octobre", "novembre", "décembre",
-)  # fmt: skip
-
-
-def paris_datetime(at: datetime) -> str:
-    """``jeudi 26 novembre 2026 à 14 h 30`` in Europe/Paris, whatever the server's locale."""
-    t = at.astimezone(PARIS)
-    day = "1er" if t.day == 1 else str(t.day)
-    return f"{_DAYS[t.weekday()]} {day} {_MONTHS[t.month - 1]} {t.year} à {t.hour} h {t.minute:02d}"
-
-
 _KIND_FR = {
     RoomKind.teleconsultation: "une téléconsultation",
     RoomKind.estaff: "une réunion e-Staff",
@@ -88,15 +73,15 @@ _KIND_FR = {
 def _texts(inv: Invitation, room: Room, host: str, link: str) -> tuple[str, str, str]:
     """Subject, e-mail body and SMS text, in French."""
     when = inv.scheduled_at or room.scheduled_at
-    when_txt = f" le {paris_datetime(when)} (heure de Paris)" if when else ""
+    when_txt = f" le {paris_spelled_out(when)} (heure de Paris)" if when else ""
     what = _KIND_FR[room.kind]
-    subject = f"Invitation à {what}" + (f" — {paris_datetime(when)}" if when else "")
+    subject = f"Invitation à {what}" + (f" — {paris_spelled_out(when)}" if when else "")
     body = (
         f"Bonjour {inv.name},\n\n"
         f"{host} vous invite à {what}{when_txt}.\n\n"
         f"Pour rejoindre la salle, ouvrez ce lien depuis un ordinateur (Chrome ou Firefox), "
         f"un iPhone (Safari) ou un téléphone Android (Chrome) :\n{link}\n\n"
-        f"Ce lien est personnel ; il expire le {paris_datetime(inv.expires_at)}.\n"
+        f"Ce lien est personnel ; il expire le {paris_spelled_out(inv.expires_at)}.\n"
         "Vous patienterez dans la salle d'attente jusqu'à ce que le praticien "
         "vous fasse entrer.\n\n"
         "Consilium"

@@ -22,6 +22,7 @@ from core import audit
 from core.accounts import User
 from core.db import Database, UnitOfWork
 from core.errors import NotFound
+from core.paris_time import PARIS, paris_date, paris_datetime
 from core.principal import Principal
 from dossier.documents import access as doc_access
 from dossier.documents import filetypes
@@ -38,7 +39,6 @@ from dossier.models import (
     Patient,
     RequestType,
 )
-from dossier.paris_time import PARIS, paris_date, paris_datetime
 from dossier.report import signing
 
 SEX_LABELS = {"F": "Féminin", "M": "Masculin", "I": "Indéterminé"}

@@ -26,12 +26,12 @@ from core.config import Settings
 from core.db import Database, utcnow
 from core.errors import Forbidden, Gone, NotFound, ValidationFailed
 from core.notify import Attachment, DeliveryError, Email, Notifier
+from core.paris_time import paris_datetime
 from core.principal import Principal
 from core.storage import Storage
 from dossier.documents import access as doc_access
 from dossier.documents.store import get_document
 from dossier.models import Document, VaultDeposit
-from dossier.paris_time import paris_datetime
 
 VAULT_TTL = timedelta(days=7)
 VAULT_MAX_ATTEMPTS = 5

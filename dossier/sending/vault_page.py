@@ -8,7 +8,7 @@ from datetime import datetime
 
 from aiohttp import web
 
-from dossier.paris_time import paris_datetime
+from core.paris_time import paris_datetime
 
 
 def code_form(token: str, expires_at: datetime, error: str) -> str:

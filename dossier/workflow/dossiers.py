@@ -20,6 +20,7 @@ from core.accounts import Delegation, User, delegators_of
 from core.audit import AuditEntry
 from core.db import Database, utcnow
 from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from core.paris_time import paris_datetime
 from core.principal import Principal
 from dossier.careoffers.directory import members_of
 from dossier.careoffers.schemas import CareOfferOut
@@ -38,7 +39,6 @@ from dossier.models import (
     ReadReceipt,
     RequestType,
 )
-from dossier.paris_time import paris_datetime
 from dossier.permissions import (
     Access,
     Action,

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base, utcnow
-from dossier.paris_time import PARIS
+from core.paris_time import PARIS
 
 PREFIX = "TE"
 WIDTH = 6
