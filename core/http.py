@@ -16,8 +16,10 @@ from aiohttp import ClientConnectionResetError, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 from aiohttp.web_protocol import RequestHandler
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from core.errors import PROBLEM_TYPE, Problem
+from core.errors import PROBLEM_TYPE, Problem, Unavailable
 
 log = structlog.get_logger("consilium.http")
 
@@ -30,6 +32,9 @@ CSP = (
     "connect-src 'self'; style-src 'self'; script-src 'self'; "
     "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
 )
+
+
+REDIS_RETRY_AFTER = 2  # seconds; Redis restarts in about that
 
 
 def problem_response(p: Problem, request: web.Request) -> web.Response:
@@ -94,6 +99,17 @@ async def request_middleware(request: web.Request, handler: Handler) -> web.Stre
                     code=_HTTP_CODES.get(e.status, "http_error"),
                     title=e.reason,
                     **extra,
+                ),
+                request,
+            )
+        except (RedisConnectionError, RedisTimeoutError):
+            # Redis (rate limits, the session cache, fan-out) is out for a moment: say so.
+            log.warning("redis unavailable", path=request.path, method=request.method)
+            resp = problem_response(
+                Unavailable(
+                    "A service of the server is unavailable; try again shortly",
+                    code="redis_unavailable",
+                    retry_after=REDIS_RETRY_AFTER,
                 ),
                 request,
             )
