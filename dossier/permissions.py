@@ -162,6 +162,32 @@ def visible_patients(principal: Principal) -> ColumnElement[bool]:
     )
 
 
+def identity_holders(principal: Principal) -> ColumnElement[bool]:
+    """A WHERE clause on ``Patient``: the identities the principal may change. The identity
+    belongs to the requester side: the practitioner who created it, the requesters of the
+    dossiers on that patient, and the secretaries currently delegated by them (and a
+    secretary's own new identity until a dossier is opened on it). Not admins (they write no
+    medical part), not the experts, not readers by number."""
+    if principal.is_admin or not principal.is_user:
+        return false()
+    ids = acting_ids(principal)
+    if principal.role == "secretary" and not principal.delegates_for:
+        return false()
+    created: ColumnElement[bool] = Patient.created_by_id.in_(ids)
+    if principal.role == "secretary":
+        created = or_(
+            Patient.created_by_id.in_(list(principal.delegates_for)),
+            and_(
+                Patient.created_by_id == principal.subject_id,
+                ~Patient.id.in_(select(Dossier.patient_id)),
+            ),
+        )
+    return or_(
+        created,
+        Patient.id.in_(select(Dossier.patient_id).where(Dossier.requester_id.in_(ids))),
+    )
+
+
 async def access_to(session: AsyncSession, principal: Principal, dossier: Dossier) -> Access:
     if not principal.is_user:
         return Access()

@@ -163,6 +163,9 @@ class PatientPatch(IdentityText):
     ipp: str | None = Field(None, max_length=40)
     ins: str | None = Field(None, max_length=30)
     ins_status: InsStatus | None = None
+    # Why the strict traits change (names, sex, birth date and place, INS): required then,
+    # kept in the audit log ("Motif de la modification").
+    reason: str | None = Field(None, max_length=500)
 
     @field_validator("birth_date")
     @classmethod
