@@ -2,8 +2,10 @@
 
 Sides of a dossier:
 
-- the **requester side**: the requesting practitioner, whoever created the dossier (a
-  secretary "en délégation de" the requester), and the requester's delegates;
+- the **requester side**: the requesting practitioner and the secretaries who *currently*
+  hold a delegation from them. A secretary who created a dossier "en délégation de" the
+  requester keeps it only as long as the delegation: having created it gives no right of its
+  own (the delegation ends, her access ends, on both sides of the database);
 - the **expert side**, once the dossier has left ``draft`` (a draft is not sent yet): the
   members of the chosen care offers, the expert who took or signed it, and their delegates;
 - **admins** see every dossier but write none of the medical parts;
@@ -114,8 +116,8 @@ def visible_dossiers(principal: Principal, *, grants: bool = False) -> ColumnEle
     if not ids:
         return false()
     clauses = [
+        # Not created_by: a secretary's rights end with her delegation.
         Dossier.requester_id.in_(ids),
-        Dossier.created_by_id.in_(ids),
         and_(
             Dossier.state != DossierState.draft,
             or_(Dossier.expert_id.in_(ids), Dossier.id.in_(_offer_member_dossiers(ids))),
@@ -135,15 +137,54 @@ def visible_patients(principal: Principal) -> ColumnElement[bool]:
     and the patients of the dossiers they take part in (seed 002: "les patients pour lesquels
     l'utilisateur est identifié comme intervenant"). A dossier read by number does not count:
     it opens that dossier, "mais ne permet pas d'accéder à l'ensemble des dossiers du
-    patient" (seed 002 § 2.2)."""
+    patient" (seed 002 § 2.2).
+
+    A secretary's own creations follow her delegations: she keeps a patient she created only
+    until a dossier is opened on it (then the dossier's requester decides, through the
+    delegation), and only while she holds a delegation at all."""
     if principal.is_admin:
         return true()
     ids = acting_ids(principal)
     if not ids:
         return false()
+    through_dossiers = Patient.id.in_(select(Dossier.patient_id).where(visible_dossiers(principal)))
+    if principal.role != "secretary":
+        return or_(Patient.created_by_id.in_(ids), through_dossiers)
+    if not principal.delegates_for:
+        return through_dossiers
     return or_(
-        Patient.created_by_id.in_(ids),
-        Patient.id.in_(select(Dossier.patient_id).where(visible_dossiers(principal))),
+        Patient.created_by_id.in_(list(principal.delegates_for)),
+        and_(
+            Patient.created_by_id == principal.subject_id,
+            ~Patient.id.in_(select(Dossier.patient_id)),
+        ),
+        through_dossiers,
+    )
+
+
+def identity_holders(principal: Principal) -> ColumnElement[bool]:
+    """A WHERE clause on ``Patient``: the identities the principal may change. The identity
+    belongs to the requester side: the practitioner who created it, the requesters of the
+    dossiers on that patient, and the secretaries currently delegated by them (and a
+    secretary's own new identity until a dossier is opened on it). Not admins (they write no
+    medical part), not the experts, not readers by number."""
+    if principal.is_admin or not principal.is_user:
+        return false()
+    ids = acting_ids(principal)
+    if principal.role == "secretary" and not principal.delegates_for:
+        return false()
+    created: ColumnElement[bool] = Patient.created_by_id.in_(ids)
+    if principal.role == "secretary":
+        created = or_(
+            Patient.created_by_id.in_(list(principal.delegates_for)),
+            and_(
+                Patient.created_by_id == principal.subject_id,
+                ~Patient.id.in_(select(Dossier.patient_id)),
+            ),
+        )
+    return or_(
+        created,
+        Patient.id.in_(select(Dossier.patient_id).where(Dossier.requester_id.in_(ids))),
     )
 
 
@@ -153,9 +194,8 @@ async def access_to(session: AsyncSession, principal: Principal, dossier: Dossie
     me = principal.subject_id
     ids = acting_ids(principal)
     secretary = principal.role == "secretary"
-    requester_side = (
-        dossier.requester_id in ids or dossier.created_by_id == me or dossier.created_by_id in ids
-    )
+    # Not created_by: a secretary's rights on a dossier end with her delegation.
+    requester_side = dossier.requester_id in ids
     is_requester = dossier.requester_id == me and not secretary
     expert_side = is_expert = False
     if dossier.state is not DossierState.draft:

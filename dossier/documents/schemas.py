@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from dossier.documents.dicom import instance_sort_key
 from dossier.documents.filetypes import CATEGORIES
@@ -207,11 +207,28 @@ class UploadOut(BaseModel):
     expires_at: datetime
 
 
+MAX_STAMP_PAGES = 500
+
+
 class StampIn(BaseModel):
-    pages: Literal["all"] | list[int] = "all"  # 1-based page numbers
+    # 1-based page numbers, each once; the PDF's page count is checked before any rendering
+    pages: (
+        Literal["all"]
+        | Annotated[list[Annotated[int, Field(ge=1)]], Field(max_length=MAX_STAMP_PAGES)]
+    ) = "all"
     x: float = Field(ge=0, lt=1)
     y: float = Field(ge=0, lt=1)
     width: float = Field(gt=0, le=1)
+
+    @field_validator("pages")
+    @classmethod
+    def _unique(cls, v: Literal["all"] | list[int]) -> Literal["all"] | list[int]:
+        if isinstance(v, list):
+            if not v:
+                raise ValueError('give at least one page, or "all"')
+            if len(set(v)) != len(v):
+                raise ValueError("each page once")
+        return v
 
 
 class SignatureOut(BaseModel):

@@ -8,24 +8,30 @@ stamped one becomes its next version.
 
 from __future__ import annotations
 
-import asyncio
 import io
 import uuid
 from typing import Literal
 
 from core.db import Database
 from core.errors import ValidationFailed
+from core.heavy import run_heavy
 from core.principal import Principal
 from dossier.documents import access
 from dossier.documents.store import add_document, get_document, storage_for
 from dossier.models import Document, UserSignature
 
+MAX_PAGES = 500  # one stamp request draws on this many pages at most
 STAMPABLE = {"application/pdf", "image/png", "image/jpeg", "image/webp"}
 
 
 class BadSignatureImage(ValidationFailed):
     code = "bad_signature_image"
     title = "The signature picture cannot be used"
+
+
+class BadPages(ValidationFailed):
+    code = "bad_pages"
+    title = "The pages to stamp are not in the document"
 
 
 MAX_SIGNATURE_BYTES = 2 * 1024 * 1024
@@ -86,9 +92,13 @@ def stamp_pdf(
         if doc.needs_pass:
             raise ValidationFailed("Ce PDF est protégé par un mot de passe.", code="pdf_encrypted")
         targets = range(doc.page_count) if pages is None else pages
+        beyond = sorted({n + 1 for n in targets if not 0 <= n < doc.page_count})
+        if beyond:  # before drawing anything
+            raise BadPages(
+                f"Le document a {doc.page_count} page(s) ; pas de page "
+                f"{', '.join(map(str, beyond[:10]))}."
+            )
         for n in targets:
-            if not 0 <= n < doc.page_count:
-                raise ValidationFailed(f"Le document n'a pas de page {n + 1}.", code="bad_position")
             page = doc[n]
             r = page.rect
             w = width * r.width
@@ -159,14 +169,15 @@ async def stamp_document(
         original = await storage.blobs.read(doc.blob_key)
         picture = await storage.blobs.read(sig.blob_key)
         if doc.category == "pdf":
+            if pages != "all" and (len(pages) > MAX_PAGES or len(set(pages)) != len(pages)):
+                raise BadPages("Donnez chaque page une fois, 500 au plus.")
             indexes = None if pages == "all" else [n - 1 for n in pages]
-            out = await asyncio.to_thread(
-                lambda: stamp_pdf(original, picture, x=x, y=y, width=width, pages=indexes)
+            # In a bounded worker process (core.heavy), never on a server thread.
+            out = await run_heavy(
+                stamp_pdf, original, picture, x=x, y=y, width=width, pages=indexes
             )
         else:
-            out = await asyncio.to_thread(
-                lambda: stamp_image(original, picture, x=x, y=y, width=width)
-            )
+            out = await run_heavy(stamp_image, original, picture, x=x, y=y, width=width)
         return await add_document(
             uow,
             principal,

@@ -22,11 +22,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core import audit
 from core.accounts import User
 from core.db import Database
-from core.errors import Conflict, NotFound, ValidationFailed
+from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from core.principal import Principal
 from dossier.identity.schemas import PatientOut
 from dossier.models import InsStatus, Patient, Sex
-from dossier.permissions import visible_patients
+from dossier.permissions import identity_holders, visible_patients
 
 _INS = re.compile(r"^[1-478]\d{4}(\d{2}|2A|2B)\d{6}\d{2}$")
 
@@ -354,10 +354,36 @@ QUALIFIED_TRAITS = frozenset(
 )
 
 
+# Traits that identify the patient (RNIV "traits stricts"): changing one needs a reason,
+# kept in the audit log.
+STRICT_TRAITS = frozenset(
+    {
+        "birth_name",
+        "first_name",
+        "first_names",
+        "sex",
+        "birth_date",
+        "birth_country",
+        "birth_commune",
+        "birth_postcode",
+        "birth_insee_code",
+        "ins",
+        "ins_status",
+    }
+)
+
+
 async def update_patient(
-    db: Database, principal: Principal, patient_id: uuid.UUID, changes: dict[str, Any]
+    db: Database,
+    principal: Principal,
+    patient_id: uuid.UUID,
+    changes: dict[str, Any],
+    *,
+    reason: str = "",
 ) -> Patient:
-    """The one write path that corrects an identity ("Modifier")."""
+    """The one write path that corrects an identity ("Modifier"): by the requester side that
+    holds it (see :func:`dossier.permissions.identity_holders`); a change of a strict trait
+    needs a ``reason``."""
     async with db.write() as uow:
         s = uow.session
         patient = (
@@ -367,6 +393,22 @@ async def update_patient(
         ).scalar_one_or_none()
         if patient is None:
             raise NotFound("No patient with this id", code="patient_not_found")
+        holder = await s.execute(
+            select(Patient.id).where(Patient.id == patient_id, identity_holders(principal))
+        )
+        if holder.first() is None:
+            await audit.record_now(
+                db,
+                "patient.update",
+                actor=principal,
+                object_type="patient",
+                object_id=patient_id,
+                outcome="denied",
+            )
+            raise Forbidden(
+                "Only the requester side holding this identity changes it",
+                code="identity_change_not_allowed",
+            )
         current = {
             k: getattr(patient, k)
             for k in (
@@ -396,6 +438,14 @@ async def update_patient(
                 code="identity_qualified",
                 fields=sorted(QUALIFIED_TRAITS & set(changed)),
             )
+        strict = sorted(STRICT_TRAITS & set(changed))
+        reason = reason.strip()
+        if strict and not reason:
+            raise ValidationFailed(
+                "Give the reason for changing the identity's traits",
+                code="reason_required",
+                fields=strict,
+            )
         if merged["ins"] and merged["ins"] != patient.ins:
             taken = await s.execute(
                 select(Patient.id).where(Patient.ins == merged["ins"], Patient.id != patient.id)
@@ -412,6 +462,7 @@ async def update_patient(
             object_type="patient",
             object_id=patient.id,
             fields=changed,
+            **({"reason": reason} if reason else {}),
         )
         try:
             async with s.begin_nested():

@@ -72,11 +72,17 @@ async def get_patient(request: web.Request) -> PatientOut:
 
 
 @routes.patch(
-    "/patients/{patient_id}", body=PatientPatch, response=PatientOut, tags=T_PAT, errors=[409]
+    "/patients/{patient_id}",
+    body=PatientPatch,
+    response=PatientOut,
+    tags=T_PAT,
+    errors=[403, 409],
 )
 async def patch_patient(request: web.Request, body: PatientPatch) -> PatientOut:
-    """Correct an identity ("Modifier"); a qualified identity's traits stay as they are."""
-    changes = body.model_dump(exclude_unset=True, mode="python")
+    """Correct an identity ("Modifier"): by the requester side holding it (403
+    identity_change_not_allowed otherwise); a strict trait needs a ``reason`` (422
+    reason_required); a qualified identity's traits stay as they are."""
+    changes = body.model_dump(exclude_unset=True, exclude={"reason"}, mode="python")
     # Only the IPP and the INS may be cleared; null elsewhere means "unchanged".
     changes = {k: v for k, v in changes.items() if v is not None or k in ("ipp", "ins")}
     if body.addresses is not None:
@@ -88,6 +94,7 @@ async def patch_patient(request: web.Request, body: PatientPatch) -> PatientOut:
         principal(request),
         uuid.UUID(request.match_info["patient_id"]),
         changes,
+        reason=body.reason or "",
     )
     return PatientOut.of(patient)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from datetime import date
 from typing import Any, Literal
@@ -16,11 +17,37 @@ from dossier.models import (
 
 Str100 = Field(default="", max_length=100)
 
+# Control and format characters (a right-to-left override U+202E, a zero-width joiner, a
+# line separator…) have no place in an identity: they disguise it on screen and break the
+# report's PDF. Ordinary spaces (category Zs) stay.
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
+def clean_identity_text(value: str) -> str:
+    """NFC-normalise one identity text; refuse control and format characters."""
+    value = unicodedata.normalize("NFC", value)
+    for ch in value:
+        if unicodedata.category(ch) in _REFUSED_CATEGORIES:
+            raise ValueError(
+                f"control or format character U+{ord(ch):04X} is not allowed in an identity"
+            )
+    return value
+
+
+class IdentityText(BaseModel):
+    """Base of the identity schemas: every text field goes through
+    :func:`clean_identity_text` (a 422 naming the field otherwise)."""
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _clean_text(cls, v: Any) -> Any:
+        return clean_identity_text(v) if type(v) is str else v  # not the StrEnums
+
 
 # -- patients ---------------------------------------------------------------------------
 
 
-class Address(BaseModel):
+class Address(IdentityText):
     model_config = ConfigDict(extra="forbid")
     type: str = Field("home", max_length=30)
     country: str = Field("FRANCE", max_length=100)
@@ -32,13 +59,13 @@ class Address(BaseModel):
     valid_from: date | None = None
 
 
-class Contact(BaseModel):
+class Contact(IdentityText):
     model_config = ConfigDict(extra="forbid")
     kind: Literal["mobile", "phone", "email"]
     value: str = Field(min_length=3, max_length=254)
 
 
-class PatientIn(BaseModel):
+class PatientIn(IdentityText):
     model_config = ConfigDict(extra="forbid")
     birth_name: str = Field(min_length=1, max_length=100)
     used_name: str = Str100
@@ -116,7 +143,7 @@ class PatientHit(PatientOut):
     match_rate: float  # "Taux de corresp.", 0–100
 
 
-class PatientPatch(BaseModel):
+class PatientPatch(IdentityText):
     """Corrections of an identity; only the fields sent change."""
 
     model_config = ConfigDict(extra="forbid")
@@ -136,6 +163,9 @@ class PatientPatch(BaseModel):
     ipp: str | None = Field(None, max_length=40)
     ins: str | None = Field(None, max_length=30)
     ins_status: InsStatus | None = None
+    # Why the strict traits change (names, sex, birth date and place, INS): required then,
+    # kept in the audit log ("Motif de la modification").
+    reason: str | None = Field(None, max_length=500)
 
     @field_validator("birth_date")
     @classmethod

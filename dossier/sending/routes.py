@@ -17,15 +17,28 @@ from dossier.web import RouteTable, file_response, uuid_of
 TAGS = ["documents"]
 routes = RouteTable()
 
+# Sends (MSSanté or vault) one user may make per window of SEND_WINDOW seconds.
+SENDS_PER_WINDOW = 20
+SEND_WINDOW = 600
+
 
 @routes.post(
-    "/dossiers/{dossier_id}/send", body=SendIn, response=SendOut, tags=TAGS, errors=[403, 502]
+    "/dossiers/{dossier_id}/send", body=SendIn, response=SendOut, tags=TAGS, errors=[403, 429, 502]
 )
 async def send_document(request: web.Request, body: SendIn) -> SendOut:
     """Send a PDF of the dossier by MSSanté, or through the vault (link + SMS code)."""
     dossier_id = uuid_of(request, "dossier_id")
     p = principal_of(request)
     app = request.app
+    # Each send mails, texts or posts to the outside: a few per user and per 10 minutes.
+    if not await app[LIMITER].hit(
+        f"send:{p.subject_id}", limit=SENDS_PER_WINDOW, window=SEND_WINDOW
+    ):
+        raise TooManyRequests(
+            "Trop d'envois en peu de temps ; réessayez dans quelques minutes.",
+            code="send_rate_limited",
+            retry_after=SEND_WINDOW,
+        )
     if body.channel == "mss":
         if not body.mss_recipients:
             raise ValidationFailed("Choisissez au moins un destinataire.", code="no_recipient")

@@ -9,6 +9,8 @@ from typing import Literal
 from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, Field, field_validator
 
+MAX_VAULT_RECIPIENTS = 5
+
 
 class VaultRecipient(BaseModel):
     email: str = Field(min_length=3, max_length=254)
@@ -27,7 +29,10 @@ class SendIn(BaseModel):
     document_id: uuid.UUID
     channel: Literal["mss", "vault"]
     mss_recipients: list[str] = Field(default_factory=list, max_length=20)
-    vault_recipients: list[VaultRecipient] = Field(default_factory=list, max_length=20)
+    # Each vault recipient gets an e-mail and an SMS: a few per send (MAX_VAULT_RECIPIENTS).
+    vault_recipients: list[VaultRecipient] = Field(
+        default_factory=list, max_length=MAX_VAULT_RECIPIENTS
+    )
     message: str = Field("", max_length=2000)
 
 

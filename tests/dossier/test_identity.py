@@ -202,7 +202,9 @@ async def test_identity_corrections_keep_qualified_traits(demo, as_user):
     outsider = await as_user(demo["everyone"][CARDIO_EMAIL])
     p = await new_patient(req, birth_name="Morel", first_name="Luc", sex="M")
     url = f"/api/v1/patients/{p['id']}"
-    r = await req.patch(url, json={"used_name": "Morel-Vidal", "first_name": "Lucas"})
+    r = await req.patch(
+        url, json={"used_name": "Morel-Vidal", "first_name": "Lucas", "reason": "Prénom mal saisi"}
+    )
     assert r.status == 200, await r.text()
     assert (await r.json())["display_name"] == "MOREL (MOREL-VIDAL) Lucas"
     r = await req.get("/api/v1/patients", params={"q": "morel-vidal lucas"})
