@@ -23,7 +23,7 @@ import hashlib
 import os
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -150,6 +150,22 @@ class Staging:
             self.root / "once" / f"{uuid.uuid4().hex}.part",
             min(limit or self.max_bytes, self.max_bytes),
         )
+
+    async def stage(
+        self, data: bytes | AsyncIterable[bytes] | StagedFile, limit: int | None = None
+    ) -> StagedFile:
+        """Bytes or a stream of chunks written to a fresh staged file (one already staged is
+        returned as it is); more than ``limit`` bytes is refused by the writer."""
+        if isinstance(data, StagedFile):
+            return data
+        w = self.writer(limit=limit)
+        async with w:
+            if isinstance(data, bytes | bytearray | memoryview):
+                await w.write(bytes(data))
+            else:
+                async for chunk in data:
+                    await w.write(chunk)
+            return await w.finish()
 
     def _resumable(self, name: str) -> Path:
         if not _KEY.match(name):

@@ -33,7 +33,7 @@ from core.errors import Conflict, Forbidden, NotFound, TooManyRequests, Validati
 from core.events import Event
 from core.heavy import run_heavy
 from core.principal import Principal
-from core.storage import StagedFile, Storage
+from core.storage import Storage
 from rooms import access
 from rooms.live import LIVE, channel_guest, channel_hosts, channel_room, channel_user
 from rooms.models import Guest, Room, RoomAttachment, RoomStatus
@@ -154,17 +154,6 @@ def visible_clause(principal: Principal, role: access.RoomRole) -> Any:
 # -- the write path ---------------------------------------------------------------------
 
 
-async def _stage(storage: Storage, data: Data, limit: int) -> StagedFile:
-    w = storage.staging.writer(limit=limit)
-    async with w:
-        if isinstance(data, bytes | bytearray | memoryview):
-            await w.write(bytes(data))
-        else:
-            async for chunk in data:
-                await w.write(chunk)
-        return await w.finish()
-
-
 async def _denied(app: web.Application, principal: Principal, room_id: uuid.UUID, why: str) -> None:
     await audit.record_now(
         app[DB],
@@ -234,7 +223,7 @@ async def add_attachment(
 
     storage = storage_of(app)
     limit = min(MAX_ATTACHMENT_BYTES, storage.staging.max_bytes)
-    staged = await _stage(storage, data, limit)
+    staged = await storage.staging.stage(data, limit)
     blob_key: str | None = None
     try:
         if staged.size == 0:

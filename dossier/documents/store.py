@@ -149,19 +149,6 @@ async def _inspect(filename: str, staged: StagedFile) -> Checked:
     return Checked(t, info)
 
 
-async def _stage(storage: Storage, data: bytes | AsyncIterable[bytes] | StagedFile) -> StagedFile:
-    if isinstance(data, StagedFile):
-        return data
-    w = storage.staging.writer()
-    async with w:
-        if isinstance(data, bytes | bytearray | memoryview):
-            await w.write(bytes(data))
-        else:
-            async for chunk in data:
-                await w.write(chunk)
-        return await w.finish()
-
-
 async def add_document(
     uow: UnitOfWork,
     principal: Principal | None,
@@ -189,7 +176,7 @@ async def add_document(
         filename = filetypes.sanitize_filename(filename)
         if check_permission and principal is not None:
             await access.require_document_write(session, principal, dossier_id)
-        staged = await _stage(storage, data)
+        staged = await storage.staging.stage(data)
         if staged.size == 0:
             raise ValidationFailed("Le fichier est vide.", code="empty_file")
         checked = await _inspect(filename, staged)
