@@ -50,6 +50,7 @@ class TooHeavy(ValidationFailed):
 
 _limits = Limits()
 _pool: ProcessPoolExecutor | None = None
+_tasks = 0  # submitted to the current pool
 
 
 def configure(*, workers: int, memory_mb: int, max_pixels: int) -> None:
@@ -81,15 +82,23 @@ def _init_worker(memory_bytes: int, max_pixels: int) -> None:
 
 
 def _get_pool() -> ProcessPoolExecutor:
-    global _pool
+    """The pool, replaced by a fresh one after ``tasks_per_worker`` tasks per worker (the old
+    one finishes what it holds, then its processes exit). Not ``max_tasks_per_child``: on
+    Python 3.11 a pool whose worker exits that way can hang every later task (CPython
+    gh-115634), which froze previews after 50 files."""
+    global _pool, _tasks
+    if _pool is not None and _tasks >= _limits.tasks_per_worker * _limits.workers:
+        _pool.shutdown(wait=False)
+        _pool = None
     if _pool is None:
         _pool = ProcessPoolExecutor(
             max_workers=_limits.workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker,
             initargs=(_limits.memory_bytes, _limits.max_pixels),
-            max_tasks_per_child=_limits.tasks_per_worker,
         )
+        _tasks = 0
+    _tasks += 1
     return _pool
 
 
