@@ -86,9 +86,14 @@ async def test_a_redis_restart_costs_no_session_presence_or_message(tmp_path, re
         lost = [m for m in sent if m not in seen]
         duplicated = len(history_ids) - len(set(history_ids))
         # Presence is right from either node; sessions still good; fan-out works again.
-        for node in (a, b):
-            status, body = await host.call("GET", node.url + f"/api/v1/rooms/{rid}")
-            assert status == 200 and body["occupancy"]["count"] == 2, body
+        for node in (a, b):  # each node writes back the presence it holds: wait for both
+            while True:
+                status, body = await host.call("GET", node.url + f"/api/v1/rooms/{rid}")
+                assert status == 200, body
+                if body["occupancy"]["count"] == 2:
+                    break
+                assert back.since() < 60, body
+                await asyncio.sleep(0.2)
         while True:  # the handshake is accepted again
             status, _ = await _status(c.http, polling, host.cookie)
             if status == 200:
@@ -96,8 +101,12 @@ async def test_a_redis_restart_costs_no_session_presence_or_message(tmp_path, re
             assert back.since() < 60
             await asyncio.sleep(0.2)
         handshake_after = back.since()
-        online = await h.ok("presence:online")
-        assert [u["name"] for u in online["users"]] == ["Dr Karim Benali"]
+        while True:
+            online = await h.ok("presence:online")
+            if [u["name"] for u in online["users"]] == ["Dr Karim Benali"]:
+                break
+            assert back.since() < 60, online
+            await asyncio.sleep(0.2)
         mark = len(h.received)
         await send("après")
         await h.wait_for("chat:message", lambda m: m["id"] == sent[-1], since=mark)
