@@ -8,6 +8,7 @@ listener ever sees a state that was rolled back.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import socket
 import uuid
 from collections.abc import AsyncIterator
@@ -184,8 +185,38 @@ class Database:
     def write(self) -> UnitOfWork:
         return UnitOfWork(self)
 
+    @asynccontextmanager
+    async def cluster_lock(self, name: str) -> AsyncIterator[bool]:
+        """``async with db.cluster_lock("retention") as held:`` — True in one process only.
+
+        For work that must run once per cluster, not once per node (the retention purge, the
+        orphan sweep). On PostgreSQL it is a session-level advisory lock held on a connection
+        of its own for the duration of the block, so a node that dies releases it with its
+        connection. SQLite is the embedded one-node setting: the lock is always held.
+        """
+        if self.dialect != "postgresql":
+            yield True
+            return
+        key = _lock_key(name)
+        async with self.engine.connect() as conn:
+            held = bool(
+                (await conn.exec_driver_sql(f"SELECT pg_try_advisory_lock({key})")).scalar()
+            )
+            try:
+                yield held
+            finally:
+                if held:
+                    with contextlib.suppress(Exception):
+                        await conn.exec_driver_sql(f"SELECT pg_advisory_unlock({key})")
+
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+def _lock_key(name: str) -> int:
+    """A stable signed 64-bit advisory-lock key for ``name`` (same on every node)."""
+    digest = hashlib.blake2b(f"consilium:{name}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 class UnitOfWork:

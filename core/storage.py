@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import hashlib
 import os
 import re
+import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -141,6 +144,7 @@ class Staging:
     def __init__(self, root: Path, max_bytes: int) -> None:
         self.root = root
         self.max_bytes = max_bytes
+        self._locks: dict[str, asyncio.Lock] = {}
         (root / "once").mkdir(parents=True, exist_ok=True)
         (root / "resumable").mkdir(parents=True, exist_ok=True)
 
@@ -203,13 +207,53 @@ class Staging:
         return await asyncio.to_thread(digest)
 
     def discard(self, name: str) -> None:
+        for path in (self._resumable(name), self._resumable(name).with_suffix(".lock")):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+    def truncate(self, name: str, size: int) -> None:
+        """Cut the resumable file ``name`` back to ``size`` bytes (a chunk that was refused)."""
         with contextlib.suppress(FileNotFoundError):
-            self._resumable(name).unlink()
+            os.truncate(self._resumable(name), size)
+
+    @asynccontextmanager
+    async def exclusive(self, name: str, wait: float) -> AsyncIterator[bool]:
+        """Hold the resumable file ``name`` alone: True once held, False after ``wait`` s.
+
+        Chunks of one upload may reach different processes (``--workers``) or nodes sharing
+        the data directory: an ``flock`` on a lock file beside the bytes serialises them
+        without holding a database connection for the length of a slow chunk. (Linux maps
+        ``flock`` to byte-range locks on NFS, so it holds across nodes too.) Coroutines of one
+        process take an asyncio lock first, so they queue instead of polling.
+        """
+        lock_path = self._resumable(name).with_suffix(".lock")
+        local = self._locks.setdefault(name, asyncio.Lock())
+        try:
+            async with local:
+                fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+                try:
+                    deadline = time.monotonic() + wait
+                    while True:
+                        try:
+                            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                            break
+                        except BlockingIOError:
+                            if time.monotonic() >= deadline:
+                                yield False
+                                return
+                            await asyncio.sleep(0.05)
+                    try:
+                        yield True
+                    finally:
+                        fcntl.flock(fd, fcntl.LOCK_UN)
+                finally:
+                    os.close(fd)
+        finally:
+            if not local.locked() and self._locks.get(name) is local:
+                del self._locks[name]
 
     def sweep(self, older_than_seconds: float) -> int:
         """Remove one-shot staging files left by a crash (resumable ones have their rows)."""
-        import time
-
         limit = time.time() - older_than_seconds
         removed = 0
         for p in (self.root / "once").glob("*.part"):

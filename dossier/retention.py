@@ -237,8 +237,21 @@ async def sweep_orphans(db: Database, storage: Storage, min_age_seconds: float =
     return removed
 
 
+async def run_once(app: web.Application) -> bool:
+    """One retention run (reminders, purge, stale uploads, orphan blobs), once per cluster:
+    the node that holds the lock runs it and the others skip (False)."""
+
+    async with app[DB].cluster_lock("dossier-retention") as held:
+        if held:
+            await purge_expired(app, utcnow())
+            await purge_stale_uploads(app[DB], storage_of(app))
+            await sweep_orphans(app[DB], storage_of(app))
+        return held
+
+
 def start(app: web.Application) -> None:
-    """Run the purge every hour in the server (first run a minute after start)."""
+    """Run the purge every hour in the server (first run a minute after start), on one node
+    of the cluster at a time (:meth:`core.db.Database.cluster_lock`)."""
 
     async def ctx(app: web.Application) -> AsyncIterator[None]:
 
@@ -246,9 +259,7 @@ def start(app: web.Application) -> None:
             await asyncio.sleep(60)
             while True:
                 try:
-                    await purge_expired(app, utcnow())
-                    await purge_stale_uploads(app[DB], storage_of(app))
-                    await sweep_orphans(app[DB], storage_of(app))
+                    await run_once(app)
                 except Exception:
                     log.exception("retention run failed")
                 await asyncio.sleep(INTERVAL_SECONDS)

@@ -18,10 +18,10 @@ from aiohttp.http_exceptions import HttpProcessingError
 from core.api import multipart_reader
 from core.auth import principal as principal_of
 from core.context import DB, SETTINGS
-from core.errors import BadRequest, NotFound, TooLarge, ValidationFailed
+from core.errors import BadRequest, NotFound, TooLarge, UnsupportedMediaType, ValidationFailed
 from core.heavy import run_heavy
 from core.storage import of as storage_of
-from dossier.documents import signature_picture, stamping, store, uploads
+from dossier.documents import signature_picture, stamping, store, tus, uploads
 from dossier.documents.dicom import render_frame
 from dossier.documents.export import prepare_export, stream_zip
 from dossier.documents.schemas import (
@@ -299,6 +299,55 @@ async def start_upload(request: web.Request, body: UploadIn) -> web.Response:
     )
 
 
+@routes.post(
+    "/dossiers/{dossier_id}/tus",
+    status=201,
+    tags=TAGS,
+    errors=[412, 413],
+    raw_body={"required": False, "content": {"application/offset+octet-stream": {}}},
+)
+async def start_tus_upload(request: web.Request) -> web.Response:
+    """tus 1.0 creation: ``Upload-Length`` and ``Upload-Metadata`` (``filename``, optional
+    ``sha256`` in hex) start a resumable upload; then PATCH ``Location`` as tus says."""
+    tus.check_version(request.headers)
+    meta = tus.metadata(request.headers)
+    size = tus.upload_length(request.headers)
+    filename = meta.get("filename") or meta.get("name") or ""
+    if not filename:
+        raise BadRequest(
+            "Upload-Metadata : le nom du fichier (filename) est requis.", code="filename_missing"
+        )
+    max_bytes = request.app[SETTINGS].max_upload_bytes
+    try:
+        up = await uploads.start_upload(
+            request.app[DB],
+            principal_of(request),
+            uuid_of(request, "dossier_id"),
+            filename=filename[:400],
+            size=size,
+            sha256=meta.get("sha256", ""),
+            max_bytes=max_bytes,
+        )
+    except TooLarge as e:
+        raise TooLarge(e.detail, code=e.code, max_bytes=max_bytes) from None
+    return web.Response(
+        status=201,
+        headers={
+            **tus.RESUMABLE,
+            "Location": f"/api/v1/uploads/{up.id}",
+            "Upload-Offset": "0",
+        },
+    )
+
+
+@routes.route("OPTIONS", "/dossiers/{dossier_id}/tus", status=204, tags=TAGS)
+async def tus_options(request: web.Request) -> web.Response:
+    """tus discovery: version, extensions, largest file and checksum algorithms."""
+    return web.Response(
+        status=204, headers=tus.discovery_headers(request.app[SETTINGS].max_upload_bytes)
+    )
+
+
 async def _status(request: web.Request) -> tuple[Upload, int]:
     up = await uploads.get_upload(
         request.app[DB], principal_of(request), uuid_of(request, "upload_id")
@@ -319,10 +368,12 @@ async def upload_status(request: web.Request) -> web.Response:
 @routes.route("HEAD", "/uploads/{upload_id}", tags=TAGS, errors=[410])
 async def upload_head(request: web.Request) -> web.Response:
     """The offset in the ``Upload-Offset`` header (tus-style)."""
+    tus.check_version(request.headers)
     up, offset = await _status(request)
     return web.Response(
         status=200,
         headers={
+            **tus.RESUMABLE,
             "Upload-Offset": str(offset),
             "Upload-Length": str(up.size),
             "Cache-Control": "no-store",
@@ -333,7 +384,7 @@ async def upload_head(request: web.Request) -> web.Response:
 @routes.patch(
     "/uploads/{upload_id}",
     tags=TAGS,
-    errors=[409, 410, 413],
+    errors=[409, 410, 412, 413, 415, 423],
     raw_body={
         "required": True,
         "content": {
@@ -342,19 +393,34 @@ async def upload_head(request: web.Request) -> web.Response:
     },
 )
 async def upload_chunk(request: web.Request) -> web.Response:
-    """Append bytes at ``Upload-Offset``; answers the new offset."""
+    """Append bytes at ``Upload-Offset``; answers the new offset. An ``Upload-Checksum``
+    (tus checksum extension) is verified before the chunk is kept. A tus client's last
+    chunk completes the upload: the answer names the document (``Consilium-Document-Id``)."""
+    tus.check_version(request.headers)
+    if request.content_type != "application/offset+octet-stream":
+        raise UnsupportedMediaType(
+            "Envoyez les octets en application/offset+octet-stream.", code="offset_stream"
+        )
     raw = request.headers.get("Upload-Offset", "")
     if not raw.isdigit():
         raise BadRequest("Upload-Offset header required.", code="offset_missing")
-    new = await uploads.append_chunk(
+    upload_id = uuid_of(request, "upload_id")
+    new, size = await uploads.append_chunk(
         request.app[DB],
         storage_of(request.app),
         principal_of(request),
-        uuid_of(request, "upload_id"),
+        upload_id,
         int(raw),
         body_chunks(request),
+        checksum=tus.checksum(request.headers),
     )
-    return web.Response(status=204, headers={"Upload-Offset": str(new)})
+    headers = {**tus.RESUMABLE, "Upload-Offset": str(new)}
+    if new == size and tus.is_tus(request.headers):
+        doc = await uploads.complete_upload(
+            request.app[DB], storage_of(request.app), principal_of(request), upload_id
+        )
+        headers["Consilium-Document-Id"] = str(doc.id)
+    return web.Response(status=204, headers=headers)
 
 
 @routes.post(
@@ -376,14 +442,16 @@ async def complete_upload(request: web.Request) -> DocumentOut:
 
 
 @routes.delete("/uploads/{upload_id}", tags=TAGS)
-async def cancel_upload(request: web.Request) -> None:
-    """Give up a resumable upload (its bytes are removed)."""
+async def cancel_upload(request: web.Request) -> web.Response:
+    """Give up a resumable upload (its bytes are removed): tus termination."""
+    tus.check_version(request.headers)
     await uploads.abort_upload(
         request.app[DB],
         storage_of(request.app),
         principal_of(request),
         uuid_of(request, "upload_id"),
     )
+    return web.Response(status=204, headers=tus.RESUMABLE)
 
 
 # -- my signature picture ---------------------------------------------------------------

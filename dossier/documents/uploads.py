@@ -11,16 +11,22 @@ The protocol follows tus (tus.io) in spirit, with the API's JSON conventions:
    bytes into a document through :func:`dossier.documents.add_document`.
 
 The bytes live in the staging area under the upload's id; only the offset (the staged file's
-size) is state, so a restart loses nothing. Chunks of one upload are serialised by a lock:
-two PATCHes racing for the same offset cannot interleave.
+size) is state, so a restart loses nothing. Chunks of one upload are serialised by a lock on
+the staged file (:meth:`core.storage.Staging.exclusive`), whichever process or node each
+request reaches: two PATCHes racing for the same offset cannot interleave.
+
+The same resource speaks tus 1.0 (core, creation, checksum, termination) for tus clients
+(tus-js-client, Uppy): ``POST /api/v1/dossiers/{id}/tus`` creates it from ``Upload-Length``
+and ``Upload-Metadata``, and a tus client's last PATCH completes it (no step 4).
 """
 
 from __future__ import annotations
 
-import asyncio
+import hashlib
 import re
 import uuid
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -44,14 +50,31 @@ class OffsetMismatch(Conflict):
     title = "The chunk does not start where the upload stands"
 
 
-_locks: dict[uuid.UUID, asyncio.Lock] = {}
+class UploadBusy(Problem):
+    status, code, title = 423, "upload_busy", "Another request is writing this upload"
 
 
-def _lock(upload_id: uuid.UUID) -> asyncio.Lock:
-    lock = _locks.get(upload_id)
-    if lock is None:
-        lock = _locks[upload_id] = asyncio.Lock()
-    return lock
+class ChecksumMismatch(Problem):
+    # tus 1.0 checksum extension: "460 Checksum Mismatch"
+    status, code, title = 460, "checksum_mismatch", "Checksum Mismatch"
+
+
+#: algorithms a chunk's ``Upload-Checksum`` may use (tus checksum extension; IANA names)
+CHECKSUM_ALGORITHMS = ("sha1", "sha256", "sha512", "md5")
+#: how long a chunk waits for another request still writing the same upload
+LOCK_WAIT_SECONDS = 10.0
+
+
+@asynccontextmanager
+async def _exclusive(storage: Storage, upload_id: uuid.UUID) -> AsyncIterator[None]:
+    """One writer per upload, whichever process or node each request reached."""
+    async with storage.staging.exclusive(upload_id.hex, LOCK_WAIT_SECONDS) as held:
+        if not held:
+            raise UploadBusy(
+                "Un autre envoi écrit encore ce fichier ; réessayez dans un instant.",
+                retry_after=1,
+            )
+        yield
 
 
 async def create_upload(
@@ -138,38 +161,55 @@ async def append_chunk(
     upload_id: uuid.UUID,
     offset: int,
     chunks: AsyncIterable[bytes],
-) -> int:
-    """Append the bytes of one PATCH at ``offset``; returns the new offset.
+    checksum: tuple[str, bytes] | None = None,
+) -> tuple[int, int]:
+    """Append the bytes of one PATCH at ``offset``; returns (new offset, upload length).
 
     A connection cut in the middle keeps what arrived: the client asks for the offset and
-    sends the rest.
+    sends the rest. With a ``checksum`` (algorithm, digest) the chunk is kept only when its
+    bytes match it; otherwise the file goes back to ``offset`` (460).
     """
     up = await get_upload(db, principal, upload_id)
-    async with _lock(upload_id):
+    async with _exclusive(storage, upload_id):
         current = storage.staging.resumable_size(up.id.hex)
         if offset != current:
             raise OffsetMismatch(
                 f"Le serveur détient {current} octets ; reprenez à cet offset.", offset=current
             )
+        digest = hashlib.new(checksum[0]) if checksum else None
         w = storage.staging.append(up.id.hex, limit=up.size)
         try:
             async for chunk in chunks:
                 await w.write(chunk)
+                if digest is not None:
+                    digest.update(chunk)
         except TooLarge:
             await w.close_keep()
+            if digest is not None:
+                storage.staging.truncate(up.id.hex, offset)
             raise TooLarge(
                 f"Plus d'octets que les {up.size} annoncés.", code="upload_overflow"
             ) from None
         except BaseException:
-            # A cut connection (aiohttp payload error, cancellation): keep what arrived.
+            # A cut connection (aiohttp payload error, cancellation): keep what arrived,
+            # unless the chunk carried a checksum that can no longer be verified.
             await w.close_keep()
+            if digest is not None:
+                storage.staging.truncate(up.id.hex, offset)
             raise
-        return await w.close_keep()
+        new = await w.close_keep()
+        if checksum is not None and digest is not None and digest.digest() != checksum[1]:
+            storage.staging.truncate(up.id.hex, offset)
+            raise ChecksumMismatch(
+                "Le bloc reçu ne correspond pas à sa somme de contrôle ; renvoyez-le.",
+                offset=offset,
+            )
+        return new, up.size
 
 
 async def current_offset(storage: Storage, up: Upload) -> int:
     """The bytes held, once any chunk still being written has been flushed."""
-    async with _lock(up.id):
+    async with _exclusive(storage, up.id):
         return storage.staging.resumable_size(up.id.hex)
 
 
@@ -178,7 +218,7 @@ async def complete_upload(
 ) -> Document:
     """Turn a fully received upload into a document (checksum, content, name checked)."""
     up = await get_upload(db, principal, upload_id)
-    async with _lock(upload_id):
+    async with _exclusive(storage, upload_id):
         have = storage.staging.resumable_size(up.id.hex)
         if have != up.size:
             raise OffsetMismatch(
@@ -199,13 +239,12 @@ async def complete_upload(
                 row = await uow.session.get(Upload, up.id)
                 if row is not None:
                     await uow.session.delete(row)
+            storage.staging.discard(up.id.hex)  # the lock file left beside the bytes
             return doc
         except Problem:
             # The bytes are refused for good (content, checksum): nothing is left behind.
             await abort_upload(db, storage, principal, up.id, reason="refused")
             raise
-        finally:
-            _locks.pop(upload_id, None)
 
 
 async def abort_upload(
@@ -226,7 +265,6 @@ async def abort_upload(
             reason=reason or "cancelled",
         )
     storage.staging.discard(upload_id.hex)
-    _locks.pop(upload_id, None)
 
 
 async def purge_stale_uploads(db: Database, storage: Storage) -> int:

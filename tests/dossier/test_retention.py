@@ -105,3 +105,24 @@ async def test_blobs_left_by_a_crash_are_swept_but_not_fresh_or_used_ones(
     assert await sweep_orphans(app[DB], storage) == 1
     keys = storage.blobs.list_keys()
     assert old.key not in keys and fresh.key in keys and len(keys) == 3
+
+
+async def test_the_retention_run_happens_on_one_node_of_the_cluster_at_a_time(
+    app, settings, backend
+):
+    """Two nodes share one database: while one runs the purge, the other skips its turn."""
+    from core.db import Database
+    from core.events import EventBus
+    from dossier.retention import run_once
+
+    other = Database(settings.database_url, EventBus())
+    try:
+        async with other.cluster_lock("dossier-retention") as held:
+            assert held
+            # SQLite is the one-node setting: no cluster, the run always happens.
+            assert await run_once(app) is (backend == "sqlite")
+        assert await run_once(app) is True
+        async with other.cluster_lock("dossier-retention") as held:
+            assert held  # released by the run that finished
+    finally:
+        await other.close()
