@@ -9,6 +9,7 @@ system can check that nothing was altered on the way.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import uuid
@@ -99,12 +100,14 @@ async def stream_zip(
         compress = doc is None or doc.category in _COMPRESSIBLE
         info.compress_type = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
         with zf.open(info, "w", force_zip64=True) as out:
+            # Deflate and CRC-32 run in a thread (zlib releases the GIL): a gigabyte export
+            # must not stall the event loop that forwards a call's media on the same node.
             if data is not None:
-                out.write(data)
+                await asyncio.to_thread(out.write, data)
             else:
                 assert doc is not None
                 async for block in open_blob(doc.blob_key):
-                    out.write(block)
+                    await asyncio.to_thread(out.write, block)
                     yield sink.drain()
         yield sink.drain()
     info = zipfile.ZipInfo("manifest.json", date_time=now)
