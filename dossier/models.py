@@ -393,6 +393,10 @@ class Upload(IdMixin, Base):
     sha256: Mapped[str] = mapped_column(String(64), default="")  # announced by the client
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    # Set when a tus client's last chunk completed it: the row then stays until it expires,
+    # so that a client whose last answer was lost learns the document from HEAD instead of
+    # sending the file again.
+    document_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
 
 
 class VaultDeposit(IdMixin, Base):

@@ -24,7 +24,14 @@ log = structlog.get_logger("consilium.ui")
 
 STATIC = Path(__file__).parent / "static"
 VENDOR = STATIC / "vendor"
-VENDOR_FILES = ("preact.mjs", "hooks.mjs", "htm.mjs", "socket.io.mjs", "noble/sha2.js")
+VENDOR_FILES = (
+    "preact.mjs",
+    "hooks.mjs",
+    "htm.mjs",
+    "socket.io.mjs",
+    "noble/sha2.js",
+    "tus.min.js",
+)
 
 
 def assets_missing() -> list[str]:

@@ -267,6 +267,7 @@ def _upload_out(request: web.Request, up: Upload, offset: int) -> UploadOut:
         offset=offset,
         chunk_size=request.app[SETTINGS].upload_chunk_bytes,
         expires_at=up.expires_at,
+        document_id=up.document_id,
     )
 
 
@@ -343,8 +344,10 @@ async def start_tus_upload(request: web.Request) -> web.Response:
 @routes.route("OPTIONS", "/dossiers/{dossier_id}/tus", status=204, tags=TAGS)
 async def tus_options(request: web.Request) -> web.Response:
     """tus discovery: version, extensions, largest file and checksum algorithms."""
+    settings = request.app[SETTINGS]
     return web.Response(
-        status=204, headers=tus.discovery_headers(request.app[SETTINGS].max_upload_bytes)
+        status=204,
+        headers=tus.discovery_headers(settings.max_upload_bytes, settings.upload_chunk_bytes),
     )
 
 
@@ -361,8 +364,13 @@ async def upload_status(request: web.Request) -> web.Response:
     up, offset = await _status(request)
     return web.json_response(
         _upload_out(request, up, offset).model_dump(mode="json"),
-        headers={"Upload-Offset": str(offset), "Upload-Length": str(up.size)},
+        headers={"Upload-Offset": str(offset), "Upload-Length": str(up.size), **_done(up)},
     )
+
+
+def _done(up: Upload) -> dict[str, str]:
+    """The document a completed upload became (tus clients: see ``upload_chunk``)."""
+    return {"Consilium-Document-Id": str(up.document_id)} if up.document_id else {}
 
 
 @routes.route("HEAD", "/uploads/{upload_id}", tags=TAGS, errors=[410])
@@ -377,6 +385,7 @@ async def upload_head(request: web.Request) -> web.Response:
             "Upload-Offset": str(offset),
             "Upload-Length": str(up.size),
             "Cache-Control": "no-store",
+            **_done(up),
         },
     )
 
@@ -395,7 +404,8 @@ async def upload_head(request: web.Request) -> web.Response:
 async def upload_chunk(request: web.Request) -> web.Response:
     """Append bytes at ``Upload-Offset``; answers the new offset. An ``Upload-Checksum``
     (tus checksum extension) is verified before the chunk is kept. A tus client's last
-    chunk completes the upload: the answer names the document (``Consilium-Document-Id``)."""
+    chunk completes the upload: the answer names the document (``Consilium-Document-Id``),
+    and so does ``HEAD`` afterwards, until the upload expires, for a client that lost it."""
     tus.check_version(request.headers)
     if request.content_type != "application/offset+octet-stream":
         raise UnsupportedMediaType(
@@ -417,7 +427,11 @@ async def upload_chunk(request: web.Request) -> web.Response:
     headers = {**tus.RESUMABLE, "Upload-Offset": str(new)}
     if new == size and tus.is_tus(request.headers):
         doc = await uploads.complete_upload(
-            request.app[DB], storage_of(request.app), principal_of(request), upload_id
+            request.app[DB],
+            storage_of(request.app),
+            principal_of(request),
+            upload_id,
+            keep_row=True,
         )
         headers["Consilium-Document-Id"] = str(doc.id)
     return web.Response(status=204, headers=headers)

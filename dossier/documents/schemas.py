@@ -205,6 +205,7 @@ class UploadOut(BaseModel):
     offset: int
     chunk_size: int
     expires_at: datetime
+    document_id: uuid.UUID | None = None  # once a tus client's last chunk completed it
 
 
 MAX_STAMP_PAGES = 500

@@ -42,14 +42,16 @@ def check_version(headers: Mapping[str, str]) -> None:
         )
 
 
-def discovery_headers(max_size: int) -> dict[str, str]:
-    """What an ``OPTIONS`` request answers (the server's tus capabilities)."""
+def discovery_headers(max_size: int, chunk_size: int) -> dict[str, str]:
+    """What an ``OPTIONS`` request answers: the server's tus capabilities, and the chunk
+    size this installation advises (``Consilium-Chunk-Size``, not part of tus)."""
     return {
         **RESUMABLE,
         "Tus-Version": VERSION,
         "Tus-Extension": EXTENSIONS,
         "Tus-Max-Size": str(max_size),
         "Tus-Checksum-Algorithm": ",".join(CHECKSUM_ALGORITHMS),
+        "Consilium-Chunk-Size": str(chunk_size),
     }
 
 

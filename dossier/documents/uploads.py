@@ -170,6 +170,8 @@ async def append_chunk(
     bytes match it; otherwise the file goes back to ``offset`` (460).
     """
     up = await get_upload(db, principal, upload_id)
+    if up.document_id is not None:
+        raise OffsetMismatch("Cet envoi est déjà terminé.", offset=up.size)
     async with _exclusive(storage, upload_id):
         current = storage.staging.resumable_size(up.id.hex)
         if offset != current:
@@ -209,15 +211,32 @@ async def append_chunk(
 
 async def current_offset(storage: Storage, up: Upload) -> int:
     """The bytes held, once any chunk still being written has been flushed."""
+    if up.document_id is not None:
+        return up.size
     async with _exclusive(storage, up.id):
         return storage.staging.resumable_size(up.id.hex)
 
 
 async def complete_upload(
-    db: Database, storage: Storage, principal: Principal, upload_id: uuid.UUID
+    db: Database,
+    storage: Storage,
+    principal: Principal,
+    upload_id: uuid.UUID,
+    *,
+    keep_row: bool = False,
 ) -> Document:
-    """Turn a fully received upload into a document (checksum, content, name checked)."""
+    """Turn a fully received upload into a document (checksum, content, name checked).
+
+    ``keep_row``: the upload stays, naming its document, until it expires (a tus client
+    whose last answer was lost asks HEAD and learns it was done); otherwise it goes.
+    """
     up = await get_upload(db, principal, upload_id)
+    if up.document_id is not None:
+        async with db.read() as session:
+            done = await session.get(Document, up.document_id)
+        if done is None:
+            raise NotFound("Le document de cet envoi a été retiré.", code="document_not_found")
+        return done
     async with _exclusive(storage, upload_id):
         have = storage.staging.resumable_size(up.id.hex)
         if have != up.size:
@@ -237,7 +256,9 @@ async def complete_upload(
                     uow, principal, up.dossier_id, up.filename, staged, "upload"
                 )
                 row = await uow.session.get(Upload, up.id)
-                if row is not None:
+                if row is not None and keep_row:
+                    row.document_id = doc.id
+                elif row is not None:
                     await uow.session.delete(row)
             storage.staging.discard(up.id.hex)  # the lock file left beside the bytes
             return doc

@@ -14,6 +14,7 @@ import io
 import os
 
 import pytest
+import yarl
 from sqlalchemy import select
 from tusclient import client as tus_client
 
@@ -72,8 +73,21 @@ async def test_the_tus_projects_client_uploads_a_file_in_chunks_with_checksums(
             await s.execute(select(Document).where(Document.dossier_id == dossier_id))
         ).scalar_one()
         assert doc.filename == "IRM genou.pdf" and doc.sha256 == sha and doc.size == len(data)
-        assert (await s.execute(select(Upload))).first() is None
     assert staging_files(settings.data_dir) == []
+
+    # The last answer lost: the client resumes the same URL, learns it is done, and the file
+    # is not added twice.
+    r = await client.request("HEAD", yarl.URL(uploader.url).path, headers=TUS)
+    assert r.status == 200 and r.headers["Upload-Offset"] == str(len(data))
+    assert r.headers["Consilium-Document-Id"] == str(doc.id)
+    again = tus.async_uploader(
+        file_stream=io.BytesIO(data), url=uploader.url, chunk_size=256 * 1024, retries=0
+    )
+    await again.upload()
+    async with app[DB].read() as s:
+        assert len((await s.execute(select(Document))).all()) == 1
+        up = (await s.execute(select(Upload))).scalar_one()
+        assert up.document_id == doc.id
 
 
 async def test_discovery_version_and_creation_errors_are_clear(client, users, dossier_id):
@@ -83,7 +97,7 @@ async def test_discovery_version_and_creation_errors_are_clear(client, users, do
     assert r.headers["Tus-Version"] == "1.0.0"
     assert set(r.headers["Tus-Extension"].split(",")) == {"creation", "checksum", "termination"}
     assert "sha1" in r.headers["Tus-Checksum-Algorithm"].split(",")
-    assert int(r.headers["Tus-Max-Size"]) > 0
+    assert int(r.headers["Tus-Max-Size"]) > 0 and int(r.headers["Consilium-Chunk-Size"]) > 0
 
     r = await create(client, dossier_id, 10, **{"Tus-Resumable": "0.2.2"})
     assert r.status == 412 and (await r.json())["code"] == "tus_version"

@@ -5,6 +5,7 @@ refusals explained in French. Files are generated on disk, never held whole in m
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import os
@@ -87,8 +88,11 @@ async def stored_sha256(app: Any, doc_id: str) -> str:
 
 
 async def upload_rows(app: Any) -> int:
+    """Uploads still in progress (a completed tus upload keeps its row, naming its document,
+    until it expires)."""
     async with app[DB].read() as s:
-        return int((await s.execute(select(func.count()).select_from(Upload))).scalar_one())
+        q = select(func.count()).select_from(Upload).where(Upload.document_id.is_(None))
+        return int((await s.execute(q)).scalar_one())
 
 
 async def upload_names(app: Any) -> str:
@@ -126,12 +130,16 @@ async def test_a_large_file_goes_up_in_chunks_and_a_cut_chunk_is_sent_again(
     sha = video_file(video, size)
     offsets = patches(page)
     created: list[dict[str, Any]] = []
-    page.on(
-        "request",
-        lambda r: (
-            r.method == "POST" and r.url.endswith("/uploads") and created.append(r.post_data_json)
-        ),
-    )
+
+    def creation(r: Any) -> None:  # tus creation: the length and metadata in headers
+        if r.method == "POST" and r.url.endswith("/tus"):
+            meta = dict(p.split(" ") for p in r.headers["upload-metadata"].split(","))
+            created.append(
+                {k: base64.b64decode(v).decode() for k, v in meta.items()}
+                | {"size": int(r.headers["upload-length"]), "tus": r.headers["tus-resumable"]}
+            )
+
+    page.on("request", creation)
 
     # A slow link (each chunk takes a quarter of a second more), the third chunk cut
     # (connection reset), the fifth held until the screenshot is taken and the user pressed
@@ -188,7 +196,9 @@ async def test_a_large_file_goes_up_in_chunks_and_a_cut_chunk_is_sent_again(
     await page.unroute("**/api/v1/uploads/*")
 
     # The page's SHA-256 (computed in a worker) was announced, so the server checked it.
-    assert created == [{"filename": "echographie-cardiaque.mp4", "size": size, "sha256": sha}]
+    assert created == [
+        {"filename": "echographie-cardiaque.mp4", "size": size, "sha256": sha, "tus": "1.0.0"}
+    ]
     # Chunks of 4 MiB; the cut one and the paused one sent again from where the server stood.
     assert cut == [2 * CHUNK]
     assert offsets.count(2 * CHUNK) == 2 and offsets.count(4 * CHUNK) == 2, offsets

@@ -21,6 +21,9 @@ const files = [
   ["@noble/hashes/_md.js", "noble/_md.js"],
   ["@noble/hashes/_u64.js", "noble/_u64.js"],
   ["@noble/hashes/utils.js", "noble/utils.js"],
+  // The tus resumable-upload client (docs/documents.md, "tus 1.0"): its UMD build, which
+  // sets window.tus when the uploader imports it (its ES build has bare CommonJS imports).
+  ["tus-js-client/dist/tus.min.js", "tus.min.js"],
 ];
 for (const [src, dest, edit] of files) {
   let text = readFileSync(join(nm, src), "utf8");
@@ -31,7 +34,7 @@ for (const [src, dest, edit] of files) {
 }
 const pkg = JSON.parse(readFileSync(join(root, "package-lock.json"), "utf8"));
 const versions = Object.fromEntries(
-  ["preact", "htm", "socket.io-client", "@noble/hashes"].map((n) => [n, pkg.packages[`node_modules/${n}`].version]),
+  ["preact", "htm", "socket.io-client", "@noble/hashes", "tus-js-client"].map((n) => [n, pkg.packages[`node_modules/${n}`].version]),
 );
 writeFileSync(join(out, "versions.json"), JSON.stringify(versions, null, 2) + "\n");
 console.log("vendored", versions);

@@ -49,6 +49,7 @@ const SHELL = [
   "/static/vendor/noble/_md.js",
   "/static/vendor/noble/_u64.js",
   "/static/vendor/noble/utils.js",
+  "/static/vendor/tus.min.js",
   "/static/i18n/fr.json",
   "/static/i18n/en.json",
   "/static/icons/icon.svg",

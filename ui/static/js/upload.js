@@ -1,26 +1,32 @@
 // The dossier page's upload engine (no UI): a queue that sends files one after another.
 //
 // - Files up to RESUMABLE_ABOVE go in one multipart request (POST …/documents).
-// - Larger files use the resumable API (docs/documents.md, "Resumable upload"): SHA-256
-//   computed off the page's thread (hash-worker.js) → POST …/uploads {filename, size, sha256}
-//   → PATCH /uploads/{id} chunk by chunk with Upload-Offset → POST …/complete (the server
-//   checks size, checksum and content). A network error or a 5xx waits (backoff with
-//   jitter, or until the browser is back online), asks the server where it stands (HEAD)
-//   and continues from there. The upload's id is remembered in localStorage under the
-//   user, dossier, file size, date and name: after a reload, picking the same file again
-//   continues from the server's offset instead of starting over.
+// - Larger files go with tus-js-client, the tus project's client, over the server's tus 1.0
+//   resource (docs/documents.md, "tus 1.0"): SHA-256 computed off the page's thread
+//   (hash-worker.js) and announced in the metadata → POST …/tus → PATCH chunk by chunk; the
+//   last chunk completes the upload (the server checks size, checksum and content) and names
+//   the document. A cut chunk or a 5xx is retried by tus-js-client (HEAD, then the rest);
+//   beyond its retries the queue waits (backoff with jitter, or until the browser is back
+//   online) and starts it again from the server's offset. The upload's URL is remembered in
+//   localStorage under the user, dossier, file size, date and name: after a reload, picking
+//   the same file again continues from the server's offset instead of starting over.
 //
 // The page reads `queue.items` (plain objects) whenever `onChange` fires, and passes an item
 // (or a copy of it, or its `key`) back to pause / resume / cancel / retryNow / dismiss.
+import "../vendor/tus.min.js"; // sets window.tus (UMD build of tus-js-client)
 import { ApiError, csrfToken } from "./api.js";
+
+const tus = window.tus;
 
 const BASE = "/api/v1";
 export const RESUMABLE_ABOVE = 8 * 1024 * 1024;
 const CHUNK_MAX = 8 * 1024 * 1024;
-const CHUNK_MIN = 256 * 1024;
 const STORE = "consilium.upload.v1";
 const BACKOFF_MS = [1000, 2000, 4000, 8000, 15000, 30000];
 const MAX_FAILURES = 10; // in a row, without a byte accepted in between
+// tus-js-client's retries inside one attempt (a cut chunk, a 5xx, 409/423 from a race);
+// beyond them the queue waits with its own backoff (BACKOFF_MS) or until the browser is online.
+const TUS_RETRY_MS = [0, 1000, 3000, 5000];
 const SPEED_WINDOW_MS = 8000;
 
 /** States during which the item holds the queue. */
@@ -37,6 +43,19 @@ class Stopped extends Error {
 /** Worth another attempt (network, server overloaded), as opposed to a refusal. */
 export const retryable = (err) => err instanceof ApiError && (err.status === 0 || err.status === 408 || err.status === 429 || err.status >= 500);
 const gone = (err) => err instanceof ApiError && (err.status === 404 || err.status === 410);
+
+/** tus-js-client's DetailedError as the ApiError the page explains (problem+json detail). */
+function tusError(err) {
+  const res = err && err.originalResponse;
+  if (!res) return new ApiError(0, { code: "network_error", detail: String((err && err.message) || err) });
+  let body = null;
+  try {
+    body = JSON.parse(res.getBody() || "null");
+  } catch {
+    body = null;
+  }
+  return new ApiError(res.getStatus(), body || { detail: `HTTP ${res.getStatus()}` });
+}
 
 /** One HTTP exchange through XMLHttpRequest (fetch has no upload progress). */
 function send({ method, path, headers = {}, body, onProgress, signal }) {
@@ -455,124 +474,138 @@ export class UploadQueue {
     const signal = item.ctrl.signal;
     const key = keyOf(this.owner, this.dossierId, item.file);
     let rec = item.upload || readRecord(key);
-    let offset = 0;
-    if (rec) {
-      try {
-        offset = await this.retrying(item, () => serverOffset(rec.id, signal));
-        item.upload = rec;
-        if (item.resumedFrom === null && offset > 0) item.resumedFrom = offset;
-      } catch (err) {
-        if (!gone(err)) throw err;
-        localStorage.removeItem(key); // expired or finished elsewhere: start over
-        rec = null;
-      }
-    }
     if (!rec) {
       item.state = "hashing";
       item.hashed = 0;
       this.emit(true);
       const sha256 = await hashFile(item.file, (n) => ((item.hashed = n), this.emit(false)), signal);
-      item.state = "starting";
-      this.emit(true);
-      const r = await this.retrying(item, () =>
-        send({
-          method: "POST",
-          path: `/dossiers/${this.dossierId}/uploads`,
-          headers: { "Content-Type": "application/json" },
-          body: JSON.stringify({ filename: item.name, size: item.size, sha256 }),
-          signal,
-        }),
-      );
-      rec = {
-        id: r.data.id,
-        sha256,
-        chunk: r.data.chunk_size,
-        name: item.name,
-        size: item.size,
-        expiresAt: r.data.expires_at,
-        startedAt: new Date().toISOString(),
-      };
-      localStorage.setItem(key, JSON.stringify(rec));
-      item.upload = rec;
-      offset = 0;
+      rec = { id: null, sha256, name: item.name, size: item.size, startedAt: new Date().toISOString() };
     }
-    const chunk = Math.max(CHUNK_MIN, Math.min(CHUNK_MAX, rec.chunk || CHUNK_MAX));
-    item.state = "uploading";
+    item.upload = rec;
+    item.state = rec.id ? "uploading" : "starting";
     item.samples = [];
-    this.progress(item, offset);
     this.emit(true);
+    const chunk = await this.retrying(item, () => this.chunkSize(signal));
     for (;;) {
-      while (offset < item.size) {
-        const start = offset;
-        const end = Math.min(start + chunk, item.size);
-        try {
-          const r = await send({
-            method: "PATCH",
-            path: `/uploads/${rec.id}`,
-            headers: { "Upload-Offset": String(start), "Content-Type": "application/offset+octet-stream" },
-            body: item.file.slice(start, end),
-            signal,
-            onProgress: (n) => this.progress(item, start + n),
-          });
-          const held = Number(r.header("Upload-Offset"));
-          offset = Number.isFinite(held) && held > start ? held : end;
-          item.attempts = 0;
-          this.progress(item, offset);
-        } catch (err) {
-          if (err instanceof Stopped) throw err;
-          if (err.code === "offset_mismatch" && Number.isInteger(err.body.offset)) {
-            offset = err.body.offset;
-            continue;
-          }
-          if (gone(err) && !item.restarted) {
-            // The server forgot it (expired after 24 h): start again, once.
-            localStorage.removeItem(key);
-            item.upload = null;
-            item.restarted = true;
-            return this.resumable(item);
-          }
-          if (!retryable(err)) throw err;
-          await this.wait(item, err);
-          offset = await this.retrying(item, () => serverOffset(rec.id, signal));
-          item.samples = [];
-          this.progress(item, offset);
-        }
-      }
-      item.state = "completing";
-      this.emit(true);
       try {
-        const doc = await this.complete(item, rec, signal);
+        const docId = await this.tusSend(item, rec, key, chunk, signal);
         localStorage.removeItem(key);
-        return doc;
+        return await this.documentOf(docId, rec, signal);
       } catch (err) {
         if (err instanceof Stopped) throw err;
-        if (err.code === "offset_mismatch" && Number.isInteger(err.body.offset)) {
-          offset = err.body.offset; // not all bytes arrived after all: send the rest
-          item.state = "uploading";
-          continue;
-        }
         // Refused for good (content, checksum): the server dropped the bytes.
-        if (err instanceof ApiError && err.status >= 400 && err.status < 500) localStorage.removeItem(key);
-        throw err;
+        if (!retryable(err)) {
+          if (err instanceof ApiError && err.status >= 400 && err.status < 500) localStorage.removeItem(key);
+          throw err;
+        }
+        // tus-js-client's own retries are spent (offline for a while, server down): wait,
+        // then start again; it asks the server where it stands (HEAD) and continues.
+        await this.wait(item, err);
       }
     }
   }
 
-  async complete(item, rec, signal) {
-    let cut = false;
-    return this.retrying(item, async () => {
-      try {
-        return (await send({ method: "POST", path: `/uploads/${rec.id}/complete`, signal })).data;
-      } catch (err) {
-        if (cut && gone(err)) {
-          // The answer to an earlier attempt was lost: was the document added?
-          const found = await this.findDocument(rec, signal);
-          if (found) return found;
-        }
-        if (retryable(err)) cut = true;
-        throw err;
+  /** Send the file with tus-js-client (docs/documents.md, "tus 1.0"); resolves with the id
+   * of the document the server made of it. */
+  /** The chunk size the server advises (tus discovery, `Consilium-Chunk-Size`). */
+  async chunkSize(signal) {
+    if (!this.chunk) {
+      const r = await send({ method: "OPTIONS", path: `/dossiers/${this.dossierId}/tus`, signal });
+      const n = Number(r.header("Consilium-Chunk-Size"));
+      this.chunk = Number.isFinite(n) && n > 0 ? Math.min(n, CHUNK_MAX) : CHUNK_MAX;
+    }
+    return this.chunk;
+  }
+
+  tusSend(item, rec, key, chunk, signal) {
+    return new Promise((resolve, reject) => {
+      if (signal.aborted) {
+        reject(new Stopped());
+        return;
       }
+      let docId = null;
+      const upload = new tus.Upload(item.file, {
+        endpoint: `${BASE}/dossiers/${this.dossierId}/tus`,
+        uploadUrl: rec.id ? `${BASE}/uploads/${rec.id}` : null,
+        metadata: rec.sha256 ? { filename: item.name, sha256: rec.sha256 } : { filename: item.name },
+        chunkSize: chunk,
+        retryDelays: TUS_RETRY_MS,
+        // Our own record (per user and dossier, forgotten at sign-out) remembers the upload.
+        storeFingerprintForResuming: false,
+        headers: { "X-CSRF-Token": csrfToken(), Accept: "application/json" },
+        onUploadUrlAvailable: () => {
+          rec.id = upload.url.split("/").pop();
+          rec.expiresAt = new Date(Date.now() + 24 * 3600 * 1000).toISOString();
+          localStorage.setItem(key, JSON.stringify(rec));
+        },
+        onAfterResponse: (req, res) => {
+          const done = res.getHeader("Consilium-Document-Id");
+          if (done) docId = done;
+          const held = Number(res.getHeader("Upload-Offset"));
+          if (req.getMethod() === "HEAD" && item.resumedFrom === null && held > 0) item.resumedFrom = held;
+        },
+        onProgress: (sent) => {
+          if (item.state !== "uploading") {
+            item.state = "uploading";
+            item.retryAt = null;
+            item.wake = null;
+            this.emit(true);
+          }
+          this.progress(item, sent);
+        },
+        onChunkComplete: () => {
+          item.attempts = 0;
+        },
+        onShouldRetry: (err, attempt) => {
+          const failure = tusError(err);
+          if (!retryable(failure) && failure.status !== 409 && failure.status !== 423) return false;
+          if (navigator.onLine === false) return false; // wait for "online" in this.wait()
+          item.state = "waiting";
+          item.lastError = failure;
+          item.retryAt = Date.now() + (TUS_RETRY_MS[attempt] || 0);
+          item.samples = [];
+          item.speed = 0;
+          item.eta = null;
+          // "Réessayer maintenant": skip tus-js-client's pause, resume from the server's offset.
+          item.wake = () => {
+            item.wake = null;
+            upload.abort(false).then(() => upload.start());
+          };
+          this.emit(true);
+          return true;
+        },
+        onSuccess: () => {
+          signal.removeEventListener("abort", stop);
+          resolve(docId);
+        },
+        onError: (err) => {
+          signal.removeEventListener("abort", stop);
+          reject(tusError(err));
+        },
+      });
+      const stop = () => {
+        // The server keeps what it holds: a later resume continues from there.
+        upload.abort(false).finally(() => reject(new Stopped()));
+      };
+      signal.addEventListener("abort", stop, { once: true });
+      item.state = "uploading";
+      this.emit(true);
+      upload.start();
     });
+  }
+
+  /** The document the server made of the upload (found by checksum if its id was lost). */
+  async documentOf(docId, rec, signal) {
+    if (docId) {
+      try {
+        return (await send({ method: "GET", path: `/dossiers/${this.dossierId}/documents/${docId}`, signal })).data;
+      } catch (err) {
+        if (err instanceof Stopped) throw err;
+      }
+    }
+    const found = await this.findDocument(rec, signal);
+    if (!found) throw new ApiError(0, { code: "network_error" });
+    return found;
   }
 
   async findDocument(rec, signal) {
