@@ -143,3 +143,24 @@ async def test_removing_a_ghost_bans_nobody(app, browsers, sockets, users):
     assert not e.events("room:removed")
     again = await e.ok("room:join", {"room_id": room["id"]})  # not banned
     assert again["status"] == "joined"
+
+
+async def test_the_same_person_through_another_session_replaces_a_live_entry(redis):
+    """Another device, or a new sign-in while the old node's death is not known yet: the
+    entry is taken over in the same write (the old connection is to be closed), so the
+    person is never listed twice."""
+    prefix = redis.test_prefix
+    a, b = RedisLiveState(redis, prefix, "node-a"), RedisLiveState(redis, prefix, "node-b")
+    await a.heartbeat(6)
+    await b.heartbeat(6)
+    room = str(uuid.uuid4())
+    first = (await b.join(person(room, "node-b", "u-karim", "s1", "Karim"), 10, 10)).participant
+    old_sid = first.sid
+    back = await a.join(person(room, "node-a", "u-karim", "s2", "Karim"), 10, 10)
+    assert back.resumed and back.participant.id == first.id
+    assert back.previous_sid == old_sid  # alive as far as anyone knows: it gets closed
+    (listed,) = await a.participants(room, grace=10)
+    assert listed.node == "node-a" and listed.key == "s2" and listed.connected
+    # the old connection's late disconnection changes nothing (it no longer owns the entry)
+    assert not await b.mark_disconnected(room, first.id, old_sid)
+    assert [p.id for p in await a.participants(room, grace=10)] == [first.id]
