@@ -44,7 +44,10 @@ def need_root_and_nft() -> tuple[str, str]:
 
 
 def _run(*cmd: str) -> str:
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    except FileNotFoundError as e:  # e.g. no sysctl (procps) inside the namespace's PATH
+        raise RuntimeError(f"{' '.join(cmd)}: {e}") from None
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)}: {done.stderr.strip() or done.stdout.strip()}")
     return done.stdout
