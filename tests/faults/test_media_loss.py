@@ -215,7 +215,7 @@ async def test_video_through_the_sfu_recovers_from_kernel_made_loss_like_a_direc
             )
             assert lost_near > 0 and lost_far > 0, (lost_near, lost_far)  # loss was real
             # Video keeps decoding through the SFU; a busy machine slows both calls alike.
-            assert sfu_fps > 0, result
+            assert sfu_fps > 0.25 * direct_fps, (sfu_fps, direct_fps)
             assert sfu_freeze < max(5.0, 4 * direct_freeze), (sfu_freeze, direct_freeze)
         finally:
             for proc in procs:
