@@ -9,7 +9,7 @@ when Redis comes back, and its draining on a graceful stop. See docs/reliability
   Redis no longer has) and the node writes back the presence of the connections it holds;
   when the Socket.IO pub/sub is subscribed again, every client of the node in a room gets
   ``room:resync`` and fetches what it missed (its ``room:join`` acknowledgement carries the
-  chat history, merged by message id), and every client ``live:resync`` (direct messages:
+  chat history, merged by message id), and the others ``live:resync`` (direct messages:
   the Messages page reloads from the stored history). A node that dropped publications
   meanwhile tells every client of every node ``live:resync`` once its heartbeat finds Redis
   back, since the receivers may have resynced before its last message was dropped.
