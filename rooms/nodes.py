@@ -9,7 +9,10 @@ when Redis comes back, and its draining on a graceful stop. See docs/reliability
   Redis no longer has) and the node writes back the presence of the connections it holds;
   when the Socket.IO pub/sub is subscribed again, every client of the node in a room gets
   ``room:resync`` and fetches what it missed (its ``room:join`` acknowledgement carries the
-  chat history, merged by message id).
+  chat history, merged by message id), and the others ``live:resync`` (direct messages:
+  the Messages page reloads from the stored history). A node that dropped publications
+  meanwhile tells every client of every node ``live:resync`` once its heartbeat finds Redis
+  back, since the receivers may have resynced before its last message was dropped.
 - Draining (SIGTERM): each client gets ``server:draining`` and is disconnected at once; its
   participant stays listed as ``moving`` for the grace period, so reconnecting to any node
   keeps its participant id.
@@ -52,13 +55,20 @@ class ResilientRedisManager(socketio.AsyncRedisManager):
 
     on_resubscribed: Callable[[], Awaitable[None]] | None = None
     is_down: Callable[[], bool] | None = None  # Redis known unreachable (the heartbeat's view)
+    #: something this node published was lost (Redis down, or the publish failed): the
+    #: clients of every node are told to resync once Redis is back (:meth:`NodeWatch.run`)
+    dropped = False
 
     async def _publish(self, data: Any) -> Any:
         if self.is_down is not None and self.is_down():
             # Lost either way; not waiting on connection attempts keeps acks prompt, and
             # the clients resync when the fan-out is back.
+            self.dropped = True
             return None
-        return await super()._publish(data)
+        result = await super()._publish(data)
+        if result is None:  # the library logged the failure and gave up
+            self.dropped = True
+        return result
 
     async def _redis_listen_with_retries(self) -> Any:  # pragma: no cover - the fault tests
         delay, subscribed, lost = 0.1, False, False
@@ -114,6 +124,7 @@ class NodeWatch:
                     log.warning("redis is back (or lost this node's keys): restoring presence")
                     await self.restore_presence()
                 self.redis_ok, first = True, False
+                await self.announce_dropped()
                 await self.sweep()
             except asyncio.CancelledError:
                 raise
@@ -181,13 +192,31 @@ class NodeWatch:
                     log.warning("could not restore %s", conn.sid, exc_info=True)
 
     async def resubscribed(self) -> None:
-        """The fan-out is back: live messages of the gap are lost; clients fetch them."""
+        """The fan-out is back: live messages of the gap are lost; clients fetch them.
+        Clients in a room get ``room:resync`` (they join again: participants and chat
+        history); the others ``live:resync`` (the Messages page reloads its conversations
+        and the open one, the badge its count)."""
         await self.restore_presence()
         for conn in list(self.live.conns.values()):
+            event, data = ("live:resync", {})
             if conn.room_id is not None:
-                await self.live.sio.emit(
-                    "room:resync", {"room_id": str(conn.room_id)}, to=conn.sid, ignore_queue=True
-                )
+                event, data = ("room:resync", {"room_id": str(conn.room_id)})
+            with contextlib.suppress(Exception):
+                await self.live.sio.emit(event, data, to=conn.sid, ignore_queue=True)
+
+    async def announce_dropped(self) -> None:
+        """This node dropped publications while Redis was down or coming back (its heartbeat
+        had not noticed yet): the receiving nodes may have resynced their clients before
+        that, so every client of every node is told ``live:resync`` once more."""
+        manager = self.live.sio.manager
+        if not getattr(manager, "dropped", False):
+            return
+        manager.dropped = False
+        try:
+            await self.live.sio.emit("live:resync", {"reason": "dropped"})
+        except Exception:
+            manager.dropped = True  # next heartbeat
+            log.warning("could not announce dropped messages", exc_info=True)
 
     # -- graceful stop --------------------------------------------------------------------
 

@@ -77,7 +77,9 @@ def register(live: Live) -> None:
             return {"status": "lobby", "room": room_info(room)}
         if room.locked and role != "host":
             current = await live.state.participants(room_key, live.grace)
-            if not any(p.key == conn.session_id for p in current):
+            me = (conn.principal.kind, str(conn.principal.subject_id))
+            # someone already inside (their session, or the same person coming back) may return
+            if not any(p.key == conn.session_id or p.key_of_subject == me for p in current):
                 raise EventError("The room is locked", code="room_locked")
         candidate = Participant(
             id=new_participant_id(),
@@ -104,8 +106,8 @@ def register(live: Live) -> None:
         if role == "host":
             await live.sio.enter_room(conn.sid, channel_hosts(room.id))
         if result.previous_sid and result.previous_sid != conn.sid:
-            # The same session joined again (a second tab, a reconnect before the old
-            # socket timed out): the newest connection wins, the entry stays single.
+            # The same session or person joined again (a second tab or device, a reconnect
+            # before the old socket timed out): the newest connection wins, one entry.
             await live.sio.emit("room:replaced", {"room_id": room_key}, to=result.previous_sid)
             await live.disconnect_sid(result.previous_sid)
         if result.resumed:

@@ -16,7 +16,8 @@ Each entry names the node holding its connection. With Redis, every node keeps a
 key that expires unless renewed (:meth:`RedisLiveState.heartbeat`); when a node's heartbeat
 lapses (a crash, ``kill -9``), another node removes its participants
 (:meth:`RedisLiveState.sweep`, one sweeper at a time) and the room is told. A participant
-coming back after such a loss, even through a new session, takes over its ghost's entry.
+coming back, even through a new session and before the loss is known, takes over its
+ghost's entry in the same write: one person is never listed twice.
 """
 
 from __future__ import annotations
@@ -157,18 +158,19 @@ def _join_into(
     """The join decision on a room's current entries; returns the result and stale ids.
 
     The same session takes its entry back (a reconnect); so does the same person through
-    another session when that entry has no live connection (its node died, or it dropped):
-    one person, one entry, never a ghost beside them."""
+    another session (a new sign-in after a node crash, before that node's death is even
+    known; another device): one person, one entry, never a ghost beside them. Entries
+    without a live connection are taken first; a connection the entry still names is
+    returned as ``previous_sid`` (the caller closes it: the newest connection wins)."""
     now = time.time()
     stale = [pid for pid, q in current.items() if not _alive(q, grace, now)]
     live = {pid: q for pid, q in current.items() if pid not in stale}
     same_session = [q for q in live.values() if q.key == p.key]
-    ghosts = [
-        q
-        for q in live.values()
-        if q.key_of_subject == p.key_of_subject and (not q.connected or q.node in dead_nodes)
-    ]
-    for q in same_session or ghosts[:1]:
+    same_person = sorted(
+        (q for q in live.values() if q.key_of_subject == p.key_of_subject),
+        key=lambda q: (q.connected and q.node not in dead_nodes, -q.since),
+    )
+    for q in same_session or same_person[:1]:
         previous = q.sid if q.connected and q.node not in dead_nodes else ""
         q.sid, q.node, q.connected, q.disconnected_at = p.sid, p.node, True, None
         q.key, q.name, q.moving = p.key, p.name, False

@@ -1,7 +1,8 @@
 """Redis killed and started again (empty: no persistence) under two nodes: nobody is signed
 out, the live connection's handshake answers 503 with ``Retry-After`` meanwhile, presence is
 rebuilt from the connections each node holds, and the chat messages whose live delivery was
-lost reach the clients that stayed connected (``room:resync``, then the join's history)."""
+lost reach the clients that stayed connected (``room:resync``, then the join's history), the
+direct messages too (``live:resync``, then the conversation's history), each once."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 
 from tests.faults.conftest import Clock, figures
 from tests.faults.test_nodes import _join, _room_with
+from tests.support.live import Sock
 from tests.support.nodes import cluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
@@ -29,7 +31,18 @@ async def test_a_redis_restart_costs_no_session_presence_or_message(tmp_path, re
         host, expert = await c.browser("requester"), await c.browser("expert")
         h, h_ack = await _join(c, a.url, host.cookie, rid)
         e, e_ack = await _join(c, b.url, expert.cookie, rid)
+        # The expert's Messages page: its own connection, on node B, in no room.
+        inbox = await Sock(b.url, expert.cookie).connect()
+        c.socks.append(inbox)
+        expert_id = str(c.users["expert"].id)
+        host_id = str(c.users["requester"].id)
         sent: list[str] = []
+        dms: list[str] = []
+
+        async def direct(text: str) -> None:  # from the host's connection on node A
+            mid = str(uuid.uuid4())
+            await h.ok("chat:direct", {"id": mid, "text": text, "to_user": expert_id})
+            dms.append(mid)
 
         async def send(text: str) -> None:
             mid = str(uuid.uuid4())
@@ -38,6 +51,8 @@ async def test_a_redis_restart_costs_no_session_presence_or_message(tmp_path, re
 
         await send("avant")
         await h.wait_for("chat:message", lambda m: m["id"] == sent[0])
+        await direct("message direct avant")
+        await inbox.wait_for("chat:message", lambda m: m["id"] == dms[0])
 
         await redis_server.kill()
         clock = Clock()
@@ -68,12 +83,25 @@ async def test_a_redis_restart_costs_no_session_presence_or_message(tmp_path, re
         for i in range(5):
             await send(f"pendant {i}")
         per_send = sending.since() / 5
-        mark_h, mark_e = len(h.received), len(e.received)
+        for i in range(2):  # direct messages across nodes, outside any room
+            await direct(f"message direct pendant {i}")
+        mark_h, mark_e, mark_i = len(h.received), len(e.received), len(inbox.received)
         await redis_server.start()  # same port, empty
         back = Clock()
         await h.wait_for("room:resync", timeout=60, since=mark_h)
         resync_after = back.since()
         await e.wait_for("room:resync", timeout=60, since=mark_e)
+        # The Messages page is told too, and reloads the conversation (messages.js does
+        # chat:history on "connected", which live:resync fires), merged by id.
+        await inbox.wait_for("live:resync", timeout=60, since=mark_i)
+        dm_resync_after = back.since()
+        history = await inbox.ok("chat:history", {"with_user": host_id, "limit": 50})
+        dm_history = [m["id"] for m in history["messages"]]
+        dm_live = [m["id"] for m in inbox.events("chat:message") if m["room_id"] is None]
+        dm_shown = set(dm_live) | set(dm_history)
+        dm_lost = [m for m in dms if m not in dm_shown]
+        dm_duplicated = len(dm_history) - len(set(dm_history)) + len(dm_live) - len(set(dm_live))
+        assert dm_lost == [] and dm_duplicated == 0, (dms, dm_live, dm_history)
         # What the web client does on room:resync: join again, merge the history by id.
         h_again = await h.ok("room:join", {"room_id": rid})
         e_again = await e.ok("room:join", {"room_id": rid})
@@ -111,6 +139,9 @@ async def test_a_redis_restart_costs_no_session_presence_or_message(tmp_path, re
         await send("après")
         # the fan-out is back once both nodes resubscribed: generous, never a fixed time
         await h.wait_for("chat:message", lambda m: m["id"] == sent[-1], since=mark, timeout=60)
+        await direct("message direct après")  # and direct messages arrive live again
+        await inbox.wait_for("chat:message", lambda m: m["id"] == dms[-1], timeout=60)
+        assert [m["id"] for m in inbox.events("chat:message")].count(dms[-1]) == 1
         figures(
             "redis kill + restart",
             handshake_503_after_kill_s=outage,
@@ -121,5 +152,9 @@ async def test_a_redis_restart_costs_no_session_presence_or_message(tmp_path, re
             messages_sent=len(sent),
             lost=len(lost),
             duplicated=duplicated,
+            direct_messages_sent=len(dms),
+            direct_lost=len(dm_lost),
+            direct_duplicated=dm_duplicated,
+            direct_resync_after_restart_s=dm_resync_after,
         )
         assert lost == [] and duplicated == 0

@@ -143,3 +143,54 @@ async def test_removing_a_ghost_bans_nobody(app, browsers, sockets, users):
     assert not e.events("room:removed")
     again = await e.ok("room:join", {"room_id": room["id"]})  # not banned
     assert again["status"] == "joined"
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_a_node_that_dropped_messages_tells_every_client_to_resync(
+    app, browsers, sockets, users
+):
+    """Redis back, but this node's heartbeat has not noticed yet: what it publishes for the
+    other nodes is dropped (its own clients get it locally), possibly after those nodes
+    resynced their clients. Once it knows Redis is back it broadcasts ``live:resync`` to
+    every client of every node, and the direct message is in the history, once."""
+    from rooms.live import Live
+
+    live = Live.of(app)
+    manager = live.sio.manager
+    claire, karim = await browsers("requester"), await browsers("expert")
+    c, k = await sockets(claire), await sockets(karim)
+    believed_down = manager.is_down
+    manager.is_down = lambda: True  # the node's view between Redis' return and its heartbeat
+    try:
+        mid = str(uuid.uuid4())
+        to = str(users["expert"].id)
+        await c.ok("chat:direct", {"id": mid, "text": "Le compte rendu est prêt", "to_user": to})
+        assert manager.dropped
+    finally:
+        manager.is_down = believed_down
+    await k.wait_for("live:resync", timeout=30)  # the next heartbeat announces it
+    assert not manager.dropped
+    history = await k.ok("chat:history", {"with_user": str(users["requester"].id)})
+    assert [m["id"] for m in history["messages"]] == [mid]
+    await c.wait_for("live:resync", timeout=30)  # every client, the sender's too
+
+
+async def test_the_same_person_through_another_session_replaces_a_live_entry(redis):
+    """Another device, or a new sign-in while the old node's death is not known yet: the
+    entry is taken over in the same write (the old connection is to be closed), so the
+    person is never listed twice."""
+    prefix = redis.test_prefix
+    a, b = RedisLiveState(redis, prefix, "node-a"), RedisLiveState(redis, prefix, "node-b")
+    await a.heartbeat(6)
+    await b.heartbeat(6)
+    room = str(uuid.uuid4())
+    first = (await b.join(person(room, "node-b", "u-karim", "s1", "Karim"), 10, 10)).participant
+    old_sid = first.sid
+    back = await a.join(person(room, "node-a", "u-karim", "s2", "Karim"), 10, 10)
+    assert back.resumed and back.participant.id == first.id
+    assert back.previous_sid == old_sid  # alive as far as anyone knows: it gets closed
+    (listed,) = await a.participants(room, grace=10)
+    assert listed.node == "node-a" and listed.key == "s2" and listed.connected
+    # the old connection's late disconnection changes nothing (it no longer owns the entry)
+    assert not await b.mark_disconnected(room, first.id, old_sid)
+    assert [p.id for p in await a.participants(room, grace=10)] == [first.id]

@@ -13,7 +13,10 @@ from sqlalchemy import func, select
 from chat import actions
 from chat.models import Message
 from core.accounts import User
-from core.context import DB
+from core.context import DB, SETTINGS
+from core.db import Database
+from core.events import EventBus
+from rooms.live import Live
 from tests.ui.conftest import call_api, open_session, shot, wait_js
 from tests.ui.test_accessibility import audit
 
@@ -165,6 +168,42 @@ async def test_older_messages_page_in_on_demand(pages, app, users):
     assert shown == [f"Rendez-vous n° {i:02d} confirmé" for i in range(45)]
     assert await page.get_by_role("button", name="Messages précédents").count() == 0
     await wait_js(page, "() => !document.querySelector('a.nav-messages .nav-badge')")
+    assert pages.errors == []
+
+
+async def test_a_message_whose_push_was_lost_is_shown_once_after_live_resync(pages, app, users):
+    """Redis lost and back: a direct message stored by another node while the fan-out was
+    cut never reached this socket, which stayed up. When the fan-out is back the node says
+    ``live:resync`` and the open conversation and the list catch up, each message once."""
+    claire, karim = users["requester"], users["expert"]
+    me, peer = (
+        actions.Sender(id=claire.id, kind="user", name="Dr Claire Martin"),
+        actions.Sender(id=karim.id, kind="user", name="Dr Karim Benali"),
+    )
+    first = "Le scanner de M. Roux est arrivé."
+    await actions.send_message(
+        app[DB], me, message_id=uuid.uuid4(), text=first, room_id=None, recipient=peer
+    )
+    page = await pages.new()
+    await open_session(page, app, karim)
+    await page.goto(f"/app/messages/{claire.id}")
+    await page.locator(".msg-item .msg-text", has_text=first).wait_for()
+    # Another node stores the next one; its push is lost with the fan-out (its own bus).
+    other_node = Database(app[SETTINGS].database_url, EventBus())
+    lost = "Pouvez-vous le relire avant la RCP de jeudi ?"
+    try:
+        await actions.send_message(
+            other_node, me, message_id=uuid.uuid4(), text=lost, room_id=None, recipient=peer
+        )
+    finally:
+        await other_node.close()
+    assert await texts(page) == [first]
+    await Live.of(app).watch.resubscribed()  # what the node does when the fan-out is back
+    await page.locator(".msg-item .msg-text", has_text=lost).wait_for()
+    assert await texts(page) == [first, lost]
+    ids = await page.locator(".msg-item").evaluate_all("els => els.map(e => e.dataset.id)")
+    assert len(ids) == len(set(ids)) == 2
+    await page.locator(".msg-conv", has_text="avant la RCP").wait_for()
     assert pages.errors == []
 
 

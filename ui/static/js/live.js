@@ -1,8 +1,9 @@
 // The live connection of the pages outside a room: one Socket.IO connection per tab for a
 // signed-in professional, opened by the application shell. It carries the direct messages
-// (chat:direct, chat:history, chat:read; the server sends chat:message, chat:read and
-// chat:unread) and who is connected (presence:online). The room page keeps its own
-// connection (room-client.js, room/live-room.js); this one never joins a room.
+// (chat:direct, chat:history, chat:read; the server sends chat:message, chat:read,
+// chat:unread, and live:resync after a cut in its fan-out) and who is connected
+// (presence:online). The room page keeps its own connection (room-client.js,
+// room/live-room.js); this one never joins a room.
 import { io } from "../vendor/socket.io.mjs";
 import { api } from "./api.js";
 import { useEffect, useState } from "./lib.js";
@@ -99,6 +100,14 @@ export function startLive() {
   socket.on("chat:unread", onUnreadEvent);
   socket.on("connect", () => {
     setStatus("connected");
+    refreshUnread();
+    if (onlineWatchers > 0) refreshOnline();
+    fire("connected");
+  });
+  // The server's fan-out was cut (Redis lost and back): messages sent meanwhile never
+  // came over this connection. Catch up as after a reconnection (the pages reload from
+  // the stored history and merge by message id).
+  socket.on("live:resync", () => {
     refreshUnread();
     if (onlineWatchers > 0) refreshOnline();
     fire("connected");

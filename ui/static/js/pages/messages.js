@@ -217,7 +217,7 @@ function Thread({ peerId, session, isOnline, onBack, onActivity, onRead }) {
         const found = msgsRef.current.find((x) => x.id === d.message_id);
         if (found) newerRead({ id: found.id, at: found.created_at, read_at: d.read_at });
       }),
-      onLive("connected", loadLatest), // after a reconnection: what arrived meanwhile
+      onLive("connected", loadLatest), // after a reconnection or live:resync: what arrived meanwhile
     ];
     if (window.matchMedia(WIDE).matches && inputRef.current) inputRef.current.focus();
     return () => {

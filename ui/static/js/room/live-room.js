@@ -79,6 +79,7 @@ export class LiveRoom extends Emitter {
     // The server lost live messages (its Redis fan-out came back): join again, which brings
     // the participants and the chat history (merged by id) up to date.
     this.#socket.on("room:resync", () => this.#resync());
+    this.#socket.on("live:resync", () => this.#resync()); // another node lost messages for us
     // The node is stopping: it disconnects us next; reconnect (elsewhere) without waiting.
     this.#socket.on("server:draining", () => (this.#draining = true));
     this.#socket.on("connect", () => this.#onConnect());
