@@ -1,10 +1,11 @@
 """One participant's RTCPeerConnection with the server: negotiation, ICE, transport.
 
-Negotiation rule: the client offers when its published tracks change; the server offers when
-the set of tracks it sends to the client changes. Each negotiation holds the peer's lock.
-The server never rolls back: a client offer that arrives while a server offer is pending is
-refused with `RtcError("glare")`; the client answers the server's offer, then offers again
-(the client is the "polite" side of perfect negotiation).
+Negotiation rule: the client starts every negotiation, one at a time. It offers when its
+published tracks change; when the set of tracks the server sends it changes, the server tells
+it (`rtc:renegotiate`) and the client pulls the server's offer (`pull_offer`) and answers it.
+So offers never cross and neither side ever rolls back (aiortc cannot). Each negotiation holds
+the peer's lock; a client offer while a pulled offer waits for its answer breaks that rule and
+is refused with `wrong_state`.
 
 The peer composes the connection's two halves: :class:`rtc.publisher.Publisher` (the client's
 m-lines, each feeding a :class:`Forwarder`) and :class:`rtc.subscriber.Subscriber` (the
@@ -32,7 +33,6 @@ from rtc.errors import (
     BAD_SDP,
     CANDIDATE_NOT_ALLOWED,
     CLOSED,
-    GLARE,
     RATE_LIMITED,
     WRONG_STATE,
     RtcError,
@@ -125,14 +125,14 @@ class Peer:
     ) -> tuple[str, list[Forwarder], list[Forwarder]]:
         """Apply the client's offer; return (answer sdp, tracks published, tracks ended)."""
         self._count_negotiation()
-        # Glare first: while our offer is pending, the client's new m-lines may take the mids
-        # ours carry, which the checks below would call a bad SDP.
-        self._refuse_glare()
+        # Out of order first: while our offer is pending, the client's new m-lines may take the
+        # mids ours carry, which the checks below would call a bad SDP.
+        self._refuse_out_of_order()
         offer_sdp, description = self._checked_sdp(offer_sdp, "offer")
         async with self.lock:
             if self.closed:
                 raise RtcError(CLOSED, "the connection is closed")
-            self._refuse_glare()
+            self._refuse_out_of_order()
             if sources:
                 self.set_sources(sources)
             self.extmap.learn(description)
@@ -157,12 +157,13 @@ class Peer:
             local = self.pc.localDescription
         return local.sdp, added, removed
 
-    def _refuse_glare(self) -> None:
+    def _refuse_out_of_order(self) -> None:
         if self.closed:
             raise RtcError(CLOSED, "the connection is closed")
         if self.pc.signalingState != "stable":
             raise RtcError(
-                GLARE, "a server offer is pending: answer it, then send your offer again"
+                WRONG_STATE,
+                "the offer you pulled (rtc:pull) waits for its answer: answer it, then offer",
             )
 
     def set_sources(self, sources: Mapping[str, str]) -> None:
@@ -198,7 +199,7 @@ class Peer:
 
     @property
     def negotiating(self) -> bool:
-        """An offer/answer exchange is under way or about to start."""
+        """An offer/answer exchange is under way or the client has an offer to pull."""
         return self.lock.locked() or self.pc.signalingState != "stable" or self.subscriber.offering
 
     @property
@@ -206,14 +207,23 @@ class Peer:
         """The tracks this participant should receive changed since the last server offer."""
         return self.subscriber.offer_needed
 
-    def schedule_offer(self) -> None:
-        """The tracks this participant should receive changed: offer when possible."""
+    def schedule_offer(self, *, notify: bool = True) -> None:
+        """The tracks this participant should receive changed: the client is to pull."""
         if not self.closed:
-            self.subscriber.schedule_offer()
+            self.subscriber.schedule_offer(notify=notify)
 
-    async def resend_pending_offer(self) -> bool:
-        """Send again the server offer that waits for an answer; True if there was one."""
-        return await self.subscriber.resend_pending_offer()
+    @property
+    def renegotiate(self) -> bool:
+        """The client has an offer to pull: a change not offered yet, or one not answered."""
+        return not self.closed and (
+            self.subscriber.offer_needed or self.pc.signalingState == "have-local-offer"
+        )
+
+    async def pull_offer(self) -> dict[str, Any] | None:
+        """The server's offer for what changed (None: nothing did)."""
+        if self.closed:
+            raise RtcError(CLOSED, "the connection is closed")
+        return await self.subscriber.pull_offer()
 
     def subscription_list(self) -> list[dict[str, Any]]:
         return self.subscriber.subscription_list()
@@ -233,8 +243,6 @@ class Peer:
             except Exception as exc:
                 raise RtcError(BAD_SDP, f"answer rejected: {exc}") from exc
             self.guard_ice()
-        if self.subscriber.offer_needed:
-            self.schedule_offer()
 
     # --- ICE --------------------------------------------------------------------------------
 

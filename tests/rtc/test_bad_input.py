@@ -98,7 +98,7 @@ async def test_renegotiation_storm_is_rate_limited(harness: Harness) -> None:
         try:
             await harness.sfu.handle_offer("storm", sdp)
         except RtcError as exc:
-            assert exc.code in ("rate_limited", "glare", "bad_sdp"), exc
+            assert exc.code in ("rate_limited", "wrong_state", "bad_sdp"), exc
             limited += exc.code == "rate_limited"
     assert limited >= 30
     await harness.settle()
@@ -122,20 +122,28 @@ async def test_too_many_published_tracks_are_refused(harness: Harness) -> None:
     assert harness.sfu.tracks("room-1") == []
 
 
-async def test_an_offer_crossing_a_server_offer_is_glare_not_bad_sdp(harness: Harness) -> None:
-    """The client offers a new m-line while the server's offer (whose m-lines take the same
-    mids) is pending: the answer must be `glare`, which tells a browser to roll back, answer
-    the server and offer again (ui/static/js/room/media-session.js), not `bad_sdp`."""
+async def test_an_offer_before_answering_the_pulled_offer_is_wrong_state_not_bad_sdp(
+    harness: Harness,
+) -> None:
+    """A client that breaks the order: it pulled the server's offer (whose m-lines take the
+    same mids as its own new one) and offers before answering it. The server never offers
+    unasked, so a client that follows the order cannot get here; this one gets
+    `wrong_state`, not `bad_sdp`, and the offer it owes an answer stays pullable."""
     alice = await harness.add("alice")
     bob = await harness.add("bob")
     await harness.settle()
     async with bob.lock:  # bob does not answer the server's offer yet
         await alice.publish()
-        server_bob = harness.sfu.peer("bob").pc
-        await wait_for(lambda: server_bob.signalingState == "have-local-offer", 5)
+        server_bob = harness.sfu.peer("bob")
+        await wait_for(lambda: server_bob.renegotiate, 5)
+        assert server_bob.pc.signalingState == "stable"  # told, not offered
+        assert await harness.sfu.pull_offer("bob") is not None
         bob.pc.addTransceiver(CounterVideoTrack(), direction="sendonly")
         offer = await bob.pc.createOffer()
         await bob.pc.setLocalDescription(offer)
         with pytest.raises(RtcError) as error:
             await harness.sfu.handle_offer("bob", bob.pc.localDescription.sdp, "offer")
-        assert error.value.code == "glare", error.value
+        assert error.value.code == "wrong_state", error.value
+    # the pulled offer is still there, the same, for the answer bob owes
+    again = await harness.sfu.pull_offer("bob")
+    assert again is not None and again["sdp"] == server_bob.pc.localDescription.sdp
