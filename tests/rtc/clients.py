@@ -261,9 +261,10 @@ class Client:
 
     def on_event(self, event: str, payload: dict[str, Any]) -> None:
         self.events.append((event, payload))
-        if event == "rtc:renegotiate" and payload.get("connection_id") in (
-            None,
-            self.connection_id,
+        # a notice may come before the acknowledgement of `rtc:join` names the connection
+        about = payload.get("connection_id") if isinstance(payload, dict) else None
+        if event == "rtc:renegotiate" and (
+            about is None or self.connection_id is None or about == self.connection_id
         ):
             self.want_offer()
 
