@@ -80,6 +80,8 @@ class Peer:
         self._writers: dict[int, internals.TransportWriter] = {}
         self._negotiations: deque[float] = deque()
         self._candidates = 0
+        #: mids the client rejected (port 0) in its latest description
+        self.rejected: set[str] = set()
         self.publisher = Publisher(
             participant_id, config, self.pc, self._writer_for, self._is_server_mline
         )
@@ -93,6 +95,7 @@ class Peer:
             self.extmap,
             self.connection_id,
             self.guard_ice,
+            self.rejected,
         )
         self._on_state = on_state
         self.pc.on("connectionstatechange", self._connection_state_changed)
@@ -133,6 +136,7 @@ class Peer:
             if self.closed:
                 raise RtcError(CLOSED, "the connection is closed")
             self._refuse_out_of_order()
+            offer_sdp = self._accept_rejected(description, offer_sdp)
             if sources:
                 self.set_sources(sources)
             self.extmap.learn(description)
@@ -154,8 +158,31 @@ class Peer:
                 raise
             self.publisher.remember_codecs()
             added, removed = self.publisher.sync()
-            local = self.pc.localDescription
-        return local.sdp, added, removed
+            local = self._as_sent(self.pc.localDescription.sdp)
+        return local, added, removed
+
+    def _accept_rejected(self, description: sdp.SessionDescription, text: str) -> str:
+        """Rejected m-sections (a stopped transceiver): what aiortc is given instead, and the
+        server's m-lines among them retired (their track goes to a new m-line)."""
+        previous = self.pc.remoteDescription
+        rejected = sdp.accept_rejected(
+            description, sdp.parse(previous.sdp) if previous is not None else None
+        )
+        self.rejected.clear()
+        self.rejected.update(rejected)
+        if not rejected:
+            return text
+        if self.subscriber.retire(rejected):
+            self.schedule_offer(notify=False)  # the ack says `renegotiate`
+        return str(description)
+
+    def _as_sent(self, local_sdp: str) -> str:
+        """Our description as the client gets it: rejected m-sections in JSEP form."""
+        if not self.rejected:
+            return local_sdp
+        description = sdp.parse(local_sdp)
+        sdp.reject(description, self.rejected)
+        return str(description)
 
     def _refuse_out_of_order(self) -> None:
         if self.closed:
@@ -236,6 +263,7 @@ class Peer:
             if self.pc.signalingState != "have-local-offer":
                 raise RtcError(WRONG_STATE, "no server offer is waiting for an answer")
             self.extmap.learn(description)
+            answer_sdp = self._accept_rejected(description, answer_sdp)
             try:
                 await self.pc.setRemoteDescription(
                     RTCSessionDescription(sdp=answer_sdp, type="answer")

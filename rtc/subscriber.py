@@ -55,6 +55,8 @@ class Slot:
     kind: str
     codec_key: tuple[str, str]
     track_id: str | None = None
+    #: the client rejected this m-line (stopped its transceiver): never used again
+    retired: bool = False
 
 
 class Subscriber:
@@ -75,6 +77,7 @@ class Subscriber:
         extmap: sdp.ExtmapRegistry,
         connection_id: str,
         before_local_description: Callable[[], None],
+        rejected: set[str] | None = None,
     ) -> None:
         self.room = room
         self.participant_id = participant_id
@@ -85,6 +88,8 @@ class Subscriber:
         self._extmap = extmap
         self.connection_id = connection_id
         self._before_local_description = before_local_description
+        #: mids the client rejected (shared with the peer): kept rejected in our offers
+        self.rejected = rejected if rejected is not None else set()
         self.closed = False
         self.slots: list[Slot] = []
         #: the slots currently bound, by track id
@@ -149,7 +154,7 @@ class Subscriber:
             if self.closed:
                 return None
             if self.pc.signalingState == "have-local-offer" and self.pc.localDescription:
-                return self._offer_event(self.pc.localDescription.sdp, self.subscription_list())
+                return self._offer_event(self._as_sent(), self.subscription_list())
             self._offer_needed = False
             if self.pc.signalingState != "stable" or not self._sync():
                 return None
@@ -163,7 +168,7 @@ class Subscriber:
                     return None
                 logger.exception("server offer failed for %s", self.participant_id)
                 raise RtcError(OFFER_FAILED, f"the server could not make its offer: {exc}") from exc
-            return self._offer_event(self.pc.localDescription.sdp, self.subscription_list())
+            return self._offer_event(self._as_sent(), self.subscription_list())
 
     def _shape_offer(self, offer_sdp: str) -> str:
         """Our offer with the agreed published codecs and this connection's extension ids."""
@@ -171,6 +176,17 @@ class Subscriber:
         sdp.pin_codecs(description, self._publisher.agreed_codecs)
         self._publisher.restore_codecs()
         self._extmap.rewrite(description)
+        sdp.reject(description, self.rejected)
+        return str(description)
+
+    def _as_sent(self) -> str:
+        """Our pending offer as the client gets it: aiortc writes its local description
+        again from its own state (ports from its candidates), rejected m-lines included."""
+        text = self.pc.localDescription.sdp
+        if not self.rejected:
+            return text
+        description = sdp.parse(text)
+        sdp.reject(description, self.rejected)
         return str(description)
 
     def _offer_event(self, offer_sdp: str, tracks: list[dict[str, Any]]) -> dict[str, Any]:
@@ -208,7 +224,10 @@ class Subscriber:
                 (
                     s
                     for s in self.slots
-                    if s.track_id is None and s.kind == forwarder.kind and s.codec_key == key
+                    if s.track_id is None
+                    and not s.retired
+                    and s.kind == forwarder.kind
+                    and s.codec_key == key
                 ),
                 None,
             )
@@ -222,6 +241,22 @@ class Subscriber:
             self.subscriptions[track_id] = slot
             changed = True
         return changed
+
+    def retire(self, mids: set[str]) -> bool:
+        """The client rejected these m-lines: the server's among them stop sending for good.
+        True if one carried a track (it goes to a new m-line at the next offer)."""
+        moved = False
+        for slot in self.slots:
+            if slot.transceiver.mid not in mids or slot.retired:
+                continue
+            slot.retired = True
+            slot.downtrack.bind(None)
+            slot.transceiver.direction = "inactive"
+            if slot.track_id is not None:
+                self.subscriptions.pop(slot.track_id, None)
+                slot.track_id = None
+                moved = True
+        return moved
 
     def _new_slot(self, forwarder: Forwarder) -> Slot | None:
         capability = sdp.capability_for(
