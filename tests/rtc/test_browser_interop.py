@@ -85,6 +85,35 @@ window.start = async () => {
   }));
   return true;
 };
+// publish changes after start(): one offer, in the queue
+const offerNow = () => (queue = queue.then(async () => {
+  await pc.setLocalDescription();
+  const answer = await call('offer', {sdp: pc.localDescription.sdp});
+  await pc.setRemoteDescription({type: 'answer', sdp: answer.sdp});
+  window.lastAnswer = answer.sdp;
+  if (answer.renegotiate) pull();
+}));
+// transceiver.stop(): the next offer rejects its m-line (port 0, out of BUNDLE)
+window.stopSending = async (kind) => {
+  const t = pc.getTransceivers().find(
+    (t) => !t.stopped && t.direction === 'sendonly' && t.sender.track
+      && t.sender.track.kind === kind);
+  const mid = t.mid; t.stop(); await offerNow(); return mid;
+};
+window.stopReceiving = async (kind) => {
+  const t = pc.getTransceivers().find(
+    (t) => !t.stopped && t.direction === 'recvonly' && t.receiver.track.kind === kind
+      && t.currentDirection === 'recvonly');
+  const mid = t.mid; t.stop(); await offerNow(); await queue; return mid;
+};
+window.publishAgain = async (kind) => {
+  const s = await navigator.mediaDevices.getUserMedia(
+    kind === 'audio' ? {audio: true} : {video: {width: 320, height: 240, frameRate: 15}});
+  const t = pc.addTransceiver(s.getTracks()[0], {direction: 'sendonly', streams: [s]});
+  await offerNow();
+  return {mid: t.mid, mlines: pc.localDescription.sdp.split('\\r\\nm=').length - 1};
+};
+window.mlines = () => pc.localDescription.sdp.split('\\r\\nm=').length - 1;
 window.inbound = async () => {
   const out = {};
   (await pc.getStats()).forEach(s => {
@@ -261,6 +290,105 @@ async def test_chromium_and_aiortc_exchange_media_through_the_sfu(
             assert not any(
                 accepted for ip, accepted in bridge.candidates.items() if not ip.startswith("127.")
             )
+        finally:
+            with contextlib.suppress(Exception):
+                await browser.close()
+
+
+def _section(text: str, mid: str) -> tuple[int, bool]:
+    """(port, in the BUNDLE group) of one m-section."""
+    from rtc.sdp import parse
+
+    description = parse(text)
+    media = next(m for m in description.media if m.rtp.muxId == mid)
+    bundle = next((g.items for g in description.group if g.semantic == "BUNDLE"), [])
+    return media.port, mid in bundle
+
+
+async def test_chromium_stops_transceivers_and_the_call_goes_on(
+    interop: tuple[Sfu, BrowserBridge, dict[str, Client], str],
+) -> None:
+    """Issue 11: `transceiver.stop()` in Chromium rejects the m-line in its next offer. The
+    server answers it rejected (port 0, out of BUNDLE), stops forwarding it, keeps the other
+    m-lines working, and a later transceiver reuses the m-line slot."""
+    from playwright.async_api import async_playwright
+
+    sfu, bridge, clients, url = interop
+    alice = Client(sfu, "room-1", "alice")
+    clients["alice"] = alice
+    await alice.join()
+    await alice.publish()
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--use-fake-device-for-media-stream",
+                "--use-fake-ui-for-media-stream",
+                "--allow-loopback-in-peer-connection",
+                "--disable-features=WebRtcHideLocalIpsWithMdns",
+                "--no-sandbox",
+            ],
+        )
+        try:
+            page = await browser.new_page()
+            await page.goto(url)
+            assert await page.evaluate("window.start()")
+
+            async def inbound(kind: str) -> int:
+                stats = await page.evaluate("window.inbound()")
+                return sum(
+                    s["frames"] if kind == "video" else s["packets"]
+                    for k, s in stats.items()
+                    if k.endswith(":" + kind)
+                )
+
+            async def browser_gets_more(kind: str, than: int) -> None:
+                async def more() -> bool:
+                    return await inbound(kind) > than
+
+                await wait_for(more, 30, interval=0.25)
+
+            await browser_gets_more("video", 20)
+            await wait_for(lambda: alice.mids_for("browser", "camera"), 30)
+
+            def from_browser() -> int:
+                received = alice.received_from("browser")
+                return received.undecodable + len(received.counters)
+
+            # 1. Chromium stops sending its microphone
+            mid = await page.evaluate("window.stopSending('audio')")
+            assert _section(await page.evaluate("window.lastAnswer"), mid) == (0, False)
+            tracks = {(t["participant_id"], t["kind"]) for t in sfu.tracks("room-1")}
+            assert ("browser", "audio") not in tracks and ("browser", "video") in tracks
+            seen = from_browser()
+            await wait_for(lambda: from_browser() > seen + 20, 30)
+            await browser_gets_more("video", await inbound("video") + 20)
+
+            # 2. Chromium stops receiving alice's audio (a server m-line): the track moves
+            # to a new m-line, the video goes on
+            await page.evaluate("window.stopReceiving('audio')")
+            await wait_for(lambda: not sfu.peer("browser").negotiating, 30)
+            await browser_gets_more("audio", await inbound("audio") + 50)
+            await browser_gets_more("video", await inbound("video") + 20)
+
+            # 3. a new microphone reuses the rejected m-line's slot
+            before = await page.evaluate("window.mlines()")
+            again = await page.evaluate("window.publishAgain('audio')")
+            assert again["mid"] != mid
+            assert again["mlines"] == before  # recycled, not appended
+            await wait_for(
+                lambda: (
+                    ("browser", "audio")
+                    in {(t["participant_id"], t["kind"]) for t in sfu.tracks("room-1")}
+                ),
+                30,
+            )
+            forwarder = next(f for f in sfu.peer("browser").published.values() if f.kind == "audio")
+            await wait_for(lambda: forwarder.stats.packets > 50, 30)
+            seen = from_browser()
+            await wait_for(lambda: from_browser() > seen + 20, 30)
+            assert bridge.errors == [] and alice.errors == []
+            assert sfu.peer("browser").pc.connectionState == "connected"
         finally:
             with contextlib.suppress(Exception):
                 await browser.close()
