@@ -405,12 +405,9 @@ export class MediaSession extends Emitter {
     await this.#publish();
   }
 
-  /** The share's m-line is made idle ("inactive", no track), never stopped: stopping it
-   * rejects the m-line (port 0, out of the BUNDLE group), which aiortc does not support. Its
-   * answer keeps the m-line in the BUNDLE group, Chrome refuses that answer, and the
-   * connection stays in have-local-offer: no later server offer applies (a participant's
-   * removal then froze the others' video and audio, issue 11 item 6). The next share
-   * reuses the idle m-line. */
+  /** The share's m-line is made idle ("inactive", no track) and the next share reuses it.
+   * Stopping the transceiver would work too since the server accepts rejected m-lines
+   * (docs/rtc.md); before it did, the answer broke the connection (issue 11 item 6). */
   async stopScreen() {
     this.#screen = null;
     const transceiver = this.#screenTransceiver;
