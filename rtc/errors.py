@@ -18,6 +18,7 @@ SNAPSHOT_FAILED: Final = "snapshot_failed"
 TOO_MANY_TRACKS: Final = "too_many_tracks"
 CLOSED: Final = "closed"
 OFFER_FAILED: Final = "offer_failed"
+ICE_RESTART_UNSUPPORTED: Final = "ice_restart_unsupported"
 
 
 class RtcError(Exception):

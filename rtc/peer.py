@@ -33,6 +33,7 @@ from rtc.errors import (
     BAD_SDP,
     CANDIDATE_NOT_ALLOWED,
     CLOSED,
+    ICE_RESTART_UNSUPPORTED,
     RATE_LIMITED,
     WRONG_STATE,
     RtcError,
@@ -136,6 +137,7 @@ class Peer:
             if self.closed:
                 raise RtcError(CLOSED, "the connection is closed")
             self._refuse_out_of_order()
+            self._refuse_ice_restart(description)
             offer_sdp = self._accept_rejected(description, offer_sdp)
             if sources:
                 self.set_sources(sources)
@@ -160,6 +162,29 @@ class Peer:
             added, removed = self.publisher.sync()
             local = self._as_sent(self.pc.localDescription.sdp)
         return local, added, removed
+
+    def _refuse_ice_restart(self, description: sdp.SessionDescription) -> None:
+        """New ICE credentials (`restartIce()`): aiortc starts its ICE transport once and
+        would keep checking with the old ones, breaking the connection. Refused before
+        anything changes: the client starts its media over instead (docs/rtc.md)."""
+        previous = self.pc.remoteDescription
+        if previous is None:
+            return
+        before = {
+            (m.ice.usernameFragment, m.ice.password)
+            for m in sdp.parse(previous.sdp).media
+            if m.port != 0 and m.ice is not None
+        }
+        now = {
+            (m.ice.usernameFragment, m.ice.password)
+            for m in description.media
+            if m.port != 0 and m.ice is not None
+        }
+        if before and now and not now <= before:
+            raise RtcError(
+                ICE_RESTART_UNSUPPORTED,
+                "ICE restart is not supported: start the media over (rtc:join)",
+            )
 
     def _accept_rejected(self, description: sdp.SessionDescription, text: str) -> str:
         """Rejected m-sections (a stopped transceiver): what aiortc is given instead, and the
