@@ -163,7 +163,9 @@ class Participant:
         signalling.handlers[self.id] = self.on_event
 
     async def join(self) -> None:
-        await self.signalling.call("join", participant=self.id)
+        joined = await self.signalling.call("join", participant=self.id)
+        if (joined or {}).get("renegotiate"):  # the SFU has an offer for us: pull it
+            await self._pull()
 
     async def publish(self) -> None:
         for kind in ("video", "audio"):
@@ -472,8 +474,8 @@ async def _measure(
     pacer = asyncio.create_task(pace(participants, media, stop, aligned))
     lag_probe = asyncio.create_task(loop_lag(shared, stop))
     try:
-        for p in participants:  # one at a time: an aiortc client cannot roll back an offer
-            await p.join()  # the server offers what the room already publishes
+        for p in participants:  # one at a time, to measure a settled room
+            await p.join()  # pulls the SFU's offer of what the room already publishes
             await settle(signalling, participants)
             await p.publish()
             await settle(signalling, participants)
