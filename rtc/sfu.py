@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
+from rtc import aiortc_internals as internals
 from rtc.config import RtcConfig
 from rtc.errors import (
     ALREADY_JOINED,
@@ -185,6 +186,7 @@ class Sfu:
         self._where: dict[str, Room] = {}
         self._policy = AddressPolicy(config.allowed_addresses, config.allowed_networks)
         apply_gathering_policy(config)
+        internals.quiet_connect_after_close()
 
     # --- membership -------------------------------------------------------------------------
 
