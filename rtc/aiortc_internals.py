@@ -29,6 +29,7 @@ import aioice.ice
 import pylibsrtp
 from aiortc import (
     RTCDtlsTransport,
+    RTCPeerConnection,
     RTCRtpCodecParameters,
     RTCRtpReceiver,
     RTCRtpSender,
@@ -36,6 +37,7 @@ from aiortc import (
 )
 from aiortc.codecs import h264 as _h264
 from aiortc.codecs import vpx as _vpx
+from aiortc.exceptions import InvalidStateError
 from aiortc.rtcrtpparameters import RTCRtpReceiveParameters, RTCRtpSendParameters
 from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtp import (
@@ -461,3 +463,28 @@ def guard_ice_connection(connection: aioice.ice.Connection, allows: Callable[[st
 def refused_by_guard(pc: Any) -> int:
     """Remote addresses the guard refused on this peer connection so far."""
     return sum(getattr(c, "_consilium_refused", 0) for c in ice_connections(pc))
+
+
+def quiet_connect_after_close() -> None:
+    """Silence aiortc's connect task when the connection closes under it.
+
+    `RTCPeerConnection.__connect` runs as a task nobody awaits, after each description
+    applied; it checks for a close only when it starts. A participant removed while it runs
+    (leaving during a negotiation) makes the next `RTCIceTransport.start()` raise
+    `InvalidStateError("RTCIceTransport is closed")`, logged as "Task exception was never
+    retrieved". Only that case is silenced: the same error on an open connection still
+    raises. Idempotent.
+    """
+    original = RTCPeerConnection._RTCPeerConnection__connect  # type: ignore[attr-defined]
+    if getattr(original, "_consilium_quiet", False):
+        return
+
+    async def connect(self: RTCPeerConnection) -> None:
+        try:
+            await original(self)
+        except InvalidStateError:
+            if getattr(self, "_RTCPeerConnection__isClosed", None) is None:
+                raise
+
+    connect._consilium_quiet = True  # type: ignore[attr-defined]
+    RTCPeerConnection._RTCPeerConnection__connect = connect  # type: ignore[attr-defined]

@@ -17,6 +17,8 @@ ALREADY_JOINED: Final = "already_joined"
 SNAPSHOT_FAILED: Final = "snapshot_failed"
 TOO_MANY_TRACKS: Final = "too_many_tracks"
 CLOSED: Final = "closed"
+OFFER_FAILED: Final = "offer_failed"
+ICE_RESTART_UNSUPPORTED: Final = "ice_restart_unsupported"
 
 
 class RtcError(Exception):

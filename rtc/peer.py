@@ -1,10 +1,11 @@
 """One participant's RTCPeerConnection with the server: negotiation, ICE, transport.
 
-Negotiation rule: the client offers when its published tracks change; the server offers when
-the set of tracks it sends to the client changes. Each negotiation holds the peer's lock.
-The server never rolls back: a client offer that arrives while a server offer is pending is
-refused with `RtcError("glare")`; the client answers the server's offer, then offers again
-(the client is the "polite" side of perfect negotiation).
+Negotiation rule: the client starts every negotiation, one at a time. It offers when its
+published tracks change; when the set of tracks the server sends it changes, the server tells
+it (`rtc:renegotiate`) and the client pulls the server's offer (`pull_offer`) and answers it.
+So offers never cross and neither side ever rolls back (aiortc cannot). Each negotiation holds
+the peer's lock; a client offer while a pulled offer waits for its answer breaks that rule and
+is refused with `wrong_state`.
 
 The peer composes the connection's two halves: :class:`rtc.publisher.Publisher` (the client's
 m-lines, each feeding a :class:`Forwarder`) and :class:`rtc.subscriber.Subscriber` (the
@@ -32,7 +33,7 @@ from rtc.errors import (
     BAD_SDP,
     CANDIDATE_NOT_ALLOWED,
     CLOSED,
-    GLARE,
+    ICE_RESTART_UNSUPPORTED,
     RATE_LIMITED,
     WRONG_STATE,
     RtcError,
@@ -80,6 +81,8 @@ class Peer:
         self._writers: dict[int, internals.TransportWriter] = {}
         self._negotiations: deque[float] = deque()
         self._candidates = 0
+        #: mids the client rejected (port 0) in its latest description
+        self.rejected: set[str] = set()
         self.publisher = Publisher(
             participant_id, config, self.pc, self._writer_for, self._is_server_mline
         )
@@ -93,6 +96,7 @@ class Peer:
             self.extmap,
             self.connection_id,
             self.guard_ice,
+            self.rejected,
         )
         self._on_state = on_state
         self.pc.on("connectionstatechange", self._connection_state_changed)
@@ -125,14 +129,16 @@ class Peer:
     ) -> tuple[str, list[Forwarder], list[Forwarder]]:
         """Apply the client's offer; return (answer sdp, tracks published, tracks ended)."""
         self._count_negotiation()
-        # Glare first: while our offer is pending, the client's new m-lines may take the mids
-        # ours carry, which the checks below would call a bad SDP.
-        self._refuse_glare()
+        # Out of order first: while our offer is pending, the client's new m-lines may take the
+        # mids ours carry, which the checks below would call a bad SDP.
+        self._refuse_out_of_order()
         offer_sdp, description = self._checked_sdp(offer_sdp, "offer")
         async with self.lock:
             if self.closed:
                 raise RtcError(CLOSED, "the connection is closed")
-            self._refuse_glare()
+            self._refuse_out_of_order()
+            self._refuse_ice_restart(description)
+            offer_sdp = self._accept_rejected(description, offer_sdp)
             if sources:
                 self.set_sources(sources)
             self.extmap.learn(description)
@@ -154,15 +160,62 @@ class Peer:
                 raise
             self.publisher.remember_codecs()
             added, removed = self.publisher.sync()
-            local = self.pc.localDescription
-        return local.sdp, added, removed
+            local = self._as_sent(self.pc.localDescription.sdp)
+        return local, added, removed
 
-    def _refuse_glare(self) -> None:
+    def _refuse_ice_restart(self, description: sdp.SessionDescription) -> None:
+        """New ICE credentials (`restartIce()`): aiortc starts its ICE transport once and
+        would keep checking with the old ones, breaking the connection. Refused before
+        anything changes: the client starts its media over instead (docs/rtc.md)."""
+        previous = self.pc.remoteDescription
+        if previous is None:
+            return
+        before = {
+            (m.ice.usernameFragment, m.ice.password)
+            for m in sdp.parse(previous.sdp).media
+            if m.port != 0 and m.ice is not None
+        }
+        now = {
+            (m.ice.usernameFragment, m.ice.password)
+            for m in description.media
+            if m.port != 0 and m.ice is not None
+        }
+        if before and now and not now <= before:
+            raise RtcError(
+                ICE_RESTART_UNSUPPORTED,
+                "ICE restart is not supported: start the media over (rtc:join)",
+            )
+
+    def _accept_rejected(self, description: sdp.SessionDescription, text: str) -> str:
+        """Rejected m-sections (a stopped transceiver): what aiortc is given instead, and the
+        server's m-lines among them retired (their track goes to a new m-line)."""
+        previous = self.pc.remoteDescription
+        rejected = sdp.accept_rejected(
+            description, sdp.parse(previous.sdp) if previous is not None else None
+        )
+        self.rejected.clear()
+        self.rejected.update(rejected)
+        if not rejected:
+            return text
+        if self.subscriber.retire(rejected):
+            self.schedule_offer(notify=False)  # the ack says `renegotiate`
+        return str(description)
+
+    def _as_sent(self, local_sdp: str) -> str:
+        """Our description as the client gets it: rejected m-sections in JSEP form."""
+        if not self.rejected:
+            return local_sdp
+        description = sdp.parse(local_sdp)
+        sdp.reject(description, self.rejected)
+        return str(description)
+
+    def _refuse_out_of_order(self) -> None:
         if self.closed:
             raise RtcError(CLOSED, "the connection is closed")
         if self.pc.signalingState != "stable":
             raise RtcError(
-                GLARE, "a server offer is pending: answer it, then send your offer again"
+                WRONG_STATE,
+                "the offer you pulled (rtc:pull) waits for its answer: answer it, then offer",
             )
 
     def set_sources(self, sources: Mapping[str, str]) -> None:
@@ -198,7 +251,7 @@ class Peer:
 
     @property
     def negotiating(self) -> bool:
-        """An offer/answer exchange is under way or about to start."""
+        """An offer/answer exchange is under way or the client has an offer to pull."""
         return self.lock.locked() or self.pc.signalingState != "stable" or self.subscriber.offering
 
     @property
@@ -206,14 +259,23 @@ class Peer:
         """The tracks this participant should receive changed since the last server offer."""
         return self.subscriber.offer_needed
 
-    def schedule_offer(self) -> None:
-        """The tracks this participant should receive changed: offer when possible."""
+    def schedule_offer(self, *, notify: bool = True) -> None:
+        """The tracks this participant should receive changed: the client is to pull."""
         if not self.closed:
-            self.subscriber.schedule_offer()
+            self.subscriber.schedule_offer(notify=notify)
 
-    async def resend_pending_offer(self) -> bool:
-        """Send again the server offer that waits for an answer; True if there was one."""
-        return await self.subscriber.resend_pending_offer()
+    @property
+    def renegotiate(self) -> bool:
+        """The client has an offer to pull: a change not offered yet, or one not answered."""
+        return not self.closed and (
+            self.subscriber.offer_needed or self.pc.signalingState == "have-local-offer"
+        )
+
+    async def pull_offer(self) -> dict[str, Any] | None:
+        """The server's offer for what changed (None: nothing did)."""
+        if self.closed:
+            raise RtcError(CLOSED, "the connection is closed")
+        return await self.subscriber.pull_offer()
 
     def subscription_list(self) -> list[dict[str, Any]]:
         return self.subscriber.subscription_list()
@@ -226,6 +288,7 @@ class Peer:
             if self.pc.signalingState != "have-local-offer":
                 raise RtcError(WRONG_STATE, "no server offer is waiting for an answer")
             self.extmap.learn(description)
+            answer_sdp = self._accept_rejected(description, answer_sdp)
             try:
                 await self.pc.setRemoteDescription(
                     RTCSessionDescription(sdp=answer_sdp, type="answer")
@@ -233,8 +296,6 @@ class Peer:
             except Exception as exc:
                 raise RtcError(BAD_SDP, f"answer rejected: {exc}") from exc
             self.guard_ice()
-        if self.subscriber.offer_needed:
-            self.schedule_offer()
 
     # --- ICE --------------------------------------------------------------------------------
 

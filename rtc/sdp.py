@@ -66,7 +66,11 @@ def check_client_description(
                 TOO_MANY_TRACKS,
                 f"{len(sending)} tracks offered, at most {config.max_published_tracks}",
             )
+    if all(m.port == 0 for m in description.media):
+        raise RtcError(BAD_SDP, "every m-line is rejected (port 0): send rtc:leave instead")
     for media in description.media:
+        if media.port == 0:
+            continue  # rejected: may come without ICE or DTLS lines (see accept_rejected)
         if media.ice is None or not media.ice.usernameFragment or not media.ice.password:
             raise RtcError(BAD_SDP, "ICE credentials are missing")
         if media.dtls is None or not media.dtls.fingerprints:
@@ -81,6 +85,67 @@ def check_client_description(
                 f"{media.kind} section {media.rtp.muxId} offers none of {list(allowed)}",
             )
     return description
+
+
+def rejected_mids(description: SessionDescription) -> set[str]:
+    """The m-sections a client rejected (port 0: a stopped transceiver)."""
+    return {m.rtp.muxId for m in description.media if m.port == 0 and m.rtp.muxId}
+
+
+def accept_rejected(
+    description: SessionDescription, previous: SessionDescription | None
+) -> set[str]:
+    """Make a client description with rejected m-sections one aiortc can apply; their mids.
+
+    aiortc knows no rejected m-section: it wants ICE and DTLS lines and codecs on every one,
+    and would give an m-line left out of BUNDLE a transport of its own. So, for aiortc only,
+    a rejected m-section becomes what aiortc saw last for that mid (or itself), `inactive`,
+    with the transport lines of a live m-section, and stays in the BUNDLE group. The client
+    gets the JSEP form back from :func:`reject` (port 0, out of BUNDLE).
+    """
+    rejected = rejected_mids(description)
+    if not rejected:
+        return rejected
+    live = next(m for m in description.media if m.port != 0)
+    before = {m.rtp.muxId: m for m in previous.media} if previous is not None else {}
+    for index, media in enumerate(description.media):
+        mid = media.rtp.muxId
+        if mid not in rejected:
+            continue
+        old = before.get(mid)
+        if old is not None and old.kind == media.kind:
+            media = copy.deepcopy(old)
+        if media.kind in ("audio", "video") and not media.rtp.codecs:
+            raise RtcError(BAD_SDP, f"rejected m-line {mid} has no codec the server knows")
+        media.port = live.port
+        media.host = live.host
+        media.direction = "inactive"
+        media.ice = copy.deepcopy(live.ice)
+        media.dtls = copy.deepcopy(live.dtls)
+        media.ice_candidates = []
+        media.ice_candidates_complete = False
+        media.rtcp_mux = True
+        description.media[index] = media
+    for group in description.group:
+        if group.semantic == "BUNDLE":
+            group.items = [m.rtp.muxId for m in description.media if m.rtp.muxId]
+    return rejected
+
+
+def reject(description: SessionDescription, mids: Collection[str]) -> None:
+    """Write the server's description with these m-sections rejected (JSEP: port 0,
+    `inactive`, no candidates, out of the BUNDLE group)."""
+    if not mids:
+        return
+    for media in description.media:
+        if media.rtp.muxId in mids:
+            media.port = 0
+            media.direction = "inactive"
+            media.ice_candidates = []
+            media.ice_candidates_complete = False
+    for group in description.group:
+        if group.semantic == "BUNDLE":
+            group.items = [mid for mid in group.items if mid not in mids]
 
 
 class ExtmapRegistry:

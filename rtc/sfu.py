@@ -15,6 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
+from rtc import aiortc_internals as internals
 from rtc.config import RtcConfig
 from rtc.errors import (
     ALREADY_JOINED,
@@ -175,7 +176,7 @@ class Sfu:
     """Selective forwarding unit for all rooms of this process.
 
     `on_event(room_id, target, event, payload)`: target is a participant id, or None for the
-    whole room. Events: rtc:offer, rtc:tracks, rtc:screen, rtc:speaker, rtc:stats, rtc:state.
+    whole room. Events: rtc:renegotiate, rtc:tracks, rtc:screen, rtc:speaker, rtc:stats, rtc:state.
     """
 
     def __init__(self, config: RtcConfig, on_event: EventSink) -> None:
@@ -185,6 +186,7 @@ class Sfu:
         self._where: dict[str, Room] = {}
         self._policy = AddressPolicy(config.allowed_addresses, config.allowed_networks)
         apply_gathering_policy(config)
+        internals.quiet_connect_after_close()
 
     # --- membership -------------------------------------------------------------------------
 
@@ -208,26 +210,29 @@ class Sfu:
         room.peers[participant_id] = peer
         self._where[participant_id] = room
         if any(True for _ in room.forwarders()):
-            peer.schedule_offer()
+            peer.schedule_offer(notify=False)  # the acknowledgement says it
         return {
             "ice_servers": client_ice_servers(self.config, participant_id),
             "tracks": room.tracks(),
             "connection_id": peer.connection_id,
+            "renegotiate": peer.renegotiate,
         }
 
     async def resync(self, participant_id: str) -> dict[str, Any]:
         """After the client's signalling connection came back: where its media stands.
 
-        Returns `{connection_id, state, pending_offer}`; a server offer still waiting for an
-        answer is sent again (`rtc:offer`). A client whose `connection_id` differs, or whose
-        state is `failed` or `closed`, joins again (`join` after `remove`).
+        Returns `{connection_id, state, pending_offer, renegotiate}`: `renegotiate` when the
+        client has an offer to pull (a `rtc:renegotiate` may have been lost with the socket),
+        `pending_offer` when a pulled offer still waits for its answer (pulling returns it
+        again). A client whose `connection_id` differs, or whose state is `failed` or
+        `closed`, joins again (`join` after `remove`).
         """
         _, peer = self._lookup(participant_id)
-        pending = await peer.resend_pending_offer()
         return {
             "connection_id": peer.connection_id,
             "state": peer.pc.connectionState,
-            "pending_offer": pending,
+            "pending_offer": peer.pc.signalingState == "have-local-offer",
+            "renegotiate": peer.renegotiate,
         }
 
     async def remove(self, participant_id: str) -> None:
@@ -262,8 +267,11 @@ class Sfu:
         sdp: str,
         type: str = "offer",
         sources: Mapping[str, str] | None = None,
-    ) -> dict[str, str]:
+    ) -> dict[str, Any]:
         """The client's offer (its published tracks changed); returns the answer.
+
+        `{sdp, type: "answer", renegotiate}`: with `renegotiate`, the client then pulls the
+        server's offer (:meth:`pull_offer`).
 
         `sources` labels video tracks: {mid or MediaStreamTrack id: "camera" | "screen"}.
         Unlabelled: the first video is the camera, the next one a screen.
@@ -277,16 +285,28 @@ class Sfu:
                 forwarder.close()
             raise RtcError(CLOSED, "the connection is closed")
         await self._published_changed(room, peer, added, removed)
-        if peer.offer_needed or any(True for _ in room.forwarders()):
-            peer.schedule_offer()
-        return {"sdp": answer, "type": "answer"}
+        return {"sdp": answer, "type": "answer", "renegotiate": peer.renegotiate}
 
-    async def handle_answer(self, participant_id: str, sdp: str, type: str = "answer") -> None:
-        """The client's answer to a server `rtc:offer`."""
+    async def pull_offer(self, participant_id: str) -> dict[str, Any] | None:
+        """The server's offer for what this participant receives, or None if nothing changed.
+
+        `{sdp, type: "offer", tracks, connection_id}`; the client answers it with
+        :meth:`handle_answer` before anything else. The server never offers otherwise: when
+        what it sends changes it emits `rtc:renegotiate` (once until the next pull), so a
+        client that runs its negotiations one at a time never sees two offers cross.
+        """
+        _, peer = self._lookup(participant_id)
+        return await peer.pull_offer()
+
+    async def handle_answer(
+        self, participant_id: str, sdp: str, type: str = "answer"
+    ) -> dict[str, Any]:
+        """The client's answer to the offer it pulled; `{renegotiate}` as for an offer."""
         if type != "answer":
             raise RtcError("bad_sdp", f"expected an answer, got {type!r}")
         _, peer = self._lookup(participant_id)
         await peer.handle_answer(sdp)
+        return {"renegotiate": peer.renegotiate}
 
     async def add_candidate(
         self, participant_id: str, candidate: Mapping[str, Any] | str | None

@@ -259,12 +259,19 @@ def setup(app: web.Application) -> Signalling:
             answer = await sig.sfu.handle_offer(pid, body.sdp, body.type, sources=body.sources)
         return dict(answer)
 
+    @live.event("rtc:pull", Empty)
+    async def pull(live: Live, conn: Conn, body: Empty) -> dict[str, Any]:
+        # The client is ready for the server's offer (after rtc:renegotiate, or an ack that
+        # said `renegotiate`): it answers it with rtc:answer before any offer of its own.
+        _, pid = _ids(conn)
+        with _refused():
+            return {"offer": await sig.sfu.pull_offer(pid)}
+
     @live.event("rtc:answer", AnswerIn, max_bytes=MAX_SDP_EVENT_BYTES)
     async def answer(live: Live, conn: Conn, body: AnswerIn) -> dict[str, Any]:
         _, pid = _ids(conn)
         with _refused():
-            await sig.sfu.handle_answer(pid, body.sdp, body.type)
-        return {}
+            return await sig.sfu.handle_answer(pid, body.sdp, body.type)
 
     @live.event("rtc:candidate", CandidateIn, max_bytes=4_000)
     async def candidate(live: Live, conn: Conn, body: CandidateIn) -> dict[str, Any]:
@@ -297,7 +304,7 @@ def setup(app: web.Application) -> Signalling:
     @live.event("rtc:resync", Empty)
     async def resync(live: Live, conn: Conn, body: Empty) -> dict[str, Any]:
         # A new socket of the same participant (reconnect within the grace period): the
-        # media may have lived on; an offer sent while the socket was gone is sent again.
+        # media may have lived on; `renegotiate` says whether an offer waits to be pulled.
         _, pid = _ids(conn)
         with _refused():
             return await sig.sfu.resync(pid)

@@ -3,8 +3,9 @@
 Each slot is an m-line the server created, sending one published track through a
 :class:`DownTrack` registered where aiortc would have registered its encoding sender. A slot
 is reused by the next track of the same kind and codec once its track ends. When the room's
-tracks change, :meth:`Subscriber.schedule_offer` starts the offer loop: bind slots to tracks,
-create an offer (extension ids and published codecs kept as agreed), send it as `rtc:offer`.
+tracks change, :meth:`Subscriber.schedule_offer` tells the client (`rtc:renegotiate`); the
+client pulls the offer when it is ready (:meth:`Subscriber.pull_offer`): bind slots to tracks,
+create an offer (extension ids and published codecs kept as agreed), return it.
 """
 
 from __future__ import annotations
@@ -21,12 +22,11 @@ from aiortc.rtcrtpparameters import RTCRtpSendParameters
 from rtc import aiortc_internals as internals
 from rtc import sdp
 from rtc.downtrack import ABS_SEND_TIME_URI, AUDIO_LEVEL_URI, DownTrack
+from rtc.errors import OFFER_FAILED, RtcError
 from rtc.forwarder import Forwarder
 from rtc.publisher import Publisher, PublisherSink, WriterFor
 
 logger = logging.getLogger(__name__)
-
-OFFER_DEBOUNCE = 0.05
 
 
 class RoomView:
@@ -55,6 +55,8 @@ class Slot:
     kind: str
     codec_key: tuple[str, str]
     track_id: str | None = None
+    #: the client rejected this m-line (stopped its transceiver): never used again
+    retired: bool = False
 
 
 class Subscriber:
@@ -75,6 +77,7 @@ class Subscriber:
         extmap: sdp.ExtmapRegistry,
         connection_id: str,
         before_local_description: Callable[[], None],
+        rejected: set[str] | None = None,
     ) -> None:
         self.room = room
         self.participant_id = participant_id
@@ -85,13 +88,15 @@ class Subscriber:
         self._extmap = extmap
         self.connection_id = connection_id
         self._before_local_description = before_local_description
+        #: mids the client rejected (shared with the peer): kept rejected in our offers
+        self.rejected = rejected if rejected is not None else set()
         self.closed = False
         self.slots: list[Slot] = []
         #: the slots currently bound, by track id
         self.subscriptions: dict[str, Slot] = {}
         self._transceivers: set[int] = set()
         self._offer_needed = False
-        self._offer_task: asyncio.Task[None] | None = None
+        self._notice_task: asyncio.Task[None] | None = None
 
     def owns(self, transceiver: RTCRtpTransceiver) -> bool:
         """Whether this m-line was created by the server (one of our slots)."""
@@ -100,7 +105,7 @@ class Subscriber:
     def mids(self) -> set[str]:
         return {s.transceiver.mid for s in self.slots if s.transceiver.mid is not None}
 
-    # --- the offer loop ---------------------------------------------------------------------
+    # --- the server's offers (pulled by the client) ----------------------------------------
 
     @property
     def offer_needed(self) -> bool:
@@ -109,37 +114,61 @@ class Subscriber:
 
     @property
     def offering(self) -> bool:
-        """An offer is about to be built or sent."""
-        return self._offer_needed or (self._offer_task is not None and not self._offer_task.done())
+        """The client has an offer to pull (or is being told so)."""
+        return self._offer_needed or (
+            self._notice_task is not None and not self._notice_task.done()
+        )
 
-    def schedule_offer(self) -> None:
-        """The tracks this participant should receive changed: offer when possible."""
+    def schedule_offer(self, *, notify: bool = True) -> None:
+        """The tracks this participant should receive changed: tell the client to pull.
+
+        The server never sends an offer of its own accord (that is what made offers cross):
+        it sends `rtc:renegotiate` once, and the client pulls the offer (`pull_offer`) when
+        its own negotiations are done. `notify=False` when the caller's acknowledgement
+        carries `renegotiate: true` instead (join, offer, answer).
+        """
         if self.closed:
             return
+        already = self._offer_needed
         self._offer_needed = True
-        if self._offer_task is None or self._offer_task.done():
-            self._offer_task = asyncio.create_task(self._offer_loop())
+        if notify and not already:
+            self._notice_task = asyncio.create_task(self._notify())
 
-    async def _offer_loop(self) -> None:
-        await asyncio.sleep(OFFER_DEBOUNCE)  # let a burst of changes become one offer
-        while self._offer_needed and not self.closed:
-            async with self.lock:
-                if self.closed or self.pc.signalingState != "stable":
-                    return  # handle_answer / handle_offer reschedule
-                self._offer_needed = False
-                if not self._sync():
-                    continue
-                try:
-                    offer = await self.pc.createOffer()
-                    offer.sdp = self._shape_offer(offer.sdp)
-                    self._before_local_description()
-                    await self.pc.setLocalDescription(offer)
-                except Exception:
-                    logger.exception("server offer failed for %s", self.participant_id)
-                    return
-                local = self.pc.localDescription.sdp
-                tracks = self.subscription_list()
-            await self.room.emit(self.participant_id, "rtc:offer", self._offer_event(local, tracks))
+    def notify_if_needed(self) -> None:
+        """Tell the client again that an offer waits (its acknowledgement did not say so)."""
+        if self._offer_needed and not self.closed:
+            self._notice_task = asyncio.create_task(self._notify())
+
+    async def _notify(self) -> None:
+        await self.room.emit(
+            self.participant_id, "rtc:renegotiate", {"connection_id": self.connection_id}
+        )
+
+    async def pull_offer(self) -> dict[str, Any] | None:
+        """The server's offer for what changed, or None when nothing did.
+
+        A pulled offer not answered yet is returned again (its event may have been lost with
+        the socket: aiortc cannot roll it back, so the only way on is to answer it).
+        """
+        async with self.lock:
+            if self.closed:
+                return None
+            if self.pc.signalingState == "have-local-offer" and self.pc.localDescription:
+                return self._offer_event(self._as_sent(), self.subscription_list())
+            self._offer_needed = False
+            if self.pc.signalingState != "stable" or not self._sync():
+                return None
+            try:
+                offer = await self.pc.createOffer()
+                offer.sdp = self._shape_offer(offer.sdp)
+                self._before_local_description()
+                await self.pc.setLocalDescription(offer)
+            except Exception as exc:
+                if self.closed:  # removed meanwhile: aiortc refuses a closed connection
+                    return None
+                logger.exception("server offer failed for %s", self.participant_id)
+                raise RtcError(OFFER_FAILED, f"the server could not make its offer: {exc}") from exc
+            return self._offer_event(self._as_sent(), self.subscription_list())
 
     def _shape_offer(self, offer_sdp: str) -> str:
         """Our offer with the agreed published codecs and this connection's extension ids."""
@@ -147,6 +176,17 @@ class Subscriber:
         sdp.pin_codecs(description, self._publisher.agreed_codecs)
         self._publisher.restore_codecs()
         self._extmap.rewrite(description)
+        sdp.reject(description, self.rejected)
+        return str(description)
+
+    def _as_sent(self) -> str:
+        """Our pending offer as the client gets it: aiortc writes its local description
+        again from its own state (ports from its candidates), rejected m-lines included."""
+        text = self.pc.localDescription.sdp
+        if not self.rejected:
+            return text
+        description = sdp.parse(text)
+        sdp.reject(description, self.rejected)
         return str(description)
 
     def _offer_event(self, offer_sdp: str, tracks: list[dict[str, Any]]) -> dict[str, Any]:
@@ -156,32 +196,6 @@ class Subscriber:
             "tracks": tracks,
             "connection_id": self.connection_id,
         }
-
-    async def resend_pending_offer(self) -> bool:
-        """Send again the offer that waits for an answer; True if there was one.
-
-        The client's socket may have dropped while it was sent (a reconnect keeps the media
-        but not the events sent meanwhile): without this the connection would wait for an
-        answer forever (aiortc cannot roll back), and every later offer with it. An offer
-        being sent right now is left to its own emit.
-        """
-        if self._offer_task is not None and not self._offer_task.done():
-            return False
-        async with self.lock:
-            if (
-                self.closed
-                or self.pc.signalingState != "have-local-offer"
-                or self.pc.localDescription is None
-            ):
-                pending = None
-            else:
-                pending = self._offer_event(self.pc.localDescription.sdp, self.subscription_list())
-        if pending is None:
-            if self._offer_needed:
-                self.schedule_offer()
-            return False
-        await self.room.emit(self.participant_id, "rtc:offer", pending)
-        return True
 
     # --- slots ------------------------------------------------------------------------------
 
@@ -210,7 +224,10 @@ class Subscriber:
                 (
                     s
                     for s in self.slots
-                    if s.track_id is None and s.kind == forwarder.kind and s.codec_key == key
+                    if s.track_id is None
+                    and not s.retired
+                    and s.kind == forwarder.kind
+                    and s.codec_key == key
                 ),
                 None,
             )
@@ -224,6 +241,22 @@ class Subscriber:
             self.subscriptions[track_id] = slot
             changed = True
         return changed
+
+    def retire(self, mids: set[str]) -> bool:
+        """The client rejected these m-lines: the server's among them stop sending for good.
+        True if one carried a track (it goes to a new m-line at the next offer)."""
+        moved = False
+        for slot in self.slots:
+            if slot.transceiver.mid not in mids or slot.retired:
+                continue
+            slot.retired = True
+            slot.downtrack.bind(None)
+            slot.transceiver.direction = "inactive"
+            if slot.track_id is not None:
+                self.subscriptions.pop(slot.track_id, None)
+                slot.track_id = None
+                moved = True
+        return moved
 
     def _new_slot(self, forwarder: Forwarder) -> Slot | None:
         capability = sdp.capability_for(
@@ -303,7 +336,7 @@ class Subscriber:
 
     def close(self) -> None:
         self.closed = True
-        if self._offer_task is not None:
-            self._offer_task.cancel()
+        if self._notice_task is not None:
+            self._notice_task.cancel()
         for slot in self.slots:
             slot.downtrack.close()

@@ -163,7 +163,9 @@ class Participant:
         signalling.handlers[self.id] = self.on_event
 
     async def join(self) -> None:
-        await self.signalling.call("join", participant=self.id)
+        joined = await self.signalling.call("join", participant=self.id)
+        if (joined or {}).get("renegotiate"):  # the SFU has an offer for us: pull it
+            await self._pull()
 
     async def publish(self) -> None:
         for kind in ("video", "audio"):
@@ -175,7 +177,11 @@ class Participant:
             answer = await self.signalling.call(
                 "offer", participant=self.id, sdp=self.pc.localDescription.sdp
             )
-            await self.pc.setRemoteDescription(RTCSessionDescription(**answer))
+            await self.pc.setRemoteDescription(
+                RTCSessionDescription(sdp=answer["sdp"], type=answer["type"])
+            )
+        if answer.get("renegotiate"):  # the SFU has an offer for us: pull it (docs/rtc.md)
+            await self._pull()
 
     def _sending(self, kind: str, transceiver: Any) -> Any:
         def on_send(parameters: RTCRtpSendParameters, transport: RTCDtlsTransport) -> Any:
@@ -242,22 +248,37 @@ class Participant:
                 shared.latencies.append(time.monotonic() - sent)
 
     async def on_event(self, event: str, payload: dict[str, Any]) -> None:
-        if event != "rtc:offer" or self.closed:
+        if self.closed:
             return
         with contextlib.suppress(RuntimeError, ConnectionError):  # the server went away
-            await self._answer(payload)
+            if event == "rtc:offer":  # the relay baseline offers by itself
+                await self._answer(payload)
+            elif event == "rtc:renegotiate":  # the SFU: pull its offer when ready
+                await self._pull()
+
+    async def _pull(self) -> None:
+        while True:
+            async with self.lock:
+                offer = (await self.signalling.call("pull", participant=self.id))["offer"]
+                if not offer:
+                    return
+                ack = await self._apply(offer)
+            if not (ack or {}).get("renegotiate"):
+                return
 
     async def _answer(self, payload: dict[str, Any]) -> None:
         async with self.lock:
-            await self.pc.setRemoteDescription(
-                RTCSessionDescription(sdp=payload["sdp"], type="offer")
-            )
-            self._intercept_receivers()
-            await self.pc.setLocalDescription(await self.pc.createAnswer())
-            await self.signalling.call(
-                "answer", participant=self.id, sdp=self.pc.localDescription.sdp
-            )
-            self.answered += 1
+            await self._apply(payload)
+
+    async def _apply(self, payload: dict[str, Any]) -> Any:
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=payload["sdp"], type="offer"))
+        self._intercept_receivers()
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        ack = await self.signalling.call(
+            "answer", participant=self.id, sdp=self.pc.localDescription.sdp
+        )
+        self.answered += 1
+        return ack
 
     def send_video(self, payloads: list[bytes], now: float) -> None:
         out = self.video
@@ -453,8 +474,8 @@ async def _measure(
     pacer = asyncio.create_task(pace(participants, media, stop, aligned))
     lag_probe = asyncio.create_task(loop_lag(shared, stop))
     try:
-        for p in participants:  # one at a time: an aiortc client cannot roll back an offer
-            await p.join()  # the server offers what the room already publishes
+        for p in participants:  # one at a time, to measure a settled room
+            await p.join()  # pulls the SFU's offer of what the room already publishes
             await settle(signalling, participants)
             await p.publish()
             await settle(signalling, participants)

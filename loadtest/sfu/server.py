@@ -142,7 +142,7 @@ class SfuBackend:
         self.participants: list[str] = []
 
     async def _on_event(self, room: str, target: str | None, event: str, payload: Any) -> None:
-        if event in ("rtc:offer",):
+        if event in ("rtc:renegotiate",):
             await self.send_event({"event": event, "target": target, "payload": payload})
 
     async def join(self, participant: str) -> Any:
@@ -152,8 +152,11 @@ class SfuBackend:
     async def offer(self, participant: str, sdp: str) -> Any:
         return await self.sfu.handle_offer(participant, sdp)
 
+    async def pull(self, participant: str) -> Any:
+        return {"offer": await self.sfu.pull_offer(participant)}
+
     async def answer(self, participant: str, sdp: str) -> Any:
-        await self.sfu.handle_answer(participant, sdp)
+        return await self.sfu.handle_answer(participant, sdp)
 
     async def idle(self) -> bool:
         return not any(self.sfu.peer(p).negotiating for p in self.participants)

@@ -141,7 +141,14 @@ class Received:
 
 
 class Client:
-    """One participant: an aiortc peer connection driven through the Sfu API in-process."""
+    """One participant: an aiortc peer connection driven through the Sfu API in-process.
+
+    It follows docs/rtc.md, "Negotiation: who offers": every negotiation runs under
+    ``self.lock``, one at a time; its own offers when it publishes; the server's offer pulled
+    (``pull_offer``) after ``rtc:renegotiate`` or an acknowledgement that says
+    ``renegotiate``, and answered before anything else. No rollback (aiortc has none).
+    Subclasses replace the four ``_send_*`` methods to signal over another transport.
+    """
 
     def __init__(self, sfu: Sfu, room_id: str, participant_id: str) -> None:
         self.sfu = sfu
@@ -157,13 +164,45 @@ class Client:
         self.published: dict[str, RTCRtpTransceiver] = {}  # source -> transceiver
         self.tracks: dict[str, MediaStreamTrack] = {}
         self.answered_at: float | None = None
+        self.connection_id: str | None = None
+        #: the code of every error acknowledgement this client got, in order
+        self.errors: list[str] = []
         self._tasks: list[asyncio.Task[Any]] = []
+        self._pull_task: asyncio.Task[None] | None = None
+        self._pull_again = False
         self.pc.on("track", self._on_track)
+
+    # --- transport (overridden to signal over Socket.IO) ------------------------------------
+
+    async def _send_join(self, name: str) -> dict[str, Any]:
+        return await self.sfu.join(self.room_id, self.id, name)
+
+    async def _send_offer(self, sdp: str, sources: dict[str, str]) -> dict[str, Any]:
+        return await self.sfu.handle_offer(self.id, sdp, "offer", sources=sources)
+
+    async def _send_pull(self) -> dict[str, Any] | None:
+        return await self.sfu.pull_offer(self.id)
+
+    async def _send_answer(self, sdp: str) -> dict[str, Any]:
+        return await self.sfu.handle_answer(self.id, sdp, "answer")
+
+    async def _signal(self, call: Any) -> Any:
+        try:
+            return await call
+        except RtcError as e:
+            self.errors.append(e.code)
+            raise
 
     # --- signalling -------------------------------------------------------------------------
 
-    async def join(self, name: str | None = None) -> dict[str, Any]:
-        return await self.sfu.join(self.room_id, self.id, name or self.id)
+    async def join(self, name: str | None = None, *, pull: bool = True) -> dict[str, Any]:
+        """`rtc:join`; with `pull=False` the server's first offer is left for later (the
+        next negotiation's acknowledgement says `renegotiate` again)."""
+        ack = await self._signal(self._send_join(name or self.id))
+        self.connection_id = ack.get("connection_id")
+        if ack.get("renegotiate") and pull:
+            self.want_offer()
+        return ack  # type: ignore[no-any-return]
 
     async def publish(
         self,
@@ -175,57 +214,93 @@ class Client:
         amplitude: float = 0.3,
     ) -> None:
         wanted = [("camera", camera), ("screen", screen), ("audio", audio)]
-        for source, on in wanted:
-            if not on or source in self.published:
-                continue
-            track: MediaStreamTrack = (
-                ToneAudioTrack(amplitude) if source == "audio" else CounterVideoTrack()
-            )
-            transceiver = self.pc.addTransceiver(track, direction="sendonly")
-            if track.kind == "video":
-                caps = RTCRtpSender.getCapabilities("video").codecs
-                transceiver.setCodecPreferences([c for c in caps if c.name == codec])
-            self.published[source] = transceiver
-            self.tracks[source] = track
-        await self.negotiate()
+        async with self.lock:
+            # Added and offered in one step of the queue: aiortc would bind a transceiver
+            # that has no mid yet to a new m-line of the server's next offer (browsers only
+            # do that for addTrack's), and then offer on the server's m-line.
+            for source, on in wanted:
+                if not on or source in self.published:
+                    continue
+                track: MediaStreamTrack = (
+                    ToneAudioTrack(amplitude) if source == "audio" else CounterVideoTrack()
+                )
+                transceiver = self.pc.addTransceiver(track, direction="sendonly")
+                if track.kind == "video":
+                    caps = RTCRtpSender.getCapabilities("video").codecs
+                    transceiver.setCodecPreferences([c for c in caps if c.name == codec])
+                self.published[source] = transceiver
+                self.tracks[source] = track
+            answer = await self._offer()
+        self._after(answer)
 
     async def stop_publishing(self, source: str) -> None:
-        transceiver = self.published.pop(source)
-        transceiver.direction = "inactive"
-        await self.negotiate()
-
-    async def negotiate(self) -> dict[str, str]:
         async with self.lock:
-            offer = await self.pc.createOffer()
-            await self.pc.setLocalDescription(offer)
-            sources = {t.mid: s for s, t in self.published.items() if t.mid is not None}
-            try:
-                answer = await self.sfu.handle_offer(
-                    self.id, self.pc.localDescription.sdp, "offer", sources=sources
-                )
-            except RtcError:
-                raise
-            await self.pc.setRemoteDescription(
-                RTCSessionDescription(sdp=answer["sdp"], type=answer["type"])
-            )
-            return answer
+            transceiver = self.published.pop(source)
+            transceiver.direction = "inactive"
+            answer = await self._offer()
+        self._after(answer)
+
+    async def negotiate(self) -> dict[str, Any]:
+        """Offer what this client publishes now; a server offer to pull comes after."""
+        async with self.lock:
+            answer = await self._offer()
+        self._after(answer)
+        return answer
+
+    async def _offer(self) -> dict[str, Any]:
+        offer = await self.pc.createOffer()
+        await self.pc.setLocalDescription(offer)
+        sources = {t.mid: s for s, t in self.published.items() if t.mid is not None}
+        answer = await self._signal(self._send_offer(self.pc.localDescription.sdp, sources))
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
+        return answer  # type: ignore[no-any-return]
+
+    def _after(self, ack: dict[str, Any]) -> None:
+        if ack.get("renegotiate"):
+            self.want_offer()
 
     def on_event(self, event: str, payload: dict[str, Any]) -> None:
         self.events.append((event, payload))
-        if event == "rtc:offer":
-            self._tasks.append(asyncio.create_task(self._answer(payload)))
+        # a notice may come before the acknowledgement of `rtc:join` names the connection
+        about = payload.get("connection_id") if isinstance(payload, dict) else None
+        if event == "rtc:renegotiate" and (
+            about is None or self.connection_id is None or about == self.connection_id
+        ):
+            self.want_offer()
 
-    async def _answer(self, payload: dict[str, Any]) -> None:
-        async with self.lock:
-            # the server lists every m-line it currently sends: older labels are stale
-            self.labels = {info["mid"]: info for info in payload.get("tracks", [])}
-            await self.pc.setRemoteDescription(
-                RTCSessionDescription(sdp=payload["sdp"], type="offer")
-            )
-            answer = await self.pc.createAnswer()
-            await self.pc.setLocalDescription(answer)
-            await self.sfu.handle_answer(self.id, self.pc.localDescription.sdp, "answer")
-            self.answered_at = time.monotonic()
+    def want_offer(self) -> None:
+        """Pull the server's offer once the negotiation under way (if any) is done."""
+        self._pull_again = True
+        if self._pull_task is None or self._pull_task.done():
+            self._pull_task = asyncio.create_task(self._pull())
+            self._tasks.append(self._pull_task)
+
+    @property
+    def pulling(self) -> bool:
+        return self._pull_task is not None and not self._pull_task.done()
+
+    async def _pull(self) -> None:
+        while self._pull_again:
+            self._pull_again = False
+            async with self.lock:
+                if self.pc.signalingState == "closed":
+                    return
+                offer = await self._signal(self._send_pull())
+                if offer is None:
+                    continue
+                # the server lists every m-line it currently sends: older labels are stale
+                self.labels = {info["mid"]: info for info in offer.get("tracks", [])}
+                await self.pc.setRemoteDescription(
+                    RTCSessionDescription(sdp=offer["sdp"], type="offer")
+                )
+                await self._set_local_answer(await self.pc.createAnswer())
+                ack = await self._signal(self._send_answer(self.pc.localDescription.sdp))
+                self.answered_at = time.monotonic()
+            if ack.get("renegotiate"):
+                self._pull_again = True
+
+    async def _set_local_answer(self, answer: RTCSessionDescription) -> None:
+        await self.pc.setLocalDescription(answer)
 
     # --- receiving --------------------------------------------------------------------------
 
@@ -253,6 +328,15 @@ class Client:
             for mid, info in self.labels.items()
             if info["participant_id"] == participant_id and info["source"] == source
         ]
+
+    def decoded(self, participant_id: str, source: str = "camera") -> int:
+        """Frames decoded so far from that participant's source (0 before it is labelled)."""
+        return len(self.decoded_counters(participant_id, source))
+
+    def decoded_counters(self, participant_id: str, source: str = "camera") -> list[int]:
+        """The counters decoded on that participant's source's m-line ([] before labelled)."""
+        mids = self.mids_for(participant_id, source)
+        return self.video[mids[-1]].counters if mids and mids[-1] in self.video else []
 
     def received_from(self, participant_id: str, source: str = "camera") -> Received:
         mids = self.mids_for(participant_id, source)
@@ -305,9 +389,7 @@ class Harness:
             await asyncio.sleep(0.05)
             busy = False
             for client in self.clients.values():
-                if client.lock.locked() or any(
-                    not t.done() for t in client._tasks[-3:] if t.get_coro().__name__ == "_answer"
-                ):
+                if client.lock.locked() or client.pulling:
                     busy = True
                 try:
                     peer = self.sfu.peer(client.id)
@@ -344,7 +426,7 @@ async def wait_decoded(
     a duration, so a busy machine makes the test slower, not red."""
 
     def enough() -> bool:
-        return all(len(c.received_from(p).counters) >= minimum for c, p in pairs)
+        return all(c.decoded(p) >= minimum for c, p in pairs)
 
     # on timeout, the assertions that follow say which pair fell short
     with contextlib.suppress(AssertionError):

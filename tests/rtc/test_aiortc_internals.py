@@ -78,6 +78,16 @@ def test_ice_internals_exist() -> None:
     assert "get_host_addresses(" in inspect.getsource(aioice.ice.Connection.gather_candidates)
 
 
+def test_the_connect_task_we_wrap_exists() -> None:
+    # rtc.aiortc_internals.quiet_connect_after_close wraps it; it tells a closing connection
+    # by the private future close() sets
+    from aiortc import RTCPeerConnection
+
+    assert hasattr(RTCPeerConnection, "_RTCPeerConnection__connect")
+    assert "self.__isClosed = asyncio.Future()" in inspect.getsource(RTCPeerConnection.close)
+    assert "self.__connect()" in inspect.getsource(RTCPeerConnection.setRemoteDescription)
+
+
 def test_the_address_guard_hooks_exist() -> None:
     # rtc.ice.guard replaces these two on each agent: checks from unknown addresses reach
     # check_incoming (peer-reflexive candidates) only through request_received, and every

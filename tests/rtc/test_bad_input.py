@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 import pytest
 from aiortc import RTCRtpSender
 
 from rtc.errors import RtcError
-from tests.rtc.clients import CounterVideoTrack, Harness, ToneAudioTrack, wait_for
+from tests.rtc.clients import CounterVideoTrack, Harness, ToneAudioTrack, wait_decoded, wait_for
 
 pytestmark = pytest.mark.media
 
@@ -98,7 +99,7 @@ async def test_renegotiation_storm_is_rate_limited(harness: Harness) -> None:
         try:
             await harness.sfu.handle_offer("storm", sdp)
         except RtcError as exc:
-            assert exc.code in ("rate_limited", "glare", "bad_sdp"), exc
+            assert exc.code in ("rate_limited", "wrong_state", "bad_sdp"), exc
             limited += exc.code == "rate_limited"
     assert limited >= 30
     await harness.settle()
@@ -122,20 +123,53 @@ async def test_too_many_published_tracks_are_refused(harness: Harness) -> None:
     assert harness.sfu.tracks("room-1") == []
 
 
-async def test_an_offer_crossing_a_server_offer_is_glare_not_bad_sdp(harness: Harness) -> None:
-    """The client offers a new m-line while the server's offer (whose m-lines take the same
-    mids) is pending: the answer must be `glare`, which tells a browser to roll back, answer
-    the server and offer again (ui/static/js/room/media-session.js), not `bad_sdp`."""
+async def test_an_offer_before_answering_the_pulled_offer_is_wrong_state_not_bad_sdp(
+    harness: Harness,
+) -> None:
+    """A client that breaks the order: it pulled the server's offer (whose m-lines take the
+    same mids as its own new one) and offers before answering it. The server never offers
+    unasked, so a client that follows the order cannot get here; this one gets
+    `wrong_state`, not `bad_sdp`, and the offer it owes an answer stays pullable."""
     alice = await harness.add("alice")
     bob = await harness.add("bob")
     await harness.settle()
     async with bob.lock:  # bob does not answer the server's offer yet
         await alice.publish()
-        server_bob = harness.sfu.peer("bob").pc
-        await wait_for(lambda: server_bob.signalingState == "have-local-offer", 5)
+        server_bob = harness.sfu.peer("bob")
+        await wait_for(lambda: server_bob.renegotiate, 5)
+        assert server_bob.pc.signalingState == "stable"  # told, not offered
+        assert await harness.sfu.pull_offer("bob") is not None
         bob.pc.addTransceiver(CounterVideoTrack(), direction="sendonly")
         offer = await bob.pc.createOffer()
         await bob.pc.setLocalDescription(offer)
         with pytest.raises(RtcError) as error:
             await harness.sfu.handle_offer("bob", bob.pc.localDescription.sdp, "offer")
-        assert error.value.code == "glare", error.value
+        assert error.value.code == "wrong_state", error.value
+    # the pulled offer is still there, the same, for the answer bob owes
+    again = await harness.sfu.pull_offer("bob")
+    assert again is not None and again["sdp"] == server_bob.pc.localDescription.sdp
+
+
+async def test_an_ice_restart_offer_is_refused_and_the_media_goes_on(harness: Harness) -> None:
+    """aiortc cannot restart ICE: an offer with new ICE credentials (a browser's
+    `restartIce()`) gets `ice_restart_unsupported` before anything changes, and the media of
+    the connection as it was keeps flowing."""
+    alice = await harness.add("alice")
+    bob = await harness.add("bob")
+    await alice.publish(audio=False)
+    await bob.publish(audio=False)
+    await harness.settle()
+    await wait_decoded([(bob, "alice")], 5)
+    offer = await bob.pc.createOffer()
+    restarted = re.sub(r"a=ice-ufrag:\S+", "a=ice-ufrag:restart1", offer.sdp)
+    restarted = re.sub(r"a=ice-pwd:\S+", "a=ice-pwd:restartrestartrestartrestart", restarted)
+    with pytest.raises(RtcError) as error:
+        await harness.sfu.handle_offer("bob", restarted, "offer")
+    assert error.value.code == "ice_restart_unsupported", error.value
+    assert harness.sfu.peer("bob").pc.signalingState == "stable"
+    seen = bob.decoded("alice")
+    await wait_decoded([(bob, "alice")], seen + 10)
+    assert bob.decoded("alice") >= seen + 10
+    # the same offer without the restart is applied as usual
+    answer = await harness.sfu.handle_offer("bob", offer.sdp, "offer")
+    assert answer["type"] == "answer"

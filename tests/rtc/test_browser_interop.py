@@ -9,7 +9,6 @@ server ignores any other candidate).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -32,7 +31,7 @@ PAGE = """<!doctype html><meta charset="utf-8"><title>sfu interop</title>
 <body><script>
 const ws = new WebSocket(`ws://${location.host}/ws`);
 const pending = new Map(); let nextId = 0; let pc; let queue = Promise.resolve();
-window.log = []; window.labels = []; window.videos = [];
+window.log = []; window.labels = []; window.videos = []; window.answered = 0;
 const call = (method, params) => new Promise((resolve, reject) => {
   const id = ++nextId; pending.set(id, {resolve, reject});
   ws.send(JSON.stringify({id, method, params}));
@@ -45,16 +44,19 @@ ws.onmessage = (m) => {
     msg.error ? p.reject(msg.error) : p.resolve(msg.result); return;
   }
   window.log.push(msg.event);
-  if (msg.event === 'rtc:offer') queue = queue.then(() => onOffer(msg.payload));
+  if (msg.event === 'rtc:renegotiate') pull();
 };
-async function onOffer(payload) {
-  // the polite side of perfect negotiation: roll our offer back, answer, offer again later
-  if (pc.signalingState !== 'stable') await pc.setLocalDescription({type: 'rollback'});
-  await pc.setRemoteDescription({type: 'offer', sdp: payload.sdp});
+// docs/rtc.md: every negotiation from this side, one at a time in `queue`; the server's
+// offer is pulled when it says it has one, and answered before anything else
+const pull = () => (queue = queue.then(async () => {
+  const {offer} = await call('pull', {});
+  if (!offer) return;
+  await pc.setRemoteDescription({type: 'offer', sdp: offer.sdp});
   await pc.setLocalDescription();
-  await call('answer', {sdp: pc.localDescription.sdp});
-  window.labels = payload.tracks;
-}
+  const ack = await call('answer', {sdp: pc.localDescription.sdp});
+  window.labels = offer.tracks; window.answered++;
+  if (ack.renegotiate) pull();
+}));
 window.start = async () => {
   await opened;
   const joined = await call('join', {});
@@ -74,13 +76,44 @@ window.start = async () => {
   for (const t of stream.getTracks()) {
     pc.addTransceiver(t, {direction: 'sendonly', streams: [stream]});
   }
+  if (joined.renegotiate) pull();
   await (queue = queue.then(async () => {
     await pc.setLocalDescription();
     const answer = await call('offer', {sdp: pc.localDescription.sdp});
-    await pc.setRemoteDescription(answer);
+    await pc.setRemoteDescription({type: 'answer', sdp: answer.sdp});
+    if (answer.renegotiate) pull();
   }));
   return true;
 };
+// publish changes after start(): one offer, in the queue
+const offerNow = () => (queue = queue.then(async () => {
+  await pc.setLocalDescription();
+  const answer = await call('offer', {sdp: pc.localDescription.sdp});
+  await pc.setRemoteDescription({type: 'answer', sdp: answer.sdp});
+  window.lastAnswer = answer.sdp;
+  if (answer.renegotiate) pull();
+}));
+// transceiver.stop(): the next offer rejects its m-line (port 0, out of BUNDLE)
+window.stopSending = async (kind) => {
+  const t = pc.getTransceivers().find(
+    (t) => !t.stopped && t.direction === 'sendonly' && t.sender.track
+      && t.sender.track.kind === kind);
+  const mid = t.mid; t.stop(); await offerNow(); return mid;
+};
+window.stopReceiving = async (kind) => {
+  const t = pc.getTransceivers().find(
+    (t) => !t.stopped && t.direction === 'recvonly' && t.receiver.track.kind === kind
+      && t.currentDirection === 'recvonly');
+  const mid = t.mid; t.stop(); await offerNow(); await queue; return mid;
+};
+window.publishAgain = async (kind) => {
+  const s = await navigator.mediaDevices.getUserMedia(
+    kind === 'audio' ? {audio: true} : {video: {width: 320, height: 240, frameRate: 15}});
+  const t = pc.addTransceiver(s.getTracks()[0], {direction: 'sendonly', streams: [s]});
+  await offerNow();
+  return {mid: t.mid, mlines: pc.localDescription.sdp.split('\\r\\nm=').length - 1};
+};
+window.mlines = () => pc.localDescription.sdp.split('\\r\\nm=').length - 1;
 window.inbound = async () => {
   const out = {};
   (await pc.getStats()).forEach(s => {
@@ -119,8 +152,10 @@ class BrowserBridge:
                     result = await self.sfu.join("room-1", self.id, "Chromium")
                 elif method == "offer":
                     result = await self.sfu.handle_offer(self.id, params["sdp"])
+                elif method == "pull":
+                    result = {"offer": await self.sfu.pull_offer(self.id)}
                 elif method == "answer":
-                    await self.sfu.handle_answer(self.id, params["sdp"])
+                    result = await self.sfu.handle_answer(self.id, params["sdp"])
                 elif method == "candidate":
                     result = await self.sfu.add_candidate(self.id, params["candidate"])
                     ip = params["candidate"]["candidate"].split()[4]
@@ -192,9 +227,6 @@ async def test_chromium_and_aiortc_exchange_media_through_the_sfu(
     async def alice_joins() -> None:
         clients["alice"] = alice
         await alice.join()
-        await wait_for(lambda: sfu.peer(alice.id).pc.signalingState == "stable", 5)
-        await asyncio.sleep(0.3)  # let the server's first offer to alice be answered
-        await wait_for(lambda: not alice.lock.locked(), 5)
         await alice.publish()
 
     if not browser_first:
@@ -237,7 +269,8 @@ async def test_chromium_and_aiortc_exchange_media_through_the_sfu(
             await wait_for(lambda: received.undecodable + len(received.counters) > 20, 10)
             tracks = {(t["participant_id"], t["kind"]) for t in sfu.tracks("room-1")}
             assert ("browser", "video") in tracks and ("browser", "audio") in tracks
-            assert "rtc:offer" in await page.evaluate("window.log")
+            assert await page.evaluate("window.answered") > 0
+            assert bridge.errors == [] and alice.errors == []
             stats = sfu.stats("room-1")["participants"]["browser"]
             assert all(f["packets"] > 0 for f in stats["published"])
             # Chromium's receiver feedback reaches the server: RR (RTT) and REMB for alice
@@ -257,6 +290,105 @@ async def test_chromium_and_aiortc_exchange_media_through_the_sfu(
             assert not any(
                 accepted for ip, accepted in bridge.candidates.items() if not ip.startswith("127.")
             )
+        finally:
+            with contextlib.suppress(Exception):
+                await browser.close()
+
+
+def _section(text: str, mid: str) -> tuple[int, bool]:
+    """(port, in the BUNDLE group) of one m-section."""
+    from rtc.sdp import parse
+
+    description = parse(text)
+    media = next(m for m in description.media if m.rtp.muxId == mid)
+    bundle = next((g.items for g in description.group if g.semantic == "BUNDLE"), [])
+    return media.port, mid in bundle
+
+
+async def test_chromium_stops_transceivers_and_the_call_goes_on(
+    interop: tuple[Sfu, BrowserBridge, dict[str, Client], str],
+) -> None:
+    """Issue 11: `transceiver.stop()` in Chromium rejects the m-line in its next offer. The
+    server answers it rejected (port 0, out of BUNDLE), stops forwarding it, keeps the other
+    m-lines working, and a later transceiver reuses the m-line slot."""
+    from playwright.async_api import async_playwright
+
+    sfu, bridge, clients, url = interop
+    alice = Client(sfu, "room-1", "alice")
+    clients["alice"] = alice
+    await alice.join()
+    await alice.publish()
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--use-fake-device-for-media-stream",
+                "--use-fake-ui-for-media-stream",
+                "--allow-loopback-in-peer-connection",
+                "--disable-features=WebRtcHideLocalIpsWithMdns",
+                "--no-sandbox",
+            ],
+        )
+        try:
+            page = await browser.new_page()
+            await page.goto(url)
+            assert await page.evaluate("window.start()")
+
+            async def inbound(kind: str) -> int:
+                stats = await page.evaluate("window.inbound()")
+                return sum(
+                    s["frames"] if kind == "video" else s["packets"]
+                    for k, s in stats.items()
+                    if k.endswith(":" + kind)
+                )
+
+            async def browser_gets_more(kind: str, than: int) -> None:
+                async def more() -> bool:
+                    return await inbound(kind) > than
+
+                await wait_for(more, 30, interval=0.25)
+
+            await browser_gets_more("video", 20)
+            await wait_for(lambda: alice.mids_for("browser", "camera"), 30)
+
+            def from_browser() -> int:
+                received = alice.received_from("browser")
+                return received.undecodable + len(received.counters)
+
+            # 1. Chromium stops sending its microphone
+            mid = await page.evaluate("window.stopSending('audio')")
+            assert _section(await page.evaluate("window.lastAnswer"), mid) == (0, False)
+            tracks = {(t["participant_id"], t["kind"]) for t in sfu.tracks("room-1")}
+            assert ("browser", "audio") not in tracks and ("browser", "video") in tracks
+            seen = from_browser()
+            await wait_for(lambda: from_browser() > seen + 20, 30)
+            await browser_gets_more("video", await inbound("video") + 20)
+
+            # 2. Chromium stops receiving alice's audio (a server m-line): the track moves
+            # to a new m-line, the video goes on
+            await page.evaluate("window.stopReceiving('audio')")
+            await wait_for(lambda: not sfu.peer("browser").negotiating, 30)
+            await browser_gets_more("audio", await inbound("audio") + 50)
+            await browser_gets_more("video", await inbound("video") + 20)
+
+            # 3. a new microphone reuses the rejected m-line's slot
+            before = await page.evaluate("window.mlines()")
+            again = await page.evaluate("window.publishAgain('audio')")
+            assert again["mid"] != mid
+            assert again["mlines"] == before  # recycled, not appended
+            await wait_for(
+                lambda: (
+                    ("browser", "audio")
+                    in {(t["participant_id"], t["kind"]) for t in sfu.tracks("room-1")}
+                ),
+                30,
+            )
+            forwarder = next(f for f in sfu.peer("browser").published.values() if f.kind == "audio")
+            await wait_for(lambda: forwarder.stats.packets > 50, 30)
+            seen = from_browser()
+            await wait_for(lambda: from_browser() > seen + 20, 30)
+            assert bridge.errors == [] and alice.errors == []
+            assert sfu.peer("browser").pc.connectionState == "connected"
         finally:
             with contextlib.suppress(Exception):
                 await browser.close()

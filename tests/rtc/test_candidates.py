@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import time
 from collections.abc import Iterator
-from typing import Any
 
 import aioice.ice
 import pytest
@@ -120,21 +118,13 @@ class SendsFromRefusedAddress(Client):
     """A participant whose ICE agent gathers on 127.0.0.2 only: the server learns it only as
     a peer-reflexive candidate, from its connectivity checks."""
 
-    async def _answer(self, payload: dict[str, Any]) -> None:
-        async with self.lock:
-            self.labels = {info["mid"]: info for info in payload.get("tracks", [])}
-            await self.pc.setRemoteDescription(
-                RTCSessionDescription(sdp=payload["sdp"], type="offer")
-            )
-            answer = await self.pc.createAnswer()
-            restricted = aioice.ice.get_host_addresses
-            aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: [REFUSED]
-            try:
-                await self.pc.setLocalDescription(answer)
-            finally:
-                aioice.ice.get_host_addresses = restricted
-            await self.sfu.handle_answer(self.id, self.pc.localDescription.sdp, "answer")
-            self.answered_at = time.monotonic()
+    async def _set_local_answer(self, answer: RTCSessionDescription) -> None:
+        restricted = aioice.ice.get_host_addresses
+        aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: [REFUSED]
+        try:
+            await self.pc.setLocalDescription(answer)
+        finally:
+            aioice.ice.get_host_addresses = restricted
 
 
 @pytest.mark.media

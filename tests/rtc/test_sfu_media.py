@@ -345,10 +345,11 @@ async def test_a_reused_m_line_gets_nothing_until_the_subscriber_accepts_it(
     held: list[tuple[str, dict[str, object]]] = []
     answer = bob.on_event
     bob.on_event = lambda event, payload: (  # type: ignore[method-assign]
-        held.append((event, payload)) if event == "rtc:offer" else answer(event, payload)
+        held.append((event, payload)) if event == "rtc:renegotiate" else answer(event, payload)
     )
     await carol.publish(camera=False, audio=False, screen=True)
     await wait_for(lambda: held, 5)
+    assert await harness.sfu.pull_offer("bob") is not None  # pulled, not answered yet
     forwarder = slot.downtrack.forwarder
     assert forwarder is not None and forwarder.publisher_id == "carol"
     await wait_for(lambda: forwarder.stats.packets > 30, 5)  # Carol's share is flowing
@@ -356,7 +357,7 @@ async def test_a_reused_m_line_gets_nothing_until_the_subscriber_accepts_it(
     assert slot.downtrack not in forwarder._active
 
     bob.on_event = answer  # type: ignore[method-assign]
-    answer(*held[-1])
+    bob.want_offer()  # pulls the same offer again, and answers it this time
     await harness.settle()
     assert bob.mids_for("carol", "screen") == [old_mid]
     counters = bob.video[old_mid].counters

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiortc import RTCSessionDescription
 
 from core.app import create_app
 from rooms.live import Live
+from rtc.errors import RtcError
 from rtc.ice import turn_credentials
 from rtc.signalling import SIGNALLING
 from tests.conftest import make_settings
@@ -65,37 +65,36 @@ class SockClient(Client):
     def __init__(self, sock: Sock, participant_id: str) -> None:
         super().__init__(None, "", participant_id)  # type: ignore[arg-type]
         self.sock = sock
+        listen(self, sock)
 
-        async def on_offer(data: Any) -> None:
-            sock.received.append(("rtc:offer", data))
-            self.on_event("rtc:offer", data)
+    async def _call(self, event: str, data: Any = None) -> Any:
+        ack = await self.sock.call(event, data, timeout=30)
+        if not ack["ok"]:
+            raise RtcError(ack["error"]["code"], ack["error"]["message"])
+        return ack
 
-        sock.sio.on("rtc:offer", on_offer)
+    async def _send_join(self, name: str) -> dict[str, Any]:
+        return await self._call("rtc:join")  # type: ignore[no-any-return]
 
-    async def join(self, name: str | None = None) -> dict[str, Any]:
-        return await self.sock.ok("rtc:join")  # type: ignore[no-any-return]
+    async def _send_offer(self, sdp: str, sources: dict[str, str]) -> dict[str, Any]:
+        body = {"sdp": sdp, "type": "offer", "sources": sources}
+        return await self._call("rtc:offer", body)  # type: ignore[no-any-return]
 
-    async def negotiate(self) -> dict[str, str]:
-        async with self.lock:
-            offer = await self.pc.createOffer()
-            await self.pc.setLocalDescription(offer)
-            sources = {t.mid: s for s, t in self.published.items() if t.mid is not None}
-            answer = await self.sock.ok(
-                "rtc:offer",
-                {"sdp": self.pc.localDescription.sdp, "type": "offer", "sources": sources},
-            )
-            await self.pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
-            return {"sdp": answer["sdp"], "type": "answer"}
+    async def _send_pull(self) -> dict[str, Any] | None:
+        return (await self._call("rtc:pull"))["offer"]  # type: ignore[no-any-return]
 
-    async def _answer(self, payload: dict[str, Any]) -> None:
-        async with self.lock:
-            if self.pc.signalingState == "closed":
-                return
-            self.labels = {info["mid"]: info for info in payload.get("tracks", [])}
-            await self.pc.setRemoteDescription(RTCSessionDescription(payload["sdp"], "offer"))
-            answer = await self.pc.createAnswer()
-            await self.pc.setLocalDescription(answer)
-            await self.sock.ok("rtc:answer", {"sdp": self.pc.localDescription.sdp})
+    async def _send_answer(self, sdp: str) -> dict[str, Any]:
+        return await self._call("rtc:answer", {"sdp": sdp})  # type: ignore[no-any-return]
+
+
+def listen(client: Client, sock: Sock) -> None:
+    """Hand the server's `rtc:renegotiate` to the client (and keep it in `sock.received`)."""
+
+    async def on_renegotiate(data: Any) -> None:
+        sock.received.append(("rtc:renegotiate", data))
+        client.on_event("rtc:renegotiate", data)
+
+    sock.sio.on("rtc:renegotiate", on_renegotiate)
 
 
 async def enter(browsers: Any, who: str, room: dict[str, Any]) -> tuple[Sock, str]:
@@ -138,16 +137,18 @@ def assert_in_order(counters: list[int], minimum: int) -> None:
     assert all(b > a for a, b in itertools.pairwise(counters)), counters
 
 
+def latest_source(counters: list[int]) -> list[int]:
+    """The counters since the m-line's source last changed (a counter going back)."""
+    start = max((i for i in range(1, len(counters)) if counters[i] <= counters[i - 1]), default=0)
+    return counters[start:]
+
+
 async def settle(clients: list[SockClient], app: web.Application) -> None:
     sfu = app[SIGNALLING].sfu
 
     def idle() -> bool:
         for c in clients:
-            if c.lock.locked() or any(
-                not t.done()
-                for t in c._tasks
-                if t.get_coro().__name__ == "_answer"  # type: ignore[union-attr]
-            ):
+            if c.lock.locked() or c.pulling:
                 return False
             try:
                 peer = sfu.peer(c.id)
@@ -375,7 +376,8 @@ async def test_admitted_guest_joins_the_media_and_both_sides_decode(
             await c.join()
             await c.publish()
         await settle([host, guest], app)
-        await asyncio.sleep(1.5)
+        await wait_decoded([(host, guest.id), (guest, host.id)], 5)
+        assert not host.errors and not guest.errors
         assert_in_order(host.received_from(guest.id).counters, 5)
         assert_in_order(guest.received_from(host.id).counters, 5)
     finally:
@@ -389,12 +391,7 @@ async def reconnect(client: SockClient, room: dict[str, Any]) -> dict[str, Any]:
     the room again and its events go to the new socket; the peer connection is the same."""
     old = client.sock
     sock = await Sock(old.url, old.cookie).connect()
-
-    async def on_offer(data: Any) -> None:
-        sock.received.append(("rtc:offer", data))
-        client.on_event("rtc:offer", data)
-
-    sock.sio.on("rtc:offer", on_offer)
+    listen(client, sock)
     client.sock = sock
     return await sock.ok("room:join", {"room_id": room["id"]})  # type: ignore[no-any-return]
 
@@ -402,9 +399,10 @@ async def reconnect(client: SockClient, room: dict[str, Any]) -> dict[str, Any]:
 async def test_a_socket_that_comes_back_gets_the_offer_it_missed_and_keeps_its_media(
     call: Any, app: Any
 ) -> None:
-    """The expert's socket drops while the host starts a screen share: the server's offer for
-    it goes nowhere. Back within the grace period, `rtc:resync` sends that offer again; the
-    media never stopped (same connection), and the share is decoded after the answer."""
+    """The expert's socket drops while the host starts a screen share: the server's
+    `rtc:renegotiate` for it goes nowhere. Back within the grace period, `rtc:resync` says an
+    offer waits (`renegotiate`); the media never stopped (same connection), and the share is
+    decoded once the expert pulled and answered that offer."""
     Live.of(app).grace = 10.0
     _host_api, room, clients = await call(("requester", "expert"))
     host, expert = clients
@@ -417,28 +415,27 @@ async def test_a_socket_that_comes_back_gets_the_offer_it_missed_and_keeps_its_m
 
     await expert.sock.close()
     await host.publish(camera=False, audio=False, screen=True)
-    # the offer for the expert went out to nobody: its connection waits for an answer
-    await wait_for(lambda: server_peer.pc.signalingState == "have-local-offer", 5)
+    # the notice for the expert went out to nobody: an offer waits to be pulled
+    await wait_for(lambda: server_peer.renegotiate, 5)
+    assert server_peer.pc.signalingState == "stable"  # the server never offers by itself
     camera_before = len(expert.received_from(host.id).counters)
 
     back = await reconnect(expert, room)
     assert back["resumed"] is True and back["participant_id"] == expert.id
     status = await expert.sock.ok("rtc:resync")
     assert status["connection_id"] == joined[expert.id]["connection_id"]
-    assert status["state"] == "connected" and status["pending_offer"] is True
-    offer = await expert.sock.wait_for("rtc:offer")
-    assert offer["connection_id"] == status["connection_id"]
+    assert status["state"] == "connected" and status["renegotiate"] is True
+    assert status["pending_offer"] is False
+    expert.want_offer()  # what the client does with `renegotiate`
     await settle(clients, app)
     assert sfu.peer(expert.id) is server_peer  # the same media connection
     await wait_for(lambda: len(expert.received_from(host.id, "screen").counters) >= 5, 8)
     assert_in_order(expert.received_from(host.id, "screen").counters, 5)
     assert len(expert.received_from(host.id).counters) > camera_before
-    # nothing pending: a second resync sends nothing
-    mark = len(expert.sock.received)
+    # nothing pending any more
     again = await expert.sock.ok("rtc:resync")
-    assert again["pending_offer"] is False
-    await asyncio.sleep(0.2)
-    assert not [e for e, _ in expert.sock.received[mark:] if e == "rtc:offer"]
+    assert again["pending_offer"] is False and again["renegotiate"] is False
+    assert not expert.errors and not host.errors
 
 
 async def test_media_removed_on_the_server_is_announced_with_its_connection_id(
@@ -482,3 +479,44 @@ async def test_media_removed_on_the_server_is_announced_with_its_connection_id(
         assert (await fresh.sock.ok("rtc:resync"))["connection_id"] == third
     finally:
         await fresh.close()
+
+
+async def test_no_order_of_joins_publishes_and_shares_gets_glare_and_all_decode(
+    call: Any, app: Any
+) -> None:
+    """Issue 15, item 6: every order a room meets, with clients that follow docs/rtc.md (one
+    negotiation at a time, the server's offer pulled, no rollback): a publish right after
+    `rtc:join` before any server offer, a join while others publish, publishes while another
+    joins, two screen shares started at once. No acknowledgement is ever `glare` (nor any
+    other error), and everyone decodes everyone."""
+    _host_api, _room, clients = await call()
+    a, b, c = clients
+    await a.join()
+    await a.publish()
+    # b joins while a publishes, and publishes at once, before pulling the server's offer
+    joined = await b.join(pull=False)
+    assert joined["renegotiate"] is True
+    await b.publish()
+    # c joins while a starts a screen share and b offers again (camera already there)
+    await asyncio.gather(c.join(), a.publish(camera=False, audio=False, screen=True), b.negotiate())
+    await c.publish()
+    # b and c start a screen share at the same moment, while a stops its own
+    await asyncio.gather(
+        b.publish(camera=False, audio=False, screen=True),
+        c.publish(camera=False, audio=False, screen=True),
+        a.stop_publishing("screen"),
+    )
+    await settle(clients, app)
+    pairs = [(x, y.id) for x in clients for y in clients if x is not y]
+    await wait_decoded(pairs, 5, timeout=60)
+    for x, y in pairs:
+        assert_in_order(x.received_from(y).counters, 5)
+    # a's share ended: its m-lines carry b's or c's now, after a's last frames
+    shares = [(a, b), (a, c), (b, c), (c, b)]
+    await wait_for(
+        lambda: all(len(latest_source(x.decoded_counters(y.id, "screen"))) >= 5 for x, y in shares),
+        60,
+    )
+    for x, y in shares:
+        assert_in_order(latest_source(x.received_from(y.id, "screen").counters), 5)
+    assert {x.id: x.errors for x in clients} == {x.id: [] for x in clients}

@@ -2,8 +2,14 @@
 // answers over the live socket (rtc:* signalling), and the restart of it all when it breaks.
 //
 // It talks to the server through `link` (a LiveRoom: call(), send(), on(), and the
-// read-only inRoom, ended and status) and answers the server's rtc:offer and rtc:state
+// read-only inRoom, ended and status) and handles the server's rtc:renegotiate and rtc:state
 // itself.
+//
+// Negotiation (docs/rtc.md, "Negotiation: who offers"): this side starts every negotiation,
+// one at a time in #negotiating: its own offers (rtc:offer) when what it publishes changes,
+// and the server's offer pulled (rtc:pull) and answered (rtc:answer) when the server says
+// it has one (rtc:renegotiate, or `renegotiate: true` in an acknowledgement). The server never
+// offers unasked, so offers never cross: no glare, no rollback.
 //
 // Public surface: on(event, fn), start(stream), stop(), close(), restart(reason),
 // resync(sameParticipant), replaceTrack(kind, track), startScreen(track, stream),
@@ -29,11 +35,11 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 export class MediaSession extends Emitter {
   #link;
   #pc = null;
-  #connectionId = null; // the server's name of #pc (rtc:join, rtc:offer, rtc:state)
+  #connectionId = null; // the server's name of #pc (rtc:join, rtc:renegotiate, rtc:state)
   #midInfo = new Map(); // server m-line mid → {participant_id, source, kind, track_id}
   #negotiating = Promise.resolve();
   #heldCandidates = null; // our ICE candidates while our offer is with the server
-  #wantOffer = false; // an offer of ours was rolled back (glare): offer again once stable
+  #pullQueued = false; // a pull of the server's offer is queued and has not started
   #sources = {}; // local MediaStreamTrack id → "camera" | "screen"
   #available = true;
   #wanted = false; // start() was called: keep the media up
@@ -45,14 +51,14 @@ export class MediaSession extends Emitter {
   #stale = false; // an offer of ours was lost with the socket: restart, not resync
   #restarting = null; // the running restart (a promise)
   #joining = false; // rtc:join sent, its answer not there yet
-  #earlyOffer = null; // a server offer for the connection whose rtc:join answer is on the way
+  #early = null; // rtc:renegotiate for the connection whose rtc:join answer is on the way
   #pcTimer = null;
   #watchdog = null;
 
   constructor(link) {
     super();
     this.#link = link;
-    link.on("rtc:offer", (offer) => this.#onServerOffer(offer));
+    link.on("rtc:renegotiate", (d) => this.#onRenegotiate(d));
     link.on("rtc:state", (d) => this.#onServerState(d));
   }
 
@@ -107,7 +113,7 @@ export class MediaSession extends Emitter {
     this.#connectionId = null;
     this.#midInfo = new Map();
     this.#heldCandidates = null;
-    this.#wantOffer = false;
+    this.#pullQueued = false;
     this.#screenTransceiver = null;
     this.#negotiating = Promise.resolve();
     clearTimeout(this.#pcTimer);
@@ -124,14 +130,14 @@ export class MediaSession extends Emitter {
     }
   }
 
-  /** A new peer connection with the server (rtc:join drops the one it had): answer the
-   * server's first offer if others publish, then publish our camera, microphone and screen
-   * share as they are now (a camera switched off stays off: its track is disabled). */
+  /** A new peer connection with the server (rtc:join drops the one it had): pull and answer
+   * the server's first offer if others publish, then publish our camera, microphone and
+   * screen share as they are now (a camera switched off stays off: its track is disabled). */
   async #connect() {
     this.close();
     this.fire("media-reset");
     this.#joining = true;
-    this.#earlyOffer = null;
+    this.#early = null;
     let info;
     try {
       info = await this.#link.call("rtc:join", {});
@@ -155,32 +161,26 @@ export class MediaSession extends Emitter {
       this.fire("track", { track: e.track, mid, ...(this.#midInfo.get(mid) || {}) });
     };
     pc.addEventListener("connectionstatechange", () => this.#onPcState(pc));
-    const early = this.#earlyOffer;
-    this.#earlyOffer = null;
-    if (early && early.connection_id === this.#connectionId) this.#onServerOffer(early);
-    // Others already publish: the server offers them right after the join. Answer that offer
-    // before offering ours, so that the two never cross (the server cannot roll back).
-    if ((info.tracks || []).length) await this.#waitAnswered(pc, 3000);
+    const early = this.#early;
+    this.#early = null;
+    // Others already publish: pull the server's offer and answer it first (its m-lines come
+    // before ours), then offer ours. Either order would do: the server never offers unasked.
+    if (info.renegotiate || early === this.#connectionId) await this.#pull(pc);
     if (pc !== this.#pc) throw new LiveError({ code: "replaced", message: "media restarted meanwhile" });
-    const live = this.#localTracks.filter((tr) => tr.readyState === "live");
-    const stream = new MediaStream(live);
-    for (const track of live) pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
-    if (this.#screen && this.#screen.track.readyState === "live") {
-      this.#screenTransceiver = pc.addTransceiver(this.#screen.track, { direction: "sendonly", streams: [this.#screen.stream] });
-    }
-    await this.#enqueue(pc, () => this.#offerOnce(pc));
+    await this.#enqueue(pc, () => {
+      const live = this.#localTracks.filter((tr) => tr.readyState === "live");
+      const stream = new MediaStream(live);
+      for (const track of live) pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+      if (this.#screen && this.#screen.track.readyState === "live") {
+        this.#screenTransceiver = pc.addTransceiver(this.#screen.track, { direction: "sendonly", streams: [this.#screen.stream] });
+      }
+      // nothing to publish (no camera, no microphone): nothing to offer
+      return pc.getTransceivers().length ? this.#offerOnce(pc) : undefined;
+    });
     this.#watchdog = setTimeout(() => pc === this.#pc && pc.connectionState !== "connected" && this.#lost("not connected in time"), PC_CONNECT_TIMEOUT_MS);
     this.#resendMediaState();
     this.fire("ready");
     return info;
-  }
-
-  #waitAnswered(pc, ms) {
-    return new Promise((resolve) => {
-      const done = () => (clearTimeout(timer), off(), resolve());
-      const timer = setTimeout(done, ms);
-      const off = this.on("answered", (answered) => answered === pc && done());
-    });
   }
 
   #onPcState(pc) {
@@ -251,7 +251,8 @@ export class MediaSession extends Emitter {
   }
 
   /** After a rejoin: the same participant whose server connection is still the one we hold
-   * keeps its media (rtc:resync sends again an offer we missed); anything else restarts. */
+   * keeps its media (rtc:resync says whether an offer waits: we pull it); anything else
+   * restarts. */
   async resync(sameParticipant) {
     if (!this.#wanted) return;
     if (this.#restarting) return; // it goes on now that we are back in the room
@@ -259,8 +260,9 @@ export class MediaSession extends Emitter {
     if (!sameParticipant || this.#stale || !pc || pc.connectionState === "failed" || pc.connectionState === "closed") {
       return this.restart("rejoined");
     }
+    let st;
     try {
-      const st = await this.#link.call("rtc:resync", {});
+      st = await this.#link.call("rtc:resync", {});
       if (pc !== this.#pc) return;
       if (st.connection_id !== this.#connectionId || st.state === "failed" || st.state === "closed") {
         return this.restart(`server connection ${st.state}`);
@@ -269,7 +271,7 @@ export class MediaSession extends Emitter {
       if (pc === this.#pc) return this.restart(`resync: ${e.code}`);
       return;
     }
-    if (this.#wantOffer) this.#publish();
+    if (st.renegotiate) this.#pull(pc);
   }
 
   /** Run `fn` after the negotiations already queued for `pc`, whatever their outcome: one
@@ -287,6 +289,17 @@ export class MediaSession extends Emitter {
     return this.#enqueue(pc, () => this.#offerOnce(pc)).catch((e) => this.#negotiationFailed(pc, e, true));
   }
 
+  /** Pull the server's offer and answer it, after the negotiations already queued; one
+   * queued pull covers every rtc:renegotiate that comes before it starts. */
+  #pull(pc) {
+    if (this.#pullQueued) return this.#negotiating;
+    this.#pullQueued = true;
+    return this.#enqueue(pc, () => {
+      this.#pullQueued = false;
+      return this.#answerServer(pc);
+    }).catch((e) => this.#negotiationFailed(pc, e, false));
+  }
+
   #negotiationFailed(pc, e, ours) {
     if (pc !== this.#pc) return;
     if (e && e.code === "disconnected") {
@@ -301,11 +314,6 @@ export class MediaSession extends Emitter {
   }
 
   async #offerOnce(pc) {
-    this.#wantOffer = false;
-    if (pc.signalingState !== "stable") {
-      this.#wantOffer = true;
-      return;
-    }
     const offer = await pc.createOffer();
     this.#heldCandidates = this.#heldCandidates || [];
     await pc.setLocalDescription(offer);
@@ -319,16 +327,8 @@ export class MediaSession extends Emitter {
     try {
       ack = await this.#link.call("rtc:offer", { sdp: pc.localDescription.sdp, type: "offer", sources });
     } catch (e) {
-      if (pc !== this.#pc) return;
-      this.#flushCandidates();
-      if (e.code !== "glare") throw e;
-      // The server (impolite: aiortc cannot roll back) has an offer of its own in flight: we
-      // are the polite side, so take ours back, answer theirs (queued after us), then offer
-      // again. Should their offer not come, offer again anyway.
-      await pc.setLocalDescription({ type: "rollback" });
-      this.#wantOffer = true;
-      setTimeout(() => this.#wantOffer && pc === this.#pc && this.#publish(), 1500);
-      return;
+      if (pc === this.#pc) this.#flushCandidates();
+      throw e;
     }
     if (pc !== this.#pc) return;
     try {
@@ -336,6 +336,7 @@ export class MediaSession extends Emitter {
     } finally {
       this.#flushCandidates();
     }
+    if (ack.renegotiate) this.#pull(pc);
   }
 
   #flushCandidates() {
@@ -344,40 +345,39 @@ export class MediaSession extends Emitter {
     for (const c of held) this.#link.send("rtc:candidate", c);
   }
 
-  #onServerOffer(offer) {
-    if (offer.connection_id && offer.connection_id !== this.#connectionId) {
-      // For the connection being set up (its rtc:join answer is on the way): keep it.
+  #onRenegotiate(d) {
+    if (!d || (d.connection_id && d.connection_id !== this.#connectionId)) {
+      // For the connection being set up (its rtc:join answer is on the way): remember it.
       // Otherwise it is about a connection we dropped.
-      if (this.#joining) this.#earlyOffer = offer;
+      if (d && this.#joining) this.#early = d.connection_id;
       return;
     }
-    const pc = this.#pc;
-    if (!pc) return;
-    this.#enqueue(pc, async () => {
-      // The latest offer's list labels every m-line (a line may carry another participant's
-      // track after a renegotiation); set before applying it, so `ontrack` finds its label.
-      const tracks = offer.tracks || [];
-      this.#midInfo = new Map(tracks.map((tr) => [tr.mid, tr]));
-      this.fire("tracks-map", tracks);
-      if (pc.signalingState !== "stable") {
-        await pc.setLocalDescription({ type: "rollback" });
-        this.#wantOffer = true;
+    if (this.#pc) this.#pull(this.#pc);
+  }
+
+  /** One step of the queue: rtc:pull, then answer the offer (if the server had one). */
+  async #answerServer(pc) {
+    const { offer } = await this.#link.call("rtc:pull", {});
+    if (!offer || pc !== this.#pc) return;
+    // The latest offer's list labels every m-line (a line may carry another participant's
+    // track after a renegotiation); set before applying it, so `ontrack` finds its label.
+    const tracks = offer.tracks || [];
+    this.#midInfo = new Map(tracks.map((tr) => [tr.mid, tr]));
+    this.fire("tracks-map", tracks);
+    await pc.setRemoteDescription({ type: "offer", sdp: offer.sdp });
+    const answer = await pc.createAnswer();
+    await pc.setLocalDescription(answer);
+    if (pc !== this.#pc) return;
+    const ack = await this.#link.call("rtc:answer", { sdp: pc.localDescription.sdp, type: "answer" });
+    // Tracks whose m-line was just (re)labelled: tell the page again.
+    for (const tr of pc.getTransceivers()) {
+      const meta = this.#midInfo.get(tr.mid);
+      if (meta && tr.receiver && tr.receiver.track && tr.currentDirection !== "inactive" && tr.currentDirection !== "stopped") {
+        this.fire("track", { track: tr.receiver.track, mid: tr.mid, ...meta });
       }
-      await pc.setRemoteDescription({ type: "offer", sdp: offer.sdp });
-      const answer = await pc.createAnswer();
-      await pc.setLocalDescription(answer);
-      if (pc !== this.#pc) return;
-      await this.#link.call("rtc:answer", { sdp: pc.localDescription.sdp, type: "answer" });
-      // Tracks whose m-line was just (re)labelled: tell the page again.
-      for (const tr of pc.getTransceivers()) {
-        const meta = this.#midInfo.get(tr.mid);
-        if (meta && tr.receiver && tr.receiver.track && tr.currentDirection !== "inactive" && tr.currentDirection !== "stopped") {
-          this.fire("track", { track: tr.receiver.track, mid: tr.mid, ...meta });
-        }
-      }
-      this.fire("answered", pc);
-      if (this.#wantOffer) this.#publish();
-    }).catch((e) => this.#negotiationFailed(pc, e, false));
+    }
+    this.fire("answered", pc);
+    if (ack && ack.renegotiate) this.#pull(pc);
   }
 
   async replaceTrack(kind, track) {
@@ -405,12 +405,9 @@ export class MediaSession extends Emitter {
     await this.#publish();
   }
 
-  /** The share's m-line is made idle ("inactive", no track), never stopped: stopping it
-   * rejects the m-line (port 0, out of the BUNDLE group), which aiortc does not support. Its
-   * answer keeps the m-line in the BUNDLE group, Chrome refuses that answer, and the
-   * connection stays in have-local-offer: no later server offer applies (a participant's
-   * removal then froze the others' video and audio, issue 11 item 6). The next share
-   * reuses the idle m-line. */
+  /** The share's m-line is made idle ("inactive", no track) and the next share reuses it.
+   * Stopping the transceiver would work too since the server accepts rejected m-lines
+   * (docs/rtc.md); before it did, the answer broke the connection (issue 11 item 6). */
   async stopScreen() {
     this.#screen = null;
     const transceiver = this.#screenTransceiver;
