@@ -231,7 +231,9 @@ async def coturn(tmp_path: Path) -> AsyncIterator[Coturn]:
 
     directory = tmp_path / "coturn"
     directory.mkdir()
-    server = Coturn(directory, os.urandom(16).hex(), (free_port(), free_port(), free_port_range(40)))
+    server = Coturn(
+        directory, os.urandom(16).hex(), (free_port(), free_port(), free_port_range(40))
+    )
     try:
         await server.start()
         yield server
@@ -301,13 +303,24 @@ http {{
         conf = self.dir / "nginx.conf"
         conf.write_text(self.config())
         check = await asyncio.create_subprocess_exec(
-            exe, "-t", "-c", str(conf), "-e", str(self.error_log), stdout=subprocess.PIPE,
+            exe,
+            "-t",
+            "-c",
+            str(conf),
+            "-e",
+            str(self.error_log),
+            stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
         out, _ = await check.communicate()
         assert check.returncode == 0, out.decode()
         self.proc = await asyncio.create_subprocess_exec(
-            exe, "-c", str(conf), "-e", str(self.error_log), stdout=subprocess.DEVNULL,
+            exe,
+            "-c",
+            str(conf),
+            "-e",
+            str(self.error_log),
+            stdout=subprocess.DEVNULL,
             stderr=(self.dir / "nginx.out").open("wb"),
         )
         await wait_listening(self.port, self.proc, self.error_log)

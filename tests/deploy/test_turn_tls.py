@@ -70,7 +70,8 @@ STATS_JS = """async () => {
   report.forEach((s) => byId.set(s.id, s));
   let pair = null;
   report.forEach((s) => {
-    if (s.type === "transport" && s.selectedCandidatePairId) pair = byId.get(s.selectedCandidatePairId);
+    const id = s.type === "transport" && s.selectedCandidatePairId;
+    if (id) pair = byId.get(id);
   });
   const local = pair ? byId.get(pair.localCandidateId) : null;
   const remote = pair ? byId.get(pair.remoteCandidateId) : null;
