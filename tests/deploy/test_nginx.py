@@ -39,6 +39,13 @@ SERVICE_EMAIL = "integration@chu-exemple.fr"
 SERVICE_PASSWORD = "un-mot-de-passe-solide"
 
 
+class PatientSock(Sock):
+    """A Sock whose acknowledgements may take 30 s (a loaded machine, two hops)."""
+
+    async def call(self, event: str, data: Any = None, timeout: float = 30) -> Any:
+        return await super().call(event, data, timeout=timeout)
+
+
 class Front:
     """Calls through nginx, and which node each one reached (nginx's access log)."""
 
@@ -72,7 +79,7 @@ class Front:
         raise AssertionError(f"no session of {who} lands on {node or 'not ' + str(other_than)}")
 
     async def socket(self, who: Browser, *, polling: bool = False) -> Sock:
-        sock = Sock(self.nginx.url, who.cookie)
+        sock = PatientSock(self.nginx.url, who.cookie)
         sock.sio.eio.ssl_verify = False
         if polling:  # what the page does: long-polling first, then the upgrade
             sock.disconnected.clear()
