@@ -44,6 +44,35 @@ def client_ice_servers(config: RtcConfig, participant_id: str) -> list[dict[str,
     return servers
 
 
+def turn_warnings(config: RtcConfig) -> list[str]:
+    """What in the TURN settings keeps clients on closed networks from getting a relay
+    (docs/coturn.md): logged once when the media service starts."""
+    if not config.turn_urls:
+        return []
+    warnings = []
+    if not config.turn_secret:
+        warnings.append("CONSILIUM_TURN_URLS is set without CONSILIUM_TURN_SECRET: no relay")
+    secure = [u for u in config.turn_urls if u.lower().startswith("turns:")]
+    if not secure:
+        warnings.append(
+            "no turns: URL in CONSILIUM_TURN_URLS: networks that let only TLS on 443 out "
+            "get no relay"
+        )
+    elif not any(_url_port(u) == 443 for u in secure):
+        warnings.append("no turns: URL on port 443: networks that let only 443 out get no relay")
+    return warnings
+
+
+def _url_port(url: str) -> int | None:
+    """The port of a STUN/TURN URL ("turns:host:443?transport=tcp"); None if absent."""
+    hostport = url.split(":", 1)[1].split("?", 1)[0]
+    if hostport.startswith("["):  # [IPv6]:port
+        tail = hostport.rsplit("]", 1)[1]
+        return int(tail[1:]) if tail[1:].isdigit() else None
+    bits = hostport.rsplit(":", 1)
+    return int(bits[1]) if len(bits) == 2 and bits[1].isdigit() else None
+
+
 def server_configuration(config: RtcConfig) -> RTCConfiguration:
     """The server's own RTCConfiguration: always explicit (aiortc would add a public STUN)."""
     servers = [RTCIceServer(urls=list(config.stun_urls))] if config.stun_urls else []

@@ -30,6 +30,7 @@ from rooms.live import Conn, EventError, Live, Payload
 from rooms.presence import Participant
 from rtc.config import RtcConfig
 from rtc.errors import ALREADY_JOINED, RtcError
+from rtc.ice import turn_warnings
 from rtc.sfu import Sfu
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,8 @@ class Signalling:
         return self._sfu
 
     async def start(self) -> None:
+        for warning in turn_warnings(self.config):
+            log.warning("TURN: %s (docs/coturn.md)", warning)
         self._sfu = Sfu(self.config, self.on_event)
 
     async def stop(self) -> None:

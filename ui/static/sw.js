@@ -33,6 +33,7 @@ const SHELL = [
   "/static/js/room-client.js",
   "/static/js/room/common.js",
   "/static/js/room/emitter.js",
+  "/static/js/room/ice-fallback.js",
   "/static/js/room/live-room.js",
   "/static/js/room/media-session.js",
   "/static/js/room/pause-sync.js",

@@ -24,6 +24,7 @@
 // or came back: the connection status may change).
 import { LiveError } from "./common.js";
 import { Emitter } from "./emitter.js";
+import { IceFallback } from "./ice-fallback.js";
 
 /** A peer connection "disconnected" this long is treated as failed. */
 const PC_DISCONNECTED_MS = 5000;
@@ -54,6 +55,7 @@ export class MediaSession extends Emitter {
   #early = null; // rtc:renegotiate for the connection whose rtc:join answer is on the way
   #pcTimer = null;
   #watchdog = null;
+  #ice = new IceFallback(); // direct first, relay-only after a connection that never connected
 
   constructor(link) {
     super();
@@ -144,7 +146,8 @@ export class MediaSession extends Emitter {
     } finally {
       this.#joining = false;
     }
-    const pc = new RTCPeerConnection({ iceServers: info.ice_servers || [], bundlePolicy: "max-bundle" });
+    const pc = new RTCPeerConnection(this.#ice.configuration(info.ice_servers));
+    this.#ice.watch(pc);
     this.#pc = pc;
     this.#connectionId = info.connection_id || null;
     pc.onicecandidate = (e) => {
