@@ -18,7 +18,7 @@ from datetime import datetime
 from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import select
 
-from core import audit
+from core import accounts, audit
 from core.accounts import User
 from core.config import Settings
 from core.db import Database, utcnow
@@ -51,7 +51,7 @@ async def create_key(
     """A new key acting as the account ``user_email``; returns it and its secret (shown
     once, never stored in clear)."""
     async with db.write() as uow:
-        user = await uow.session.scalar(select(User).where(User.email == user_email.lower()))
+        user = await accounts.get_by_email(uow.session, user_email)
         if user is None or not user.active:
             raise ValidationFailed(f"No active account {user_email}", code="account_not_found")
         key_id = KEY_PREFIX + base64.b32encode(secrets.token_bytes(10)).decode().rstrip("=")

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Annotated, Literal
 
 from aiohttp import web
-from pydantic import AnyHttpUrl, BaseModel, Field
+from pydantic import AnyHttpUrl, BaseModel, Field, UrlConstraints
 from sqlalchemy import select
 
 from core import auth
@@ -22,6 +22,7 @@ from core.principal import Principal
 from ops import apikeys, tokens, webhooks
 from ops.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
 from rooms import actions, invitations
+from rooms.api import AwareDT, Title
 from rooms.models import RoomKind
 
 routes = RouteTable()
@@ -60,8 +61,8 @@ async def server_caller(request: web.Request) -> Principal:
 
 class ServerRoomIn(BaseModel):
     kind: RoomKind = RoomKind.teleconsultation
-    title: str = Field(min_length=1, max_length=200, pattern=r"\S")
-    scheduled_at: datetime | None = None
+    title: Title
+    scheduled_at: AwareDT = None
     capacity: int | None = Field(None, ge=2, le=actions.MAX_CAPACITY)
 
 
@@ -264,7 +265,7 @@ async def revoke_api_key(request: web.Request) -> None:
 
 
 class EndpointIn(BaseModel):
-    url: AnyHttpUrl
+    url: Annotated[AnyHttpUrl, UrlConstraints(max_length=1900)]
     events: list[Literal[webhooks.EVENT_TYPES]] = Field(default_factory=list)  # type: ignore[valid-type]
     secret: str | None = Field(None, min_length=24, max_length=200)
 
