@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import jwt
-import pytest
 from sqlalchemy import select
 
 from core.audit import AuditEntry
@@ -22,8 +21,6 @@ from core.context import DB
 from ops import tokens
 from tests.conftest import SECRET
 from tests.support.live import Sock, base_url, cookie_header
-
-pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 
 CONSILIUM = str(Path(sys.executable).with_name("consilium"))
 
