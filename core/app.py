@@ -22,7 +22,7 @@ from core.sessions import Sessions, make_store
 
 # Feature packages, in dependency order. Each exposes ``setup(app)``. Named here as strings
 # so that ``core`` never imports them: they import ``core``.
-FEATURES = ("rooms", "chat", "rtc", "dossier", "ui")
+FEATURES = ("rooms", "chat", "rtc", "dossier", "ops", "ui")
 
 
 def create_app(settings: Settings, *, features: tuple[str, ...] = FEATURES) -> web.Application:

@@ -1,14 +1,19 @@
-"""The ``consilium`` command: serve, migrate, create-user, seed-demo, db-revision."""
+"""The ``consilium`` command: serve, migrate, create-user, seed-demo, db-revision, and the
+subcommands feature packages add (``api-key``: ops/cli.py)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import getpass
+import importlib
+import importlib.util
 import re
 import sys
 
 from core.config import load_settings
+
+CLI_PACKAGES = ("ops",)  # ``consilium api-key …`` (ops/cli.py)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -270,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(fn=_seed_demo)
 
     p = sub.add_parser("db-revision", help="write a migration for a package's models")
-    p.add_argument("package", choices=["core", "rooms", "chat", "rtc", "dossier"])
+    p.add_argument("package", choices=["core", "rooms", "chat", "rtc", "dossier", "ops"])
     p.add_argument("-m", "--message", required=True)
     p.set_defaults(fn=_db_revision)
 
@@ -288,6 +293,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--password", help="read from the terminal when absent")
     p.add_argument("--apply", action="store_true", help="run it on CONSILIUM_DATABASE_URL")
     p.set_defaults(fn=_db_roles)
+
+    # Subcommands of feature packages (named as strings: core imports none of them).
+    for name in CLI_PACKAGES:
+        if importlib.util.find_spec(f"{name}.cli") is not None:
+            importlib.import_module(f"{name}.cli").register(sub)
 
     args = parser.parse_args(argv)
     return int(args.fn(args))

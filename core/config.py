@@ -96,11 +96,30 @@ class Settings(BaseSettings):
     dicom_ae_title: str = Field("CONSILIUM", max_length=16)
     retention_reminder_days: int = Field(30, ge=0)
 
+    # Operations (ops/): Prometheus metrics, webhooks, server API keys
+    # /metrics answers only sources in these networks (after trusted_proxies), and only with
+    # ``Authorization: Bearer <metrics_token>`` when a token is set.
+    metrics_allowed_networks: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
+    metrics_token: str = ""
+    # Webhook endpoints configured by settings (JSON list of URLs), signed with
+    # webhook_secret (Standard Webhooks: "whsec_" + base64, or any text of 24+ characters).
+    webhook_urls: list[str] = Field(default_factory=list)
+    webhook_secret: str = ""
+    # Delivery: a failed attempt is retried after base * 2^(attempt-1) seconds (jitter
+    # ±20 %), at most webhook_retry_max_seconds apart, until webhook_max_attempts.
+    webhook_retry_base_seconds: float = Field(5.0, gt=0)
+    webhook_retry_max_seconds: float = Field(3600.0, gt=0)
+    webhook_max_attempts: int = Field(20, ge=1)
+    webhook_timeout_seconds: float = Field(10.0, gt=0)
+    webhook_poll_seconds: float = Field(2.0, gt=0)
+    # The longest lifetime (exp - iat) accepted for an access token minted with an API key.
+    api_token_max_ttl_seconds: int = Field(86_400, ge=60)
+
     # Reverse proxies whose X-Forwarded-For is believed (IPs or networks, JSON list). Empty:
     # the connection's address is the client's.
     trusted_proxies: list[str] = Field(default_factory=list)
 
-    @field_validator("trusted_proxies")
+    @field_validator("trusted_proxies", "metrics_allowed_networks")
     @classmethod
     def _networks(cls, v: list[str]) -> list[str]:
         for item in v:
@@ -129,8 +148,20 @@ class Settings(BaseSettings):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return v
 
+    @field_validator("webhook_urls")
+    @classmethod
+    def _http_urls(cls, v: list[str]) -> list[str]:
+        for item in v:
+            if not item.startswith(("http://", "https://")):
+                raise ValueError(f"{item!r} is not an http(s) URL")
+        return v
+
     @model_validator(mode="after")
     def _derive(self) -> Settings:
+        if self.webhook_urls and len(self.webhook_secret) < 24:
+            raise ValueError(
+                "CONSILIUM_WEBHOOK_SECRET (24+ characters) must be set with CONSILIUM_WEBHOOK_URLS"
+            )
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ValueError("CONSILIUM_TLS_CERT and CONSILIUM_TLS_KEY go together")
         for p in (self.tls_cert, self.tls_key):

@@ -11,7 +11,7 @@ import contextlib
 import hashlib
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -165,6 +165,10 @@ class Database:
         self.engine = make_engine(url, echo=echo)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self.bus = bus
+        # Called with the transaction's session and queued events just before each commit
+        # that has events: a transactional outbox (ops/webhooks.py) writes its rows there, so
+        # they commit, or roll back, with the change they describe.
+        self.before_commit: list[Callable[[AsyncSession, list[Event]], Awaitable[None]]] = []
 
     @property
     def dialect(self) -> str:
@@ -239,6 +243,9 @@ class UnitOfWork:
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         try:
             if exc_type is None:
+                if self._events:
+                    for hook in self._db.before_commit:
+                        await hook(self.session, self._events)
                 await self.session.commit()
             else:
                 await self.session.rollback()

@@ -51,6 +51,7 @@ class TooHeavy(ValidationFailed):
 _limits = Limits()
 _pool: ProcessPoolExecutor | None = None
 _tasks = 0  # submitted to the current pool
+_in_flight = 0  # submitted and not finished (the metrics' queue length)
 
 
 def configure(*, workers: int, memory_mb: int, max_pixels: int) -> None:
@@ -108,9 +109,10 @@ async def run_heavy(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     A ``MemoryError`` or a dead worker becomes :class:`TooHeavy` (422 ``file_too_heavy``);
     other exceptions from ``fn`` are raised here as they were raised there.
     """
-    global _pool
+    global _pool, _in_flight
     pool = _get_pool()
     loop = asyncio.get_running_loop()
+    _in_flight += 1
     try:
         return await loop.run_in_executor(pool, functools.partial(fn, *args, **kwargs))
     except MemoryError:
@@ -122,6 +124,13 @@ async def run_heavy(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
             _pool = None
             pool.shutdown(wait=False, cancel_futures=True)
         raise TooHeavy("Le traitement du fichier a dépassé les limites du serveur.") from None
+    finally:
+        _in_flight -= 1
+
+
+def in_flight() -> int:
+    """Heavy tasks submitted and not finished yet, in this process."""
+    return _in_flight
 
 
 def shutdown() -> None:

@@ -1,5 +1,5 @@
 """Alembic migrations, one branch per package (``core``, ``rooms``, ``chat``, ``rtc``,
-``dossier``), so that each package owns its tables' history. ``consilium migrate`` upgrades
+``dossier``, ``ops``), so that each package owns its tables' history. ``consilium migrate`` upgrades
 every branch to its head; the same scripts run on SQLite and PostgreSQL.
 """
 
@@ -15,7 +15,7 @@ from alembic.config import Config
 from sqlalchemy import MetaData
 
 # Packages that own tables, in dependency order (names only: core imports none of them).
-MODEL_PACKAGES = ("core", "rooms", "chat", "rtc", "dossier")
+MODEL_PACKAGES = ("core", "rooms", "chat", "rtc", "dossier", "ops")
 CORE_MODELS = ("core.accounts", "core.sessions", "core.audit", "core.notify")
 
 

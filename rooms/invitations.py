@@ -395,3 +395,62 @@ def problem_page(code: str) -> tuple[int, str]:
         f"<title>{title} — Consilium</title><main><h1>{title}</h1><p>{text}</p></main></html>"
     )
     return status, page
+
+
+async def accept_grant(
+    db: Database,
+    *,
+    room_id: uuid.UUID,
+    grant_id: str,
+    name: str,
+    created_by: uuid.UUID,
+    expires_at: datetime,
+    ip: str = "",
+    **details: object,
+) -> tuple[Invitation, Room, Guest]:
+    """Enter with an access token another application minted (ops/tokens.py): the token
+    stands for an invitation (``grant_id``, 32 characters, the same for every use of one
+    token) and each use opens a guest of its own, who waits in the lobby as an invited
+    guest does. Withdrawing the invitation or closing the room ends them the same way."""
+    if len(grant_id) != 32:
+        raise ValueError("grant_id must be 32 characters")
+    async with db.write() as uow:
+        s = uow.session
+        room = await s.get(Room, room_id)
+        if room is None:
+            raise NotFound("No room with this id", code="room_not_found")
+        if room.status is RoomStatus.closed:
+            raise InvitationProblem("This consultation has ended", code="invitation_expired")
+        inv = await s.scalar(select(Invitation).where(Invitation.token_id == grant_id))
+        if inv is None:
+            inv = Invitation(
+                room_id=room.id,
+                name=name[:200],
+                token_id=grant_id,
+                expires_at=expires_at,
+                single_use=False,
+                created_by=created_by,
+            )
+            s.add(inv)
+            await s.flush()
+        elif inv.room_id != room.id:
+            raise NotFound("No room with this id", code="room_not_found")
+        elif inv.revoked_at is not None:
+            raise InvitationProblem("This invitation was withdrawn", code="invitation_revoked")
+        inv.used_at = inv.used_at or utcnow()
+        guest = Guest(invitation_id=inv.id, room_id=room.id, name=name[:200])
+        s.add(guest)
+        await s.flush()
+        audit.record(
+            s,
+            "invitation.accept",
+            actor=None,
+            actor_label=name,
+            ip=ip,
+            object_type="room",
+            object_id=room.id,
+            invitation_id=str(inv.id),
+            guest_id=str(guest.id),
+            **details,
+        )
+    return inv, room, guest

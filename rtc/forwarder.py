@@ -184,6 +184,11 @@ class Forwarder:
         if tap in self._taps:
             self._taps.remove(tap)
 
+    @property
+    def dropped(self) -> int:
+        """Padding-only packets received and not forwarded."""
+        return self._dropped
+
     def close(self) -> None:
         self.closed = True
         self.keyframes.close()

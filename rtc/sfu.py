@@ -29,6 +29,7 @@ from rtc.ice import AddressPolicy, apply_gathering_policy, client_ice_servers, s
 from rtc.peer import Peer, RoomView
 from rtc.snapshot import Snapshot, take_snapshot
 from rtc.speaker import SpeakerDetector
+from rtc.stats import SfuTotals
 
 logger = logging.getLogger(__name__)
 
@@ -185,6 +186,7 @@ class Sfu:
         self._rooms: dict[str, Room] = {}
         self._where: dict[str, Room] = {}
         self._policy = AddressPolicy(config.allowed_addresses, config.allowed_networks)
+        self._retired = SfuTotals()  # the counts of tracks and peers that ended
         apply_gathering_policy(config)
         internals.quiet_connect_after_close()
 
@@ -248,6 +250,8 @@ class Sfu:
             # is stopping
             del self._rooms[room.room_id]
         await peer.close()
+        for slot in peer.subscriber.slots:
+            self._retired.add_downtrack(slot.downtrack)
         await self._published_changed(room, peer, [], removed)
         if room.speaker.forget(participant_id):
             await room.emit(None, "rtc:speaker", {"participant_id": None, "level": None})
@@ -325,6 +329,8 @@ class Sfu:
     ) -> None:
         if not added and not removed:
             return
+        for forwarder in removed:
+            self._retired.add_forwarder(forwarder)
         for peer in room.peers.values():
             if peer is not publisher:
                 peer.schedule_offer()
@@ -401,6 +407,22 @@ class Sfu:
         if room is None:
             return {"room_id": room_id, "participants": {}}
         return room.stats()
+
+    def totals(self) -> dict[str, int]:
+        """Packet counters since the process started (see :class:`rtc.stats.SfuTotals`),
+        plus the current numbers of media rooms, peers and published tracks."""
+        now = SfuTotals()
+        now.counts.update(self._retired.counts)
+        peers = tracks = 0
+        for room in self._rooms.values():
+            for peer in room.peers.values():
+                peers += 1
+                for forwarder in peer.published.values():
+                    tracks += 1
+                    now.add_forwarder(forwarder)
+                for slot in peer.subscriber.slots:
+                    now.add_downtrack(slot.downtrack)
+        return {**now.counts, "rooms": len(self._rooms), "peers": peers, "tracks": tracks}
 
     def room_ids(self) -> list[str]:
         """Rooms that have media connections in this process."""

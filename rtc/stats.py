@@ -139,3 +139,45 @@ class OutboundStats:
             "rtt_ms": None if self.rtt is None else round(self.rtt * 1000, 2),
             "bitrate": self.bitrate.update(self.bytes),
         }
+
+
+class SfuTotals:
+    """Process-wide packet counters for monitoring (``Sfu.totals``), read at scrape time:
+    the live tracks' own counters are summed then, and a track that ends adds its counts
+    here, so nothing is added on the packet path."""
+
+    FIELDS = (
+        "received_packets",
+        "received_bytes",
+        "forwarded_packets",
+        "forwarded_bytes",
+        "retransmitted_packets",
+        "dropped_padding",
+        "nacks_received",
+        "nacks_sent",
+        "nacks_given_up",
+        "plis_received",
+        "plis_sent",
+        "keyframe_requests",
+    )
+
+    def __init__(self) -> None:
+        self.counts = dict.fromkeys(self.FIELDS, 0)
+
+    def add_forwarder(self, f: Any) -> None:
+        c = self.counts
+        c["received_packets"] += f.stats.packets
+        c["received_bytes"] += f.stats.bytes
+        c["dropped_padding"] += f.dropped
+        c["nacks_sent"] += f.nacks_sent
+        c["nacks_given_up"] += f.nacks_given_up
+        c["plis_sent"] += f.keyframes.plis_sent
+        c["keyframe_requests"] += f.keyframes.requests
+
+    def add_downtrack(self, dt: Any) -> None:
+        c, s = self.counts, dt.stats
+        c["forwarded_packets"] += s.packets
+        c["forwarded_bytes"] += s.bytes
+        c["retransmitted_packets"] += s.retransmitted
+        c["nacks_received"] += s.nacks
+        c["plis_received"] += s.plis

@@ -15,6 +15,8 @@ ALLOWED = {
     "chat": {"core", "rooms"},
     "rtc": {"core", "rooms"},
     "dossier": {"core", "rooms"},
+    # metrics read the live layer and the SFU; webhooks and API keys act through rooms
+    "ops": {"core", "rooms", "chat", "rtc", "dossier"},
     "ui": {"core"},
 }
 

@@ -9,7 +9,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("core", "rooms", "chat", "rtc", "dossier", "ui")
+PACKAGES = ("core", "rooms", "chat", "rtc", "dossier", "ops", "ui")
 # Decorators that register a handler: ``@api.get(...)``, ``@live.event(...)``, ``@sio.on(...)``.
 HANDLER_DECORATORS = {"get", "post", "put", "patch", "delete", "head", "route", "event", "on"}
 

@@ -379,6 +379,11 @@ async def generate_report(
         document_id=str(doc.id),
         sha256=doc.sha256,
     )
+    uow.emit(
+        "report.signed",
+        {"dossier_id": str(dossier_id), "document_id": str(doc.id), "sha256": doc.sha256},
+        dossier_id=str(dossier_id),
+    )
     return doc
 
 
