@@ -45,6 +45,7 @@ from joserfc.errors import (
     BadSignatureError,
     ExpiredTokenError,
     InvalidClaimError,
+    InvalidKeyIdError,
     JoseError,
     MissingClaimError,
 )
@@ -229,19 +230,15 @@ class OidcClient:
             keys = await self.keys(refresh=attempt == 1)
             try:
                 return jwt.decode(token, keys, algorithms=ALGORITHMS)
-            except BadSignatureError:
-                raise OidcRefused(
-                    "The ID token's signature is not the provider's", code="invalid_signature"
-                ) from None
-            except ValueError as e:  # no key with this kid: the provider may have rotated
-                if attempt == 0 and "key" in str(e).lower():
-                    continue
-                raise OidcRefused("Unreadable ID token", code="invalid_token") from None
-            except JoseError:
+            except InvalidKeyIdError:
                 if attempt == 0:
-                    continue
+                    continue  # the provider may have rotated its keys: fetch them once more
+                break
+            except BadSignatureError:
+                break
+            except (JoseError, ValueError, TypeError):
                 raise OidcRefused("Unreadable ID token", code="invalid_token") from None
-        raise OidcRefused("Unreadable ID token", code="invalid_token")
+        raise OidcRefused("The token's signature is not the provider's", code="invalid_signature")
 
     async def verify_id_token(self, id_token: str, nonce: str) -> dict[str, Any]:
         """The ID token's claims once signature, issuer, audience, expiry, nonce and acr hold."""

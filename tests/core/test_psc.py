@@ -242,12 +242,13 @@ async def test_a_wrong_nonce_is_refused(flow: Flow, app: web.Application):
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("kid", ["psc-test", "stranger"])
 async def test_an_id_token_signed_by_another_key_is_refused(
-    flow: Flow, peer: OidcPeer, app: web.Application
+    flow: Flow, peer: OidcPeer, app: web.Application, kid: str
 ):
-    peer.tamper = lambda claims: claims  # the same claims, signed by a stranger (same kid)
+    peer.tamper = lambda claims: claims  # the same claims, signed by a stranger
     peer.tamper_key = RSAKey.generate_key(
-        2048, parameters={"kid": "psc-test", "use": "sig", "alg": "RS256"}, private=True
+        2048, parameters={"kid": kid, "use": "sig", "alg": "RS256"}, private=True
     )
     r = await flow.callback(await flow.at_provider(await flow.start(), "8" + REQUESTER_RPPS))
     await assert_refused(r, app, "invalid_signature")
