@@ -67,7 +67,6 @@ from core.sessions import SessionData
 PRE_COOKIE = "consilium_psc"  # the pre-session: pending flow, then pending link
 PRE_COOKIE_PATH = "/api/v1/auth/"
 PRE_LIFETIME = 600  # seconds to finish at the provider, or to link an account
-NO_SUBJECT = uuid.UUID(int=0)
 ALGORITHMS = ["RS256", "PS256", "ES256"]
 
 
@@ -347,7 +346,7 @@ async def open_pre_session(
     await drop_pre_session(request, response)
     token, _ = await request.app[SESSIONS].create(
         kind="oidc",
-        subject_id=NO_SUBJECT,
+        subject_id=uuid.uuid4(),  # nobody yet; its own id so no index is shared
         stage=str(data["step"])[:10],
         ip=client_ip(request),
         user_agent=request.headers.get("User-Agent", ""),
