@@ -344,7 +344,9 @@ async def open_pre_session(
 ) -> None:
     """Keep ``data`` server-side behind a fresh ``consilium_psc`` cookie (replacing any)."""
     await drop_pre_session(request, response)
-    token, _ = await request.app[SESSIONS].create(
+    token, _ = await request.app[
+        SESSIONS
+    ].create(
         kind="oidc",
         subject_id=uuid.uuid4(),  # nobody yet; its own id so no index is shared
         stage=str(data["step"])[:10],
