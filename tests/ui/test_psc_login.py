@@ -147,3 +147,19 @@ async def test_declining_the_link_shows_the_refusal_in_french(pages, users, peer
         "Aucun compte Consilium n'est rattaché à votre identité Pro Santé Connect."
     ).wait_for()
     assert not pages.errors
+
+
+async def test_psc_login_and_link_pages_pass_axe(pages, users, peer):
+    from tests.ui.test_accessibility import PHONE, audit
+
+    problems: list[str] = []
+    for label, viewport in (("desktop", None), ("phone", PHONE)):
+        page = await pages.new(viewport=viewport, bypass_csp=True)
+        await page.goto("/app/login")
+        await page.get_by_role("link", name="Se connecter avec Pro Santé Connect").wait_for()
+        problems += await audit(page, f"login-psc-{label}")
+        await page.get_by_role("link", name="Se connecter avec Pro Santé Connect").click()
+        await at_provider(page, "8" + NEWCOMER_RPPS)
+        await page.get_by_role("button", name="Ne pas associer").wait_for()
+        problems += await audit(page, f"login-psc-link-{label}")
+    assert not problems, "\n".join(problems)

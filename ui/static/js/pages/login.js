@@ -90,7 +90,7 @@ function PscButton({ provider, next }) {
   const href = `${provider.start_url}?next=${encodeURIComponent(next)}`;
   return html`<div class="psc">
     <div class="or" aria-hidden="true"><span>${t("login.or")}</span></div>
-    <a class="psc-btn" href=${href} aria-label=${t("psc.button")}>
+    <a class="psc-btn" href=${href}>
       <span class="psc-badge" aria-hidden="true">
         <svg viewBox="0 0 32 32" width="26" height="26" focusable="false">
           <rect x="3" y="7" width="26" height="18" rx="3" fill="none" stroke="currentColor" stroke-width="2.4" />
@@ -98,7 +98,7 @@ function PscButton({ provider, next }) {
           <path d="M18 13h7M18 17h5" stroke="currentColor" stroke-width="2.2" stroke-linecap="round" />
         </svg>
       </span>
-      <span class="psc-text" aria-hidden="true"><span>${t("psc.button_small")}</span><strong>Pro Santé Connect</strong></span>
+      <span class="psc-text"><span>${t("psc.button_small")}</span>${" "}<strong>Pro Santé Connect</strong></span>
     </a>
     <p class="psc-help"><a href="https://esante.gouv.fr/produits-services/pro-sante-connect" target="_blank" rel="noopener noreferrer">${t("psc.what")}</a></p>
   </div>`;
