@@ -632,7 +632,8 @@ def setup(app: web.Application) -> None:
             url = await c.authorization_url(redirect_uri(request, c.provider), pending)
         except OidcRefused as e:
             await refuse(request, c.provider.name, e.code)
-            raise Problem("Pro Santé Connect cannot be reached", status=502, code=e.code) from None
+            down = Problem("Pro Santé Connect cannot be reached", status=502, code=e.code)
+            return _refusal(request, down)
         resp = web.Response(status=303, headers={"Location": url, "Cache-Control": "no-store"})
         await open_pre_session(request, resp, pending)
         return resp

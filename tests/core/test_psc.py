@@ -347,3 +347,20 @@ async def test_declining_the_link_leaves_nobody_signed_in(flow: Flow, app: web.A
     r = await flow.http.get(flow.base + "/api/v1/auth/oidc/pending")
     assert r.status == 404
     assert await audit_rows(app, "link_declined")
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_a_provider_that_does_not_answer_is_said_in_french(
+    flow: Flow, peer: OidcPeer, app: web.Application
+):
+    await peer.stop()
+    r = await flow.http.get(
+        flow.base + "/api/v1/auth/oidc/psc/start",
+        headers={"Accept": "text/html"},
+        allow_redirects=False,
+    )
+    assert r.status == 303
+    assert r.headers["Location"] == "/app/login?psc_error=provider_unavailable"
+    r = await flow.http.get(flow.base + "/api/v1/auth/oidc/psc/start", allow_redirects=False)
+    assert r.status == 502 and (await r.json())["code"] == "provider_unavailable"
+    assert await audit_rows(app, "provider_unavailable")

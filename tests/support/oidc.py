@@ -200,8 +200,10 @@ class OidcPeer:
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+            self._runner = None
         if self._http is not None:
             await self._http.close()
+            self._http = None
         if self._proc is not None and self._proc.returncode is None:
             self._proc.terminate()
             try:
