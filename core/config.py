@@ -56,6 +56,13 @@ class Settings(BaseSettings):
     otp_ttl_seconds: int = Field(300, ge=30)
     password_reset_minutes: int = Field(30, ge=5, le=24 * 60)
 
+    # Pro Santé Connect (OpenID Connect; core/oidc.py). Empty issuer: no PSC button.
+    psc_issuer: str = ""  # e.g. https://auth.esw.esante.gouv.fr/auth/realms/esante-wallet
+    psc_client_id: str = ""
+    psc_client_secret: str = ""
+    psc_scopes: str = "openid scope_all"
+    psc_acr_values: str = "eidas1"
+
     # HTTP limits
     max_json_bytes: int = Field(1_048_576, ge=1024)
     max_upload_bytes: int = Field(2 * 1024**3, ge=1024)
@@ -173,6 +180,12 @@ class Settings(BaseSettings):
             )
         if len(self.secret_key) < 32:
             raise ValueError("CONSILIUM_SECRET_KEY must be at least 32 characters")
+        if bool(self.psc_issuer) != bool(self.psc_client_id):
+            raise ValueError("CONSILIUM_PSC_ISSUER and CONSILIUM_PSC_CLIENT_ID go together")
+        if self.psc_issuer and not self.psc_issuer.startswith(
+            ("https://", "http://127.", "http://[::1]")
+        ):
+            raise ValueError("CONSILIUM_PSC_ISSUER must be an https:// URL")
         if not self.database_url:
             self.database_url = f"sqlite+aiosqlite:///{self.data_dir / 'consilium.db'}"
         if not self.public_url:

@@ -30,7 +30,7 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from core import accounts, audit, mfa, passwords
+from core import accounts, audit, mfa, oidc, passwords
 from core.accounts import AccountEmail
 from core.api import Api
 from core.auth import (
@@ -92,6 +92,11 @@ class SessionOut(BaseModel):
     name: str
     role: str
     csrf_token: str
+    # "psc" for a Pro Santé Connect session: signing out also ends the provider's session.
+    sso: str | None = None
+    # After a password + code sign-in that had a Pro Santé Connect identity waiting:
+    # "linked", or why it was not ("rpps_mismatch", "rpps_taken").
+    psc_link: str | None = None
 
 
 def mask_email(email: str) -> str:
@@ -418,6 +423,15 @@ def setup(app: web.Application) -> None:
             raise Unauthorized("Wrong or expired code", code="invalid_code")
         await throttle.success(result.email, source)
         s.data["reauth_at"] = time.time()  # a full sign-in is a fresh re-authentication
+        # A Pro Santé Connect identity waiting for an account (core.oidc): this account has
+        # just proved its password and second factor, so the RPPS is attached to it.
+        link = await oidc.take_pre_session(request, "link")
+        psc_link = None
+        if link is not None:
+            linked = await oidc.link_pending(request, s.subject_id, link)
+            psc_link = "linked" if linked.linked else linked.reason
+            if linked.linked:
+                s.data.update(sso=str(link["provider"]), id_token=str(link.get("id_token", "")))
         tokens: list[str] = []
         new = await sessions.promote(s, tokens)
         out = SessionOut(
@@ -426,10 +440,14 @@ def setup(app: web.Application) -> None:
             name=result.label,
             role=result.role,
             csrf_token=new.csrf_token,
+            sso=new.data.get("sso"),
+            psc_link=psc_link,
         )
         resp = web.json_response(out.model_dump(mode="json"))
         set_session_cookie(request, resp, tokens[0], new)
         _set_device_cookie(request, resp)
+        if link is not None:
+            resp.del_cookie(oidc.PRE_COOKIE, path=oidc.PRE_COOKIE_PATH)
         return resp
 
     @api.get("/auth/session", response=SessionOut, auth="principal", tags=["auth"])
@@ -439,7 +457,12 @@ def setup(app: web.Application) -> None:
         s = request.get(SESSION)
         assert s is not None
         return SessionOut(
-            kind=p.kind, id=str(p.subject_id), name=p.label, role=p.role, csrf_token=s.csrf_token
+            kind=p.kind,
+            id=str(p.subject_id),
+            name=p.label,
+            role=p.role,
+            csrf_token=s.csrf_token,
+            sso=s.data.get("sso"),
         )
 
     @api.post("/auth/logout", auth="none", tags=["auth"], status=204)

@@ -11,7 +11,7 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 from sqlalchemy import select, text
 
-from core import login, recovery, users
+from core import login, oidc, recovery, users
 from core.api import Api
 from core.audit import AuditEntry
 from core.context import DB, NOTIFIER, REDIS, SETTINGS
@@ -120,5 +120,6 @@ def setup(app: web.Application) -> None:
         app.router.add_get("/dev/outbox", outbox)
 
     login.setup(app)
+    oidc.setup(app)
     recovery.setup(app)
     users.setup(app)

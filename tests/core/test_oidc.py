@@ -53,3 +53,24 @@ async def test_unknown_rpps_is_refused(client, users):
     r = await client.client.post(PSC.callback_path, json={"SubjectNameID": "810000000000"})
     assert r.status == 403
     assert (await r.json())["code"] == "no_account"
+
+
+@SQLITE
+async def test_no_provider_is_offered_unless_configured(client):
+    r = await client.get("/api/v1/auth/oidc/providers")
+    assert r.status == 200 and await r.json() == {"providers": []}
+    r = await client.get("/api/v1/auth/oidc/psc/start", allow_redirects=False)
+    assert r.status == 404 and (await r.json())["code"] == "no_provider"
+
+
+def test_psc_settings_go_together(tmp_path):
+    from pydantic import ValidationError
+
+    from tests.conftest import make_settings
+
+    with pytest.raises(ValidationError, match="PSC_ISSUER and CONSILIUM_PSC_CLIENT_ID"):
+        make_settings("sqlite+aiosqlite://", tmp_path, psc_issuer="https://psc.invalid/realm")
+    with pytest.raises(ValidationError, match="https"):
+        make_settings(
+            "sqlite+aiosqlite://", tmp_path, psc_issuer="http://psc.invalid", psc_client_id="x"
+        )

@@ -85,8 +85,9 @@ function MessagesLink({ session }) {
 export function Shell({ session, children }) {
   const onLogout = async () => {
     stopLive();
-    await signOut();
-    navigate("/app/login", { replace: true });
+    const provider = await signOut();
+    if (provider) window.location.assign(provider); // ends the Pro Santé Connect session too
+    else navigate("/app/login", { replace: true });
   };
   return html`<div class="shell">
     <a class="skip-link" href="#main">${t("shell.skip")}</a>

@@ -52,13 +52,21 @@ export function useSession() {
   return value;
 }
 
+/** End the session. Returns the URL to leave for when the provider's session must end too
+ * (a Pro Santé Connect session: its end_session_endpoint), else null. */
 export async function signOut() {
+  let redirect = null;
   try {
-    await api.post("/auth/logout");
+    if (current && current.sso) {
+      redirect = (await api.post("/auth/oidc/logout")).redirect;
+    } else {
+      await api.post("/auth/logout");
+    }
   } finally {
     clearRecentSearches(); // patient names stay on a shared computer only while signed in
     forgetAllPending(); // likewise the names of files left half-uploaded
     localStorage.removeItem(WHO);
     publish(null);
   }
+  return redirect && redirect !== "/app/login" ? redirect : null;
 }

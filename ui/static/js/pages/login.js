@@ -1,5 +1,8 @@
 // Sign-in (seed 000, 1.1.3): e-mail and password, then the second factor: a one-time code by
 // e-mail or SMS ("Recevoir mon code"), or the authenticator app, or a recovery code.
+// Or Pro Santé Connect (seed 000, 1.1.1–1.1.2: CPS card or e-CPS app) when it is configured:
+// its button leaves for the provider, which sends the browser back signed in (no code), or
+// here with ?psc_error=<code>, or with ?psc=link to attach the identity to an account.
 import { api } from "../api.js";
 import { Alert, LangSwitch, errorMessage, useTitle } from "../components.js";
 import { t } from "../i18n.js";
@@ -79,6 +82,53 @@ function PasswordStep({ onDone, onForgot }) {
     <button class="btn btn-primary btn-block" type="submit" disabled=${busy}>${busy ? t("common.wait") : t("login.continue")}</button>
     <p class="forgot"><button type="button" class="btn-link" onClick=${() => onForgot(email)}>${t("reset.forgot")}</button></p>
   </form>`;
+}
+
+/** The Pro Santé Connect button, drawn in the spirit of the national charter (a white
+ * badge and two lines of text on the PSC blue); no copied asset. */
+function PscButton({ provider, next }) {
+  const href = `${provider.start_url}?next=${encodeURIComponent(next)}`;
+  return html`<div class="psc">
+    <div class="or" aria-hidden="true"><span>${t("login.or")}</span></div>
+    <a class="psc-btn" href=${href}>
+      <span class="psc-badge" aria-hidden="true">
+        <svg viewBox="0 0 32 32" width="26" height="26" focusable="false">
+          <rect x="3" y="7" width="26" height="18" rx="3" fill="none" stroke="currentColor" stroke-width="2.4" />
+          <rect x="7" y="12" width="7" height="6" rx="1.2" fill="currentColor" />
+          <path d="M18 13h7M18 17h5" stroke="currentColor" stroke-width="2.2" stroke-linecap="round" />
+        </svg>
+      </span>
+      <span class="psc-text"><span>${t("psc.button_small")}</span>${" "}<strong>Pro Santé Connect</strong></span>
+    </a>
+    <p class="psc-help"><a href="https://esante.gouv.fr/produits-services/pro-sante-connect" target="_blank" rel="noopener noreferrer">${t("psc.what")}</a></p>
+  </div>`;
+}
+
+function PscNotice({ query }) {
+  const [pending, setPending] = useState(null);
+  const [declined, setDeclined] = useState(false);
+  const wantsLink = query.get("psc") === "link";
+  useEffect(() => {
+    if (wantsLink) api.get("/auth/oidc/pending").then(setPending, () => setDeclined(true));
+  }, [wantsLink]);
+  const decline = async () => {
+    await api.del("/auth/oidc/pending").catch(() => null);
+    setPending(null);
+    setDeclined(true);
+  };
+  const errorCode = query.get("psc_error");
+  if (errorCode) {
+    const key = `psc.error_${errorCode}`;
+    const text = t(key) === key ? t("psc.error_generic") : t(key);
+    return html`<${Alert} title=${t("psc.error_title")}>${text}<//>`;
+  }
+  if (declined) return html`<${Alert} title=${t("psc.error_title")}>${t("psc.error_no_account")}<//>`;
+  if (!pending) return null;
+  return html`<div class="alert alert-info psc-link" role="status">
+    <strong>${t("psc.link_title")}</strong>
+    <p>${t("psc.link_lead", { name: pending.name, rpps: pending.rpps })}</p>
+    <button type="button" class="btn btn-ghost btn-sm" onClick=${decline}>${t("psc.link_decline")}</button>
+  </div>`;
 }
 
 const METHOD_ICON = { email: "mail", sms: "sms", totp: "key", recovery: "lock" };
@@ -202,6 +252,11 @@ export function LoginPage({ query }) {
     navigate(safeNext(query), { replace: true });
   };
   const expired = query.get("expired") === "1";
+  const [providers, setProviders] = useState([]);
+  useEffect(() => {
+    api.get("/auth/oidc/providers").then((r) => setProviders(r.providers), () => setProviders([]));
+  }, []);
+  const psc = providers.find((p) => p.name === "psc");
   return html`<${AuthFrame}>
     ${!forgot && html`<div class="steps-mini" aria-hidden="true">
       <span class=${challenge ? "" : "on"}><b>1</b>${t("login.step_password")}</span>
@@ -211,11 +266,13 @@ export function LoginPage({ query }) {
     <p class="lead">${forgot ? t("reset.forgot_lead") : challenge ? t("login.second_factor_lead") : t("login.lead")}</p>
     ${expired && !challenge && !restartError && html`<${Alert} kind="info">${t("login.session_expired")}<//>`}
     ${restartError && !challenge && html`<${Alert}>${errorMessage(restartError)}<//>`}
+    ${!forgot && !challenge && html`<${PscNotice} query=${query} />`}
     ${forgot
       ? html`<${ForgotStep} initialEmail=${forgot.email} onBack=${() => setForgot(null)} />`
       : challenge
       ? html`<${SecondFactorStep} challenge=${challenge} onSignedIn=${onSignedIn}
           onRestart=${(err) => { setRestartError(err); setChallenge(null); }} />`
       : html`<${PasswordStep} onForgot=${(email) => setForgot({ email })} onDone=${(c) => { setRestartError(null); setChallenge(c); }} />`}
+    ${psc && !forgot && !challenge && query.get("psc") !== "link" && html`<${PscButton} provider=${psc} next=${safeNext(query)} />`}
   <//>`;
 }
