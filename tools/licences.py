@@ -52,6 +52,7 @@ ALLOWED: dict[str, str] = {
     "AGPL-3.0-or-later": "the same licence",
     "Apache-2.0": "permissive, compatible with (A)GPL version 3",
     "Artistic-2.0": "permissive",
+    "BlueOak-1.0.0": "permissive (Blue Oak Model License, OSI-approved)",
     "BSD-2-Clause": "permissive",
     "BSD-3-Clause": "permissive",
     "BSL-1.0": "permissive",
@@ -151,6 +152,12 @@ class Reviewed:
 # Keys are canonical package names ("npm:" prefix for npm packages). A release outside
 # `versions` falls back to its metadata, so a later relicensing is noticed.
 REVIEWED: dict[str, Reviewed] = {
+    "npm:combine-errors": Reviewed(
+        "MIT",
+        "==3.0.3",
+        "a dependency of tus-js-client with no licence field in its package.json; its "
+        "Readme.md ends with '## License  MIT'.",
+    ),
     "pymupdf": Reviewed(
         "AGPL-3.0-or-later OR LicenseRef-Artifex-Commercial",
         ">=1.24,<3",
