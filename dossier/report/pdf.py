@@ -152,7 +152,8 @@ async def collect(session: AsyncSession, dossier_id: uuid.UUID, by: str) -> Repo
         if doc.source != "report"
     ]
     birth = p.birth_name.upper()
-    used = (p.used_name or p.birth_name).upper()
+    # No used name: a dash, as the dossier page shows it (never the birth name again).
+    used = p.used_name.upper() if p.used_name else "–"
     first = p.used_first_name or p.first_name
     ins = p.ins or "—"
     patient = {

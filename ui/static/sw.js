@@ -16,6 +16,7 @@ const SHELL = [
   "/static/js/icons.js",
   "/static/js/model.js",
   "/static/js/recent.js",
+  "/static/js/history.js",
   "/static/js/media.js",
   "/static/js/pages/activity.js",
   "/static/js/pages/login.js",
