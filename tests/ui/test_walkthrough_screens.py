@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import re
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -192,3 +193,101 @@ async def test_wizard_patient_tables_keep_their_button_in_the_box(pages, app, us
         problems += await audit(page, f"walkthrough-wizard-duplicates-{label}")
     assert not problems, "\n".join(problems)
     assert not pages.errors, pages.errors
+
+
+async def test_vault_page_has_the_product_look_and_says_what_is_wrong(pages, app, users, smtp):
+    dossier_id = await make_dossier(app[DB], users, state="expertised", signed_parts=True)
+    expert = await pages.new()
+    await open_session(expert, app, users["expert"])
+    await expert.goto("/app/")
+    report = await call_api(expert, "POST", f"/api/v1/dossiers/{dossier_id}/report")
+    await call_api(
+        expert,
+        "POST",
+        f"/api/v1/dossiers/{dossier_id}/send",
+        {
+            "document_id": report["id"],
+            "channel": "vault",
+            "vault_recipients": [{"email": "patient@example.org", "phone": "+33612345678"}],
+        },
+    )
+    [mail] = await smtp.wait_for("patient@example.org")
+    link = re.search(r"https?://\S+(/vault/\S+)", smtp.text_of(mail))
+    assert link
+    path = link.group(1)
+
+    problems: list[str] = []
+    for label, viewport in SIZES:
+        page = await pages.new(viewport=viewport, bypass_csp=True)
+        await page.goto(path)
+        await page.get_by_role("heading", name="Un document médical vous a été transmis").wait_for()
+        await page.get_by_text(report["filename"]).wait_for()
+        await page.get_by_text(re.compile(r"\d+ Ko")).wait_for()
+        await page.get_by_text(re.compile(r"Lien valable encore \d+ jours")).wait_for()
+        # The application's stylesheet is applied (the page is not bare HTML).
+        assert await page.evaluate(
+            "() => getComputedStyle(document.querySelector('.btn-primary')).backgroundColor"
+        ) == "rgb(29, 79, 145)"
+        await shot(page, f"walkthrough-vault-{label}")
+        await fits(page, f"vault-{label}")
+        problems += await audit(page, f"walkthrough-vault-{label}")
+
+        await page.get_by_label("Code reçu par SMS").fill("000000")
+        await page.get_by_role("button", name="Télécharger le document").click()
+        await page.get_by_role("alert").get_by_text(re.compile("Code incorrect")).wait_for()
+        await shot(page, f"walkthrough-vault-wrong-code-{label}")
+        await fits(page, f"vault-wrong-code-{label}")
+        problems += await audit(page, f"walkthrough-vault-wrong-code-{label}")
+
+    from sqlalchemy import update
+
+    from core.db import utcnow
+    from dossier.models import VaultDeposit
+
+    async with app[DB].write() as uow:
+        await uow.session.execute(
+            update(VaultDeposit).values(expires_at=utcnow() - timedelta(minutes=1))
+        )
+    page = await pages.new(viewport=PHONE, bypass_csp=True)
+    response = await page.goto(path)
+    assert response is not None and response.status == 410
+    await page.get_by_role("heading", name="Ce lien a expiré").wait_for()
+    await shot(page, "walkthrough-vault-expired-390")
+    await fits(page, "vault-expired-390")
+    problems += await audit(page, "walkthrough-vault-expired-390")
+    assert not problems, "\n".join(problems)
+
+
+async def test_a_recent_search_opened_offline_shows_the_cached_identity(pages, app, users):
+    from dossier.seed import seed_demo
+
+    await seed_demo(app[DB], users)
+    page = await pages.new(viewport=PHONE, service_workers="allow", bypass_csp=True)
+    await open_session(page, app, users["requester"])
+    await page.goto("/app/")
+    await page.evaluate("navigator.serviceWorker.ready.then(() => true)")
+    await wait_js(page, "() => navigator.serviceWorker.controller !== null")
+    await page.get_by_label("Rechercher un dossier").fill("Sevestre")
+    await page.get_by_role("link", name="SEVESTRE Véronique").click()
+    await page.get_by_role("heading", name="Documents").first.wait_for()
+    await page.goto("/app/")
+    recent = page.get_by_role("region", name="Mes dernières recherches")
+    await recent.get_by_text("SEVESTRE Véronique").wait_for()
+
+    await page.context.set_offline(True)
+    await page.reload()
+    await page.get_by_text("Vous êtes hors ligne").wait_for()
+    await (
+        page.get_by_role("region", name="Mes dernières recherches")
+        .get_by_text("SEVESTRE Véronique")
+        .click()
+    )
+    await page.get_by_text("Vous êtes hors ligne").wait_for()
+    await page.get_by_text("SEVESTRE Véronique").first.wait_for()
+    dossiers = page.get_by_role("region", name="Dossiers de ce patient (copie hors ligne)")
+    await dossiers.get_by_role("listitem").first.wait_for()
+    await shot(page, "walkthrough-offline-dossier-390")
+    await fits(page, "offline-dossier-390")
+    problems = await audit(page, "walkthrough-offline-dossier-390")
+    await page.context.set_offline(False)
+    assert not problems, "\n".join(problems)

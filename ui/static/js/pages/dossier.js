@@ -150,10 +150,10 @@ function OfflineDossier({ cached }) {
       </div>
     </section>
     <section class="card" aria-labelledby="offline-dossiers"><div class="card-header"><h2 id="offline-dossiers">${t("offline.dossiers")}</h2></div>
-      <ul class="history-list offline-dossiers">${all.map((x) => html`<li key=${x.id}>
+      <div class="card-body"><ul class="history-list offline-dossiers">${all.map((x) => html`<li key=${x.id}>
         <span><strong>${x.request_type || t("dossier.title")}</strong>${x.number ? ` · ${x.number}` : ""} <span class=${`badge badge-${x.state}`}>${x.state_label}</span>${x.urgent ? html` <span class="badge badge-urgent">${t("dossier.urgent")}</span>` : ""}</span>
         <span class="small muted">${[x.requester, x.expert].filter(Boolean).join(" → ")} · ${t("activity.col_modified")} ${formatDateTime(x.modified_at)}</span>
-      </li>`)}</ul>
+      </li>`)}</ul></div>
     </section>
     <p><${Link} href="/app/" class="btn btn-sm"><${Icon} name="home" />${t("nav.activity")}<//></p>`;
 }
