@@ -39,6 +39,7 @@ const SHELL = [
   "/static/js/room/pause-sync.js",
   "/static/js/room/visibility.js",
   "/static/js/room/tiles.js",
+  "/static/js/room/reception.js",
   "/static/js/room/state.js",
   "/static/js/live.js",
   "/static/js/pages/messages.js",
