@@ -48,7 +48,7 @@ async def test_report_is_built_signed_and_verified_unaltered(app, client, users,
     ):
         assert expected in text, expected
     # No used name in the identity: a dash, as on the dossier page, not the birth name again.
-    assert re.search(r"Nom utilisé\s*–", text), text[:800]
+    assert re.search(r"Nom\s+utilisé\s*–", text), repr(text[:400])
 
     # « Signature » on the signed report: refused for what the document is, even to someone
     # without a signature picture, with a reason the page shows as it is.
