@@ -81,8 +81,8 @@ async def test_call_on_a_phone_chat_to_a_colleague_and_bars_that_follow_receptio
     to = host.get_by_label("Destinataire")
     await wait_js(
         host,
-        "() => [...document.querySelectorAll('#chat-to optgroup')].some("
-        "(g) => g.label.startsWith('Collègues connectés') && g.textContent.includes('Sophie Durand'))",
+        "() => [...document.querySelectorAll('#chat-to optgroup')].some((g) =>"
+        " g.label.startsWith('Collègues connectés') && g.textContent.includes('Sophie Durand'))",
         timeout=60,
     )
     await to.select_option(label="Sophie Durand")

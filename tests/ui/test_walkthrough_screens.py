@@ -116,7 +116,8 @@ async def test_dossier_with_signed_report_history_and_refusals(pages, app, users
     photo = page.locator(".doc-list li", has_text="photo-plaie.png")
     await photo.get_by_role("button", name="Envoyer").click()
     dialog = page.get_by_role("dialog", name="Envoyer le document")
-    await dialog.get_by_label("Adresses MSSanté des destinataires").fill("dr.durand@hopital.mssante.fr")
+    mss = dialog.get_by_label("Adresses MSSanté des destinataires")
+    await mss.fill("dr.durand@hopital.mssante.fr")
     await dialog.get_by_role("button", name="Envoyer").click()
     await dialog.get_by_role("alert").get_by_text("Seuls les documents PDF s'envoient.").wait_for()
     await shot(page, "walkthrough-refusal-mss-photo", full_page=False)
@@ -225,9 +226,12 @@ async def test_vault_page_has_the_product_look_and_says_what_is_wrong(pages, app
         await page.get_by_text(re.compile(r"\d+ Ko")).wait_for()
         await page.get_by_text(re.compile(r"Lien valable encore \d+ jours")).wait_for()
         # The application's stylesheet is applied (the page is not bare HTML).
-        assert await page.evaluate(
-            "() => getComputedStyle(document.querySelector('.btn-primary')).backgroundColor"
-        ) == "rgb(29, 79, 145)"
+        assert (
+            await page.evaluate(
+                "() => getComputedStyle(document.querySelector('.btn-primary')).backgroundColor"
+            )
+            == "rgb(29, 79, 145)"
+        )
         await shot(page, f"walkthrough-vault-{label}")
         await fits(page, f"vault-{label}")
         problems += await audit(page, f"walkthrough-vault-{label}")
