@@ -7,7 +7,7 @@
 //
 // Public surface: on(event, fn), start(stream), stop(), close(), restart(reason),
 // resync(sameParticipant), replaceTrack(kind, track), startScreen(track, stream),
-// stopScreen(), setMediaState(changes), mutedByHost(), stats(), and read-only wanted, available,
+// stopScreen(), setMediaState(changes), mutedByHost(), and read-only wanted, available,
 // down, connected.
 //
 // Events: "track" {track, mid, participant_id, source, kind, track_id} (a remote track and
