@@ -191,6 +191,12 @@ async def test_wizard_patient_tables_keep_their_button_in_the_box(pages, app, us
         await use.wait_for()
         await shot(page, f"walkthrough-wizard-duplicates-{label}")
         await fits(page, f"wizard-duplicates-{label}")
+        # Readable cells: none squeezed to a letter a line.
+        narrow = await page.evaluate(
+            "() => Math.min(...[...document.querySelectorAll('.patient-table td')]"
+            ".map((td) => td.getBoundingClientRect().width))"
+        )
+        assert narrow >= 48, f"wizard-duplicates-{label}: a cell {narrow} px wide"
         problems += await audit(page, f"walkthrough-wizard-duplicates-{label}")
     assert not problems, "\n".join(problems)
     assert not pages.errors, pages.errors
