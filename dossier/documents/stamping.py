@@ -154,18 +154,23 @@ async def stamp_document(
         storage = storage_for(session)
         await access.require_document_write(session, principal, dossier_id)
         doc = await get_document(session, document_id, dossier_id)
+        # What is wrong with the document first: a signed report stays refused for what it
+        # is, even to someone who has not loaded a signature picture yet.
+        if doc.source == "report" and doc.meta.get("signed"):
+            raise ValidationFailed(
+                "Le compte-rendu est signé électroniquement : il ne se modifie plus.",
+                code="report_locked",
+            )
+        if doc.category not in ("pdf", "image") or doc.content_type not in STAMPABLE:
+            raise ValidationFailed(
+                "La signature s'appose sur un PDF ou une photo.", code="not_stampable"
+            )
         sig = await session.get(UserSignature, principal.subject_id)
         if sig is None:
             raise ValidationFailed(
                 "Chargez d'abord votre signature (Paramètres → Charger une signature).",
                 code="no_signature",
             )
-        if doc.category not in ("pdf", "image") or doc.content_type not in STAMPABLE:
-            raise ValidationFailed(
-                "La signature s'appose sur un PDF ou une photo.", code="not_stampable"
-            )
-        if doc.source == "report" and doc.meta.get("signed"):
-            raise ValidationFailed("Le compte-rendu signé ne se modifie pas.", code="report_locked")
         original = await storage.blobs.read(doc.blob_key)
         picture = await storage.blobs.read(sig.blob_key)
         if doc.category == "pdf":

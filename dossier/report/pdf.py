@@ -157,7 +157,8 @@ async def collect(session: AsyncSession, dossier_id: uuid.UUID, by: str) -> Repo
     ins = p.ins or "—"
     patient = {
         "Nom de naissance": birth,
-        "Nom utilisé": used,
+        # No used name: a dash, as the dossier page shows it (not the birth name again).
+        "Nom utilisé": p.used_name.upper() if p.used_name else "–",
         "Prénom(s)": p.first_names or p.first_name,
         "Prénom utilisé": first,
         "Sexe": SEX_LABELS.get(str(p.sex.value), str(p.sex.value)),

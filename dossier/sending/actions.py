@@ -210,6 +210,16 @@ async def find_deposit(db: Database, settings: Settings, token: str) -> VaultDep
     return dep
 
 
+async def find_deposit_document(
+    db: Database, settings: Settings, token: str
+) -> tuple[VaultDeposit, Document | None]:
+    """A valid deposit and its document (name and size for the download page)."""
+    dep = await find_deposit(db, settings, token)
+    async with db.read() as session:
+        doc = await session.get(Document, dep.document_id)
+    return dep, doc
+
+
 async def open_deposit(
     db: Database, settings: Settings, token: str, code: str, ip: str = ""
 ) -> tuple[VaultDeposit, Document]:

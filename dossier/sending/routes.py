@@ -10,7 +10,12 @@ from core.context import DB, LIMITER, NOTIFIER, SETTINGS
 from core.errors import Gone, NotFound, Problem, TooManyRequests, ValidationFailed
 from core.storage import of as storage_of
 from dossier.sending import vault_page
-from dossier.sending.actions import find_deposit, open_deposit, send_mss, send_vault
+from dossier.sending.actions import (
+    find_deposit_document,
+    open_deposit,
+    send_mss,
+    send_vault,
+)
 from dossier.sending.schemas import SendIn, SendOut, VaultCodeIn
 from dossier.web import RouteTable, file_response, uuid_of
 
@@ -107,17 +112,35 @@ async def vault_html(request: web.Request) -> web.StreamResponse:
         form = await request.post()
         try:
             return await _vault_download(request, token, str(form.get("code", "")))
-        except Gone as e:
-            return vault_page.page(str(e.detail), status=410)
-        except NotFound as e:
-            return vault_page.page(str(e.detail), status=404)
+        except (Gone, NotFound) as e:
+            return _refused(e)
         except Problem as e:
             error = str(e.detail or e.title)
     try:
-        dep = await find_deposit(request.app[DB], request.app[SETTINGS], token)
-    except Gone as e:
-        return vault_page.page(str(e.detail), status=410)
-    except NotFound as e:
-        return vault_page.page(str(e.detail), status=404)
-    form_html = vault_page.code_form(token, dep.expires_at, error)
-    return vault_page.page(form_html, status=403 if error else 200, raw=True)
+        dep, doc = await find_deposit_document(request.app[DB], request.app[SETTINGS], token)
+    except (Gone, NotFound) as e:
+        return _refused(e)
+    form_html = vault_page.code_form(
+        token,
+        dep.expires_at,
+        error,
+        filename=doc.filename if doc else "",
+        size=doc.size if doc else None,
+    )
+    return vault_page.page(form_html, status=403 if error else 200)
+
+
+VAULT_REFUSALS = {
+    "vault_expired": "Ce lien a expiré",
+    "vault_locked": "Ce lien est bloqué",
+    "vault_document_gone": "Ce document n'est plus disponible",
+    "vault_not_found": "Ce lien n'est pas valable",
+}
+
+
+def _refused(e: Problem) -> web.Response:
+    title = VAULT_REFUSALS.get(e.code, "Ce lien n'est pas valable")
+    detail = str(e.detail or "")
+    if e.code == "vault_not_found":
+        detail = "Ce lien est inconnu : vérifiez qu'il a été copié en entier depuis l'e-mail."
+    return vault_page.page(vault_page.refusal(title, detail), status=e.status, title=title)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from urllib.parse import quote
 
 import pymupdf
@@ -46,6 +47,18 @@ async def test_report_is_built_signed_and_verified_unaltered(app, client, users,
         f"Page 1 / {pages}",
     ):
         assert expected in text, expected
+    # No used name in the identity: a dash, as on the dossier page, not the birth name again.
+    assert re.search(r"Nom\s+utilisé\s*–", text), repr(text[:400])
+
+    # « Signature » on the signed report: refused for what the document is, even to someone
+    # without a signature picture, with a reason the page shows as it is.
+    r = await client.post(
+        f"/api/v1/dossiers/{dossier_id}/documents/{report['id']}/stamp",
+        json={"pages": "all", "x": 0.5, "y": 0.5, "width": 0.2},
+    )
+    problem = await r.json()
+    assert r.status == 422 and problem["code"] == "report_locked", problem
+    assert "signé" in problem["detail"]
 
     r = await client.get(f"/api/v1/dossiers/{dossier_id}/documents/{report['id']}/verification")
     v = await r.json()

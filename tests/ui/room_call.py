@@ -41,6 +41,7 @@ async def host_opens_dossier_room(
     kind: str = "expertise",
     title: str = "Avis diabétologie — Mme Sevestre",
     host_viewport: dict[str, int] | None = None,
+    bypass_csp: bool = False,
 ) -> DossierRoom:
     """The demo dossiers seeded; the requester (host) creates a room on the first one with
     the expert as member, and enters it."""
@@ -50,7 +51,7 @@ async def host_opens_dossier_room(
     await seed_demo(app[DB], users)
     async with app[DB].read() as s:
         dossier_id = str((await s.execute(select(Dossier.id).limit(1))).scalar_one())
-    host = await pages.new(viewport=host_viewport)
+    host = await pages.new(viewport=host_viewport, bypass_csp=bypass_csp)
     await open_session(host, app, users["requester"])
     await host.goto("/app/")
     room = await call_api(
@@ -68,11 +69,18 @@ async def host_opens_dossier_room(
 
 
 async def two_in_a_room(
-    pages: Any, app: Any, users: Any, *, host_viewport: dict[str, int] | None = None
+    pages: Any,
+    app: Any,
+    users: Any,
+    *,
+    host_viewport: dict[str, int] | None = None,
+    bypass_csp: bool = False,
 ) -> TwoInARoom:
     """The requester (host) opens a dossier's room, the expert joins; each sees the other's
     video playing."""
-    opened = await host_opens_dossier_room(pages, app, users, host_viewport=host_viewport)
+    opened = await host_opens_dossier_room(
+        pages, app, users, host_viewport=host_viewport, bypass_csp=bypass_csp
+    )
     host = opened.host
     expert = await pages.new()
     await open_session(expert, app, users["expert"])

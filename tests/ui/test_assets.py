@@ -98,3 +98,19 @@ def test_npm_dependencies_are_pinned_by_a_lockfile():
     for name, version in pkg["dependencies"].items():
         assert re.fullmatch(r"\d+\.\d+\.\d+", version), (name, version)
         assert lock["packages"][f"node_modules/{name}"]["version"] == version
+
+
+def test_stylesheet_blocks_are_balanced():
+    """An unclosed `@media {` silently moves every later rule into that media query (the
+    room's connection banner once applied to phones only)."""
+    css = re.sub(r"/\*.*?\*/", "", (STATIC / "css" / "app.css").read_text(), flags=re.S)
+    depth = 0
+    for line_no, line in enumerate(css.splitlines(), 1):
+        depth += line.count("{") - line.count("}")
+        assert depth >= 0, f"app.css: a '}}' without its '{{' at line {line_no}"
+        if line.startswith("@media") or (line and not line[0].isspace() and depth == 1):
+            # a top-level rule or media query starts only outside any block
+            assert depth - (line.count("{") - line.count("}")) == 0, (
+                f"app.css line {line_no} starts inside an unclosed block: {line[:60]}"
+            )
+    assert depth == 0, "app.css: a block is never closed"

@@ -34,6 +34,10 @@ export function errorMessage(err) {
   const s = t(key);
   if (s !== key) return s;
   if (err.status === 0) return t("error.network_error");
+  // A refusal the client has no words of its own for: the server's reason (problem+json
+  // `detail`, written in French for the user) rather than a generic sentence.
+  const detail = err.body && err.body.code && typeof err.body.detail === "string" ? err.body.detail.trim() : "";
+  if (detail && err.status >= 400 && err.status < 500 && detail.length <= 500) return detail;
   if (err.status === 429) return t("error.too_many_requests");
   if (err.status === 403) return t("error.forbidden");
   if (err.status === 404) return t("error.not_found");
@@ -117,18 +121,22 @@ export function Shell({ session, children }) {
   </div>`;
 }
 
-/** A modal <dialog>: focus is trapped by the browser, Escape closes it. */
+let dialogSeq = 0;
+/** A modal <dialog>: focus is trapped by the browser, Escape closes it. Each dialog names
+ * itself by its own title (a page may hold several dialogs: the ids must differ). */
 export function Dialog({ open, title, onClose, children, footer }) {
   const ref = useRef(null);
+  const titleId = useRef(null);
+  if (titleId.current === null) titleId.current = `dlg-title-${++dialogSeq}`;
   useEffect(() => {
     const d = ref.current;
     if (!d) return;
     if (open && !d.open) d.showModal();
     if (!open && d.open) d.close();
   }, [open]);
-  return html`<dialog ref=${ref} aria-labelledby="dlg-title" onClose=${onClose} onCancel=${onClose}>
+  return html`<dialog ref=${ref} aria-labelledby=${titleId.current} onClose=${onClose} onCancel=${onClose}>
     <div class="card-header row-between">
-      <h2 id="dlg-title">${title}</h2>
+      <h2 id=${titleId.current}>${title}</h2>
       <button type="button" class="btn btn-ghost btn-icon" aria-label=${t("common.close")} onClick=${onClose}><${Icon} name="x" /></button>
     </div>
     <div class="card-body">${open && children}</div>

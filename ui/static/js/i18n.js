@@ -30,6 +30,11 @@ export async function setLang(code) {
 }
 
 /** Translate a key; `{name}` placeholders are replaced from `vars`. */
+/** Whether the catalogue (or its French fallback) holds `key`. */
+export function hasMessage(key) {
+  return key in messages || key in fallback;
+}
+
 export function t(key, vars) {
   let s = messages[key] ?? fallback[key];
   if (s === undefined) {

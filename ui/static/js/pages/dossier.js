@@ -3,10 +3,12 @@
 // locked), closure, history. Documents, viewer and report come with the documents API.
 import { api } from "../api.js";
 import { Alert, Dialog, errorMessage, toast, useTitle } from "../components.js";
-import { formatBirthDate, formatDateTime, t } from "../i18n.js";
+import { groupHistory, historySentence } from "../history.js";
+import { formatBirthDate, formatDate, formatDateTime, formatTime, hasMessage, t } from "../i18n.js";
 import { Icon } from "../icons.js";
-import { html, useEffect, useState } from "../lib.js";
+import { html, useEffect, useMemo, useState } from "../lib.js";
 import { patientName, sexSymbol } from "../model.js";
+import { cachedDossier, rememberDossier } from "../recent.js";
 import { Link } from "../router.js";
 import { DocumentsPanel } from "./documents.js";
 
@@ -109,15 +111,72 @@ function Closure({ d, onChanged }) {
   </div>`;
 }
 
+const HISTORY_KINDS = ["all", "change", "read", "send"];
+
+/** The history as sentences, reads by one person in a row told once, with a kind filter. */
+function History({ entries }) {
+  const [kind, setKind] = useState("all");
+  const items = useMemo(() => groupHistory(entries, kind), [entries, kind]);
+  const span = (x) => {
+    if (x.count === 1) return formatDateTime(x.from);
+    const sameDay = formatDate(x.from) === formatDate(x.to);
+    return `${formatDate(x.from)} · ${t("history.span", { from: formatTime(x.from), to: sameDay ? formatTime(x.to) : formatDateTime(x.to) })}`;
+  };
+  return html`<div class="card-body history">
+    <div class="seg" role="group" aria-label=${t("history.filter")}>
+      ${HISTORY_KINDS.map((k) => html`<button type="button" key=${k} class="btn btn-sm" aria-pressed=${kind === k ? "true" : "false"} onClick=${() => setKind(k)}>${t(`history.filter_${k}`)}</button>`)}
+    </div>
+    ${items.length === 0 ? html`<p class="small muted">${t("history.empty")}</p>` : html`<ul class="history-list" tabindex="0" aria-label=${t("dossier.history")}>
+      ${items.map((x) => html`<li key=${`${x.kind}-${x.from}-${x.entry.action}`} class=${`history-${x.kind}`}>
+        <span>${historySentence(x, t, hasMessage)}</span>
+        <span class="small muted">${span(x)}</span></li>`)}</ul>`}
+  </div>`;
+}
+
+/** Offline: what this browser kept of the dossier (identity and the patient's dossiers),
+ * read-only, under a « hors ligne » notice. */
+function OfflineDossier({ cached }) {
+  const { dossier, others } = cached;
+  const p = dossier.patient;
+  const sex = sexSymbol(p.sex);
+  const all = [dossier, ...others];
+  return html`
+    <${Alert} kind="warning" title=${t("offline.title")}>${t("offline.dossier_body", { date: formatDateTime(dossier.saved_at) })}<//>
+    <section class="card banner-gap" aria-label=${t("dossier.identity")}>
+      <div class="identity-banner">
+        <span class="avatar" aria-hidden="true">${sex.symbol}</span>
+        <div><div class="who">${patientName(p)}</div>
+          <div class="small muted">${t("patient.born", { date: formatBirthDate(p.birth_date) })} · ${sex.label}${p.ipp ? ` · IPP ${p.ipp}` : ""}${p.ins ? ` · INS ${p.ins}` : ""}</div></div>
+      </div>
+    </section>
+    <section class="card" aria-labelledby="offline-dossiers"><div class="card-header"><h2 id="offline-dossiers">${t("offline.dossiers")}</h2></div>
+      <div class="card-body"><ul class="history-list offline-dossiers">${all.map((x) => html`<li key=${x.id}>
+        <span><strong>${x.request_type || t("dossier.title")}</strong>${x.number ? ` · ${x.number}` : ""} <span class=${`badge badge-${x.state}`}>${x.state_label}</span>${x.urgent ? html` <span class="badge badge-urgent">${t("dossier.urgent")}</span>` : ""}</span>
+        <span class="small muted">${[x.requester, x.expert].filter(Boolean).join(" → ")} · ${t("activity.col_modified")} ${formatDateTime(x.modified_at)}</span>
+      </li>`)}</ul></div>
+    </section>
+    <p><${Link} href="/app/" class="btn btn-sm"><${Icon} name="home" />${t("nav.activity")}<//></p>`;
+}
+
 export function DossierPage({ id }) {
   const [d, setD] = useState(null);
   const [error, setError] = useState(null);
   const [history, setHistory] = useState(null);
   useTitle(d ? patientName(d.patient) : t("dossier.title"));
   useEffect(() => {
-    api.get(`/dossiers/${id}`).then(setD).catch(setError);
+    api
+      .get(`/dossiers/${id}`)
+      .then((x) => {
+        rememberDossier(x);
+        setD(x);
+      })
+      .catch(setError);
   }, [id]);
   const loadHistory = () => api.get(`/dossiers/${id}/history`).then(setHistory).catch(setError);
+  if (error && !d && (error.status === 0 || !navigator.onLine)) {
+    const cached = cachedDossier(id);
+    if (cached) return html`<${OfflineDossier} cached=${cached} />`;
+  }
   if (error && !d) return html`<${Alert}>${errorMessage(error)}<//><p><${Link} href="/app/">${t("nav.activity")}<//></p>`;
   if (!d) return html`<p class="muted" role="status">${t("common.loading")}</p>`;
   const p = d.patient;
@@ -157,9 +216,9 @@ export function DossierPage({ id }) {
             <dt>${t("activity.col_modified")}</dt><dd>${formatDateTime(d.modified_at)}</dd>
             <dt>${t("wizard.comment")}</dt><dd>${d.consent_comment || "–"}</dd>
           </dl></div></section>
-        <section class="card"><div class="card-header row-between"><h2>${t("dossier.history")}</h2>
+        <section class="card" aria-labelledby="history-title"><div class="card-header row-between"><h2 id="history-title">${t("dossier.history")}</h2>
           ${!history && html`<button type="button" class="btn btn-sm" onClick=${loadHistory}>${t("dossier.show_history")}</button>`}</div>
-          ${history && html`<ul class="recent-list">${history.map((h, i) => html`<li key=${i}><div class="card-body small"><strong>${h.actor_label}</strong> · ${t(`audit.${h.action}`) !== `audit.${h.action}` ? t(`audit.${h.action}`) : h.action}<br /><span class="muted">${formatDateTime(h.at)}</span></div></li>`)}</ul>`}
+          ${history && html`<${History} entries=${history} />`}
         </section>
       </div>
     </div>`;

@@ -9,7 +9,9 @@ import { Icon } from "../icons.js";
 import { html, useEffect, useMemo, useReducer, useRef, useState } from "../lib.js";
 import { chime, listDevices, loadDeviceChoice, openMedia, stopStream } from "../media.js";
 import { RoomClient, VisibilityTracker, uuid4 } from "../room-client.js";
+import { inboundVideoByTile, receptionStep, worse } from "../room/reception.js";
 import { callTiles, initialState, roomReducer } from "../room/state.js";
+import { tileParticipant } from "../room/tiles.js";
 import { navigate } from "../router.js";
 import { SendDocumentDialog } from "./room-send.js";
 
@@ -23,7 +25,9 @@ function Video({ stream, muted, label, className }) {
 
 function NetBars({ quality }) {
   if (!quality) return null;
-  return html`<span class=${`net q-${quality}`} role="img" aria-label=${t(`room.net_${quality}`)} title=${t(`room.net_${quality}`)}><i></i><i></i><i></i></span>`;
+  const bars = html`<span class=${`net q-${quality}`} role="img" aria-label=${t(`room.net_${quality}`)} title=${t(`room.net_${quality}`)}><i></i><i></i><i></i></span>`;
+  // Nothing decoded for seconds: said in words too, the bars alone are too discreet.
+  return quality === "none" ? html`${bars}<span class="net-none" aria-hidden="true">${t("room.net_none_short")}</span>` : bars;
 }
 
 function captureFrame(video) {
@@ -55,7 +59,70 @@ function Tile({ tileId, p, stream, local, screen, speaking, quality, onShot, onP
   </div>`;
 }
 
-function Chat({ messages, me, participants, onSend, dossierId, to, setTo }) {
+/** Colleagues connected right now but not in this room (presence:online, the list the
+ * Messages page uses), asked every 30 s while the chat is open: a professional in a call
+ * reaches them by a direct message (seed 001). Never for a guest. */
+const ONLINE_EVERY_MS = 30000;
+function useColleaguesOnline(live, enabled) {
+  const [list, setList] = useState([]);
+  useEffect(() => {
+    if (!enabled) return undefined;
+    let alive = true;
+    const ask = () =>
+      live
+        .call("presence:online", {}, 8000)
+        .then((ack) => alive && setList(ack.users || []))
+        .catch(() => {});
+    ask();
+    const timer = setInterval(ask, ONLINE_EVERY_MS);
+    return () => {
+      alive = false;
+      clearInterval(timer);
+    };
+  }, [live, enabled]);
+  return list;
+}
+
+/** The bars of each remote participant follow what this page receives from them (frames
+ * decoded, packets lost: room/reception.js), once a second, together with the server's
+ * report: the worse of the two is shown. */
+function useReception(media, remoteTracks, participants, hidden) {
+  const [received, setReceived] = useState({}); // participant id → quality
+  const states = useRef(new Map()); // tile key → reception state
+  const inputs = useRef({});
+  inputs.current = { remoteTracks, participants };
+  useEffect(() => {
+    let alive = true;
+    const timer = setInterval(async () => {
+      const report = await media.stats().catch(() => null);
+      if (!alive || !report) return;
+      const { remoteTracks: remote, participants: people } = inputs.current;
+      const byTile = inboundVideoByTile(report, remote);
+      const now = performance.now();
+      const next = {};
+      for (const [key, sample] of Object.entries(byTile)) {
+        if (!key.endsWith(":camera")) continue;
+        const pid = tileParticipant(key);
+        const p = people.find((x) => x.participant_id === pid);
+        const expectVideo = !!p && (!p.media || p.media.video !== false) && !hidden.current.has(key);
+        const step = receptionStep(states.current.get(key) || null, { ...sample, expectVideo }, now);
+        states.current.set(key, step.state);
+        if (step.quality) next[pid] = step.quality;
+      }
+      for (const key of [...states.current.keys()]) if (!(key in byTile)) states.current.delete(key);
+      setReceived((old) => (JSON.stringify(old) === JSON.stringify(next) ? old : next));
+    }, 1000);
+    return () => {
+      alive = false;
+      clearInterval(timer);
+    };
+  }, [media]);
+  return received;
+}
+
+const COLLEAGUE = "user:"; // a chat recipient outside the room: "user:<user id>"
+
+function Chat({ messages, me, participants, colleagues = [], onSend, dossierId, to, setTo }) {
   const [text, setText] = useState("");
   const list = useRef(null);
   useEffect(() => {
@@ -83,7 +150,10 @@ function Chat({ messages, me, participants, onSend, dossierId, to, setTo }) {
         <label for="chat-to">${t("room.chat_to")}</label>
         <select id="chat-to" class="input" value=${to} onChange=${(e) => setTo(e.target.value)}>
           <option value="">${t("room.chat_everyone")}</option>
-          ${others.map((p) => html`<option value=${p.participant_id}>${p.name}</option>`)}
+          ${colleagues.length === 0
+            ? others.map((p) => html`<option value=${p.participant_id}>${p.name}</option>`)
+            : html`<optgroup label=${t("room.chat_in_room")}>${others.map((p) => html`<option value=${p.participant_id}>${p.name}</option>`)}</optgroup>
+              <optgroup label=${t("room.chat_online")}>${colleagues.map((c) => html`<option value=${COLLEAGUE + c.user_id}>${c.name}</option>`)}</optgroup>`}
         </select>
       </div>
       <div class="row">
@@ -220,7 +290,15 @@ export function RoomPage({ roomId, session }) {
   const isGuest = session.kind === "guest";
   const client = useMemo(() => new RoomClient(roomId), [roomId]);
   const { live, media, pauses } = client;
-  const vis = useMemo(() => new VisibilityTracker((key, visible) => pauses.setHidden(key, !visible)), [client]);
+  const hiddenTiles = useRef(new Set()); // tiles nobody sees: no picture expected there
+  const vis = useMemo(
+    () =>
+      new VisibilityTracker((key, visible) => {
+        hiddenTiles.current[visible ? "delete" : "add"](key);
+        pauses.setHidden(key, !visible);
+      }),
+    [client],
+  );
   useEffect(() => () => vis.destroy(), [vis]);
   const [state, dispatch] = useReducer(roomReducer, null, () =>
     initialState({ userId: session.id, choice: loadDeviceChoice() }),
@@ -237,6 +315,12 @@ export function RoomPage({ roomId, session }) {
   useTitle(room ? room.title : t("room.title"));
 
   const isHost = role === "host";
+  const received = useReception(media, state.remote, participants, hiddenTiles);
+  const online = useColleaguesOnline(live, !isGuest && phase === "joined" && panel === "chat");
+  const colleagues = useMemo(() => {
+    const here = new Set(participants.filter((p) => p.kind === "user").map((p) => p.subject_id));
+    return online.filter((u) => !here.has(u.user_id) && u.user_id !== session.id);
+  }, [online, participants]);
 
   // Local camera and microphone, opened once.
   useEffect(() => {
@@ -390,7 +474,11 @@ export function RoomPage({ roomId, session }) {
 
   const sendChat = (text, to, document) =>
     live
-      .call("chat:send", { id: uuid4(), text, ...(to ? { to } : {}), ...(document ? { document } : {}) })
+      .call(
+        ...(to && to.startsWith(COLLEAGUE)
+          ? ["chat:direct", { id: uuid4(), text, to_user: to.slice(COLLEAGUE.length) }]
+          : ["chat:send", { id: uuid4(), text, ...(to ? { to } : {}), ...(document ? { document } : {}) }]),
+      )
       .then((ack) => ack.message && dispatch({ type: "chat-sent", message: ack.message }))
       .catch((e) => toast(e.code === "disconnected" ? t("room.chat_not_sent") : errorMessage(e)));
 
@@ -463,7 +551,7 @@ export function RoomPage({ roomId, session }) {
   // --- the call ---
   const { meP, others, featured, rest } = callTiles(state, { name: session.name, streamOf: (key) => remote[key] });
   const renderTile = (x) => html`<${Tile} key=${x.key} tileId=${x.key} p=${x.p} stream=${x.stream} local=${x.local} screen=${x.screen}
-    speaking=${speaker && speaker === x.p.participant_id && !x.screen} quality=${quality[x.p.participant_id]} onShot=${takeShot} onPip=${pip} vis=${vis} />`;
+    speaking=${speaker && speaker === x.p.participant_id && !x.screen} quality=${x.local ? quality[x.p.participant_id] : worse(quality[x.p.participant_id], received[x.p.participant_id])} onShot=${takeShot} onPip=${pip} vis=${vis} />`;
   const gridRef = (el) => el && el.style.setProperty("--cols", String(Math.min(4, Math.ceil(Math.sqrt(rest.length))) || 1));
 
   return html`<div class=${`room layout-${layout}`} data-connection=${conn}>
@@ -490,7 +578,7 @@ export function RoomPage({ roomId, session }) {
         <div class="side-head"><h2>${t(panel === "chat" ? "room.chat" : "room.participants")}</h2>
           <button type="button" class="btn btn-ghost btn-icon" aria-label=${t("common.close")} onClick=${() => setPanel(null)}><${Icon} name="x" /></button></div>
         ${panel === "chat"
-          ? html`<${Chat} messages=${messages} me=${me} participants=${participants} dossierId=${room && room.dossier_id} to=${chatTo} setTo=${setChatTo} onSend=${(text, to) => sendChat(text, to)} />`
+          ? html`<${Chat} messages=${messages} me=${me} participants=${participants} colleagues=${colleagues} dossierId=${room && room.dossier_id} to=${chatTo} setTo=${setChatTo} onSend=${(text, to) => sendChat(text, to)} />`
           : html`<${People} participants=${[meP, ...others]} me=${me} isHost=${isHost} lobby=${lobby} onAdmit=${admit} onRefuse=${refuse} onModerate=${moderate} />`}
       </aside>`}
     </div>
@@ -516,7 +604,7 @@ export function RoomPage({ roomId, session }) {
       <button type="button" class="ctl leave" onClick=${leave}><${Icon} name="phone" /><span class="ctl-label">${t("room.leave")}</span></button>
     </nav>
     ${!isGuest && html`<${SendDocumentDialog} open=${dialogs.send} onClose=${openDialog("send", false)} roomId=${roomId}
-      dossierId=${room && room.dossier_id} recipients=${others} initialTo=${chatTo} />`}
+      dossierId=${room && room.dossier_id} recipients=${others} initialTo=${chatTo && !chatTo.startsWith(COLLEAGUE) ? chatTo : ""} />`}
     ${!isGuest && html`<${InviteDialog} open=${dialogs.invite} onClose=${openDialog("invite", false)} roomId=${roomId} />`}
     <${ShotDialog} shot=${shot} onClose=${() => dispatch({ type: "shot", shot: null })} roomId=${roomId} dossierId=${!isGuest && room && room.dossier_id} />
     <${Dialog} open=${dialogs.devices} title=${t("room.devices")} onClose=${openDialog("devices", false)}>

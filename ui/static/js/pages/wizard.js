@@ -19,7 +19,7 @@ function Steps({ step, creating }) {
 }
 
 function PatientTable({ rows, onPick, withRate = true, pickLabel }) {
-  return html`<div class="table-wrap"><table class="table responsive">
+  return html`<div class="table-wrap"><table class="table responsive patient-table">
     <thead><tr>
       <th scope="col">IPP</th><th scope="col">${t("wizard.col_birth_name")}</th><th scope="col">${t("wizard.col_first_name")}</th>
       <th scope="col">${t("wizard.col_birth_date")}</th><th scope="col">${t("activity.col_sex")}</th>

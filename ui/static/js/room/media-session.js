@@ -102,6 +102,11 @@ export class MediaSession extends Emitter {
     }
   }
 
+  /** The current peer connection's statistics (what is received: inbound-rtp), or null. */
+  stats() {
+    return this.#pc ? this.#pc.getStats() : Promise.resolve(null);
+  }
+
   stop() {
     this.#wanted = false;
     this.#down = false;
