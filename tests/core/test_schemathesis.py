@@ -226,7 +226,7 @@ def test_no_operation_answers_5xx_or_breaks_its_schema(
 STATEFUL_ROLES = ("requester", "admin")
 STATEFUL_SCENARIOS = int(
     os.environ.get(
-        "CONSILIUM_SCHEMATHESIS_STATEFUL_EXAMPLES", "10" if os.environ.get("CI") else "6"
+        "CONSILIUM_SCHEMATHESIS_STATEFUL_EXAMPLES", "20" if os.environ.get("CI") else "6"
     )
 )
 STATEFUL_STEPS = 6
