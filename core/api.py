@@ -310,6 +310,7 @@ class Api(_Verbs):
             if r.auth != "none":
                 op["security"] = [{"session": []}]
             paths.setdefault(PREFIX + r.path, {})[r.method.lower()] = op
+        _add_links(paths, schemas)
         self._openapi = {
             "openapi": "3.1.0",
             "info": {"title": title, "version": version},
@@ -351,6 +352,55 @@ _REASONS = {
     423: "Locked",
     429: "Too many requests",
 }
+
+
+def _add_links(paths: dict[str, dict[str, Any]], schemas: dict[str, Any]) -> None:
+    """OpenAPI links from each create to the operations on what it created: a ``POST P``
+    answering 201 with an ``id`` links to every operation under ``P/{x_id}`` whose other path
+    parameters the create's own request gives (``$request.path.…``). Clients and the stateful
+    schemathesis run follow them (create a room, then read, change, invite, close it)."""
+    for path, ops in paths.items():
+        create = ops.get("post")
+        created = create["responses"].get("201") if create else None
+        if created is None:
+            continue
+        schema = created.get("content", {}).get("application/json", {}).get("schema", {})
+        model = schemas.get(str(schema.get("$ref", "")).rsplit("/", 1)[-1], {})
+        if "id" not in model.get("properties", {}):
+            continue
+        known = set(_PARAM.findall(path))
+        links: dict[str, Any] = {}
+        for other, other_ops in paths.items():
+            m = re.match(re.escape(path) + r"/\{(\w+)\}(/|$)", other)
+            if m is None:
+                continue
+            names = _PARAM.findall(other)
+            if not set(names) <= known | {m.group(1)}:
+                continue  # needs an id this create does not give
+            parameters = {
+                n: "$response.body#/id" if n == m.group(1) else f"$request.path.{n}" for n in names
+            }
+            for op in other_ops.values():
+                links[op["operationId"]] = {
+                    "operationId": op["operationId"],
+                    "parameters": parameters,
+                }
+        # ``POST /patients`` → every operation without path parameters whose body names a
+        # ``patient_id`` (a dossier for the new patient).
+        field = path.rsplit("/", 1)[-1].removesuffix("s") + "_id"
+        for other, other_ops in paths.items():
+            target = other_ops.get("post")
+            if other == path or target is None or _PARAM.search(other):
+                continue
+            body = target.get("requestBody", {}).get("content", {}).get("application/json", {})
+            ref = str(body.get("schema", {}).get("$ref", "")).rsplit("/", 1)[-1]
+            if field in schemas.get(ref, {}).get("required", []):
+                links[target["operationId"]] = {
+                    "operationId": target["operationId"],
+                    "requestBody": {field: "$response.body#/id"},
+                }
+        if links:
+            created["links"] = links
 
 
 def _success_status(r: RouteSpec) -> int:

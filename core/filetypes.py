@@ -91,6 +91,13 @@ _ALL = (
     TEXT,
 )
 _BY_EXT: dict[str, FileType] = {e: t for t in _ALL for e in t.extensions if e}
+
+
+def openapi_content() -> dict[str, dict[str, object]]:
+    """The OpenAPI ``content`` of a route that answers a stored file with its own type."""
+    return {t.mime: {"schema": {"type": "string", "format": "binary"}} for t in _ALL}
+
+
 _ODF = {
     b"application/vnd.oasis.opendocument.text": ODT,
     b"application/vnd.oasis.opendocument.spreadsheet": ODS,

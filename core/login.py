@@ -64,6 +64,14 @@ class LoginIn(BaseModel):
     password: str = Field(min_length=1, max_length=512)
 
 
+class LoginWithCodeIn(LoginIn):
+    """Password and authenticator (or recovery) code in one request: the way in from a new
+    device at an address that is being slowed down."""
+
+    method: Literal["totp", "recovery"]
+    code: str = Field(min_length=6, max_length=20)
+
+
 class LoginOut(BaseModel):
     status: Literal["mfa_required"]
     methods: list[Method]
@@ -123,10 +131,16 @@ def device_id(request: web.Request) -> str | None:
     return device_hash(raw) if 20 <= len(raw) <= 64 else None
 
 
-def _set_device_cookie(request: web.Request, response: web.StreamResponse) -> None:
+def _device_value(request: web.Request) -> str:
+    """This browser's device cookie, or a new one (remembered by the account at sign-in)."""
     raw = request.cookies.get(DEVICE_COOKIE, "")
-    if not 20 <= len(raw) <= 64:
-        raw = secrets.token_urlsafe(24)
+    return raw if 20 <= len(raw) <= 64 else secrets.token_urlsafe(24)
+
+
+def _set_device_cookie(
+    request: web.Request, response: web.StreamResponse, raw: str | None = None
+) -> None:
+    raw = raw or _device_value(request)
     response.set_cookie(
         DEVICE_COOKIE,
         raw,
@@ -142,6 +156,18 @@ def _source(request: web.Request, user: accounts.User | None) -> Source:
     device = device_id(request)
     known = device if user is not None and accounts.knows_device(user, device) else None
     return Source(ip=client_ip(request), known_device=known)
+
+
+async def _attempts_allowed(request: web.Request, source: Source, bucket: str) -> None:
+    """At most 30 attempts a minute per address (argon2 is costly), counted per known device
+    for the browsers an account knows: a flood from a shared address does not reach them."""
+    key = (
+        f"{bucket}-dev:{source.known_device}" if source.known_device else f"{bucket}-ip:{source.ip}"
+    )
+    if not await request.app[LIMITER].hit(key, limit=30, window=60):
+        raise TooManyRequests(
+            "Too many sign-in attempts from this address; wait a minute", retry_after=60
+        )
 
 
 def _spawn(app: web.Application, coro: Any) -> None:
@@ -249,15 +275,12 @@ def setup(app: web.Application) -> None:
         settings = request.app[SETTINGS]
         db = request.app[DB]
         ip = client_ip(request)
-        if not await request.app[LIMITER].hit(f"login-ip:{ip}", limit=30, window=60):
-            raise TooManyRequests(
-                "Too many sign-in attempts from this address; wait a minute", retry_after=60
-            )
         email = body.email
         throttle = throttle_of(request)
         async with db.read() as session:
             user = await accounts.get_by_email(session, email)
         source = _source(request, user)
+        await _attempts_allowed(request, source, "login")
         wait = await throttle.wait(email, source)
         if wait:
             await audit.record_now(
@@ -307,6 +330,92 @@ def setup(app: web.Application) -> None:
         resp = web.json_response(out.model_dump(mode="json"))
         _set_device_cookie(request, resp)
         await start_session(request, resp, kind="user", subject_id=user.id, stage="mfa")
+        return resp
+
+    @api.post(
+        "/auth/login/code",
+        body=LoginWithCodeIn,
+        response=SessionOut,
+        auth="none",
+        tags=["auth"],
+        errors=[401, 429],
+    )
+    async def login_with_code(request: web.Request, body: LoginWithCodeIn) -> web.StreamResponse:
+        """Password and authenticator-app (or recovery) code in one request: a full sign-in at
+        once. Both are checked even while this address is slowed down by someone else's
+        failures, so the owner gets in from a new device behind the attacker's address;
+        any failure counts and answers like a wrong password (or 429 during a delay)."""
+        settings = request.app[SETTINGS]
+        db = request.app[DB]
+        email = body.email
+        throttle = throttle_of(request)
+        async with db.read() as session:
+            user = await accounts.get_by_email(session, email)
+        source = _source(request, user)
+        await _attempts_allowed(request, source, "login-code")
+        wait = await throttle.wait(email, source)
+        if await throttle.anomalous(email):
+            await asyncio.sleep(settings.login_anomaly_delay_ms / 1000)
+
+        async def refuse() -> web.StreamResponse:
+            delay = await _failed(request, throttle, email, source)
+            if wait or delay:
+                raise LoginThrottled(
+                    "Too many failed attempts from here; try again later",
+                    retry_after=max(wait, delay),
+                )
+            raise Unauthorized("Wrong e-mail, password or code", code="invalid_credentials")
+
+        stored = user.password_hash if user is not None else None
+        ok = await asyncio.to_thread(passwords.verify_password, stored, body.password)
+        if user is None or not ok or not user.active:
+            await audit.record_now(
+                db,
+                "auth.login",
+                object_type="user",
+                object_id=user.id if user is not None else "",
+                ip=source.ip,
+                outcome="failure",
+                actor_label=email,
+            )
+            return await refuse()
+        device = _device_value(request)
+        result = await accounts.check_second_factor(
+            db,
+            user.id,
+            method=body.method,
+            code=body.code,
+            pending={},
+            secret_key=settings.secret_key,
+            ip=source.ip,
+            device=device_hash(device),
+        )
+        if result is None or not result.ok:  # auth.otp_failed is written by the check
+            return await refuse()
+        if not wait:  # a delay running here may be an attacker's: it is not forgiven
+            await throttle.success(email, source)
+        if stored and passwords.needs_rehash(stored):
+            new_hash = await asyncio.to_thread(passwords.hash_password, body.password)
+            await accounts.rehash_password(db, user.id, new_hash)
+        resp = web.Response(content_type="application/json")
+        # A full sign-in is a fresh re-authentication (docs/security.md).
+        s = await start_session(
+            request,
+            resp,
+            kind="user",
+            subject_id=user.id,
+            stage="full",
+            data={"reauth_at": time.time()},
+        )
+        out = SessionOut(
+            kind="user",
+            id=str(user.id),
+            name=result.label,
+            role=result.role,
+            csrf_token=s.csrf_token,
+        )
+        resp.text = out.model_dump_json()
+        _set_device_cookie(request, resp, device)
         return resp
 
     @api.post(

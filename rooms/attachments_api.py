@@ -12,6 +12,7 @@ from aiohttp import BodyPartReader, ClientPayloadError, web
 from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import BaseModel
 
+from core import filetypes
 from core.api import Api
 from core.auth import principal as principal_of
 from core.errors import BadRequest, TooLarge, UnsupportedMediaType, ValidationFailed
@@ -184,7 +185,7 @@ def setup(app: web.Application) -> None:
         "/rooms/{room_id}/attachments/{attachment_id}/content",
         auth="principal",
         tags=TAGS,
-        raw_response={"application/octet-stream": {"schema": {"type": "string"}}},
+        raw_response=filetypes.openapi_content(),  # the file's own (sniffed) type
     )
     async def download_room_attachment(request: web.Request) -> web.StreamResponse:
         """Download a file sent in the room (only one addressed to me or to everyone)."""

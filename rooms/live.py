@@ -160,17 +160,24 @@ class Hooks:
 
 class NodeBus:
     """Messages from one node of the installation to another, over Redis pub/sub: one channel
-    per node. Used so that what a host does on one node (mute, removal, end of the room)
-    reaches the media of a participant connected to another."""
+    per node, and one every node listens to. Used so that what a host does on one node (mute,
+    removal, end of the room) reaches the media of a participant connected to another, and so
+    that an ended session's connections close on every node at once."""
 
     def __init__(self, redis: Any, prefix: str, node: str) -> None:
         self.redis = redis
         self.prefix = prefix + "live:node:"
+        self.everyone = prefix + "live:nodes"
         self.node = node
 
     async def send(self, node: str, message: dict[str, Any]) -> int:
         """Publish to ``node``; the number of nodes that received it (0: that node is gone)."""
         return int(await self.redis.publish(self.prefix + node, json.dumps(message)))
+
+    async def broadcast(self, message: dict[str, Any]) -> int:
+        """Publish to every other node (this one skips its own broadcasts)."""
+        message = {**message, "from": self.node}
+        return int(await self.redis.publish(self.everyone, json.dumps(message)))
 
     async def listen(self, handler: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
         """Run ``handler`` for each message to this node, until cancelled; a lost Redis
@@ -178,13 +185,15 @@ class NodeBus:
         while True:
             pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(self.prefix + self.node)
+                await pubsub.subscribe(self.prefix + self.node, self.everyone)
                 while True:
                     msg = await pubsub.get_message(timeout=1.0)
                     if msg is None or msg.get("type") != "message":
                         continue
                     try:
-                        await handler(json.loads(msg["data"]))
+                        message = json.loads(msg["data"])
+                        if message.get("from") != self.node:
+                            await handler(message)
                     except Exception:
                         log.exception("node message failed")
             except (OSError, RedisError) as e:
@@ -352,6 +361,28 @@ class Live:
         """To every connection of a signed-in user (their personal channel)."""
         await self.sio.emit(event, data, room=channel_user(user_id), skip_sid=skip_sid)
 
+    async def end_subjects(self, subject_ids: list[str], event: str, data: dict[str, Any]) -> None:
+        """Every connection of these people (guests or users), on every node, gets ``event``
+        and is closed at once: their session ended, their access was withdrawn. Without this,
+        a connection on another node outside any room would live until its node's next
+        session check."""
+        if self.bus is not None:
+            try:
+                await self.bus.broadcast({"end": subject_ids, "event": event, "data": data})
+            except (OSError, RedisError):
+                log.warning("could not reach the other nodes to close %s", subject_ids)
+        await self._end_local(subject_ids, event, data)
+
+    async def _end_local(self, subject_ids: list[str], event: str, data: dict[str, Any]) -> None:
+        ended = set(subject_ids)
+        sids = [s for s, c in self.conns.items() if str(c.principal.subject_id) in ended]
+        for sid in sids:
+            try:  # straight to the client, not through the other nodes
+                await self.sio.emit(event, data, to=sid, ignore_queue=True)
+                await self.sio.disconnect(sid, ignore_queue=True)
+            except Exception:
+                log.warning("could not disconnect %s", sid, exc_info=True)
+
     async def disconnect_sid(self, sid: str) -> None:
         """Close a connection, on whichever node holds it."""
         try:
@@ -486,6 +517,10 @@ class Live:
         await self.hooks.call(self.hooks.of_kind(kind), self, p, *args)
 
     async def _on_node_message(self, message: dict[str, Any]) -> None:
+        if "end" in message:
+            ids = [str(i) for i in message["end"]]
+            await self._end_local(ids, str(message["event"]), dict(message.get("data") or {}))
+            return
         kind = message.get("hook")
         if kind not in ("joined", "left", "updated", "muted"):
             log.warning("unknown node message %r", message)

@@ -64,47 +64,30 @@ def register(live: Live) -> None:
                 room_id, "lobby:left", {"guest_id": guest_id, "reason": "admitted"}
             )
         elif event.name == "lobby.refused":
-            await live.sio.emit("lobby:refused", {"room_id": room_id}, room=channel_guest(guest_id))
             await live.emit_to_hosts(
                 room_id, "lobby:left", {"guest_id": guest_id, "reason": "refused"}
             )
             await live.app[SESSIONS].store.delete_for_subject(uuid.UUID(guest_id))
-            await live.disconnect_sid(str(event.payload["sid"]))
+            # Every connection of this guest, on every node, is told and closed.
+            await live.end_subjects([guest_id], "lobby:refused", {"room_id": room_id})
 
     async def on_guests_ended(event: Event) -> None:
         """Guest sessions ended (invitation withdrawn or expired, room closed): each is told
-        why, leaves the lobby or the room, and loses its session and connections."""
+        why, leaves the lobby or the room, and loses its session and its connections on every
+        node at once (not at the next session check)."""
         room_id, reason = str(event.payload["room_id"]), str(event.payload["reason"])
-        sids: set[str] = set()
-        for guest_id in event.payload["guest_ids"]:
-            await live.sio.emit(
-                "session:ended",
-                {"reason": reason, "room_id": room_id},
-                room=channel_guest(guest_id),
-            )
+        guest_ids = [str(g) for g in event.payload["guest_ids"]]
+        for guest_id in guest_ids:
             entry = await live.state.lobby_remove(room_id, guest_id)
             if entry is not None:
-                sids.add(entry.sid)
                 await live.emit_to_hosts(
                     room_id, "lobby:left", {"guest_id": guest_id, "reason": "gone"}
                 )
             for p in await live.state.participants(room_id, live.grace):
                 if p.subject_id == guest_id and await live.state.remove(room_id, p.id):
                     await live.participant_left(p, "removed")
-                    if p.sid:
-                        sids.add(p.sid)
             await live.app[SESSIONS].store.delete_for_subject(uuid.UUID(guest_id))
-            sids |= {
-                sid for sid, c in live.conns.items() if str(c.principal.subject_id) == guest_id
-            }
-        if sids:
-            live.spawn(disconnect_soon(sids))
-
-    async def disconnect_soon(sids: set[str]) -> None:
-        # Let "session:ended" (published through Redis with several nodes) arrive first.
-        await asyncio.sleep(0.3)
-        for sid in sids:
-            await live.disconnect_sid(sid)
+        await live.end_subjects(guest_ids, "session:ended", {"reason": reason, "room_id": room_id})
 
     async def sweep_guests() -> None:
         while True:

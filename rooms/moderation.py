@@ -116,10 +116,13 @@ def register(live: Live) -> None:
             await live.emit_to_room(room_id, "participant:updated", {"participant": p.public()})
         elif event.name == "participant.removed":
             await live.state.remove(room_id, p.id)
+            if p.kind == "guest":  # all their connections, on every node, end now
+                await live.app[SESSIONS].store.delete_for_subject(uuid.UUID(p.subject_id))
+                await live.end_subjects([p.subject_id], "room:removed", {"room_id": room_id})
+                await live.participant_left(p, "removed")
+                return
             await live.emit_to_participant(p.id, "room:removed", {"room_id": room_id})
             await live.participant_left(p, "removed")
-            if p.kind == "guest":
-                await live.app[SESSIONS].store.delete_for_subject(uuid.UUID(p.subject_id))
             if p.sid:
                 await live.disconnect_sid(p.sid)
 

@@ -12,6 +12,9 @@ websocket loop (``AsyncSocket._websocket_handler``) and ends in a traceback too.
   "bad_request", ...}}`` and the connection stays open;
 - anything else undecodable gets ``CONNECT_ERROR {"message": "bad_request"}`` and the
   connection is closed (what the reference Socket.IO server does on a parse error);
+- a long-polling ``POST`` whose body is not an engine.io payload (not UTF-8, an unknown
+  packet type, bad base64) gets ``400`` problem+json and its session is closed, where
+  engine.io would log a traceback and answer 200;
 - the log gets one warning line, without a traceback, at most every
   :data:`LOG_EVERY_SECONDS` (with the number of packets not logged meanwhile).
 """
@@ -25,9 +28,14 @@ import time
 from typing import Any
 
 import socketio
+from aiohttp import web
 from engineio import packet as eio_packet
+from engineio import payload as eio_payload
+from engineio.async_drivers import aiohttp as eio_aiohttp
 from engineio.async_drivers.aiohttp import WebSocket
 from socketio import packet as sio_packet
+
+from core.errors import BadRequest
 
 log = logging.getLogger(__name__)
 
@@ -97,13 +105,65 @@ class GuardedWebSocket(WebSocket):
         return data
 
 
+_BODY = web.RequestKey("consilium_polling_body", bytes)
+
+
+class _ReadOnce:
+    """A request body read ahead of engine.io, handed to it as its ``wsgi.input``."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    async def read(self, n: int = -1) -> bytes:
+        return self.body
+
+
+def translate_request(request: web.Request) -> dict[str, Any]:
+    """engine.io's aiohttp environ, reading a body the guard already read."""
+    environ: dict[str, Any] = eio_aiohttp.translate_request(request)
+    body = request.get(_BODY)
+    if body is not None:
+        environ["wsgi.input"] = _ReadOnce(body)
+    return environ
+
+
 class GuardedServer(socketio.AsyncServer):
     """``socketio.AsyncServer`` answering the packets it cannot decode (see the module)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # Per server: the driver table is a module-level dict shared by every server.
-        self.eio._async = {**self.eio._async, "websocket": GuardedWebSocket}
+        self.eio._async = {
+            **self.eio._async,
+            "websocket": GuardedWebSocket,
+            "translate_request": translate_request,
+        }
+
+    async def handle_request(self, request: web.Request) -> web.StreamResponse:
+        if request.method == "POST" and request.query.get("transport") == "polling":
+            await self._check_polling_body(request)
+        response: web.StreamResponse = await super().handle_request(request)
+        return response
+
+    async def _check_polling_body(self, request: web.Request) -> None:
+        """Decode a long-polling payload before engine.io does (it would log a traceback per
+        malformed body): 400 problem+json, one quiet log line, the session closed."""
+        length = request.content_length
+        if length is None or length > self.eio.max_http_buffer_size:
+            return  # engine.io refuses it itself (400), without a traceback
+        body = await request.read()
+        request[_BODY] = body
+        try:
+            eio_payload.Payload(encoded_payload=body.decode("utf-8"))
+        except DECODE_ERRORS as e:
+            sid = request.query.get("sid", "")
+            QUIET.warn("engine.io payload", sid[:40] or "a polling client", e)
+            if sid in self.eio.sockets:
+                # Not awaited: closing a polling session waits for its next GET.
+                self.start_background_task(self.eio.disconnect, sid)
+            raise BadRequest(
+                "The long-polling body is not an engine.io payload", code="bad_request"
+            ) from None
 
     async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
         try:

@@ -15,6 +15,7 @@ from urllib.parse import unquote
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from core import filetypes
 from core.api import multipart_reader
 from core.auth import principal as principal_of
 from core.context import DB, SETTINGS
@@ -137,7 +138,7 @@ async def get_dossier_document(request: web.Request) -> DocumentOut:
 @routes.get(
     "/dossiers/{dossier_id}/documents/{document_id}/content",
     tags=TAGS,
-    raw_response={"application/octet-stream": {"schema": {"type": "string"}}},
+    raw_response=filetypes.openapi_content(),  # the file's own (sniffed) type
 )
 async def download_document(request: web.Request) -> web.StreamResponse:
     """Download (``?inline=1`` to view); answers Range requests (video seeking)."""

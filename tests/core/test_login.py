@@ -280,6 +280,100 @@ async def test_the_owner_gets_in_from_a_known_device_behind_the_attackers_addres
     assert (await email_code_step(owner, smtp, headers=hospital)).status == 200
 
 
+async def enrol_totp(app, user_id) -> pyotp.TOTP:
+    """An authenticator app enrolled on the account (enrolment has its own test)."""
+    async with app[DB].write() as uow:
+        user = await uow.session.get(User, user_id)
+        user.totp_secret, user.totp_enabled = pyotp.random_base32(), True
+        return pyotp.TOTP(user.totp_secret)
+
+
+async def test_the_owner_gets_in_at_once_behind_a_throttled_attackers_address(
+    client, make_client, users, smtp
+):
+    """Attacker and owner share 127.0.0.1. The owner's known device (device cookie) and her
+    new device (password and authenticator code in one request) both get a full session at
+    once; the attacker stays slowed down, even with the right password."""
+    totp = await enrol_totp(client.app, users["requester"].id)
+    known = await make_client()
+    r = await password_step(known)
+    assert r.status == 200, await r.text()
+    r = await known.post("/api/v1/auth/verify", json={"method": "totp", "code": totp.now()})
+    assert r.status == 200, await r.text()
+    await known.post("/api/v1/auth/logout")
+    async with client.app[DB].write() as uow:  # the next code may fall in the same step
+        user = await uow.session.get(User, users["requester"].id)
+        user.preferences = {**user.preferences, "totp_last_step": -1}
+
+    for _ in range(MAX_FAILURES * 2):  # from 127.0.0.1, no device cookie
+        await password_step(client, password="wrong-password-123")
+    assert (await password_step(client)).status == 429
+    # The attacker cannot use the one-request sign-in to get past the delay either.
+    r = await client.post(
+        "/api/v1/auth/login/code",
+        json={
+            "email": REQUESTER,
+            "password": "wrong-password-123",
+            "method": "totp",
+            "code": totp.now(),
+        },
+    )
+    assert r.status == 429 and (await r.json())["code"] == "login_throttled"
+    r = await client.post(
+        "/api/v1/auth/login/code",
+        json={"email": REQUESTER, "password": DEMO_PASSWORD, "method": "totp", "code": "123456"},
+    )
+    assert r.status == 429 and (await r.json())["code"] == "login_throttled"
+
+    # Her known browser: password, then second factor, no delay.
+    r = await password_step(known)
+    assert r.status == 200, await r.text()
+    r = await known.post("/api/v1/auth/verify", json={"method": "totp", "code": totp.now()})
+    assert r.status == 200, await r.text()
+    await known.post("/api/v1/auth/logout")
+    async with client.app[DB].write() as uow:
+        user = await uow.session.get(User, users["requester"].id)
+        user.preferences = {**user.preferences, "totp_last_step": -1}
+
+    # A new device: password and code in one request, a full session at once.
+    fresh = await make_client()
+    r = await fresh.post(
+        "/api/v1/auth/login/code",
+        json={"email": REQUESTER, "password": DEMO_PASSWORD, "method": "totp", "code": totp.now()},
+    )
+    assert r.status == 200, await r.text()
+    body = await r.json()
+    assert body["name"] == "Dr Claire Martin" and body["csrf_token"]
+    assert (await (await fresh.get("/api/v1/auth/session")).json())["name"] == "Dr Claire Martin"
+    # That device is now known: its cookie was remembered by the account.
+    async with client.app[DB].read() as session:
+        user = await session.get(User, users["requester"].id)
+        assert len(user.preferences["devices"]) == 2
+
+    # The attacker, at the same address, is still slowed down with the right password.
+    r = await password_step(client)
+    assert r.status == 429 and (await r.json())["code"] == "login_throttled"
+
+
+async def test_password_and_code_in_one_request_without_a_delay(client, users):
+    totp = await enrol_totp(client.app, users["requester"].id)
+    one = {"email": REQUESTER, "password": DEMO_PASSWORD, "method": "totp"}
+    r = await client.post("/api/v1/auth/login/code", json={**one, "code": "000000"})
+    assert r.status == 401 and (await r.json())["code"] == "invalid_credentials"
+    r = await client.post(
+        "/api/v1/auth/login/code", json={**one, "password": "wrong-pw-123", "code": totp.now()}
+    )
+    assert r.status == 401 and (await r.json())["code"] == "invalid_credentials"
+    unknown = {**one, "email": "personne@demo.consilium.fr", "code": totp.now()}
+    r = await client.post("/api/v1/auth/login/code", json=unknown)
+    assert r.status == 401 and (await r.json())["code"] == "invalid_credentials"
+    r = await client.post("/api/v1/auth/login/code", json={**one, "code": totp.now()})
+    assert r.status == 200, await r.text()
+    actions = await audit_actions(client)
+    assert ("auth.otp_failed", "failure") in actions
+    assert ("auth.login", "success") in actions
+
+
 async def test_delays_double_with_each_further_failure(app, client, users):
     from core.context import LIMITER, SETTINGS
 

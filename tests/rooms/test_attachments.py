@@ -246,3 +246,23 @@ async def test_a_closed_room_takes_no_more_files_but_keeps_them_downloadable(app
     r = await host.get(f"/api/v1/rooms/{rid}/attachments/{a['id']}/content")
     assert r.status == 200 and await r.read() == b"A jeun."
     assert await count(app) == 1
+
+
+@sqlite_only
+async def test_a_download_answers_a_content_type_the_document_lists(browsers):
+    """The stateful schemathesis run found it: a text file came back as ``text/plain`` where
+    the OpenAPI document promised only ``application/octet-stream``."""
+    host = await browsers("requester")
+    room = await create_room(host)
+    r = await send(host, room["id"], "notes.txt", b"Tension 12/8, pouls 70.\n")
+    assert r.status == 201, await r.text()
+    sent = await r.json()
+    r = await host.get(f"/api/v1/rooms/{room['id']}/attachments/{sent['id']}/content")
+    assert r.status == 200
+    doc = await (await host.get("/api/v1/openapi.json")).json()
+    for path in (
+        "/api/v1/rooms/{room_id}/attachments/{attachment_id}/content",
+        "/api/v1/dossiers/{dossier_id}/documents/{document_id}/content",
+    ):
+        listed = doc["paths"][path]["get"]["responses"]["200"]["content"]
+        assert r.content_type in listed, (path, r.content_type, sorted(listed))

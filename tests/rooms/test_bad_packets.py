@@ -164,3 +164,39 @@ async def test_over_long_polling_a_bad_packet_is_answered_and_never_hangs_the_re
             answer = await r.text()
             assert r.status == 400 or answer.startswith("44"), answer
     quiet_log(caplog)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"zzz",  # not an engine.io packet type
+        b"\xff\xfe\x00garbage",  # not UTF-8
+        b"4hello\x1ezzz",  # a good packet, then a bad one
+        b"\x1e\x1e",  # empty packets
+    ],
+)
+async def test_a_malformed_long_polling_body_gets_a_4xx_and_one_quiet_line(
+    browsers, caplog, monkeypatch, body
+):
+    monkeypatch.setattr(packets, "QUIET", packets.QuietLog())
+    caplog.set_level(logging.INFO)
+    host = await browsers("requester")
+    url = base_url(host) + "/socket.io/?EIO=4&transport=polling"
+    async with aiohttp.ClientSession(
+        headers={"Cookie": cookie_header(host)}, timeout=aiohttp.ClientTimeout(total=30)
+    ) as http:
+        async with http.get(url) as r:
+            url += "&sid=" + json.loads((await r.text())[1:])["sid"]
+        async with http.post(url, data="40") as r:
+            assert r.status == 200
+        async with http.get(url) as r:
+            assert (await r.text()).startswith("40{")
+        async with http.post(url, data=body) as r:
+            assert 400 <= r.status < 500, r.status
+            assert r.content_type == "application/problem+json"
+            assert (await r.json())["code"] == "bad_request"
+        # The session is closed: engine.io's CLOSE packet, or an unknown session.
+        async with http.get(url) as r:
+            assert r.status == 400 or "1" in (await r.text()), r.status
+    lines = quiet_log(caplog)
+    assert len(lines) == 1 and "undecodable engine.io payload" in lines[0].getMessage()

@@ -174,3 +174,41 @@ async def test_forgotten_password_link_from_smtp_then_sign_in(pages, users, smtp
         {"email": email, "password": "Troisième phrase de passe"},
     )
     assert out["status"] == "mfa_required"
+
+
+async def test_slowed_down_page_offers_password_and_app_code_and_signs_in(pages, users, app):
+    """Someone failed here until the address was slowed down: the page then asks for the
+    authenticator code with the password, and the owner is signed in without waiting."""
+    import pyotp
+
+    from core.accounts import User
+    from core.context import DB, SETTINGS
+
+    async with app[DB].write() as uow:
+        user = await uow.session.get(User, users["requester"].id)
+        user.totp_secret, user.totp_enabled = pyotp.random_base32(), True
+        totp = pyotp.TOTP(user.totp_secret)
+    page = await pages.new()
+    await page.goto("/app/login")
+    # Another browser at the same address (127.0.0.1) fails until it is slowed down.
+    attacker = await pages.new()
+    await attacker.goto("/app/login")
+    statuses = []
+    for _ in range(app[SETTINGS].login_max_failures + 1):
+        statuses.append(
+            await attacker.evaluate(
+                """async () => (await fetch("/api/v1/auth/login", {method: "POST",
+                    headers: {"Content-Type": "application/json"},
+                    body: JSON.stringify({email: "requerant@demo.consilium.fr",
+                                          password: "pas-le-bon"})})).status"""
+            )
+        )
+    assert statuses[-1] == 429
+    await page.get_by_label("Adresse e-mail").fill("requerant@demo.consilium.fr")
+    await page.get_by_label("Mot de passe").fill(DEMO_PASSWORD)
+    await page.get_by_role("button", name="Continuer").click()
+    await page.get_by_text("Trop de tentatives infructueuses depuis ce poste").wait_for()
+    await page.get_by_label("Code de l'application d'authentification").fill(totp.now())
+    await shot(page, "login-throttled-app-code")
+    await page.get_by_role("button", name="Continuer").click()
+    await page.get_by_role("heading", name="Vue activité").wait_for()

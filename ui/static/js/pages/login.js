@@ -50,19 +50,29 @@ function ForgotStep({ initialEmail, onBack }) {
   </div>`;
 }
 
-function PasswordStep({ onDone, onForgot }) {
+function PasswordStep({ onDone, onForgot, onSignedIn }) {
   const [email, setEmail] = useState("");
   const [password, setPassword] = useState("");
+  const [code, setCode] = useState("");
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState(null);
+  // Slowed down here (perhaps by someone else at this address): password and authenticator
+  // code together still get in at once (POST /auth/login/code, docs/security.md).
+  const [withCode, setWithCode] = useState(false);
   const submit = async (e) => {
     e.preventDefault();
     setBusy(true);
     setError(null);
     try {
-      onDone(await api.post("/auth/login", { email: email.trim(), password }));
+      if (withCode) {
+        const body = { email: email.trim(), password, method: "totp", code: code.trim() };
+        onSignedIn(await api.post("/auth/login/code", body));
+      } else {
+        onDone(await api.post("/auth/login", { email: email.trim(), password }));
+      }
     } catch (err) {
       setError(err);
+      if (err && err.code === "login_throttled") setWithCode(true);
     } finally {
       setBusy(false);
     }
@@ -79,6 +89,12 @@ function PasswordStep({ onDone, onForgot }) {
       <input id="login-password" class="input" type="password" name="password" autocomplete="current-password" required
         value=${password} onInput=${(e) => setPassword(e.target.value)} aria-invalid=${error ? "true" : undefined} />
     </div>
+    ${withCode && html`<div class="field">
+      <label for="login-app-code">${t("reauth.code_totp")}</label>
+      <input id="login-app-code" class="input" inputmode="numeric" autocomplete="one-time-code" required
+        value=${code} onInput=${(e) => setCode(e.target.value)} />
+      <p class="small">${t("login.throttled_with_code")}</p>
+    </div>`}
     <button class="btn btn-primary btn-block" type="submit" disabled=${busy}>${busy ? t("common.wait") : t("login.continue")}</button>
     <p class="forgot"><button type="button" class="btn-link" onClick=${() => onForgot(email)}>${t("reset.forgot")}</button></p>
   </form>`;
@@ -272,7 +288,8 @@ export function LoginPage({ query }) {
       : challenge
       ? html`<${SecondFactorStep} challenge=${challenge} onSignedIn=${onSignedIn}
           onRestart=${(err) => { setRestartError(err); setChallenge(null); }} />`
-      : html`<${PasswordStep} onForgot=${(email) => setForgot({ email })} onDone=${(c) => { setRestartError(null); setChallenge(c); }} />`}
+      : html`<${PasswordStep} onForgot=${(email) => setForgot({ email })} onSignedIn=${onSignedIn}
+          onDone=${(c) => { setRestartError(null); setChallenge(c); }} />`}
     ${psc && !forgot && !challenge && query.get("psc") !== "link" && html`<${PscButton} provider=${psc} next=${safeNext(query)} />`}
   <//>`;
 }
