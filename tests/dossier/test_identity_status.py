@@ -163,9 +163,7 @@ async def report_text(client, dossier_id) -> str:
 @SQLITE
 async def test_only_a_qualified_ins_leaves_the_requester_side(app, client, users):
     ins = ins_with_key("1800175101042")
-    dossier_id = await make_dossier(
-        app[DB], users, ins=ins, state="expertised", signed_parts=True
-    )
+    dossier_id = await make_dossier(app[DB], users, ins=ins, state="expertised", signed_parts=True)
     async with app[DB].write() as uow:
         await uow.session.execute(
             update(Patient).where(Patient.ins == ins).values(ins_status="recovered")
