@@ -156,6 +156,18 @@ async def search_patients(
     return hits
 
 
+async def held_by(db: Database, principal: Principal, ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of these identities the principal holds (the requester side): the others are
+    shown as they leave their holders, with their INS only when qualified."""
+    if not ids:
+        return set()
+    async with db.read() as s:
+        rows = await s.execute(
+            select(Patient.id).where(Patient.id.in_(ids), identity_holders(principal))
+        )
+        return set(rows.scalars().all())
+
+
 async def read_patient(db: Database, principal: Principal, patient_id: uuid.UUID) -> Patient:
     """An identity card ("Fiche d'identité"), if the principal may see it; the reading is
     audited."""

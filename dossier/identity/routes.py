@@ -50,7 +50,11 @@ async def search_patients(request: web.Request, query: PatientQuery) -> list[Pat
     )
     criteria = sorted(k for k, v in query.model_dump().items() if v)
     hits = await identity.search_patients(request.app[DB], p, c, criteria)
-    return [PatientHit(**PatientOut.of(pt).model_dump(), match_rate=r) for pt, r in hits]
+    held = await identity.held_by(request.app[DB], p, [pt.id for pt, _ in hits])
+    return [
+        PatientHit(**PatientOut.of(pt, exchange=pt.id not in held).model_dump(), match_rate=r)
+        for pt, r in hits
+    ]
 
 
 @routes.post("/patients", body=PatientIn, response=PatientOut, status=201, tags=T_PAT, errors=[409])
@@ -75,10 +79,12 @@ async def create_patient(request: web.Request, body: PatientIn) -> PatientOut:
 @routes.get("/patients/{patient_id}", response=PatientOut, tags=T_PAT)
 async def get_patient(request: web.Request) -> PatientOut:
     """An identity card ("Fiche d'identité")."""
+    p = principal(request)
     pt = await identity.read_patient(
-        request.app[DB], principal(request), uuid.UUID(request.match_info["patient_id"])
+        request.app[DB], p, uuid.UUID(request.match_info["patient_id"])
     )
-    return PatientOut.of(pt)
+    held = await identity.held_by(request.app[DB], p, [pt.id])
+    return PatientOut.of(pt, exchange=pt.id not in held)
 
 
 @routes.patch(

@@ -176,6 +176,9 @@ async def test_only_a_qualified_ins_leaves_the_requester_side(app, client, users
     patient = (await r.json())["patient"]
     assert patient["ins"] is None and patient["ins_oid"] is None
     assert patient["ins_status"] == "recovered"
+    r = await client.get(f"/api/v1/patients/{patient['id']}")  # the card, seen by an expert
+    assert r.status == 200 and (await r.json())["ins"] is None
+    assert (await r.json())["insi_checked_at"] is None
     text = await report_text(client, dossier_id)
     assert ins not in text and "Identité récupérée" in text
 
