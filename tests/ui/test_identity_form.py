@@ -48,7 +48,8 @@ async def test_identity_form_with_ins_status_and_birth_place(pages, app, users):
     await req.get_by_label("Pièce d'identité à haut niveau de confiance contrôlée").select_option(
         "identity_card"
     )
-    await req.get_by_label("Motif").fill("INSi et CNI vérifiées à l'accueil")
+    reason = req.get_by_label("Motif du changement de statut")
+    await reason.fill("INSi et CNI vérifiées à l'accueil")
     await shot(req, "wizard-identity-ins")
     await req.get_by_role("button", name="Valider").click()
     await req.get_by_role("heading", name="Vérifiez l'identité du patient").wait_for()
@@ -59,8 +60,22 @@ async def test_identity_form_with_ins_status_and_birth_place(pages, app, users):
 
     # A doubt on the document: back to recovered, with a reason.
     await req.get_by_label("Nouveau statut").select_option("recovered")
-    await req.get_by_label("Motif *").fill("Pièce d'identité douteuse")
+    await req.get_by_label("Motif du changement de statut *").fill("Pièce d'identité douteuse")
     await req.get_by_role("button", name="Changer le statut").click()
     await req.get_by_text("Pièce d'identité douteuse").wait_for()
     await req.locator("dd", has_text="Identité récupérée").wait_for()
     await shot(req, "wizard-identity-status-history")
+
+
+async def test_dossier_page_shows_the_identity_status_and_its_panel(pages, app, users):
+    from dossier.seed import seed_demo
+
+    await seed_demo(app[DB], users)
+    req = await pages.new()
+    await open_session(req, app, users["requester"])
+    await req.goto("/app/")
+    await req.locator("a.patient-name", has_text="SEVESTRE").first.click()
+    await req.get_by_text("Identité qualifiée").first.wait_for()
+    await req.get_by_text("Historique du statut de l'identité — Identité qualifiée").click()
+    await req.get_by_text("Identité de démonstration").wait_for()  # the seed's history row
+    await shot(req, "dossier-identity-status")
