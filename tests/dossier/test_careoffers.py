@@ -108,3 +108,27 @@ async def test_radius_specialty_and_establishment_filters(demo, as_user):
     facets = await r.json()
     assert "Endocrinologie-diabétologie" in facets["specialties"]
     assert len(facets["establishments"]) >= 5
+
+
+@SQLITE
+async def test_communes_route_lists_a_postcode_and_refuses_unknown_ones(demo, as_user):
+    c = await as_user(demo["users"]["requester"])
+    r = await c.get("/api/v1/communes", params={"postcode": "29880"})
+    assert r.status == 200
+    assert sorted(x["name"] for x in await r.json()) == ["Guissény", "Plouguerneau"]
+    r = await c.get("/api/v1/communes", params={"insee": "14011"})  # a delegated commune
+    [anctoville] = await r.json()
+    assert (anctoville["name"], anctoville["kind"], anctoville["parent"]) == (
+        "Anctoville",
+        "COMD",
+        "14581",
+    )
+    for params, code in (
+        ({"postcode": "69999"}, "unknown_postcode"),
+        ({"insee": "00000"}, "unknown_insee_code"),
+        ({"postcode": "6900"}, "validation_failed"),
+        ({}, "criteria_required"),
+    ):
+        r = await c.get("/api/v1/communes", params=params)
+        assert r.status == 422 and r.content_type == "application/problem+json", params
+        assert (await r.json())["code"] == code, params

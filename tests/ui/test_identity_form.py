@@ -40,7 +40,9 @@ async def test_identity_form_with_ins_status_and_birth_place(pages, app, users):
     assert await req.get_by_label("Commune de naissance").input_value() == "Grenoble"
     # A postcode of several communes asks which one.
     await req.get_by_label("Code postal du lieu de naissance").fill("29880")
-    await req.get_by_label("Commune de naissance").select_option("29195")  # Plouguerneau
+    choice = req.locator("select#pc-birth_place")  # appears once the communes are fetched
+    await choice.wait_for()
+    await choice.select_option("29195")  # Plouguerneau
     assert await insee.input_value() == "29195"
     await req.get_by_label("Matricule INS (NIR ou NIA)").fill(ins_with_key("2500329195001"))
     await req.get_by_label("Statut de l'identité").select_option("qualified")
