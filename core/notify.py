@@ -105,6 +105,8 @@ class Email:
     text: str
     html: str | None = None
     attachments: list[Attachment] = field(default_factory=list)
+    # Extra header fields (MSSanté's X-MSS-* headers).
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 class DeliveryError(Exception):
@@ -130,6 +132,8 @@ class Notifier:
         em["To"] = msg.to
         em["Subject"] = msg.subject
         em["Message-ID"] = make_msgid(domain="consilium.localhost")
+        for name, value in msg.headers.items():
+            em[name] = value
         em.set_content(msg.text)
         if msg.html:
             em.add_alternative(msg.html, subtype="html")

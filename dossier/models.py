@@ -101,6 +101,12 @@ class Patient(IdMixin, TimestampMixin, Base):
     ins_status: Mapped[InsStatus] = mapped_column(
         _enum(InsStatus, 20), default=InsStatus.provisional
     )
+    # Who assigned the matricule (dossier.identity.ins.InsOid): NIR, NIA, test or demo NIR.
+    ins_oid: Mapped[str | None] = mapped_column(String(40))
+    # The evidence the status rests on (RNIV): the high-trust document checked, and when the
+    # INSi teleservice returned this INS. Changed only by dossier.identity.status.
+    identity_document: Mapped[str] = mapped_column(String(30), default="")
+    insi_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(timezone=True))
     # Accent- and case-free "birth used first firsts" used to pre-filter searches.
     search_text: Mapped[str] = mapped_column(String(600), default="", index=True)
     created_by_id: Mapped[uuid.UUID | None] = mapped_column(
@@ -115,6 +121,27 @@ class Patient(IdMixin, TimestampMixin, Base):
         if self.used_name and self.used_name.upper() != name:
             name += f" ({self.used_name.upper()})"
         return f"{name} {self.used_first_name or self.first_name}"
+
+
+class IdentityStatusChange(IdMixin, Base):
+    """One change of an identity's status (RNIV): who, when, why, on what evidence. The
+    first row of an identity is its creation (``from_status`` null)."""
+
+    __tablename__ = "identity_status_changes"
+
+    patient_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("patients.id", ondelete="CASCADE"), index=True
+    )
+    from_status: Mapped[InsStatus | None] = mapped_column(_enum(InsStatus, 20))
+    to_status: Mapped[InsStatus] = mapped_column(_enum(InsStatus, 20))
+    changed_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    changed_by_label: Mapped[str] = mapped_column(String(200), default="")
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime(timezone=True), default=utcnow)
+    reason: Mapped[str] = mapped_column(String(500), default="")
+    # {"insi": bool, "document": "passport" | …} as declared with the change
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
 # -- care-offer directory ---------------------------------------------------------------

@@ -13,8 +13,10 @@ from core import accounts
 from core.accounts import User
 from core.db import Database
 from core.principal import Principal
-from dossier.careoffers.directory import geocode
+from dossier.communes import geocode
 from dossier.identity import patients as identity
+from dossier.identity.ins import IdentityDocument
+from dossier.identity.status import Evidence
 from dossier.models import CareOffer, CareOfferMember, Dossier, FormSide, Patient, RequestType
 from dossier.workflow import dossiers, forms
 
@@ -434,7 +436,7 @@ async def seed_demo(db: Database, users: dict[str, User]) -> None:
         for name, specialty, estab, street, postcode, city, members in OFFERS:
             if name in existing:
                 continue
-            place = geocode(postcode) or geocode(city)
+            place = geocode(f"{postcode} {city}")
             offer = CareOffer(
                 name=name,
                 specialty=specialty,
@@ -466,7 +468,18 @@ async def _demo_dossiers(db: Database, users: dict[str, User]) -> None:
             )
         ).scalar_one()
     patients = [
-        await identity.create_patient(db, requester, dict(p), confirm=True) for p in DEMO_PATIENTS
+        await identity.create_patient(
+            db,
+            requester,
+            dict(p),
+            confirm=True,
+            # The qualified demo identity: INS from INSi, identity card checked.
+            evidence=Evidence(insi=True, document=IdentityDocument.identity_card)
+            if p["ins_status"] == "qualified"
+            else Evidence(),
+            reason="Identité de démonstration",
+        )
+        for p in DEMO_PATIENTS
     ]
     # Awaiting the demo expert, urgent.
     d1 = await dossiers.create_dossier(db, requester, patient_id=patients[0].id)

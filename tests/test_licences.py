@@ -133,3 +133,14 @@ def test_reviewed_decision_holds_only_for_the_releases_it_was_made_on(tmp_path):
     real = _installed(older, "pymupdf_layout", "1.0", "License: PolyForm Noncommercial")
     licence, source = licences.python_licence(real)
     assert source == "License" and licences.verdict(licence) == "unknown"
+
+
+def test_every_shipped_data_file_names_its_sources_and_licence():
+    from tools.licences import SHIPPED_DATA
+
+    data_dir = ROOT / "dossier" / "data"
+    files = {str(p.relative_to(ROOT)) for p in data_dir.iterdir() if p.is_file()}
+    assert files == {d.path for d in SHIPPED_DATA}
+    page = (ROOT / "docs" / "licences.md").read_text(encoding="utf-8")
+    for d in SHIPPED_DATA:
+        assert f"`{d.path}`" in page and d.licence in page

@@ -490,6 +490,33 @@ RUNTIME_NPM = "## Browser libraries served from ui/static/vendor (npm)"
 DEV = "## Development and test tools (not distributed)"
 
 
+@dataclass(frozen=True)
+class ShippedData:
+    path: str
+    what: str
+    sources: str
+    licence: str
+
+
+# Data files in the repository that come from elsewhere (not packages): each with where it
+# comes from and under which licence. tests/test_licences.py checks that every file under
+# dossier/data is listed here.
+SHIPPED_DATA: tuple[ShippedData, ...] = (
+    ShippedData(
+        "dossier/data/communes.csv.gz",
+        "every INSEE code of the Code officiel géographique (communes, municipal arrondissements,"
+        " delegated and associated communes, former codes) with postcodes and coordinates;"
+        " built by `tools/build_communes.py`",
+        "INSEE codes, names and La Poste postcodes from the npm package"
+        " `@etalab/decoupage-administratif` 6.0.0 (code MIT, data Licence Ouverte 2.0 /"
+        " Etalab); coordinates (La Poste `laposte_hexasmal`, `coordonnees_gps`, Licence"
+        " Ouverte) as compiled in github.com/Coercive/FranceCities 2022 (MIT)",
+        "Licence Ouverte 2.0 (Etalab), compatible with CC-BY 2.0 and ODC-BY; MIT for the"
+        " compilations. Attribution: INSEE, La Poste, Etalab.",
+    ),
+)
+
+
 def render(deps: list[Dependency]) -> str:
     py = [d for d in deps if d.ecosystem == "PyPI" and d.runtime]
     npm = [d for d in deps if d.ecosystem == "npm" and d.runtime]
@@ -536,6 +563,12 @@ def render(deps: list[Dependency]) -> str:
         "and in CI, and are not part of what is distributed.",
         "",
         *_table(dev),
+        "",
+        "## Data shipped with Consilium",
+        "",
+        "| File | What | Sources | Licence |",
+        "| --- | --- | --- | --- |",
+        *(f"| `{d.path}` | {d.what} | {d.sources} | {d.licence} |" for d in SHIPPED_DATA),
         "",
         "## Reviewed decisions",
         "",

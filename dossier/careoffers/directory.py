@@ -1,84 +1,29 @@
 """The care-offer directory ("Sélection de l'offre", seed 000 § 2.2.2): search by keyword
 (3 characters minimum), specialty, establishment, and distance from an address.
 
-Geocoding works without the internet: ``data/communes.json`` holds communes of the demo
-region (Auvergne-Rhône-Alpes) and France's large cities with coordinates; an address is
-placed by its postcode, else by its commune name (tolerant of accents and small typos).
-A deployment loads the full INSEE/BAN table in the same format.
+Geocoding works without the internet, from the complete table of French communes
+(:mod:`dossier.communes`): an address is placed by its postcode, else by its commune's
+name; an unknown postcode or name is refused, never guessed.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import re
 import uuid
 from dataclasses import dataclass
-from functools import cache
-from importlib import resources
 
-from rapidfuzz import fuzz, process
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.accounts import User
 from core.errors import ValidationFailed
+from dossier.communes import Place, UnknownPlace, geocode
 from dossier.identity.patients import fold_for_matching
 from dossier.models import CareOffer, CareOfferMember
 
 MIN_KEYWORD = 3
 DEFAULT_RADIUS_KM = 50.0
 EARTH_RADIUS_KM = 6371.0
-
-
-@dataclass(frozen=True)
-class Place:
-    name: str
-    postcode: str
-    lat: float
-    lon: float
-
-
-@cache
-def communes() -> tuple[Place, ...]:
-    raw = resources.files("dossier").joinpath("data/communes.json").read_text("utf-8")
-    return tuple(Place(r["name"], r["postcode"], r["lat"], r["lon"]) for r in json.loads(raw))
-
-
-@cache
-def _by_folded_name() -> dict[str, Place]:
-    out: dict[str, Place] = {}
-    for p in communes():
-        out.setdefault(fold_for_matching(p.name), p)
-    return out
-
-
-def geocode(address: str) -> Place | None:
-    """Place an address: "69003", "Lyon", "12 rue X, 38000 Grenoble", "st etienne"."""
-    m = re.search(r"\b(\d{5})\b", address)
-    if m:
-        for p in communes():
-            if p.postcode == m.group(1):
-                return p
-        dept = m.group(1)[:2]  # unknown postcode: the department's first known commune
-        for p in communes():
-            if p.postcode.startswith(dept):
-                return p
-    text = fold_for_matching(re.sub(r"\b\d+\b", " ", address))
-    text = re.sub(r"\bst\b", "saint", re.sub(r"\bste\b", "sainte", text))
-    if not text:
-        return None
-    names = _by_folded_name()
-    if text in names:
-        return names[text]
-    # The address's last words are usually the commune: try them first, then fuzzy.
-    words = text.split()
-    for n in range(min(4, len(words)), 0, -1):
-        tail = " ".join(words[-n:])
-        if tail in names:
-            return names[tail]
-    best = process.extractOne(text, list(names), scorer=fuzz.WRatio, score_cutoff=88)
-    return names[best[0]] if best else None
 
 
 def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
@@ -130,12 +75,10 @@ async def search(
         )
     origin: Place | None = None
     if near.strip():
-        origin = geocode(near)
-        if origin is None:
-            raise ValidationFailed(
-                "This address could not be placed; give a postcode or a commune",
-                code="unknown_address",
-            )
+        try:
+            origin = geocode(near)
+        except UnknownPlace as e:
+            raise ValidationFailed(e.detail, code=e.code, candidates=e.candidates) from None
     offers = (
         (await session.execute(select(CareOffer).where(CareOffer.active.is_(True)))).scalars().all()
     )

@@ -64,3 +64,16 @@ class CareOfferSearchOut(BaseModel):
 class FacetsOut(BaseModel):
     specialties: list[str]
     establishments: list[str]
+
+
+class CommuneQuery(BaseModel):
+    postcode: str | None = Field(None, pattern=r"^\d{5}$")
+    insee: str | None = Field(None, pattern=r"^(\d{5}|2[ABab]\d{3})$")
+
+
+class CommuneOut(BaseModel):
+    insee: str
+    name: str
+    postcodes: list[str]
+    kind: str  # COM, ARM, COMD (delegated), COMA (associated), OLD (former code)
+    parent: str  # the current commune of a delegated, associated or former one

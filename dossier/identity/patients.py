@@ -1,8 +1,8 @@
-"""Patient identity (identitovigilance): INS validation, tolerant search with a match rate,
-and creation that warns about look-alike identities before writing.
+"""Patient identity (identitovigilance): tolerant search with a match rate, creation that
+warns about look-alike identities before writing, and correction.
 
-The INS "matricule" is the NIR (or a NIA): 13 characters plus a 2-digit key,
-``key = 97 - (NIR mod 97)`` where Corsican departments count as numbers (2A → 19, 2B → 18).
+The INS matricule, its OID and the status rules live in :mod:`dossier.identity.ins`; the
+status changes in :mod:`dossier.identity.status`.
 """
 
 from __future__ import annotations
@@ -24,75 +24,18 @@ from core.accounts import User
 from core.db import Database
 from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from core.principal import Principal
+from dossier import communes
+from dossier.identity.ins import InsOid, ins_key, ins_with_key, validate_ins
 from dossier.identity.schemas import PatientOut
+from dossier.identity.status import Evidence, apply_status, check_evidence
 from dossier.models import InsStatus, Patient, Sex
 from dossier.permissions import identity_holders, visible_patients
 
-_INS = re.compile(r"^[1-478]\d{4}(\d{2}|2A|2B)\d{6}\d{2}$")
+__all__ = ["ins_key", "ins_with_key", "validate_ins"]  # re-exported for older callers
 
 # A candidate below this rate is not shown; at or above this one it counts as a look-alike.
 SHOW_FROM = 70.0
 SIMILAR_FROM = 85.0
-
-
-# -- INS --------------------------------------------------------------------------------
-
-
-def ins_key(nir13: str) -> int:
-    """The NIR's mod-97 key; Corsica's 2A/2B count as 19/18."""
-    digits = nir13.upper().replace("2A", "19").replace("2B", "18")
-    return 97 - int(digits) % 97
-
-
-def _invalid(detail: str) -> ValidationFailed:
-    return ValidationFailed(detail, code="invalid_ins")
-
-
-def validate_ins(raw: str, *, sex: Sex | None = None, birth_date: date | None = None) -> str:
-    """Check an INS matricule and return it normalised (15 characters, no spaces).
-
-    Checks the structure (sex digit, month incl. the NIR's special values, department incl.
-    Corsica, commune, order number), the mod-97 key, and, when given, that the sex digit and
-    the year and month of birth agree with the identity's traits.
-    """
-    ins = re.sub(r"[\s.\-]", "", raw).upper()
-    if len(ins) != 15:
-        raise _invalid("An INS has 15 characters (13 + a 2-digit key)")
-    if not _INS.match(ins):
-        raise _invalid("An INS is made of digits (2A or 2B allowed for Corsica)")
-    sex_digit, yy, mm, dept = ins[0], ins[1:3], int(ins[3:5]), ins[5:7]
-    if not (1 <= mm <= 12 or mm == 20 or 30 <= mm <= 42 or mm >= 50):
-        raise _invalid("The month of birth in this INS is not possible")
-    if dept == "00":
-        raise _invalid("The department in this INS is not possible")
-    # Overseas (97x, 98x): 3-digit department, 2-digit commune.
-    commune = ins[8:10] if dept in ("97", "98") else ins[7:10]
-    if int(commune) == 0:
-        raise _invalid("The commune in this INS is not possible")
-    if int(ins[10:13]) == 0:
-        raise _invalid("The order number in this INS is not possible")
-    if int(ins[13:]) != ins_key(ins[:13]):
-        raise _invalid("The INS key does not match (mod 97)")
-    known_sex = sex is not None and sex is not Sex.unknown and sex_digit in "12"
-    if known_sex and (sex_digit == "1") != (sex is Sex.male):
-        raise ValidationFailed(
-            "The INS's sex digit does not match the sex entered", code="ins_mismatch"
-        )
-    if (
-        birth_date is not None
-        and 1 <= mm <= 12
-        and (int(yy) != birth_date.year % 100 or mm != birth_date.month)
-    ):
-        raise ValidationFailed(
-            "The INS's year and month of birth do not match the birth date entered",
-            code="ins_mismatch",
-        )
-    return ins
-
-
-def ins_with_key(nir13: str) -> str:
-    """Complete a 13-character NIR with its key (demo data, tests)."""
-    return f"{nir13}{ins_key(nir13):02d}"
 
 
 # -- text normalisation and matching ---------------------------------------------------
@@ -213,6 +156,18 @@ async def search_patients(
     return hits
 
 
+async def held_by(db: Database, principal: Principal, ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of these identities the principal holds (the requester side): the others are
+    shown as they leave their holders, with their INS only when qualified."""
+    if not ids:
+        return set()
+    async with db.read() as s:
+        rows = await s.execute(
+            select(Patient.id).where(Patient.id.in_(ids), identity_holders(principal))
+        )
+        return set(rows.scalars().all())
+
+
 async def read_patient(db: Database, principal: Principal, patient_id: uuid.UUID) -> Patient:
     """An identity card ("Fiche d'identité"), if the principal may see it; the reading is
     audited."""
@@ -254,24 +209,49 @@ async def search(
 
 
 def normalise_fields(data: dict[str, Any]) -> dict[str, Any]:
-    """Trim names, upper-case the birth and used names (as the INS referential does)."""
+    """Trim names, upper-case the birth and used names (as the INS referential does), check
+    the INS and its OID, the first names and the birth place's INSEE code."""
     out = dict(data)
     out["sex"] = Sex(out["sex"])
-    out["ins_status"] = InsStatus(out.get("ins_status") or InsStatus.provisional)
     for key in ("birth_name", "used_name"):
         out[key] = " ".join(str(out.get(key) or "").split()).upper()
     for key in ("first_name", "first_names", "used_first_name"):
         out[key] = " ".join(str(out.get(key) or "").split())
     if not out["birth_name"] or not out["first_name"]:
         raise ValidationFailed("Birth name and first name are required", code="identity_required")
+    # INS: the list of birth first names, separated by spaces; the first of them is the
+    # "premier prénom de naissance".
+    if not out["first_names"]:
+        out["first_names"] = out["first_name"]
+    elif fold_for_matching(out["first_names"].split()[0]) != fold_for_matching(out["first_name"]):
+        raise ValidationFailed(
+            "The first name is the first of the birth first names",
+            code="first_name_mismatch",
+        )
     if out.get("ins"):
         out["ins"] = validate_ins(out["ins"], sex=out.get("sex"), birth_date=out.get("birth_date"))
+        try:
+            out["ins_oid"] = InsOid(out.get("ins_oid") or InsOid.nir).value
+        except ValueError:
+            raise ValidationFailed(
+                "Unknown INS OID (NIR 1.2.250.1.213.1.4.8, NIA 1.2.250.1.213.1.4.9, "
+                "test 1.2.250.1.213.1.4.10, demo 1.2.250.1.213.1.4.11)",
+                code="invalid_ins_oid",
+            ) from None
     else:
         out["ins"] = None
-    if out.get("ins_status") in (InsStatus.qualified, InsStatus.recovered) and not out["ins"]:
-        raise ValidationFailed(
-            "A recovered or qualified identity carries its INS", code="ins_required"
-        )
+        out["ins_oid"] = None
+    code = str(out.get("birth_insee_code") or "").strip().upper()
+    if code:
+        if not communes.is_birth_place_code(code):
+            raise ValidationFailed(
+                f"No French commune (nor country of birth) has the INSEE code {code}",
+                code="unknown_birth_place",
+            )
+        place = communes.by_insee(code)
+        if place is not None and not out.get("birth_commune"):
+            out["birth_commune"] = place.name
+    out["birth_insee_code"] = code
     if out.get("ipp") is not None:
         out["ipp"] = str(out["ipp"]).strip() or None
     return out
@@ -292,15 +272,28 @@ async def similar_identities(
 
 
 async def create_patient(
-    db: Database, principal: Principal, data: dict[str, Any], *, confirm: bool = False
+    db: Database,
+    principal: Principal,
+    data: dict[str, Any],
+    *,
+    confirm: bool = False,
+    evidence: Evidence | None = None,
+    reason: str = "",
 ) -> Patient:
     """The one write path that creates an identity.
 
     Without ``confirm``, a 409 ``similar_identities`` lists the look-alikes (the seed's
     "L'identité en cours d'édition ressemble à une (des) identité(s) existante(s)") and
     nothing is written; the client shows them and retries with ``confirm=True``.
+
+    The status asked for (``ins_status``, provisional by default) must rest on the
+    ``evidence`` declared (an INSi call, a high-trust document): the first row of the
+    identity's status history.
     """
-    fields = normalise_fields(data)
+    evidence = evidence or Evidence()
+    status = InsStatus(data.get("ins_status") or InsStatus.provisional)
+    fields = normalise_fields({k: v for k, v in data.items() if k != "ins_status"})
+    check_evidence(fields["ins"], status, evidence.provides())
     async with db.write() as uow:
         s = uow.session
         if fields["ins"]:
@@ -326,6 +319,7 @@ async def create_patient(
             id=uuid.uuid4(),
             created_by_id=principal.subject_id if principal.is_user else None,
             establishment=establishment,
+            ins_status=status,
             **fields,
         )
         patient.search_text = search_text_of(patient)
@@ -336,21 +330,40 @@ async def create_patient(
             object_type="patient",
             object_id=patient.id,
             confirmed_despite_similar=confirm,
-            ins_status=patient.ins_status.value,
+            ins_status=status.value,
         )
         await s.flush()  # the transaction is open before the savepoint (SQLite driver)
         try:
             async with s.begin_nested():  # the same INS entered twice at once
                 s.add(patient)
+                await s.flush()
         except IntegrityError:
             raise Conflict("An identity with this INS already exists", code="ins_exists") from None
+        apply_status(
+            s,
+            principal,
+            patient,
+            status,
+            reason=reason.strip() or "Création de l'identité",
+            evidence=evidence,
+            initial=True,
+        )
     return patient
 
 
 # Traits that come from the national teleservice once an identity is qualified: they are not
 # changed by hand (RNIV); used names, contacts and addresses stay editable.
 QUALIFIED_TRAITS = frozenset(
-    {"birth_name", "first_name", "first_names", "sex", "birth_date", "birth_insee_code", "ins"}
+    {
+        "birth_name",
+        "first_name",
+        "first_names",
+        "sex",
+        "birth_date",
+        "birth_insee_code",
+        "ins",
+        "ins_oid",
+    }
 )
 
 
@@ -368,7 +381,7 @@ STRICT_TRAITS = frozenset(
         "birth_postcode",
         "birth_insee_code",
         "ins",
-        "ins_status",
+        "ins_oid",
     }
 )
 
@@ -383,7 +396,14 @@ async def update_patient(
 ) -> Patient:
     """The one write path that corrects an identity ("Modifier"): by the requester side that
     holds it (see :func:`dossier.permissions.identity_holders`); a change of a strict trait
-    needs a ``reason``."""
+    needs a ``reason``, and brings a recovered or validated identity back to provisional
+    (the INSi answer or the document checked no longer vouches for the new traits). The
+    status itself changes through :func:`dossier.identity.status.change_status`."""
+    if "ins_status" in changes:
+        raise ValidationFailed(
+            "The identity status changes with POST /api/v1/patients/{id}/status",
+            code="status_change_route",
+        )
     async with db.write() as uow:
         s = uow.session
         patient = (
@@ -427,9 +447,14 @@ async def update_patient(
                 "contacts",
                 "ipp",
                 "ins",
-                "ins_status",
+                "ins_oid",
             )
         }
+        if changes.get("first_name") and "first_names" not in changes:
+            # The first name is the list's first: correcting it corrects the list.
+            words = (patient.first_names or "").split()
+            if words and fold_for_matching(words[0]) == fold_for_matching(patient.first_name):
+                changes = {**changes, "first_names": " ".join([changes["first_name"], *words[1:]])}
         merged = normalise_fields({**current, **changes})
         changed = sorted(k for k in changes if merged.get(k) != current.get(k))
         if patient.ins_status is InsStatus.qualified and QUALIFIED_TRAITS & set(changed):
@@ -455,6 +480,16 @@ async def update_patient(
         for k in changed:
             setattr(patient, k, merged[k])
         patient.search_text = search_text_of(patient)
+        demoted = strict and patient.ins_status in (InsStatus.recovered, InsStatus.validated)
+        if demoted:
+            apply_status(
+                s,
+                principal,
+                patient,
+                InsStatus.provisional,
+                reason=f"Traits stricts modifiés ({', '.join(strict)}) : {reason}",
+                evidence=Evidence(),
+            )
         audit.record(
             s,
             "patient.update",
@@ -463,6 +498,7 @@ async def update_patient(
             object_id=patient.id,
             fields=changed,
             **({"reason": reason} if reason else {}),
+            **({"status_now": InsStatus.provisional.value} if demoted else {}),
         )
         try:
             async with s.begin_nested():

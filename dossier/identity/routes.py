@@ -11,6 +11,7 @@ from core.context import DB
 from core.errors import ValidationFailed
 from dossier.identity import lookup
 from dossier.identity import patients as identity
+from dossier.identity import status as identity_status
 from dossier.identity.schemas import (
     LookupIn,
     LookupOut,
@@ -19,6 +20,8 @@ from dossier.identity.schemas import (
     PatientOut,
     PatientPatch,
     PatientQuery,
+    StatusChangeOut,
+    StatusIn,
 )
 from dossier.web import RouteTable
 
@@ -47,17 +50,28 @@ async def search_patients(request: web.Request, query: PatientQuery) -> list[Pat
     )
     criteria = sorted(k for k, v in query.model_dump().items() if v)
     hits = await identity.search_patients(request.app[DB], p, c, criteria)
-    return [PatientHit(**PatientOut.of(pt).model_dump(), match_rate=r) for pt, r in hits]
+    held = await identity.held_by(request.app[DB], p, [pt.id for pt, _ in hits])
+    return [
+        PatientHit(**PatientOut.of(pt, exchange=pt.id not in held).model_dump(), match_rate=r)
+        for pt, r in hits
+    ]
 
 
 @routes.post("/patients", body=PatientIn, response=PatientOut, status=201, tags=T_PAT, errors=[409])
 async def create_patient(request: web.Request, body: PatientIn) -> PatientOut:
     """Create an identity; 409 similar_identities lists look-alikes until confirm=true."""
-    data = body.model_dump(exclude={"confirm"})
+    data = body.model_dump(
+        exclude={"confirm", "insi", "identity_document", "status_reason"}, mode="python"
+    )
     data["addresses"] = [a.model_dump(mode="json") for a in body.addresses]
     data["contacts"] = [c.model_dump(mode="json") for c in body.contacts]
     patient = await identity.create_patient(
-        request.app[DB], principal(request), data, confirm=body.confirm
+        request.app[DB],
+        principal(request),
+        data,
+        confirm=body.confirm,
+        evidence=identity_status.Evidence(insi=body.insi, document=body.identity_document),
+        reason=body.status_reason,
     )
     return PatientOut.of(patient)
 
@@ -65,10 +79,12 @@ async def create_patient(request: web.Request, body: PatientIn) -> PatientOut:
 @routes.get("/patients/{patient_id}", response=PatientOut, tags=T_PAT)
 async def get_patient(request: web.Request) -> PatientOut:
     """An identity card ("Fiche d'identité")."""
+    p = principal(request)
     pt = await identity.read_patient(
-        request.app[DB], principal(request), uuid.UUID(request.match_info["patient_id"])
+        request.app[DB], p, uuid.UUID(request.match_info["patient_id"])
     )
-    return PatientOut.of(pt)
+    held = await identity.held_by(request.app[DB], p, [pt.id])
+    return PatientOut.of(pt, exchange=pt.id not in held)
 
 
 @routes.patch(
@@ -97,6 +113,42 @@ async def patch_patient(request: web.Request, body: PatientPatch) -> PatientOut:
         reason=body.reason or "",
     )
     return PatientOut.of(patient)
+
+
+@routes.post(
+    "/patients/{patient_id}/status",
+    body=StatusIn,
+    response=PatientOut,
+    tags=T_PAT,
+    errors=[403, 404, 409],
+)
+async def change_identity_status(request: web.Request, body: StatusIn) -> PatientOut:
+    """Move the identity status (provisoire, récupérée, validée, qualifiée) as the RNIV
+    allows (409 illegal_identity_transition otherwise), with a reason and the evidence of
+    the step (422 evidence_required: an INSi call, a high-trust document)."""
+    patient = await identity_status.change_status(
+        request.app[DB],
+        principal(request),
+        uuid.UUID(request.match_info["patient_id"]),
+        body.status,
+        reason=body.reason,
+        evidence=identity_status.Evidence(insi=body.insi, document=body.identity_document),
+    )
+    return PatientOut.of(patient)
+
+
+@routes.get(
+    "/patients/{patient_id}/status-history",
+    response=list[StatusChangeOut],
+    tags=T_PAT,
+    errors=[404],
+)
+async def identity_status_history(request: web.Request) -> list[StatusChangeOut]:
+    """Who changed the identity status, when, why and on what evidence, oldest first."""
+    rows = await identity_status.history(
+        request.app[DB], principal(request), uuid.UUID(request.match_info["patient_id"])
+    )
+    return [StatusChangeOut.of(r) for r in rows]
 
 
 @routes.post(

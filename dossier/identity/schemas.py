@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import unicodedata
 import uuid
-from datetime import date
+from datetime import date, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from dossier.identity.ins import IdentityDocument, InsOid, allowed_targets, exchangeable_ins
 from dossier.models import (
+    IdentityStatusChange,
     InsStatus,
     Patient,
     Sex,
@@ -82,7 +84,13 @@ class PatientIn(IdentityText):
     contacts: list[Contact] = Field(default_factory=list, max_length=10)
     ipp: str | None = Field(None, max_length=40)
     ins: str | None = Field(None, max_length=30)
+    ins_oid: InsOid | None = None  # NIR by default when an INS is given
     ins_status: InsStatus = InsStatus.provisional
+    # The evidence a status above provisional rests on (RNIV): the INSi teleservice returned
+    # this INS; a high-trust identity document was checked.
+    insi: bool = False
+    identity_document: IdentityDocument | None = None
+    status_reason: str = Field("", max_length=500)
     confirm: bool = False  # create even though look-alike identities exist
 
     @field_validator("birth_date")
@@ -109,13 +117,26 @@ class PatientOut(BaseModel):
     birth_postcode: str
     birth_insee_code: str
     ins: str | None
+    ins_oid: str | None
+    ins_oid_label: str
     ins_status: InsStatus
     ins_status_label: str
+    first_names_list: list[str]
+    identity_document: str
+    identity_document_label: str
+    insi_checked_at: datetime | None
+    status_targets: list[InsStatus]  # the statuses the RNIV allows next
     addresses: list[dict[str, Any]]
     contacts: list[dict[str, Any]]
 
     @classmethod
-    def of(cls, p: Patient) -> PatientOut:
+    def of(cls, p: Patient, *, exchange: bool = False) -> PatientOut:
+        """The identity as the API gives it. ``exchange``: as it leaves the requester side
+        (the experts' view of a dossier, any export): the INS and its OID only when the
+        identity is qualified (RNIV)."""
+        ins = exchangeable_ins(p.ins_status, p.ins) if exchange else p.ins
+        oid = p.ins_oid if ins else None
+        doc = p.identity_document or ""
         return cls(
             id=p.id,
             ipp=p.ipp,
@@ -131,9 +152,18 @@ class PatientOut(BaseModel):
             birth_commune=p.birth_commune,
             birth_postcode=p.birth_postcode,
             birth_insee_code=p.birth_insee_code,
-            ins=p.ins,
+            ins=ins,
+            ins_oid=oid,
+            ins_oid_label=InsOid(oid).label if oid in set(InsOid) else "",
             ins_status=p.ins_status,
             ins_status_label=p.ins_status.label,
+            first_names_list=(p.first_names or p.first_name).split(),
+            identity_document="" if exchange else doc,
+            identity_document_label=(
+                IdentityDocument(doc).label if doc in set(IdentityDocument) and not exchange else ""
+            ),
+            insi_checked_at=None if exchange else p.insi_checked_at,
+            status_targets=[] if exchange else allowed_targets(p.ins_status),
             addresses=list(p.addresses or []),
             contacts=list(p.contacts or []),
         )
@@ -162,6 +192,8 @@ class PatientPatch(IdentityText):
     contacts: list[Contact] | None = Field(None, max_length=10)
     ipp: str | None = Field(None, max_length=40)
     ins: str | None = Field(None, max_length=30)
+    ins_oid: InsOid | None = None
+    # Refused (422 status_change_route): the status moves with POST /patients/{id}/status.
     ins_status: InsStatus | None = None
     # Why the strict traits change (names, sex, birth date and place, INS): required then,
     # kept in the audit log ("Motif de la modification").
@@ -181,6 +213,47 @@ class PatientQuery(BaseModel):
     ins: str | None = Field(None, max_length=30)
     ipp: str | None = Field(None, max_length=40)
     sex: Sex | None = None
+
+
+class StatusIn(BaseModel):
+    """A move of the identity status (RNIV), with its reason and the evidence of this step."""
+
+    model_config = ConfigDict(extra="forbid")
+    status: InsStatus
+    reason: str = Field(min_length=1, max_length=500)
+    insi: bool = False  # the INSi teleservice returned this identity's INS for its traits
+    identity_document: IdentityDocument | None = None  # the high-trust document checked
+
+
+class StatusChangeOut(BaseModel):
+    from_status: InsStatus | None
+    from_label: str
+    to_status: InsStatus
+    to_label: str
+    changed_by: str
+    changed_at: datetime
+    reason: str
+    insi: bool
+    identity_document: str
+    identity_document_label: str
+
+    @classmethod
+    def of(cls, r: IdentityStatusChange) -> StatusChangeOut:
+        doc = str((r.evidence or {}).get("document") or "")
+        return cls(
+            from_status=r.from_status,
+            from_label=r.from_status.label if r.from_status else "",
+            to_status=r.to_status,
+            to_label=r.to_status.label,
+            changed_by=r.changed_by_label,
+            changed_at=r.changed_at,
+            reason=r.reason,
+            insi=bool((r.evidence or {}).get("insi")),
+            identity_document=doc,
+            identity_document_label=(
+                IdentityDocument(doc).label if doc in set(IdentityDocument) else ""
+            ),
+        )
 
 
 # -- lookup by number --------------------------------------------------------------------

@@ -27,6 +27,7 @@ from core.principal import Principal
 from dossier.documents import access as doc_access
 from dossier.documents import filetypes
 from dossier.documents.store import add_document, list_documents
+from dossier.identity.ins import InsOid, exchangeable_ins
 from dossier.models import (
     CareOffer,
     Document,
@@ -154,7 +155,9 @@ async def collect(session: AsyncSession, dossier_id: uuid.UUID, by: str) -> Repo
     birth = p.birth_name.upper()
     used = (p.used_name or p.birth_name).upper()
     first = p.used_first_name or p.first_name
-    ins = p.ins or "—"
+    # RNIV: only a qualified identity's INS travels (the report leaves the establishment).
+    ins = exchangeable_ins(p.ins_status, p.ins)
+    oid_label = InsOid(p.ins_oid).label if p.ins_oid in set(InsOid) else "NIR"
     patient = {
         "Nom de naissance": birth,
         # No used name: a dash, as the dossier page shows it (not the birth name again).
@@ -169,7 +172,9 @@ async def collect(session: AsyncSession, dossier_id: uuid.UUID, by: str) -> Repo
             if x
         )
         or "—",
-        "INS": f"{ins} — {p.ins_status.label}" if p.ins else "—",
+        "INS": f"{ins} ({oid_label} {p.ins_oid}) — {p.ins_status.label}"
+        if ins
+        else f"— ({p.ins_status.label})",
         "IPP": p.ipp or "—",
     }
     request = {

@@ -1,7 +1,10 @@
 """Sending a PDF of the dossier (seed 000, 4.1.2 "Envoi sécurisé de document PDF").
 
 - **MSSanté**: the PDF goes as an attachment to the recipient's MSSanté address, through
-  the operator's relay (``Notifier.send_email(..., mss=True)``).
+  the operator's relay (``Notifier.send_email(..., mss=True)``). The report also goes as
+  an IHE XDM archive (``IHE_XDM.ZIP``, :mod:`dossier.sending.xdm`: XDS metadata and a CDA
+  R2 embedding the PDF) with the referential's ``X-MSS-CODECDA`` header, and
+  ``X-MSS-INS: O`` when the patient's qualified INS is in it.
 - **Vault** (coffre-fort numérique), for a recipient without MSSanté: an e-mail carries a
   time-limited link, an SMS carries a 6-digit code; the document is delivered only to
   whoever has both. Token and code are stored as keyed hashes, attempts are counted.
@@ -22,6 +25,7 @@ from typing import Literal
 from sqlalchemy import select
 
 from core import audit
+from core.accounts import User
 from core.config import Settings
 from core.db import Database, utcnow
 from core.errors import Forbidden, Gone, NotFound, ValidationFailed
@@ -31,7 +35,8 @@ from core.principal import Principal
 from core.storage import Storage
 from dossier.documents import access as doc_access
 from dossier.documents.store import get_document
-from dossier.models import Document, VaultDeposit
+from dossier.models import Document, Dossier, Patient, VaultDeposit
+from dossier.sending import xdm
 
 VAULT_TTL = timedelta(days=7)
 VAULT_MAX_ATTEMPTS = 5
@@ -84,6 +89,14 @@ async def send_mss(
             code="too_large_for_mss",
         )
     pdf = await storage.blobs.read(doc.blob_key)
+    attachments = [Attachment(doc.filename, pdf, "application/pdf")]
+    headers: dict[str, str] = {}
+    if doc.source == "report":
+        archive = await _xdm_of(db, principal, dossier_id, pdf, recipients)
+        attachments.append(Attachment("IHE_XDM.ZIP", archive.content, "application/zip"))
+        headers["X-MSS-CODECDA"] = archive.cda_code
+        if archive.ins_in_metadata:
+            headers["X-MSS-INS"] = "O"
     sent: list[str] = []
     for to in recipients:
         text = (
@@ -98,7 +111,8 @@ async def send_mss(
                     to=to,
                     subject=f"[Consilium] {doc.filename}",
                     text=text,
-                    attachments=[Attachment(doc.filename, pdf, "application/pdf")],
+                    attachments=attachments,
+                    headers=headers,
                 ),
                 mss=True,
             )
@@ -121,6 +135,45 @@ async def send_mss(
             error=error,
         )
     return sent
+
+
+async def _xdm_of(
+    db: Database,
+    principal: Principal,
+    dossier_id: uuid.UUID,
+    pdf: bytes,
+    recipients: list[str],
+) -> xdm.XdmArchive:
+    """The report as an IHE XDM archive: the patient's traits (INS only if qualified) and the
+    sender as author."""
+    async with db.read() as session:
+        d = await session.get(Dossier, dossier_id)
+        assert d is not None
+        p = await session.get(Patient, d.patient_id)
+        assert p is not None
+        me = await session.get(User, principal.subject_id) if principal.is_user else None
+    return xdm.build_archive(
+        title=f"Compte rendu de téléexpertise {d.number}",
+        number=d.number,
+        created=utcnow(),
+        patient=xdm.PatientTraits(
+            birth_name=p.birth_name,
+            first_names=p.first_names or p.first_name,
+            sex=p.sex,
+            birth_date=p.birth_date,
+            ins=p.ins,
+            ins_oid=p.ins_oid,
+            ins_status=p.ins_status,
+        ),
+        author=xdm.Author(
+            rpps=me.rpps if me else None,
+            family=me.last_name if me else principal.label,
+            given=me.first_name if me else "",
+            establishment=me.establishment if me else "",
+        ),
+        pdf=pdf,
+        recipients=recipients,
+    )
 
 
 async def send_vault(

@@ -573,7 +573,8 @@ async def dossier_view(s: AsyncSession, principal: Principal, d: Dossier, a: Acc
         state=d.state,
         state_label=d.state.label,
         urgent=d.urgent,
-        patient=PatientOut.of(patient),
+        # Beyond the requester side the identity has left its holders: INS only if qualified.
+        patient=PatientOut.of(patient, exchange=side != "requester"),
         requester=UserRef.of(requester),
         created_by=UserRef.of(creator),
         on_behalf_label=on_behalf_label(requester, creator),

@@ -196,8 +196,15 @@ async def _old_rows(url: str) -> list[uuid.UUID]:
                     }
                 ],
             )
+            # The patients table as it was then (before dossier_0004's INS columns).
+            later = {"ins_oid", "identity_document", "insi_checked_at"}
+            old_patients = sa.Table(
+                "patients",
+                sa.MetaData(),
+                *(c._copy() for c in Patient.__table__.columns if c.name not in later),
+            )
             await conn.execute(
-                Patient.__table__.insert(),
+                old_patients.insert(),
                 [
                     {
                         "id": pid,

@@ -146,7 +146,11 @@ async def test_invalid_identity_is_refused_and_nothing_written(app, demo, as_use
         ({"birth_date": "2999-01-01"}, "validation_failed"),
         ({"sex": "X"}, "validation_failed"),
         ({"birth_insee_code": "../etc"}, "validation_failed"),
-        ({"ins_status": "qualified"}, "ins_required"),
+        ({"ins_status": "qualified"}, "evidence_required"),
+        ({"ins_status": "recovered", "insi": True}, "ins_required"),
+        ({"birth_insee_code": "38999"}, "unknown_birth_place"),
+        ({"first_names": "Marie Élise"}, "first_name_mismatch"),
+        ({"ins": ins_with_key("2500338185001"), "ins_oid": "1.2.3"}, "validation_failed"),
         ({"unknown": 1}, "validation_failed"),
     ]
     for over, code in cases:

@@ -69,7 +69,12 @@ async def test_seed_000_from_expert_signature_to_sent_and_exported_report(
     )
     assert r.status == 200, await r.text()
     [mss] = await smtp.wait_for("claire.martin@demo.mssante.fr")
-    assert [a.get_filename() for a in mss.iter_attachments()] == [report["filename"]]
+    # The PDF for people, the IHE XDM archive for software (MSSanté client referential).
+    assert [a.get_filename() for a in mss.iter_attachments()] == [
+        report["filename"],
+        "IHE_XDM.ZIP",
+    ]
+    assert mss["X-MSS-CODECDA"] == "11488-4"
     r = await exp.post(
         f"{url}/send",
         json={

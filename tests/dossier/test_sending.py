@@ -85,7 +85,7 @@ async def test_report_sent_by_mssante_arrives_with_the_pdf_and_is_in_the_history
     assert r.status == 200, await r.text()
     assert (await r.json())["sent_to"] == ["claire.martin@demo.mssante.fr"]
     [msg] = await smtp.wait_for("claire.martin@demo.mssante.fr")
-    [att] = list(msg.iter_attachments())
+    att, _xdm = list(msg.iter_attachments())
     assert att.get_content_type() == "application/pdf"
     assert att.get_filename() == report["filename"]
     assert att.get_content().startswith(b"%PDF-")

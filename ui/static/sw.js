@@ -15,6 +15,7 @@ const SHELL = [
   "/static/js/components.js",
   "/static/js/icons.js",
   "/static/js/model.js",
+  "/static/js/identity.js",
   "/static/js/recent.js",
   "/static/js/history.js",
   "/static/js/media.js",

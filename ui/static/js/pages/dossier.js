@@ -6,6 +6,7 @@ import { Alert, Dialog, errorMessage, toast, useTitle } from "../components.js";
 import { groupHistory, historySentence } from "../history.js";
 import { formatBirthDate, formatDate, formatDateTime, formatTime, hasMessage, t } from "../i18n.js";
 import { Icon } from "../icons.js";
+import { StatusPanel } from "../identity.js";
 import { html, useEffect, useMemo, useState } from "../lib.js";
 import { patientName, sexSymbol } from "../model.js";
 import { cachedDossier, rememberDossier } from "../recent.js";
@@ -187,7 +188,7 @@ export function DossierPage({ id }) {
       <div class="identity-banner">
         <span class="avatar" aria-hidden="true">${sex.symbol}</span>
         <div><div class="who">${patientName(p)}</div>
-          <div class="small muted">${t("patient.born", { date: formatBirthDate(p.birth_date) })} · ${sex.label}${p.ipp ? ` · IPP ${p.ipp}` : ""}${p.ins ? ` · INS ${p.ins}` : ""}</div>
+          <div class="small muted">${t("patient.born", { date: formatBirthDate(p.birth_date) })} · ${sex.label}${p.ipp ? ` · IPP ${p.ipp}` : ""}${p.ins ? ` · INS ${p.ins}` : ""} · ${p.ins_status_label}</div>
           ${d.number && html`<div class="dossier-no">${t("dossier.number", { number: d.number })}${d.my_side === "reader" && html` <span class="badge badge-by-number">${t("dossier.read_by_number")}</span>`}</div>`}</div>
         <span class="grow"></span>
         <div class="stack small">
@@ -197,6 +198,8 @@ export function DossierPage({ id }) {
         </div>
       </div>
     </section>
+    ${d.my_side === "requester" && html`<details class="card banner-gap"><summary class="card-body">${t("identity.status_history")} — ${p.ins_status_label}</summary>
+      <div class="card-body"><${StatusPanel} p=${p} onChanged=${(np) => setD({ ...d, patient: np })} /></div></details>`}
     ${d.receipts.map((r) => html`<div class="alert alert-info" role="status" key=${r.user.id}><${Icon} name="check" /> ${r.label}</div>`)}
     <div class="layout-2">
       <div class="stack">

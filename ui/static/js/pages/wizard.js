@@ -4,6 +4,7 @@
 import { api } from "../api.js";
 import { Alert, Empty, errorMessage, useTitle } from "../components.js";
 import { formatBirthDate, t } from "../i18n.js";
+import { EvidenceFields, STATUSES, StatusPanel } from "../identity.js";
 import { Icon } from "../icons.js";
 import { html, useEffect, useState } from "../lib.js";
 import { patientName, sexSymbol } from "../model.js";
@@ -68,7 +69,7 @@ function SearchStep({ onPick, onCreate }) {
   </div>`;
 }
 
-function IdentityView({ p }) {
+function IdentityView({ p, onChanged }) {
   const mobile = (p.contacts || []).find((c) => c.kind === "mobile");
   const mail = (p.contacts || []).find((c) => c.kind === "email");
   const addr = (p.addresses || [])[0];
@@ -77,29 +78,60 @@ function IdentityView({ p }) {
       <dt>${t("wizard.birth_name")}</dt><dd>${p.birth_name}</dd>
       <dt>${t("wizard.used_name")}</dt><dd>${p.used_name || "–"}</dd>
       <dt>${t("wizard.first_name")}</dt><dd>${p.first_name}</dd>
-      <dt>${t("wizard.first_names")}</dt><dd>${p.first_names || "–"}</dd>
+      <dt>${t("wizard.first_names")}</dt><dd>${(p.first_names_list || []).join(", ") || p.first_names || "–"}</dd>
       <dt>${t("activity.col_sex")}</dt><dd>${sexSymbol(p.sex).label}</dd>
-      <dt>INS</dt><dd class="mono">${p.ins || "–"} <span class="muted small">${p.ins_status_label || ""}</span></dd>
+      <dt>${t("identity.ins")}</dt><dd class="mono">${p.ins || "–"} <span class="muted small">${p.ins_oid_label ? `${p.ins_oid_label} (${p.ins_oid})` : ""}</span></dd>
+      <dt>${t("identity.status")}</dt><dd>${p.ins_status_label || ""}${p.identity_document_label ? ` — ${p.identity_document_label}` : ""}</dd>
       <dt>${t("wizard.col_birth_date")}</dt><dd>${formatBirthDate(p.birth_date)}</dd>
     </dl>
     <dl class="dl">
-      <dt>${t("wizard.birth_place")}</dt><dd>${[p.birth_commune, p.birth_postcode, p.birth_country].filter(Boolean).join(", ") || "–"}</dd>
+      <dt>${t("wizard.birth_place")}</dt><dd>${[p.birth_commune, p.birth_postcode, p.birth_country].filter(Boolean).join(", ") || "–"}${p.birth_insee_code ? html` <span class="mono small">(${t("identity.insee")} ${p.birth_insee_code})</span>` : ""}</dd>
       <dt>${t("wizard.address")}</dt><dd>${addr ? [addr.street, addr.postcode, addr.city].filter(Boolean).join(", ") : "–"}</dd>
       <dt>${t("settings.mobile")}</dt><dd>${mobile ? mobile.value : "–"}</dd>
       <dt>${t("login.email")}</dt><dd>${mail ? mail.value : "–"}</dd>
     </dl>
-  </div>`;
+  </div>
+  ${onChanged && html`<${StatusPanel} p=${p} onChanged=${onChanged} />`}`;
 }
 
 function CreateStep({ onCreated, onBack }) {
-  const [f, setF] = useState({ birth_name: "", used_name: "", first_name: "", sex: "", birth_date: "", birth_commune: "", birth_postcode: "", mobile: "", email: "", city: "", postcode: "", street: "" });
+  const [f, setF] = useState({
+    birth_name: "", used_name: "", first_name: "", first_names: "", sex: "", birth_date: "", birth_commune: "", birth_postcode: "", birth_insee_code: "",
+    ins: "", ins_oid: "1.2.250.1.213.1.4.8", ins_status: "provisional", status_reason: "", mobile: "", email: "", city: "", postcode: "", street: "",
+  });
+  const [insi, setInsi] = useState(false);
+  const [doc, setDoc] = useState("");
+  const [places, setPlaces] = useState([]);
+  const [placeError, setPlaceError] = useState(null);
   const [similar, setSimilar] = useState(null);
   const [error, setError] = useState(null);
   const [busy, setBusy] = useState(false);
   const set = (k) => (e) => setF({ ...f, [k]: e.target.value });
+  // The birth place's INSEE code comes from the commune table: a postcode lists its communes.
+  const birthPostcode = async (e) => {
+    const postcode = e.target.value.trim();
+    setF({ ...f, birth_postcode: postcode, birth_insee_code: "", birth_commune: "" });
+    setPlaces([]);
+    setPlaceError(null);
+    if (!/^\d{5}$/.test(postcode)) return;
+    try {
+      const found = await api.get("/communes", { query: { postcode } });
+      setPlaces(found);
+      if (found.length === 1) setF((cur) => ({ ...cur, birth_insee_code: found[0].insee, birth_commune: found[0].name }));
+    } catch (err) {
+      setPlaceError(err);
+    }
+  };
+  const pickPlace = (e) => {
+    const c = places.find((x) => x.insee === e.target.value);
+    setF({ ...f, birth_insee_code: c ? c.insee : "", birth_commune: c ? c.name : "" });
+  };
   const body = (confirm) => ({
     birth_name: f.birth_name.trim(), used_name: f.used_name.trim(), first_name: f.first_name.trim(), sex: f.sex, birth_date: f.birth_date,
-    birth_commune: f.birth_commune.trim(), birth_postcode: f.birth_postcode.trim(),
+    first_names: f.first_names.trim(),
+    birth_commune: f.birth_commune.trim(), birth_postcode: f.birth_postcode.trim(), birth_insee_code: f.birth_insee_code,
+    ...(f.ins.trim() ? { ins: f.ins.trim(), ins_oid: f.ins_oid } : {}),
+    ins_status: f.ins_status, insi, ...(doc ? { identity_document: doc } : {}), status_reason: f.status_reason.trim(),
     contacts: [...(f.mobile.trim() ? [{ kind: "mobile", value: f.mobile.trim() }] : []), ...(f.email.trim() ? [{ kind: "email", value: f.email.trim() }] : [])],
     addresses: f.city.trim() || f.street.trim() ? [{ city: f.city.trim(), postcode: f.postcode.trim(), street: f.street.trim() }] : [],
     confirm,
@@ -132,10 +164,32 @@ function CreateStep({ onCreated, onBack }) {
       ${field("birth_name", t("wizard.birth_name") + " *", { required: true, autocomplete: "off" })}
       ${field("used_name", t("wizard.used_name"))}
       ${field("first_name", t("wizard.first_name") + " *", { required: true, autocomplete: "off" })}
+      ${field("first_names", t("identity.first_names_birth"), { autocomplete: "off", "aria-describedby": "pc-first_names-help" })}
+      <p id="pc-first_names-help" class="small muted">${t("identity.first_names_help")}</p>
       <div class="field"><label for="pc-sex">${t("activity.col_sex")} *</label><select id="pc-sex" class="input" value=${f.sex} onChange=${set("sex")} required>
-        <option value="">–</option><option value="F">${t("sex.F")}</option><option value="M">${t("sex.M")}</option><option value="U">${t("sex.U")}</option></select></div>
+        <option value="">–</option><option value="F">${t("sex.F")}</option><option value="M">${t("sex.M")}</option><option value="I">${t("sex.U")}</option></select></div>
       ${field("birth_date", t("wizard.col_birth_date") + " *", { type: "date", required: true })}
-      ${field("birth_commune", t("wizard.birth_commune"))}
+      <div class="field"><label for="pc-birth_postcode">${t("identity.birth_postcode")}</label>
+        <input id="pc-birth_postcode" class="input" inputmode="numeric" maxlength="5" value=${f.birth_postcode} onInput=${birthPostcode} /></div>
+      ${places.length > 1 && html`<div class="field"><label for="pc-birth_place">${t("wizard.birth_commune")}</label>
+        <select id="pc-birth_place" class="input" value=${f.birth_insee_code} onChange=${pickPlace}>
+          <option value="">–</option>${places.map((c) => html`<option value=${c.insee}>${c.name} (${c.insee})</option>`)}</select></div>`}
+      ${places.length <= 1 && field("birth_commune", t("wizard.birth_commune"))}
+      <div class="field"><label for="pc-birth_insee_code">${t("identity.birth_insee_code")}</label>
+        <input id="pc-birth_insee_code" class="input mono" maxlength="5" value=${f.birth_insee_code} onInput=${set("birth_insee_code")} aria-describedby="pc-insee-help" /></div>
+      <p id="pc-insee-help" class="small muted">${placeError ? errorMessage(placeError) : t("identity.birth_insee_help")}</p>
+      ${field("ins", t("identity.ins_matricule"), { class: "input mono", inputmode: "numeric", maxlength: 21, autocomplete: "off" })}
+      <div class="field"><label for="pc-ins_oid">${t("identity.ins_oid")}</label>
+        <select id="pc-ins_oid" class="input" value=${f.ins_oid} onChange=${set("ins_oid")}>
+          <option value="1.2.250.1.213.1.4.8">NIR (1.2.250.1.213.1.4.8)</option>
+          <option value="1.2.250.1.213.1.4.9">NIA (1.2.250.1.213.1.4.9)</option>
+          <option value="1.2.250.1.213.1.4.10">${t("identity.oid_test")} (1.2.250.1.213.1.4.10)</option>
+          <option value="1.2.250.1.213.1.4.11">${t("identity.oid_demo")} (1.2.250.1.213.1.4.11)</option></select></div>
+      <div class="field"><label for="pc-ins_status">${t("identity.status")}</label>
+        <select id="pc-ins_status" class="input" value=${f.ins_status} onChange=${set("ins_status")}>
+          ${STATUSES.map((st) => html`<option value=${st}>${t(`identity.status_${st}`)}</option>`)}</select></div>
+      <${EvidenceFields} prefix="pc" status=${f.ins_status} insi=${insi} setInsi=${setInsi} doc=${doc} setDoc=${setDoc} />
+      ${f.ins_status !== "provisional" && field("status_reason", t("identity.reason"))}
       ${field("mobile", t("settings.mobile"), { type: "tel" })}
       ${field("email", t("login.email"), { type: "email" })}
       ${field("street", t("wizard.street"))}
@@ -313,7 +367,7 @@ export function WizardPage() {
       <${Alert}>${error && errorMessage(error)}<//>
       ${step === "search" && html`<${SearchStep} onPick=${pick} onCreate=${() => { setCreating(true); setStep("identity"); setPatient(null); }} />`}
       ${step === "identity" && creating && !patient && html`<${CreateStep} onCreated=${(p) => setPatient(p)} onBack=${() => { setCreating(false); setStep("search"); }} />`}
-      ${step === "identity" && patient && html`<div class="card-body"><h2>${t("wizard.identity_title")}</h2><${IdentityView} p=${patient} />
+      ${step === "identity" && patient && html`<div class="card-body"><h2>${t("wizard.identity_title")}</h2><${IdentityView} p=${patient} onChanged=${setPatient} />
         <div class="wizard-foot"><button type="button" class="btn" onClick=${() => { setPatient(null); setStep("search"); setCreating(false); }}>${t("common.previous")}</button>
           <button type="button" class="btn btn-primary" onClick=${startDossier}>${t("common.next")}</button></div></div>`}
       ${step === "consent" && dossier && html`<${ConsentStep} dossier=${dossier} onBack=${() => setStep("identity")} onDone=${(d) => { setDossier(d); setStep("recipients"); }} />`}

@@ -1,7 +1,7 @@
 """dossier: a resumable upload completed by a tus client remembers its document
 
 Revision ID: 5d3c1f0a9b21
-Revises: 099ee71e6c11
+Revises: df7b9f387481
 Create Date: 2026-12-07 19:00:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "5d3c1f0a9b21"
-down_revision: str | Sequence[str] | None = "099ee71e6c11"
+down_revision: str | Sequence[str] | None = "df7b9f387481"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
