@@ -23,7 +23,7 @@ from core.context import DB
 from core.sessions import COOKIE, CSRF_HEADER
 from dossier.models import Document, Upload
 from tests.conftest import ApiClient, make_settings
-from tests.support.documents import make_dossier, pdf_bytes, staging_files
+from tests.support.documents import make_dossier, pdf_bytes, staging_files, staging_locks
 
 TUS = {"Tus-Resumable": "1.0.0"}
 
@@ -73,7 +73,7 @@ async def test_the_tus_projects_client_uploads_a_file_in_chunks_with_checksums(
             await s.execute(select(Document).where(Document.dossier_id == dossier_id))
         ).scalar_one()
         assert doc.filename == "IRM genou.pdf" and doc.sha256 == sha and doc.size == len(data)
-    assert staging_files(settings.data_dir) == []
+    assert staging_files(settings.data_dir) == [] and staging_locks(settings.data_dir) == []
 
     # The last answer lost: the client resumes the same URL, learns it is done, and the file
     # is not added twice.
@@ -147,7 +147,7 @@ async def test_a_corrupted_chunk_is_refused_and_the_upload_resumes_then_terminat
     r = await client.delete(url, headers=TUS)
     assert r.status == 204 and r.headers["Tus-Resumable"] == "1.0.0"
     assert (await client.request("HEAD", url, headers=TUS)).status == 404
-    assert staging_files(settings.data_dir) == []
+    assert staging_files(settings.data_dir) == [] and staging_locks(settings.data_dir) == []
     async with app[DB].read() as s:
         assert (await s.execute(select(Document))).first() is None
 

@@ -203,4 +203,9 @@ def blob_files(data_dir: Path) -> list[Path]:
 
 
 def staging_files(data_dir: Path) -> list[Path]:
-    return [p for p in (data_dir / "staging").glob("*/*") if p.is_file()]
+    """Staged bytes (not the empty lock file beside a resumable upload's bytes)."""
+    return [p for p in (data_dir / "staging").glob("*/*") if p.is_file() and p.suffix != ".lock"]
+
+
+def staging_locks(data_dir: Path) -> list[Path]:
+    return list((data_dir / "staging").glob("*/*.lock"))
