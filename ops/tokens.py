@@ -5,6 +5,7 @@ application, ``name`` shown in the room, a short ``exp``, and grants::
     {"iss": "CK…", "sub": "patient-4711", "name": "Mme Martin", "iat": …, "exp": …,
      "grants": {"room_join": true, "room": "<room uuid>"}}
 
+``fhir_read`` lets the bearer read the FHIR API (``/fhir/R4``) as the key's account;
 ``room_create`` lets the bearer create rooms (``POST /api/v1/server/rooms``); ``room_join``
 with ``room`` lets them enter that room as a guest (through its lobby).
 """
@@ -32,6 +33,7 @@ class Grants:
     room_create: bool = False
     room_join: bool = False
     room: uuid.UUID | None = None
+    fhir_read: bool = False
 
 
 @dataclass(frozen=True)
@@ -55,10 +57,13 @@ def mint(
     room_create: bool = False,
     room_join: bool = False,
     room: uuid.UUID | str | None = None,
+    fhir_read: bool = False,
 ) -> str:
     """What the application does (with PyJWT or any JWT library)."""
     now = int(time.time())
     grants: dict[str, Any] = {"room_create": room_create, "room_join": room_join}
+    if fhir_read:
+        grants["fhir_read"] = True
     if room is not None:
         grants["room"] = str(room)
     claims = {"iss": key_id, "sub": identity, "name": name, "iat": now, "nbf": now}
@@ -78,6 +83,7 @@ def _grants(raw: Any) -> Grants:
         room_create=raw.get("room_create") is True,
         room_join=raw.get("room_join") is True,
         room=room_id,
+        fhir_read=raw.get("fhir_read") is True,
     )
 
 
