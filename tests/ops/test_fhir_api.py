@@ -232,11 +232,13 @@ async def test_bad_requests_get_an_operation_outcome_never_a_500(
     world: dict[str, Any], method: str, path: str, status: int, auth: bool
 ) -> None:
     hdrs = {"Authorization": basic(world["key_id"], world["secret"])} if auth else {}
-    async with aiohttp.ClientSession() as http:
-        async with http.request(method, world["base"] + path, headers=hdrs) as r:
-            assert r.status == status, await r.text()
-            assert r.headers["Content-Type"].startswith("application/fhir+json")
-            body = await r.json(content_type=None)
+    async with (
+        aiohttp.ClientSession() as http,
+        http.request(method, world["base"] + path, headers=hdrs) as r,
+    ):
+        assert r.status == status, await r.text()
+        assert r.headers["Content-Type"].startswith("application/fhir+json")
+        body = await r.json(content_type=None)
     oo = OperationOutcome.model_validate(body)
     assert oo.issue[0].severity == "error" and oo.issue[0].diagnostics
 
