@@ -26,9 +26,10 @@ def pusher_of(app: web.Application) -> Pusher:
 
 
 def setup(app: web.Application) -> None:
-    from ops.fhir import api, push
+    from ops.fhir import api, launch, push
 
     api.setup(app)
+    launch.setup(app)
     db, settings = app[DB], app[SETTINGS]
     pusher = push.Pusher(db, settings)
     app[PUSHER] = pusher
