@@ -136,7 +136,7 @@ async def test_the_hospital_reads_patient_request_and_signed_report_with_fhirpy(
     assert sr["id"] == str(world["d1"])
     assert sr["status"] == "completed" and sr["priority"] == "urgent"
     assert sr["subject"]["reference"] == f"Patient/{patient['id']}"
-    waiting = await fc.resources("ServiceRequest").get(id=str(world["d2"]))
+    waiting = await fc.resources("ServiceRequest").search(_id=str(world["d2"])).get()
     assert waiting["status"] == "active"
 
     # The signed report: by patient and by the patient's identifier.
@@ -200,7 +200,7 @@ async def test_an_account_sees_only_its_patients(
     fc = AsyncFHIRClient(world["base"], authorization=basic(key.id, secret))
     assert await fc.resources("Patient").search(identifier="IPP-1").fetch_all() == []
     with pytest.raises(ResourceNotFound):
-        await fc.resources("ServiceRequest").get(id=str(world["d1"]))
+        await fc.resources("ServiceRequest").search(_id=str(world["d1"])).get()
     with pytest.raises(ResourceNotFound) as e:  # the read interaction: 404, as if absent
         await fc.execute(f"ServiceRequest/{world['d1']}", method="get")
     OperationOutcome.model_validate_json(str(e.value))

@@ -91,7 +91,7 @@ async def test_bad_launch_tokens_are_refused(
     system = app[SETTINGS].fhir_ipp_system
     good = {"grants": {"launch": True}, "patient": fhir_patient("IPP-9", system)}
     cases = [
-        (mint(key_id, "not-the-secret", good), 401),  # signed by another key
+        (mint(key_id, "not-the-secret-of-this-dpi-key-at-all", good), 401),  # signed by another key
         (mint(key_id, secret, good, ttl=-60), 401),  # expired
         (mint(key_id, secret, {**good, "grants": {"fhir_read": True}}), 403),
         (mint(key_id, secret, good, ttl=3600), 400),  # lives too long for a launch
