@@ -122,6 +122,18 @@ class Settings(BaseSettings):
     # The longest lifetime (exp - iat) accepted for an access token minted with an API key.
     api_token_max_ttl_seconds: int = Field(86_400, ge=60)
 
+    # FHIR R4 (ops/fhir/, docs/integration.md): the establishment's identifier system for
+    # its IPP (urn:oid:<the establishment's IPP OID>), and where signed reports are filed back
+    # (the DPI's FHIR base URL; empty: not filed) with the Authorization header value to send.
+    fhir_ipp_system: str = "urn:oid:1.2.250.1.999.1.1.7"
+    fhir_push_url: str = ""
+    fhir_push_authorization: str = ""
+    fhir_push_retry_base_seconds: float = Field(5.0, gt=0)
+    fhir_push_retry_max_seconds: float = Field(1800.0, gt=0)
+    fhir_push_max_attempts: int = Field(200, ge=1)
+    fhir_push_timeout_seconds: float = Field(20.0, gt=0)
+    fhir_push_poll_seconds: float = Field(2.0, gt=0)
+
     # Reverse proxies whose X-Forwarded-For is believed (IPs or networks, JSON list). Empty:
     # the connection's address is the client's.
     trusted_proxies: list[str] = Field(default_factory=list)
@@ -136,7 +148,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"{item!r} is not an IP address or network") from None
         return v
 
-    @field_validator("public_url")
+    @field_validator("public_url", "fhir_push_url")
     @classmethod
     def _strip_slash(cls, v: str) -> str:
         return v.rstrip("/")

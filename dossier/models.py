@@ -458,3 +458,29 @@ class RetentionNotice(Base):
     reminded_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     purge_after: Mapped[datetime] = mapped_column(UTCDateTime())
     recipients: Mapped[str] = mapped_column(String(600), default="")
+
+
+class ReportFiling(IdMixin, Base):
+    """A signed report to file back into the establishment's record (DPI) over FHIR: the
+    transactional outbox row written with the ``report.signed`` event, then claimed, sent
+    and retried with back-off by ``ops.fhir.push`` until the peer accepts it."""
+
+    __tablename__ = "report_filings"
+
+    dossier_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("dossiers.id", ondelete="CASCADE"), index=True
+    )
+    # One filing per report version: the peer deduplicates on the same identifier too.
+    document_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("documents.id", ondelete="CASCADE"), unique=True
+    )
+    target: Mapped[str] = mapped_column(String(500))  # the FHIR base URL it goes to
+    status: Mapped[str] = mapped_column(String(10), default="pending", index=True)  # filed|failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str] = mapped_column(String(500), default="")
+    filed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    remote_id: Mapped[str] = mapped_column(String(200), default="")  # the peer's resource id

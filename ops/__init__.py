@@ -8,10 +8,12 @@ from aiohttp import web
 
 
 def setup(app: web.Application) -> None:
-    from ops import live_hooks, metrics, routes, worker
+    from ops import fhir, live_hooks, metrics, routes, worker
 
     m = metrics.setup(app)
     deliverer = worker.setup(app)
     m.queues["webhooks"] = lambda: deliverer.pending
     live_hooks.setup(app)
     routes.routes.register(app)
+    fhir.setup(app)
+    m.queues["fhir_push"] = lambda: fhir.pusher_of(app).pending

@@ -5,6 +5,8 @@ application, ``name`` shown in the room, a short ``exp``, and grants::
     {"iss": "CK…", "sub": "patient-4711", "name": "Mme Martin", "iat": …, "exp": …,
      "grants": {"room_join": true, "room": "<room uuid>"}}
 
+``launch`` opens Consilium from the hospital record (``/launch``, :mod:`ops.fhir.launch`);
+``fhir_read`` lets the bearer read the FHIR API (``/fhir/R4``) as the key's account;
 ``room_create`` lets the bearer create rooms (``POST /api/v1/server/rooms``); ``room_join``
 with ``room`` lets them enter that room as a guest (through its lobby).
 """
@@ -14,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
@@ -32,6 +34,8 @@ class Grants:
     room_create: bool = False
     room_join: bool = False
     room: uuid.UUID | None = None
+    fhir_read: bool = False
+    launch: bool = False
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,7 @@ class Access:
     grants: Grants
     token_id: str  # 32 hex characters, the same for every use of one token
     exp: int
+    claims: dict[str, Any] = field(default_factory=dict)  # all of them (launch: patient, user)
 
 
 def mint(
@@ -55,10 +60,13 @@ def mint(
     room_create: bool = False,
     room_join: bool = False,
     room: uuid.UUID | str | None = None,
+    fhir_read: bool = False,
 ) -> str:
     """What the application does (with PyJWT or any JWT library)."""
     now = int(time.time())
     grants: dict[str, Any] = {"room_create": room_create, "room_join": room_join}
+    if fhir_read:
+        grants["fhir_read"] = True
     if room is not None:
         grants["room"] = str(room)
     claims = {"iss": key_id, "sub": identity, "name": name, "iat": now, "nbf": now}
@@ -78,6 +86,8 @@ def _grants(raw: Any) -> Grants:
         room_create=raw.get("room_create") is True,
         room_join=raw.get("room_join") is True,
         room=room_id,
+        fhir_read=raw.get("fhir_read") is True,
+        launch=raw.get("launch") is True,
     )
 
 
@@ -131,4 +141,5 @@ async def verify(db: Database, settings: Settings, token: str, *, ip: str) -> Ac
         grants=_grants(claims.get("grants")),
         token_id=hashlib.sha256(token.encode()).hexdigest()[:32],
         exp=exp,
+        claims=dict(claims),
     )

@@ -152,6 +152,18 @@ class Reviewed:
 # Keys are canonical package names ("npm:" prefix for npm packages). A release outside
 # `versions` falls back to its metadata, so a later relicensing is noticed.
 REVIEWED: dict[str, Reviewed] = {
+    "fhir-core": Reviewed(
+        "BSD-3-Clause",
+        ">=1,<2",
+        "'BSD license' and classifier 'BSD License' only; the base library of fhir.resources by "
+        "the same author (nazrulworld), published under the same 3-clause BSD terms.",
+    ),
+    "fhir-resources": Reviewed(
+        "BSD-3-Clause",
+        ">=8,<9",
+        "'BSD license' and classifier 'BSD License' only; its LICENSE file is the 3-clause BSD "
+        "text (Copyright (c) 2019, Md Nazrul Islam).",
+    ),
     "npm:combine-errors": Reviewed(
         "MIT",
         "==3.0.3",

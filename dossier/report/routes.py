@@ -13,8 +13,9 @@ from core.storage import of as storage_of
 from dossier.documents import store
 from dossier.documents.schemas import DocumentOut
 from dossier.report import signing
+from dossier.report.filings import filings_of
 from dossier.report.pdf import file_report
-from dossier.report.schemas import VerificationOut
+from dossier.report.schemas import ReportFilingOut, VerificationOut
 from dossier.web import RouteTable, uuid_of
 
 TAGS = ["documents"]
@@ -77,3 +78,29 @@ async def make_report(request: web.Request) -> DocumentOut:
         request.app[SETTINGS].data_dir,
     )
     return DocumentOut.of(doc)
+
+
+@routes.get(
+    "/dossiers/{dossier_id}/report-filings",
+    response=list[ReportFilingOut],
+    tags=TAGS,
+    errors=[404],
+)
+async def report_filings(request: web.Request) -> list[ReportFilingOut]:
+    """Where the signed reports stand in the establishment's record (DPI, FHIR push):
+    « Compte-rendu déposé dans le DPI le … » on the dossier page."""
+    rows = await filings_of(request.app[DB], principal_of(request), uuid_of(request, "dossier_id"))
+    return [
+        ReportFilingOut(
+            document_id=f.document_id,
+            status=f.status,
+            attempts=f.attempts,
+            created_at=f.created_at,
+            filed_at=f.filed_at,
+            next_attempt_at=f.next_attempt_at if f.status == "pending" else None,
+            last_attempt_at=f.last_attempt_at,
+            last_error=f.last_error,
+            remote_id=f.remote_id,
+        )
+        for f in rows
+    ]

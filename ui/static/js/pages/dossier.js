@@ -159,6 +159,35 @@ function OfflineDossier({ cached }) {
     <p><${Link} href="/app/" class="btn btn-sm"><${Icon} name="home" />${t("nav.activity")}<//></p>`;
 }
 
+// Where the signed report stands in the establishment's record (FHIR push, docs/integration.md):
+// « Compte-rendu déposé dans le DPI le … »; looked at again while a filing is pending.
+function ReportFiling({ id }) {
+  const [filings, setFilings] = useState([]);
+  useEffect(() => {
+    let timer = null;
+    let stopped = false;
+    const load = () =>
+      api
+        .get(`/dossiers/${id}/report-filings`)
+        .then((x) => {
+          if (stopped) return;
+          setFilings(x);
+          if (x.length && x[0].status === "pending") timer = setTimeout(load, 5000);
+        })
+        .catch(() => {});
+    load();
+    return () => {
+      stopped = true;
+      clearTimeout(timer);
+    };
+  }, [id]);
+  const f = filings[0];
+  if (!f) return null;
+  if (f.status === "filed") return html`<div class="alert alert-info report-filing" role="status"><${Icon} name="check" /> ${t("dossier.report_filed", { date: formatDateTime(f.filed_at) })}</div>`;
+  if (f.status === "failed") return html`<div class="alert alert-warning report-filing" role="status">${t("dossier.report_filing_failed", { error: f.last_error })}</div>`;
+  return html`<p class="small muted report-filing" role="status">${t("dossier.report_filing_pending", { attempts: Math.max(f.attempts, 1) })}</p>`;
+}
+
 export function DossierPage({ id }) {
   const [d, setD] = useState(null);
   const [error, setError] = useState(null);
@@ -201,6 +230,7 @@ export function DossierPage({ id }) {
     ${d.my_side === "requester" && html`<details class="card banner-gap"><summary class="card-body">${t("identity.status_history")} — ${p.ins_status_label}</summary>
       <div class="card-body"><${StatusPanel} p=${p} onChanged=${(np) => setD({ ...d, patient: np })} /></div></details>`}
     ${d.receipts.map((r) => html`<div class="alert alert-info" role="status" key=${r.user.id}><${Icon} name="check" /> ${r.label}</div>`)}
+    <${ReportFiling} id=${d.id} />
     <div class="layout-2">
       <div class="stack">
         <${DocumentsPanel} dossier=${d} canAdd=${d.my_side !== "admin" && d.my_side !== "reader" && d.state !== "closed"}

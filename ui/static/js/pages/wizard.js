@@ -352,6 +352,11 @@ export function WizardPage() {
     setCreating(false);
     setStep("identity");
   };
+  // Opened from the hospital record (/launch): the patient it sent, pre-filled.
+  useEffect(() => {
+    const id = new URLSearchParams(location.search).get("patient");
+    if (id) api.get(`/patients/${id}`).then(pick).catch(setError);
+  }, []);
   const startDossier = async () => {
     setError(null);
     try {
