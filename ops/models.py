@@ -83,3 +83,14 @@ class WebhookDelivery(IdMixin, Base):
     last_error: Mapped[str] = mapped_column(String(500), default="")
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class UsedToken(Base):
+    """A single-use token that was used (a launch token): the primary key makes a second use
+    fail at insert, whatever node or concurrent request tries it. Rows go once expired."""
+
+    __tablename__ = "ops_used_tokens"
+
+    token_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    used_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

@@ -17,14 +17,17 @@ import hashlib
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import jwt
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
 
 from core.config import Settings
 from core.db import Database
 from ops import apikeys
-from ops.models import ApiKey
+from ops.models import ApiKey, UsedToken
 
 LEEWAY = 30  # seconds of clock difference tolerated between the application and us
 
@@ -143,3 +146,22 @@ async def verify(db: Database, settings: Settings, token: str, *, ip: str) -> Ac
         exp=exp,
         claims=dict(claims),
     )
+
+
+async def consume(db: Database, access: Access) -> bool:
+    """Record the single use of ``access``'s token: False when it was used already (by this
+    node or another, concurrently or before). Expired records are dropped on the way."""
+    now = datetime.now(UTC)
+    try:
+        async with db.write() as uow:
+            await uow.session.execute(delete(UsedToken).where(UsedToken.expires_at < now))
+            uow.session.add(
+                UsedToken(
+                    token_id=access.token_id,
+                    used_at=now,
+                    expires_at=datetime.fromtimestamp(access.exp, UTC),
+                )
+            )
+    except IntegrityError:
+        return False
+    return True

@@ -25,11 +25,10 @@ from urllib.parse import quote
 from aiohttp import web
 from fhir.resources.R4B.patient import Patient as FhirPatient
 from pydantic import ValidationError
-from sqlalchemy import and_, select
+from sqlalchemy import select
 
 from core import audit, auth
 from core.accounts import User
-from core.audit import AuditEntry
 from core.config import Settings
 from core.context import DB, SETTINGS
 from core.db import Database
@@ -96,16 +95,6 @@ def identity_of(resource: dict[str, Any], settings: Settings) -> dict[str, Any]:
     return data
 
 
-async def _used(db: Database, token_id: str) -> bool:
-    async with db.read() as s:
-        row = await s.execute(
-            select(AuditEntry.id).where(
-                and_(AuditEntry.action == "launch.accepted", AuditEntry.object_id == token_id)
-            )
-        )
-        return row.first() is not None
-
-
 async def _find(db: Database, principal: Principal, data: dict[str, Any]) -> Patient | None:
     clauses = []
     if data["ipp"]:
@@ -140,7 +129,7 @@ async def launch(request: web.Request) -> web.StreamResponse:
             raise LaunchRefused(403, "This token does not grant launch")
         if access.exp - int(dt.datetime.now(dt.UTC).timestamp()) > MAX_TTL:
             raise LaunchRefused(400, f"A launch token lives {MAX_TTL} s at most")
-        if await _used(db, access.token_id):
+        if not await tokens.consume(db, access):
             await apikeys.refuse(
                 db, "token_replayed", "launch token replayed", ip=ip, key_id=access.key.id
             )

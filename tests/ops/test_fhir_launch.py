@@ -107,3 +107,21 @@ async def test_bad_launch_tokens_are_refused(
     r = await client.get("/api/v1/me")
     assert r.status == 401  # never signed in
     assert await patients_named(app, "LEFEVRE") == 0
+
+
+async def test_a_launch_token_used_concurrently_opens_one_session(
+    app: Any, make_client: Any, users: Any, dpi_key: tuple[str, str]
+) -> None:
+    import asyncio
+
+    key_id, secret = dpi_key
+    claims = {
+        "grants": {"launch": True},
+        "patient": fhir_patient("IPP-7", app[SETTINGS].fhir_ipp_system),
+    }
+    token = mint(key_id, secret, claims)
+    clients = [await make_client() for _ in range(5)]
+    answers = await asyncio.gather(
+        *(c.get(f"/launch?token={token}", allow_redirects=False) for c in clients)
+    )
+    assert sorted(r.status for r in answers) == [303, 401, 401, 401, 401]
