@@ -59,6 +59,7 @@ REMINDERS = {"day_before": timedelta(days=1), "quarter_hour": timedelta(minutes=
 REMINDER_INTERVAL_SECONDS = 60
 # A guest's link stays valid this long after the planned end.
 LINK_GRACE = timedelta(hours=2)
+MAX_AHEAD = timedelta(days=730)
 
 
 def _app_url(app: web.Application, dossier_id: uuid.UUID) -> str:
@@ -97,6 +98,11 @@ def _check_time(at: datetime, now: datetime) -> None:
     if at <= now:
         raise ValidationFailed(
             "La téléconsultation doit être planifiée dans le futur.", code="invalid_schedule"
+        )
+    if at > now + MAX_AHEAD:
+        raise ValidationFailed(
+            "Une téléconsultation se planifie au plus deux ans à l'avance.",
+            code="invalid_schedule",
         )
 
 

@@ -209,6 +209,9 @@ async def test_bad_plans_are_refused_and_strangers_see_nothing(demo, as_user, ap
     past = datetime(2020, 1, 1, 10, 0, tzinfo=UTC).isoformat()
     r = await req.post(f"/api/v1/dossiers/{d['id']}/teleconsultations", json={"scheduled_at": past})
     assert r.status == 422 and (await r.json())["code"] == "invalid_schedule"
+    far = datetime(9999, 12, 31, 23, 0, tzinfo=UTC).isoformat()
+    r = await req.post(f"/api/v1/dossiers/{d['id']}/teleconsultations", json={"scheduled_at": far})
+    assert r.status == 422 and (await r.json())["code"] == "invalid_schedule"
     future = (utcnow() + timedelta(days=1)).isoformat()
     r = await req.post(
         f"/api/v1/dossiers/{d['id']}/teleconsultations",

@@ -1,6 +1,7 @@
 """Seed 001 through the pages: a practitioner plans a téléconsultation from the dossier page,
 the patient's invitation leaves (local SMTP sink), the dossier page then shows « Salle prévue
-le … » with the room's occupancy, and « Entrer dans la salle » leads to the room. At 390 and
+le … » with the room's occupancy, the activity view shows and filters on the step, and
+« Entrer dans la salle » leads to the room. At 390 and
 1440 px: nothing wider than the screen, axe-core clean, screenshots in test-results/."""
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ async def test_plan_from_the_dossier_page_then_enter_the_room(pages, app, users,
     await dialog.wait_for(state="hidden")
     label = f"Salle prévue le {day:%d/%m/%Y} à 14:30"
     await page.get_by_text(label).wait_for()
-    await page.get_by_text("Salle vide pour le moment").wait_for()
+    await page.get_by_text("Salle libre").wait_for()
     await page.get_by_text("Téléconsultation planifiée").first.wait_for()
     (invitation,) = await smtp.wait_for("jean.martin@example.org")
     assert "/join/" in smtp.text_of(invitation)
@@ -57,6 +58,19 @@ async def test_plan_from_the_dossier_page_then_enter_the_room(pages, app, users,
         await fits(page, f"teleconsultation-dossier-{name}")
         assert await audit(page, f"teleconsultation-dossier-{name}") == []
         await shot(page, f"teleconsultation-dossier-{name}")
+    # The activity view shows the step and filters on it.
+    await page.goto("/app/")
+    await page.get_by_label("Téléconsultation", exact=True).select_option("planned")
+    row = page.locator("tbody tr", has_text="Téléconsultation planifiée")
+    await row.first.wait_for()
+    assert await page.locator("tbody tr").count() == 1
+    for name, size in (("390", PHONE), ("1440", DESKTOP)):
+        await page.set_viewport_size(size)
+        await fits(page, f"teleconsultation-activity-{name}")
+        assert await audit(page, f"teleconsultation-activity-{name}") == []
+    await page.get_by_label("Téléconsultation", exact=True).select_option("done")
+    await page.get_by_text("Aucun dossier ne correspond").wait_for()
+    await page.goto(f"/app/dossiers/{dossier_id}")
     await page.get_by_role("link", name="Entrer dans la salle").click()
     await page.wait_for_url(re.compile(r"/app/rooms/[0-9a-f-]{36}$"))
     assert pages.errors == []
