@@ -21,6 +21,7 @@ from dossier.teleconsult.actions import send_due_reminders
 from tests.conftest import make_settings
 from tests.dossier.dossier_fixtures import *  # noqa: F403
 from tests.dossier.dossier_fixtures import CARDIO_EMAIL, ENDO, draft_ready_to_sign
+from tests.support.live import open_socket
 
 PATIENT_EMAIL = "elise.dupont@example.org"
 RELATIVE_MOBILE = "+33611223344"
@@ -225,3 +226,27 @@ async def test_bad_plans_are_refused_and_strangers_see_nothing(demo, as_user, ap
     assert r.status == 404
     r = await stranger.get(f"/api/v1/dossiers/{d['id']}/rooms")
     assert r.status == 404
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_the_dossier_page_shows_who_is_in_the_room(demo, as_user, app):
+    at = (utcnow() + timedelta(hours=2)).replace(second=0, microsecond=0)
+    req, d, tc = await _plan(demo, as_user, app, at)
+    exp = await as_user(demo["users"]["expert"])
+    sock = await open_socket(exp)
+    try:
+        await sock.ok("room:join", {"room_id": tc["room_id"]})
+        rooms = await (await req.get(f"/api/v1/dossiers/{d['id']}/rooms")).json()
+        assert rooms[0]["count"] == 1
+        assert rooms[0]["occupants"] == [{"name": "Dr Karim Benali", "kind": "user"}]
+        assert rooms[0]["teleconsultation_id"] == tc["id"]
+    finally:
+        await sock.close()
+    # Planned two hours ahead: only the quarter-hour reminder is still to come.
+    async with app[DB].read() as s:
+        kinds = [r.kind for r in (await s.execute(select(TeleconsultationReminder))).scalars()]
+    assert kinds == ["quarter_hour"]
+    r = await req.post(f"/api/v1/teleconsultations/{tc['id']}/done")
+    assert r.status == 200 and (await r.json())["step_label"] == "Téléconsultation réalisée"
+    page = await (await req.get("/api/v1/dossiers?teleconsultation=done")).json()
+    assert [x["id"] for x in page["items"]] == [d["id"]]
