@@ -58,6 +58,15 @@ async def test_plan_from_the_dossier_page_then_enter_the_room(pages, app, users,
         await fits(page, f"teleconsultation-dossier-{name}")
         assert await audit(page, f"teleconsultation-dossier-{name}") == []
         await shot(page, f"teleconsultation-dossier-{name}")
+    # « Déplacer »: the room's time follows, the patient gets a new link.
+    await page.get_by_role("button", name="Déplacer", exact=True).click()
+    move = page.get_by_role("dialog", name="Déplacer")
+    await move.get_by_label("Heure").fill("15:00")
+    await shot(page, "teleconsultation-reschedule-1440")
+    await move.get_by_role("button", name="Déplacer et prévenir les participants").click()
+    await move.wait_for(state="hidden")
+    await page.get_by_text(f"Salle prévue le {day:%d/%m/%Y} à 15:00").wait_for()
+    await smtp.wait_for("jean.martin@example.org", count=2)
     # The activity view shows the step and filters on it.
     await page.goto("/app/")
     await page.get_by_label("Téléconsultation", exact=True).select_option("planned")

@@ -94,10 +94,45 @@ function PlanDialog({ d, open, onClose, onPlanned }) {
   <//>`;
 }
 
+function RescheduleDialog({ tc, onClose, onDone }) {
+  const start = new Date(tc.scheduled_at);
+  const [date, setDate] = useState(`${start.getFullYear()}-${pad(start.getMonth() + 1)}-${pad(start.getDate())}`);
+  const [time, setTime] = useState(`${pad(start.getHours())}:${pad(start.getMinutes())}`);
+  const [error, setError] = useState(null);
+  const [busy, setBusy] = useState(false);
+  const submit = async (e) => {
+    e.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      const moved = await api.post(`/teleconsultations/${tc.id}/reschedule`, { scheduled_at: new Date(`${date}T${time}`).toISOString() });
+      toast(t("tlc.rescheduled_toast", { date: formatDateTime(moved.scheduled_at) }));
+      onDone();
+    } catch (err) {
+      setError(err);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return html`<${Dialog} open=${true} title=${t("tlc.reschedule")} onClose=${onClose}
+    footer=${html`<button type="button" class="btn" onClick=${onClose}>${t("common.cancel")}</button>
+      <button type="submit" form="tlc-move-form" class="btn btn-primary" disabled=${busy}>${t("tlc.reschedule_submit")}</button>`}>
+    <form id="tlc-move-form" class="stack" onSubmit=${submit}>
+      <${Alert}>${error && errorMessage(error)}<//>
+      <div class="row wrap">
+        <div class="field"><label for="tlc-move-date">${t("tlc.date")}</label><input id="tlc-move-date" class="input" type="date" required value=${date} onInput=${(e) => setDate(e.target.value)} /></div>
+        <div class="field"><label for="tlc-move-time">${t("tlc.time")}</label><input id="tlc-move-time" class="input" type="time" required value=${time} onInput=${(e) => setTime(e.target.value)} /></div>
+      </div>
+      <p class="small muted">${t("tlc.reschedule_hint")}</p>
+    </form>
+  <//>`;
+}
+
 export function TeleconsultPanel({ d }) {
   const [rooms, setRooms] = useState(null);
   const [tcs, setTcs] = useState([]);
   const [open, setOpen] = useState(false);
+  const [moving, setMoving] = useState(null);
   const [error, setError] = useState(null);
   const mayPlan = d.my_side === "requester" || d.my_side === "expert";
   const load = () => {
@@ -136,10 +171,12 @@ export function TeleconsultPanel({ d }) {
           <span><span class=${`badge badge-tlc-${x.step}`}>${x.step_label}</span> ${formatDateTime(x.scheduled_at)} · ${t("tlc.minutes", { n: x.duration_minutes })}
             <br /><span class="small muted">${[...x.practitioners.map((p) => p.name), x.nurse && x.nurse.name, ...x.guests.map((g) => g.name)].filter(Boolean).join(", ")}</span></span>
           ${x.step === "planned" && html`<span class="row">
+            <button type="button" class="btn btn-sm" onClick=${() => setMoving(x)}>${t("tlc.reschedule")}</button>
             <button type="button" class="btn btn-sm" onClick=${() => act(x, "done")}>${t("tlc.mark_done")}</button>
             <button type="button" class="btn btn-sm" onClick=${() => act(x, "cancel")}>${t("tlc.cancel")}</button></span>`}
         </li>`)}</ul>`}
     </div>
+    ${moving && html`<${RescheduleDialog} tc=${moving} onClose=${() => setMoving(null)} onDone=${() => { setMoving(null); load(); }} />`}
     ${mayPlan && html`<${PlanDialog} d=${d} open=${open} onClose=${() => setOpen(false)} onPlanned=${() => { setOpen(false); load(); }} />`}
   </section>`;
 }
