@@ -498,7 +498,8 @@ async def mark_report_signed(uow: UnitOfWork, dossier_id: uuid.UUID) -> None:
 async def send_due_reminders(app: web.Application, now: datetime | None = None) -> int:
     """Send the reminders due at ``now``, once per cluster (:meth:`Database.cluster_lock`);
     each row is claimed (``sent_at``) before its messages leave, so none goes twice. A
-    reminder whose appointment has already begun is dropped. Returns how many were sent."""
+    reminder that comes too late (the appointment has begun, or the day-before one once the
+    quarter-hour one is due) is dropped. Returns how many were sent."""
     db = app[DB]
     now = now or utcnow()
     sent = 0
@@ -548,7 +549,11 @@ async def send_due_reminders(app: web.Application, now: datetime | None = None) 
                         if inv is not None and inv.revoked_at is None:
                             links[str(inv.id)] = invitations.link_of(app[SETTINGS], inv)
                 kind, number = r.kind, d.number
-            if tc.scheduled_at <= now:
+            # Too late to be of use: the appointment has begun, or « demain » would arrive
+            # with the quarter-hour reminder (a server down for the night).
+            if tc.scheduled_at <= now or (
+                kind == "day_before" and now >= tc.scheduled_at - REMINDERS["quarter_hour"]
+            ):
                 continue
             await _remind(app, tc, number, kind, links)
             sent += 1
@@ -693,7 +698,9 @@ async def dossier_rooms(
     )
     out = []
     for r in rooms:
-        ps = [x for x in occ.get(str(r.id), []) if x.connected]
+        # As the rooms list counts them: a participant briefly disconnected (within the
+        # grace period) is still inside.
+        ps = occ.get(str(r.id), [])
         label = (
             f"Salle prévue le {paris_datetime(r.scheduled_at)}"
             if r.scheduled_at

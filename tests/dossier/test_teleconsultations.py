@@ -250,3 +250,19 @@ async def test_the_dossier_page_shows_who_is_in_the_room(demo, as_user, app):
     assert r.status == 200 and (await r.json())["step_label"] == "Téléconsultation réalisée"
     page = await (await req.get("/api/v1/dossiers?teleconsultation=done")).json()
     assert [x["id"] for x in page["items"]] == [d["id"]]
+
+
+async def test_two_reminder_runs_at_once_send_each_reminder_once(demo, as_user, app, smtp):
+    """Two nodes (or two overlapping runs) at the same minute: the cluster lock lets one run
+    on PostgreSQL; on SQLite both run and the claim on ``sent_at`` keeps it to one."""
+    at = (utcnow() + timedelta(days=2)).replace(second=0, microsecond=0)
+    await _plan(demo, as_user, app, at)
+    await smtp.wait_for(PATIENT_EMAIL)
+    # Both are due (a server down for the night): only « dans 15 minutes » goes.
+    now = at - timedelta(minutes=10)
+    results = await asyncio.gather(*(send_due_reminders(app, now=now) for _ in range(3)))
+    assert sum(results) == 1
+    msgs = await smtp.wait_for(PATIENT_EMAIL, count=2)
+    assert "dans 15 minutes" in msgs[-1]["Subject"]
+    assert await send_due_reminders(app, now=now) == 0
+    assert len(smtp.to(PATIENT_EMAIL)) == 2

@@ -141,7 +141,20 @@ export function TeleconsultPanel({ d }) {
   };
   useEffect(() => {
     load();
-    const timer = setInterval(() => api.get(`/dossiers/${d.id}/rooms`).then(setRooms).catch(() => {}), OCCUPANCY_REFRESH_MS);
+    // Refreshes read the occupancy from the rooms list (GET /rooms), as the activity view
+    // does, so that an open page does not add a dossier audit row every 15 s.
+    const refresh = () =>
+      api
+        .get("/rooms")
+        .then((all) => {
+          const live = new Map((Array.isArray(all) ? all : []).map((r) => [r.id, r.occupancy]));
+          setRooms((cur) => cur && cur.filter((r) => live.has(r.id)).map((r) => {
+            const occ = live.get(r.id);
+            return { ...r, count: occ.count, occupants: occ.participants.map((x) => ({ name: x.name, kind: x.role === "guest" ? "guest" : "user" })) };
+          }));
+        })
+        .catch(() => {});
+    const timer = setInterval(refresh, OCCUPANCY_REFRESH_MS);
     return () => clearInterval(timer);
   }, [d.id]);
   if (d.my_side === "reader") return null;
