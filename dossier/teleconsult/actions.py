@@ -303,7 +303,7 @@ async def plan(
         d = await _participant(app, s, p, dossier_id)
         practitioners = await _professionals(s, list(dict.fromkeys(body.practitioner_ids)))
         nurse = (await _professionals(s, [body.nurse_id]))[0] if body.nurse_id else None
-        number = d.number
+        number, requester_id = d.number, d.requester_id
     room = await room_actions.create_room(
         db,
         p,
@@ -312,6 +312,8 @@ async def plan(
         dossier_id=dossier_id,
         scheduled_at=body.scheduled_at,
         capacity=max(4, 2 + len(practitioners) + len(body.guests)),
+        # A secretary plans for the practitioner she acts for: the room is theirs.
+        owner_id=requester_id if p.role == "secretary" else None,
     )
     for u in practitioners:
         if u.id != room.owner_id:

@@ -266,3 +266,25 @@ async def test_two_reminder_runs_at_once_send_each_reminder_once(demo, as_user, 
     assert "dans 15 minutes" in msgs[-1]["Subject"]
     assert await send_due_reminders(app, now=now) == 0
     assert len(smtp.to(PATIENT_EMAIL)) == 2
+
+
+async def test_a_secretary_plans_for_her_practitioner(demo, as_user, app, smtp):
+    u = demo["users"]
+    req = await as_user(u["requester"])
+    d = await draft_ready_to_sign(req, str(demo["offers"][ENDO].id))
+    sec = await as_user(u["secretary"])
+    at = (utcnow() + timedelta(days=1, hours=3)).isoformat()
+    r = await sec.post(
+        f"/api/v1/dossiers/{d['id']}/teleconsultations",
+        json={
+            "scheduled_at": at,
+            "practitioner_ids": [str(u["requester"].id)],
+            "guests": [{"name": "Élise Dupont", "email": PATIENT_EMAIL}],
+        },
+    )
+    assert r.status == 201, await r.text()
+    tc = await r.json()
+    room = await (await req.get(f"/api/v1/rooms/{tc['room_id']}")).json()
+    assert room["owner_id"] == str(u["requester"].id) and room["my_role"] == "host"
+    (inv,) = await smtp.wait_for(PATIENT_EMAIL)
+    assert "/join/" in smtp.text_of(inv)
