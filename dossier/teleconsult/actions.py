@@ -74,10 +74,16 @@ def _room_url(app: web.Application, room_id: uuid.UUID) -> str:
 
 
 async def _participant(
-    app: web.Application, uow_session: AsyncSession, p: Principal, dossier_id: uuid.UUID
+    app: web.Application,
+    uow_session: AsyncSession,
+    p: Principal,
+    dossier_id: uuid.UUID,
+    *,
+    for_update: bool = True,
 ) -> Dossier:
-    """The dossier, for someone on one of its sides (not a reader by number)."""
-    d, acc = await require(uow_session, app[DB], p, dossier_id, Action.read, for_update=True)
+    """The dossier, for someone on one of its sides (not a reader by number); writes lock
+    its row (PostgreSQL), as the dossier's other write paths do."""
+    d, acc = await require(uow_session, app[DB], p, dossier_id, Action.read, for_update=for_update)
     if not acc.participant or not p.is_user:
         await audit.record_now(
             app[DB],
@@ -300,7 +306,7 @@ async def plan(
     now = now or utcnow()
     _check_time(body.scheduled_at, now)
     async with db.read() as s:
-        d = await _participant(app, s, p, dossier_id)
+        d = await _participant(app, s, p, dossier_id, for_update=False)
         practitioners = await _professionals(s, list(dict.fromkeys(body.practitioner_ids)))
         nurse = (await _professionals(s, [body.nurse_id]))[0] if body.nurse_id else None
         number, requester_id = d.number, d.requester_id
@@ -356,12 +362,31 @@ async def plan(
 
 
 async def _load(
-    app: web.Application, s: AsyncSession, p: Principal, tc_id: uuid.UUID
+    app: web.Application,
+    s: AsyncSession,
+    p: Principal,
+    tc_id: uuid.UUID,
+    *,
+    for_update: bool = True,
 ) -> tuple[Teleconsultation, Dossier]:
-    tc = await s.get(Teleconsultation, tc_id)
+    """The téléconsultation and its dossier. For a write, the appointment's row is locked
+    first (``FOR UPDATE`` on PostgreSQL; on SQLite a no-op write takes the writer lock before
+    anything is read), so two changes of one appointment run one after the other and the
+    second sees the first's result."""
+    stmt = select(Teleconsultation).where(Teleconsultation.id == tc_id)
+    if for_update:
+        if app[DB].dialect == "postgresql":
+            stmt = stmt.with_for_update()
+        else:
+            await s.execute(
+                update(Teleconsultation)
+                .where(Teleconsultation.id == tc_id)
+                .values(sequence=Teleconsultation.sequence)
+            )
+    tc = (await s.execute(stmt.execution_options(populate_existing=True))).scalar_one_or_none()
     if tc is None:
         raise NotFound("No téléconsultation with this id", code="teleconsultation_not_found")
-    d = await _participant(app, s, p, tc.dossier_id)
+    d = await _participant(app, s, p, tc.dossier_id, for_update=for_update)
     return tc, d
 
 
@@ -388,7 +413,7 @@ async def reschedule(
     now = now or utcnow()
     _check_time(body.scheduled_at, now)
     async with db.read() as s:
-        tc, d = await _load(app, s, p, tc_id)
+        tc, d = await _load(app, s, p, tc_id, for_update=False)
         _require_step(tc, {Step.planned})
     await room_actions.reschedule_room(db, p, tc.room_id, body.scheduled_at)
     async with db.write() as uow:
@@ -643,7 +668,7 @@ async def list_for_dossier(
     app: web.Application, p: Principal, dossier_id: uuid.UUID
 ) -> list[TeleconsultationOut]:
     async with app[DB].write() as uow:
-        await _participant(app, uow.session, p, dossier_id)
+        await _participant(app, uow.session, p, dossier_id, for_update=False)
         rows = list(
             (
                 await uow.session.execute(

@@ -288,3 +288,18 @@ async def test_a_secretary_plans_for_her_practitioner(demo, as_user, app, smtp):
     assert room["owner_id"] == str(u["requester"].id) and room["my_role"] == "host"
     (inv,) = await smtp.wait_for(PATIENT_EMAIL)
     assert "/join/" in smtp.text_of(inv)
+
+
+async def test_two_cancellations_at_once_tell_everyone_once(demo, as_user, app, smtp):
+    at = (utcnow() + timedelta(days=3)).replace(second=0, microsecond=0)
+    req, _, tc = await _plan(demo, as_user, app, at)
+    await smtp.wait_for(PATIENT_EMAIL)
+    other_tab = await as_user(demo["users"]["requester"])
+    rs = await asyncio.gather(
+        req.post(f"/api/v1/teleconsultations/{tc['id']}/cancel", json={}),
+        other_tab.post(f"/api/v1/teleconsultations/{tc['id']}/cancel", json={}),
+    )
+    assert sorted(r.status for r in rs) == [200, 409]
+    await smtp.wait_for(PATIENT_EMAIL, count=2)
+    cancelled = [m for m in smtp.to(PATIENT_EMAIL) if "annulée" in m["Subject"]]
+    assert len(cancelled) == 1
