@@ -82,4 +82,17 @@ async def test_plan_from_the_dossier_page_then_enter_the_room(pages, app, users,
     await page.goto(f"/app/dossiers/{dossier_id}")
     await page.get_by_role("link", name="Entrer dans la salle").click()
     await page.wait_for_url(re.compile(r"/app/rooms/[0-9a-f-]{36}$"))
+    await page.get_by_text("Dr Claire Martin (vous)").wait_for()
+    # The expert opens the dossier: the room shows who is inside, and they enter it too.
+    expert = await pages.new(viewport=PHONE, bypass_csp=True)
+    await open_session(expert, app, users["expert"])
+    await expert.goto(f"/app/dossiers/{dossier_id}")
+    await expert.get_by_text(f"Salle prévue le {day:%d/%m/%Y} à 15:00").wait_for()
+    await expert.get_by_text("1 participant : Dr Claire Martin").wait_for()
+    await fits(expert, "teleconsultation-occupied-390")
+    assert await audit(expert, "teleconsultation-occupied-390") == []
+    await shot(expert, "teleconsultation-occupied-390")
+    await expert.get_by_role("link", name="Entrer dans la salle").click()
+    await expert.get_by_text("Dr Karim Benali (vous)").wait_for()
+    await page.locator(".tile:not(.local)").get_by_text("Dr Karim Benali").wait_for()
     assert pages.errors == []

@@ -17,7 +17,7 @@ function pad(n) {
 
 function Occupancy({ room }) {
   if (!room.count) return html`<span class="small muted">${t("tlc.room_empty")}</span>`;
-  return html`<span class="small"><${Icon} name="users" /> ${t("tlc.room_occupied", { count: room.count, names: room.occupants.map((o) => o.name).join(", ") })}</span>`;
+  return html`<span class="small"><${Icon} name="users" /> ${t(room.count === 1 ? "room.occupancy_one" : "room.occupancy_many", { count: room.count, names: room.occupants.map((o) => o.name).join(", ") })}</span>`;
 }
 
 function PlanDialog({ d, open, onClose, onPlanned }) {
