@@ -22,6 +22,8 @@ from dossier.documents.store import register_storage
 from dossier.identity import routes as identity_routes
 from dossier.report import routes as report_routes
 from dossier.sending import routes as sending_routes
+from dossier.teleconsult import actions as teleconsult_actions
+from dossier.teleconsult import routes as teleconsult_routes
 from dossier.workflow import routes as workflow_routes
 
 
@@ -38,7 +40,9 @@ def setup(app: web.Application) -> None:
     documents_routes.routes.register(app)
     report_routes.routes.register(app)
     sending_routes.routes.register(app)
+    teleconsult_routes.routes.register(app)
     retention.start(app)
+    teleconsult_actions.start_reminders(app)
     settings = app[SETTINGS]
     # The DICOM node starts when the deployment gives it a port (seed 003's gateway).
     if settings.dicom_port:

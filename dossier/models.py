@@ -484,3 +484,74 @@ class ReportFiling(IdMixin, Base):
     last_error: Mapped[str] = mapped_column(String(500), default="")
     filed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     remote_id: Mapped[str] = mapped_column(String(200), default="")  # the peer's resource id
+
+
+# -- téléconsultations planned on a dossier (seed 001) -------------------------------------
+
+
+class TeleconsultationStep(enum.StrEnum):
+    """Where a planned téléconsultation stands; the activity view shows and filters on it."""
+
+    planned = "planned"
+    done = "done"
+    report_signed = "report_signed"
+    cancelled = "cancelled"
+
+    @property
+    def label(self) -> str:
+        return TELECONSULTATION_STEP_LABELS[self]
+
+
+TELECONSULTATION_STEP_LABELS = {
+    TeleconsultationStep.planned: "Téléconsultation planifiée",
+    TeleconsultationStep.done: "Téléconsultation réalisée",
+    TeleconsultationStep.report_signed: "Compte-rendu signé",
+    TeleconsultationStep.cancelled: "Téléconsultation annulée",
+}
+
+
+class Teleconsultation(IdMixin, TimestampMixin, Base):
+    """A téléconsultation planned on a dossier: when, how long, who takes part, in which
+    room. The room is the rooms package's (``room_id`` is a plain column, as
+    ``Room.dossier_id`` is); the patient's and relatives' links are its invitations."""
+
+    __tablename__ = "teleconsultations"
+
+    dossier_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("dossiers.id", ondelete="CASCADE"), index=True
+    )
+    room_id: Mapped[uuid.UUID] = mapped_column(index=True)
+    scheduled_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    duration_minutes: Mapped[int] = mapped_column(Integer, default=30)
+    step: Mapped[TeleconsultationStep] = mapped_column(
+        _enum(TeleconsultationStep, 20), default=TeleconsultationStep.planned, index=True
+    )
+    planned_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    # Professionals taking part (practitioners and the nursing home's nurse): user ids.
+    practitioner_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    nurse_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    # People without an account (patient, relative): [{"name", "email", "mobile",
+    # "relation": "patient"|"relative", "invitation_id"}]
+    guests: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # The .ics SEQUENCE: raised by each reschedule and by the cancellation.
+    sequence: Mapped[int] = mapped_column(Integer, default=0)
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    cancel_reason: Mapped[str] = mapped_column(String(500), default="")
+
+
+class TeleconsultationReminder(IdMixin, Base):
+    """A reminder due at a time (the day before, 15 minutes before): a durable row, so a
+    restart or another node loses none and none goes twice (``sent_at`` is claimed)."""
+
+    __tablename__ = "teleconsultation_reminders"
+    __table_args__ = (UniqueConstraint("teleconsultation_id", "kind"),)
+
+    teleconsultation_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("teleconsultations.id", ondelete="CASCADE")
+    )
+    kind: Mapped[str] = mapped_column(String(20))  # day_before | quarter_hour
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

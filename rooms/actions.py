@@ -105,6 +105,29 @@ async def close_room(db: Database, principal: Principal, room_id: uuid.UUID) -> 
     return room
 
 
+async def reschedule_room(
+    db: Database, principal: Principal, room_id: uuid.UUID, scheduled_at: datetime
+) -> Room:
+    """Move the room's planned time (a téléconsultation rescheduled on its dossier)."""
+    async with db.write() as uow:
+        room = await access.host_room(uow.session, principal, room_id)
+        if room.status is RoomStatus.closed:
+            raise Conflict("The room is closed", code="room_closed")
+        before = room.scheduled_at
+        room.scheduled_at = scheduled_at
+        audit.record(
+            uow.session,
+            "room.reschedule",
+            actor=principal,
+            object_type="room",
+            object_id=room.id,
+            before=before.isoformat() if before else None,
+            after=scheduled_at.isoformat(),
+        )
+        uow.emit("room.rescheduled", room_event(room), room_id=room.id)
+    return room
+
+
 async def set_locked(db: Database, principal: Principal, room_id: uuid.UUID, locked: bool) -> Room:
     async with db.write() as uow:
         room = await access.host_room(uow.session, principal, room_id)

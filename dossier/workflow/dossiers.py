@@ -38,6 +38,7 @@ from dossier.models import (
     Patient,
     ReadReceipt,
     RequestType,
+    Teleconsultation,
 )
 from dossier.permissions import (
     Access,
@@ -730,6 +731,14 @@ async def activity(db: Database, principal: Principal, query: ActivityQuery) -> 
             where.append(Dossier.state == query.state)
         if query.urgent is not None:
             where.append(Dossier.urgent.is_(query.urgent))
+        if query.teleconsultation is not None:
+            where.append(
+                Dossier.id.in_(
+                    select(Teleconsultation.dossier_id).where(
+                        Teleconsultation.step == query.teleconsultation
+                    )
+                )
+            )
         if query.q:
             where.append(_search(query.q))
         base = (
@@ -764,9 +773,19 @@ async def activity(db: Database, principal: Principal, query: ActivityQuery) -> 
                 )
             ).scalars()
         }
+        latest_tc: dict[uuid.UUID, Teleconsultation] = {}
+        for tc in (
+            await s.execute(
+                select(Teleconsultation)
+                .where(Teleconsultation.dossier_id.in_([d.id for d, _ in rows]))
+                .order_by(Teleconsultation.created_at)
+            )
+        ).scalars():
+            latest_tc[tc.dossier_id] = tc
         items = []
         for d, p in rows:
             a = await access_to(s, principal, d)
+            tc_row = latest_tc.get(d.id)
             requester, creator = users[d.requester_id], users[d.created_by_id]
             items.append(
                 ActivityRow(
@@ -784,6 +803,9 @@ async def activity(db: Database, principal: Principal, query: ActivityQuery) -> 
                     request_type_label=rtypes.get(d.request_type_id) if d.request_type_id else None,
                     by_number=a.reader and not a.participant,
                     actions=actions_for(d, a, principal),
+                    teleconsultation_step=tc_row.step if tc_row else None,
+                    teleconsultation_step_label=tc_row.step.label if tc_row else None,
+                    teleconsultation_at=tc_row.scheduled_at if tc_row else None,
                 )
             )
         audit.record(

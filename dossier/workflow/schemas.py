@@ -17,6 +17,7 @@ from dossier.models import (
     FormStatus,
     RequestType,
     Sex,
+    TeleconsultationStep,
 )
 from dossier.schemas import UserRef
 
@@ -135,6 +136,8 @@ class DossierOut(BaseModel):
 
 class ActivityQuery(BaseModel):
     state: DossierState | None = None
+    # The step of the dossier's latest téléconsultation (« Téléconsultation planifiée » …)
+    teleconsultation: TeleconsultationStep | None = None
     urgent: bool | None = None
     q: str | None = Field(None, min_length=2, max_length=200)
     sort: Literal["modified_at", "-modified_at", "patient", "-patient", "state", "-state"] = (
@@ -161,6 +164,10 @@ class ActivityRow(BaseModel):
     request_type_label: str | None
     by_number: bool = False  # read access given by number (seed 002 § 2.2), not a side
     actions: list[str]  # "Action"
+    # The latest téléconsultation planned on the dossier: its step and time.
+    teleconsultation_step: TeleconsultationStep | None = None
+    teleconsultation_step_label: str | None = None
+    teleconsultation_at: datetime | None = None
 
 
 class ActivityPage(BaseModel):

@@ -18,6 +18,8 @@ const READS = new Set([
   "dossier.export",
   "document.read",
   "document.list",
+  "dossier.teleconsultation.list",
+  "dossier.rooms",
 ]);
 const SENDS = new Set(["dossier.send", "dossier.vault_download", "dossier.vault_code", "dossier.report"]);
 

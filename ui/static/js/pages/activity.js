@@ -88,6 +88,8 @@ function DossierTable({ dossiers, query }) {
             <span class=${`badge badge-${d.state}`}>${stateLabel(d.state)}</span>
             ${d.urgent && html` <span class="badge badge-urgent">${t("dossier.urgent")}</span>`}
             ${d.by_number && html` <span class="badge badge-by-number" title=${t("activity.by_number_title")}>${t("activity.by_number")}</span>`}
+            ${d.teleconsultation_step_label && html`<br /><span class=${`badge badge-tlc-${d.teleconsultation_step}`}>${d.teleconsultation_step_label}</span>
+              ${d.teleconsultation_at && d.teleconsultation_step === "planned" && html` <span class="small muted">${formatDateTime(d.teleconsultation_at)}</span>`}`}
           </td>
           <td class="actions">
             <button type="button" class="btn btn-sm" onClick=${(e) => { e.stopPropagation(); open(d); }}>
@@ -202,6 +204,8 @@ function NumberLookup({ initialNumber }) {
   </form>`;
 }
 
+const TLC_STEPS = ["planned", "done", "report_signed", "cancelled"];
+
 export function ActivityPage({ session }) {
   useTitle(t("nav.activity"));
   const [dossiers, setDossiers] = useState(null);
@@ -211,6 +215,7 @@ export function ActivityPage({ session }) {
   const [query, setQuery] = useState("");
   const [state, setState] = useState("");
   const [urgentOnly, setUrgentOnly] = useState(false);
+  const [tlcStep, setTlcStep] = useState("");
   const [offline, setOffline] = useState(!navigator.onLine);
   const [lookupOpen, setLookupOpen] = useState(false);
   const [lookupNumber, setLookupNumber] = useState("");
@@ -235,13 +240,13 @@ export function ActivityPage({ session }) {
   useEffect(() => {
     let alive = true;
     api
-      .get("/dossiers", { query: { q: debounced.trim().length >= 2 ? debounced.trim() : undefined, state: state || undefined } })
+      .get("/dossiers", { query: { q: debounced.trim().length >= 2 ? debounced.trim() : undefined, state: state || undefined, teleconsultation: tlcStep || undefined } })
       .then((data) => alive && (setDossiers(Array.isArray(data) ? data : data.items || []), setDossierError(null)))
       .catch((err) => alive && (setDossiers([]), setDossierError(isMissing(err) ? t("activity.dossiers_unavailable") : errorMessage(err))));
     return () => {
       alive = false;
     };
-  }, [debounced, state]);
+  }, [debounced, state, tlcStep]);
 
   useEffect(() => {
     let alive = true;
@@ -261,7 +266,7 @@ export function ActivityPage({ session }) {
   const shown = useMemo(() => {
     if (!dossiers) return null;
     return sortDossiers(dossiers.filter((d) => (!state || d.state === state) && (!urgentOnly || d.urgent) && matches(d, debounced.trim())));
-  }, [dossiers, state, urgentOnly, debounced]);
+  }, [dossiers, state, urgentOnly, debounced, tlcStep]);
 
   const onSearchSubmit = (e) => {
     e.preventDefault();
@@ -294,6 +299,13 @@ export function ActivityPage({ session }) {
               ${STATES.map((s) => html`<option value=${s}>${stateLabel(s)}</option>`)}
             </select>
           </div>
+          <div class="field">
+            <label for="dossier-tlc">${t("activity.filter_tlc")}</label>
+            <select id="dossier-tlc" class="input" value=${tlcStep} onChange=${(e) => setTlcStep(e.target.value)}>
+              <option value="">${t("activity.all_states")}</option>
+              ${TLC_STEPS.map((s) => html`<option value=${s}>${t(`tlc.step_${s}`)}</option>`)}
+            </select>
+          </div>
           <label class="check field"><input type="checkbox" checked=${urgentOnly} onChange=${(e) => setUrgentOnly(e.target.checked)} />
             <span>${t("activity.urgent_only")}</span></label>
         </form>
@@ -310,7 +322,7 @@ export function ActivityPage({ session }) {
           : debounced.trim().length >= 2 && canLookup && !lookupOpen
             ? html`<div class="empty" role="status"><${Icon} name="folder" /><p>${t("activity.no_result")}
                 <button type="button" class="btn-link" onClick=${() => openLookup(normalizeDossierNumber(query) || "")}>${t("activity.try_number")}</button></p></div>`
-          : html`<${Empty} icon="folder">${query || state || urgentOnly ? t("activity.no_match") : t("activity.no_dossiers")}<//>`}
+          : html`<${Empty} icon="folder">${query || state || urgentOnly || tlcStep ? t("activity.no_match") : t("activity.no_dossiers")}<//>`}
       </section>
       <div class="stack">
         <section class="card" aria-labelledby="rooms-title">
