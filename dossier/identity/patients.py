@@ -223,7 +223,8 @@ def normalise_fields(data: dict[str, Any]) -> dict[str, Any]:
     # "premier prénom de naissance".
     if not out["first_names"]:
         out["first_names"] = out["first_name"]
-    elif fold_for_matching(out["first_names"].split()[0]) != fold_for_matching(out["first_name"]):
+    elif _words(out["first_names"])[: len(_words(out["first_name"]))] != _words(out["first_name"]):
+        # (a first name of several words, « Jean Pierre », is the first words of the list)
         raise ValidationFailed(
             "The first name is the first of the birth first names",
             code="first_name_mismatch",
@@ -506,3 +507,7 @@ async def update_patient(
         except IntegrityError:
             raise Conflict("An identity with this INS already exists", code="ins_exists") from None
     return patient
+
+
+def _words(names: str) -> list[str]:
+    return [fold_for_matching(w) for w in names.split()]
