@@ -12,6 +12,7 @@ import { patientName, sexSymbol } from "../model.js";
 import { cachedDossier, rememberDossier } from "../recent.js";
 import { Link } from "../router.js";
 import { DocumentsPanel } from "./documents.js";
+import { ExamHistory } from "./results.js";
 
 function FieldInput({ f, value, onChange, disabled, id }) {
   const common = { id, disabled, required: f.required, class: "input" };
@@ -209,6 +210,7 @@ export function DossierPage({ id }) {
         ${d.forms.length ? d.forms.map((part) => html`<${FormPart} key=${part.side} dossier=${d} part=${part} onChanged=${setD} />`) : html`<${Alert} kind="info">${t("dossier.no_form")}<//>`}
       </div>
       <div class="stack">
+        <${ExamHistory} dossierId=${d.id} />
         <section class="card"><div class="card-header"><h2>${t("dossier.summary")}</h2></div><div class="card-body">
           <dl class="dl">
             <dt>${t("activity.col_requester")}</dt><dd>${d.requester.name}</dd>
