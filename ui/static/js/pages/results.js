@@ -58,8 +58,11 @@ export function UnseenResults() {
         <div class="grow unseen-text">
           <strong class="unseen-title">${resultTitle(r)}</strong>
           <div class="small">${r.patient_name} · ${t("patient.born", { date: formatBirthDate(r.patient_birth_date) })}</div>
-          <div class="small muted">${r.kind === "exam" ? t("results.exam", { count: r.files }) : t("results.report")}
-            · ${t("activity.number", { number: r.dossier_number })} · ${t("results.added", { date: formatDateTime(r.added_at) })}</div>
+          <div class="small muted">${[
+            r.kind === "exam" ? t("results.exam", { count: r.files }) : t("results.report"),
+            t("activity.number", { number: r.dossier_number }),
+            t("results.added", { date: formatDateTime(r.added_at) }),
+          ].join(" · ")}</div>
         </div>
         <div class="row unseen-actions">
           ${r.kind === "report"
@@ -108,8 +111,8 @@ export function ExamHistory({ dossierId }) {
             <${Icon} name="file" />${t("results.report_link", { name: r.filename })}</a>
           ${!r.seen && html` <span class="badge badge-awaiting_expertise">${t("results.new")}</span>`}</li>`)}
         ${!v.reports.length && html`<li class="small muted">${t("results.no_report")}</li>`}
-        <li><button type="button" class="btn btn-sm" onClick=${() => showImages(v)}><${Icon} name="grid" />${t("results.show_images")}</button>
-          <span class="small muted"> ${v.studies.map((s) => [s.modalities.join("/"), t("results.exam", { count: s.files })].filter(Boolean).join(" · ")).join(" ; ")}</span></li>
+        <li class="small muted">${v.studies.map((s) => [s.modalities.join("/"), t("results.exam", { count: s.files })].filter(Boolean).join(" · ")).join(" ; ")}</li>
+        <li><button type="button" class="btn btn-sm" onClick=${() => showImages(v)}><${Icon} name="grid" />${t("results.show_images")}</button></li>
       </ul>
     </details>`)}</div>
   </section>`;
