@@ -145,3 +145,43 @@ async def test_a_practitioner_without_access_has_no_unseen_results(pages, app, u
         await _fits_and_passes_axe(page, f"unseen-results-stranger-{label}")
         await shot(page, f"unseen-results-stranger-{label}")
     assert not pages.errors, pages.errors
+
+
+async def test_the_viewer_offers_the_series_as_dicom_only_with_the_habilitation(
+    pages, app, users, tmp_path
+):
+    from dossier.documents import habilitations
+    from dossier.models import Habilitation
+
+    dossier_id = await _results(app, users)
+    download = "Télécharger la série au format DICOM"
+    for holder in (False, True):
+        if holder:
+            admin = Principal.for_user(users["admin"])
+            await habilitations.grant(
+                app[DB], admin, users["requester"].id, Habilitation.dicom_download
+            )
+        page = await pages.new(viewport=DESKTOP)
+        await open_session(page, app, users["requester"])
+        await page.goto(f"/app/dossiers/{dossier_id}")
+        await page.get_by_role("button", name="Ouvrir la série").click()
+        pane = page.locator("figure.dicom-pane")
+        await pane.locator("img.dicom-img").first.wait_for()
+        link = pane.get_by_role("link", name=download)
+        if not holder:
+            assert await link.count() == 0
+            continue
+        async with page.expect_download() as dl:
+            await link.click()
+        path = tmp_path / "serie.zip"
+        await (await dl.value).save_as(path)
+        import zipfile
+
+        names = zipfile.ZipFile(path).namelist()
+        assert sorted(n for n in names if n.endswith(".dcm")) == [
+            "0001-coupe-1.dcm",
+            "0002-coupe-2.dcm",
+            "0003-coupe-3.dcm",
+        ]
+        await shot(page, "dicom-series-download-desktop")
+    assert not pages.errors, pages.errors
