@@ -3,7 +3,8 @@ vu », the exams history grouped by visit, and the download of a DICOM series.
 
 - **Unseen results** (§ 3.1.1): the reports and exams added in the last 30 days to the
   dossiers I take part in (or consulted by number; not an administrator's view of all), by
-  someone else, that I have not opened nor marked as seen. A DICOM study is one result. The listing is audited (``result.list``).
+  someone else, that I have not opened nor marked as seen. A DICOM study is one result.
+  The listing is audited (``result.list``).
 - **Exams history** (§ 3.1.2): each visit (a dossier of the patient holding DICOM studies)
   is one node titled by its exams and their date, with the reports of that dossier and the
   way to its images. Only the dossiers I take part in, plus the one I am reading.
