@@ -53,11 +53,6 @@ class UnseenResult:
     files: int = 1
 
 
-def _title(doc: Document) -> str:
-    d = (doc.meta or {}).get("dicom") or {}
-    return str(d.get("study_description") or d.get("series_description") or doc.filename)
-
-
 async def unseen_results(
     db: Database, principal: Principal, *, page: int, per_page: int
 ) -> tuple[list[UnseenResult], int]:
@@ -68,11 +63,20 @@ async def unseen_results(
     me = principal.subject_id
     since = utcnow() - seen.RECENT
     async with db.read() as s:
+        # Columns, not entities: a CT study is hundreds of rows folded into one result.
         rows = (
             await s.execute(
-                select(Document, Dossier.number, Patient)
+                select(
+                    Document.id,
+                    Document.dossier_id,
+                    Document.category,
+                    Document.filename,
+                    Document.created_at,
+                    Document.meta,
+                    Dossier.number,
+                    Dossier.patient_id,
+                )
                 .join(Dossier, Dossier.id == Document.dossier_id)
-                .join(Patient, Patient.id == Dossier.patient_id)
                 .outerjoin(
                     DocumentView,
                     and_(DocumentView.document_id == Document.id, DocumentView.user_id == me),
@@ -88,31 +92,39 @@ async def unseen_results(
                 .limit(MAX_SCANNED)
             )
         ).all()
+        patient_ids = list({r.patient_id for r in rows})
+        patients = {
+            p.id: p
+            for p in (await s.execute(select(Patient).where(Patient.id.in_(patient_ids)))).scalars()
+        }
     groups: dict[tuple[uuid.UUID, str], UnseenResult] = {}
-    for doc, number, patient in rows:
-        uid = seen.study_uid(doc) if doc.category == "dicom" else ""
-        key = (doc.dossier_id, uid or str(doc.id))
-        dicom = (doc.meta or {}).get("dicom") or {}
+    for r in rows:
+        dicom = (r.meta or {}).get("dicom") or {} if r.category == "dicom" else {}
+        uid = str(dicom.get("study_uid", "") or "")
+        key = (r.dossier_id, uid or str(r.id))
         item = groups.get(key)
+        modality = str(dicom.get("modality", "") or "")
         if item is None:
+            patient = patients[r.patient_id]
             groups[key] = UnseenResult(
-                kind="exam" if doc.category == "dicom" else "report",
-                dossier_id=doc.dossier_id,
-                dossier_number=number,
+                kind="exam" if r.category == "dicom" else "report",
+                dossier_id=r.dossier_id,
+                dossier_number=r.number,
                 patient_name=patient.display_name,
                 patient_birth_date=patient.birth_date,
-                title=_title(doc),
-                added_at=doc.created_at,
-                document_ids=[doc.id],
-                first_document_id=doc.id,
+                title=str(
+                    dicom.get("study_description") or dicom.get("series_description") or r.filename
+                ),
+                added_at=r.created_at,
+                document_ids=[r.id],
+                first_document_id=r.id,
                 study_uid=uid,
                 study_date=str(dicom.get("study_date", "") or ""),
-                modalities=[str(dicom["modality"])] if dicom.get("modality") else [],
+                modalities=[modality] if modality else [],
             )
             continue
-        item.document_ids.append(doc.id)
+        item.document_ids.append(r.id)
         item.files += 1
-        modality = str(dicom.get("modality", "") or "")
         if modality and modality not in item.modalities:
             item.modalities.append(modality)
     items = list(groups.values())
