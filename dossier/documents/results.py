@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import String, and_, cast, func, or_, select
 
 from core import audit
 from core.db import Database, utcnow
@@ -28,10 +28,6 @@ from dossier.documents import access, habilitations, seen
 from dossier.documents.dicom import instance_sort_key
 from dossier.models import Document, DocumentView, Dossier, Patient
 from dossier.permissions import visible_dossiers
-
-# At most this many result files are considered for one listing: bounded work whatever the
-# backlog (a CT study can be hundreds of files; they fold into one result).
-MAX_SCANNED = 5000
 
 
 @dataclass
@@ -45,7 +41,6 @@ class UnseenResult:
     patient_birth_date: date
     title: str
     added_at: datetime
-    document_ids: list[uuid.UUID]
     first_document_id: uuid.UUID
     study_uid: str = ""
     study_date: str = ""
@@ -62,74 +57,83 @@ async def unseen_results(
         return [], 0
     me = principal.subject_id
     since = utcnow() - seen.RECENT
+    # One result per DICOM study (per dossier), one per other document: folded in SQL, so a
+    # CT study of hundreds of files costs one row and paging happens in the database.
+    study = func.nullif(Document.meta["dicom"]["study_uid"].as_string(), "")
+    key = func.coalesce(study, cast(Document.id, String))
+    grouped = (
+        select(
+            Document.dossier_id.label("dossier_id"),
+            key.label("key"),
+            func.count().label("files"),
+            func.max(Document.created_at).label("added_at"),
+            func.min(cast(Document.id, String)).label("first"),
+        )
+        .outerjoin(
+            DocumentView,
+            and_(DocumentView.document_id == Document.id, DocumentView.user_id == me),
+        )
+        .join(Dossier, Dossier.id == Document.dossier_id)
+        .where(
+            visible_dossiers(principal, grants=True),
+            seen.result_clause(),
+            Document.created_at >= since,
+            DocumentView.document_id.is_(None),
+            or_(Document.author_id.is_(None), Document.author_id != me),
+        )
+        .group_by(Document.dossier_id, key)
+    ).subquery()
     async with db.read() as s:
-        # Columns, not entities: a CT study is hundreds of rows folded into one result.
-        rows = (
+        total = await s.scalar(select(func.count()).select_from(grouped)) or 0
+        page_rows = (
             await s.execute(
-                select(
-                    Document.id,
-                    Document.dossier_id,
-                    Document.category,
-                    Document.filename,
-                    Document.created_at,
-                    Document.meta,
-                    Dossier.number,
-                    Dossier.patient_id,
-                )
-                .join(Dossier, Dossier.id == Document.dossier_id)
-                .outerjoin(
-                    DocumentView,
-                    and_(DocumentView.document_id == Document.id, DocumentView.user_id == me),
-                )
-                .where(
-                    visible_dossiers(principal, grants=True),
-                    seen.result_clause(),
-                    Document.created_at >= since,
-                    DocumentView.document_id.is_(None),
-                    or_(Document.author_id.is_(None), Document.author_id != me),
-                )
-                .order_by(Document.created_at.desc(), Document.id)
-                .limit(MAX_SCANNED)
+                select(grouped)
+                .order_by(grouped.c.added_at.desc(), grouped.c.dossier_id, grouped.c.key)
+                .offset((page - 1) * per_page)
+                .limit(per_page)
             )
         ).all()
-        patient_ids = list({r.patient_id for r in rows})
-        patients = {
-            p.id: p
-            for p in (await s.execute(select(Patient).where(Patient.id.in_(patient_ids)))).scalars()
+        firsts = [uuid.UUID(str(r.first)) for r in page_rows]
+        docs = {
+            d.id: d
+            for d in (await s.execute(select(Document).where(Document.id.in_(firsts)))).scalars()
         }
-    groups: dict[tuple[uuid.UUID, str], UnseenResult] = {}
-    for r in rows:
-        dicom = (r.meta or {}).get("dicom") or {} if r.category == "dicom" else {}
-        uid = str(dicom.get("study_uid", "") or "")
-        key = (r.dossier_id, uid or str(r.id))
-        item = groups.get(key)
+        heads = {
+            d.id: (d, p)
+            for d, p in (
+                await s.execute(
+                    select(Dossier, Patient)
+                    .join(Patient, Patient.id == Dossier.patient_id)
+                    .where(Dossier.id.in_({r.dossier_id for r in page_rows}))
+                )
+            ).all()
+        }
+    shown = []
+    for r, first in zip(page_rows, firsts, strict=True):
+        doc = docs[first]
+        dossier, patient = heads[r.dossier_id]
+        dicom = (doc.meta or {}).get("dicom") or {} if doc.category == "dicom" else {}
         modality = str(dicom.get("modality", "") or "")
-        if item is None:
-            patient = patients[r.patient_id]
-            groups[key] = UnseenResult(
-                kind="exam" if r.category == "dicom" else "report",
+        shown.append(
+            UnseenResult(
+                kind="exam" if doc.category == "dicom" else "report",
                 dossier_id=r.dossier_id,
-                dossier_number=r.number,
+                dossier_number=dossier.number,
                 patient_name=patient.display_name,
                 patient_birth_date=patient.birth_date,
                 title=str(
-                    dicom.get("study_description") or dicom.get("series_description") or r.filename
+                    dicom.get("study_description")
+                    or dicom.get("series_description")
+                    or doc.filename
                 ),
-                added_at=r.created_at,
-                document_ids=[r.id],
-                first_document_id=r.id,
-                study_uid=uid,
+                added_at=r.added_at,
+                first_document_id=doc.id,
+                study_uid=str(dicom.get("study_uid", "") or ""),
                 study_date=str(dicom.get("study_date", "") or ""),
                 modalities=[modality] if modality else [],
+                files=int(r.files),
             )
-            continue
-        item.document_ids.append(r.id)
-        item.files += 1
-        if modality and modality not in item.modalities:
-            item.modalities.append(modality)
-    items = list(groups.values())
-    total = len(items)
-    shown = items[(page - 1) * per_page : page * per_page]
+        )
     await audit.record_now(
         db,
         "result.list",

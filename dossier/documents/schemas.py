@@ -276,7 +276,6 @@ class UnseenResultOut(BaseModel):
     patient_birth_date: date
     title: str
     added_at: datetime
-    document_ids: list[uuid.UUID] = Field(max_length=5000)
     first_document_id: uuid.UUID
     study_uid: str
     study_date: str
