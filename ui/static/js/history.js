@@ -18,6 +18,9 @@ const READS = new Set([
   "dossier.export",
   "document.read",
   "document.list",
+  "document.mark_seen",
+  "document.download_dicom",
+  "dossier.exam_history",
 ]);
 const SENDS = new Set(["dossier.send", "dossier.vault_download", "dossier.vault_code", "dossier.report"]);
 
