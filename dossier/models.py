@@ -555,3 +555,44 @@ class TeleconsultationReminder(IdMixin, Base):
     kind: Mapped[str] = mapped_column(String(20))  # day_before | quarter_hour
     due_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+# -- results seen, habilitations ----------------------------------------------------------
+
+
+class DocumentView(Base):
+    """One user has seen one result (a report or an exam): opened it, or « Marquer comme
+    vu ». The home page lists the recent results of my dossiers that have no row here
+    (seed 002 § 3.1.1). Written only by :mod:`dossier.documents.seen`."""
+
+    __tablename__ = "document_views"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    document_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("documents.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    how: Mapped[str] = mapped_column(String(10), default="opened")  # opened | marked
+
+
+class Habilitation(enum.StrEnum):
+    """Rights given to a user by an administrator, beyond what a dossier grants."""
+
+    dicom_download = "dicom_download"  # « télécharger la série au format DICOM » (§ 3.1.3)
+
+
+class UserHabilitation(Base):
+    """An habilitation held by a user (granted by an administrator, audited)."""
+
+    __tablename__ = "user_habilitations"
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[Habilitation] = mapped_column(_enum(Habilitation, 30), primary_key=True)
+    granted_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    granted_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

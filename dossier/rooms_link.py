@@ -25,6 +25,7 @@ from core.events import Event
 from core.principal import Principal
 from dossier import permissions
 from dossier.documents import access as doc_access
+from dossier.documents import habilitations
 from dossier.documents.store import Source, add_document
 from dossier.models import Document, Dossier
 from dossier.web import RouteTable
@@ -88,7 +89,8 @@ async def send_document_to_room(
 ) -> RoomAttachment:
     """Send a document of the room's dossier into the room, to one participant or to all:
     whoever may read the dossier's documents, never a DICOM study awaiting its identity
-    check. The room's own write path (:func:`rooms.attachments.add_attachment`) files it."""
+    check, and a DICOM file only by a holder of the DICOM habilitation. The room's own write
+    path (:func:`rooms.attachments.add_attachment`) files it."""
     async with app[DB].read() as session:
         room, _ = await access.room_for(session, p, room_id)
         if room.dossier_id is None:
@@ -101,6 +103,10 @@ async def send_document_to_room(
         raise Forbidden(
             "Ce document attend la confirmation de l'identité du patient.",
             code="identity_unconfirmed",
+        )
+    if habilitations.needs_dicom_right(doc):  # sent, it becomes downloadable (seed 002 § 3.1.3)
+        await habilitations.require_dicom_download(
+            app[DB], p, doc.dossier_id, "room", document_id=str(doc.id), room_id=str(room_id)
         )
     storage = core_storage.of(app)
     return await attachments.add_attachment(

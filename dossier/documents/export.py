@@ -26,10 +26,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core import audit
 from core.db import Database, utcnow
 from core.principal import Principal
-from dossier.documents import access
+from dossier.documents import access, habilitations
 from dossier.documents.filetypes import CATEGORIES
 from dossier.documents.store import list_documents
-from dossier.models import Document, Dossier
+from dossier.models import Document, Dossier, Habilitation
 from dossier.report.pdf import build_signed_report
 
 Entry = tuple[str, Document | None, bytes | None]  # name in archive, document or bytes
@@ -134,6 +134,7 @@ async def prepare_export(
     async with db.read() as session:
         await access.require_document_read(session, principal, dossier_id)
         docs = await list_documents(session, dossier_id)
+        dicom_download = await habilitations.holds(session, principal, Habilitation.dicom_download)
         generated: bytes | None = None
         report_name = ""
         if not any(d.source == "report" for d in docs):
@@ -156,7 +157,11 @@ async def prepare_export(
                 "generated_for_export": True,
             }
         )
+    omitted = 0
     for d in docs:
+        if d.category == "dicom" and not dicom_download:
+            omitted += 1  # seed 002 § 3.1.3: DICOM files only for holders of the habilitation
+            continue
         name = archive_name(d, used)
         entries.append((name, d, None))
         files.append(
@@ -177,12 +182,14 @@ async def prepare_export(
         )
     async with db.read() as session:
         zip_name = await zip_name_of(session, dossier_id)
-    manifest = {
+    manifest: dict[str, Any] = {
         "dossier_id": str(dossier_id),
         "exported_at": utcnow().isoformat(),
         "exported_by": principal.label,
         "files": files,
     }
+    if omitted:
+        manifest["dicom_omitted"] = omitted
     await audit.record_now(
         db,
         "dossier.export",
@@ -190,5 +197,6 @@ async def prepare_export(
         object_type="dossier",
         object_id=dossier_id,
         files=len(files),
+        dicom_omitted=omitted,
     )
     return Export(zip_name, entries, manifest)

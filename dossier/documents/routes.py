@@ -22,7 +22,7 @@ from core.context import DB, SETTINGS
 from core.errors import BadRequest, NotFound, TooLarge, UnsupportedMediaType, ValidationFailed
 from core.heavy import run_heavy
 from core.storage import of as storage_of
-from dossier.documents import signature_picture, stamping, store, tus, uploads
+from dossier.documents import habilitations, signature_picture, stamping, store, tus, uploads
 from dossier.documents.dicom import render_frame
 from dossier.documents.export import prepare_export, stream_zip
 from dossier.documents.schemas import (
@@ -35,7 +35,7 @@ from dossier.documents.schemas import (
     UploadOut,
     document_list,
 )
-from dossier.models import Upload
+from dossier.models import Habilitation, Upload
 from dossier.web import (
     RouteTable,
     body_chunks,
@@ -57,10 +57,11 @@ routes = RouteTable()
 @routes.get("/dossiers/{dossier_id}/documents", response=DocumentList, tags=TAGS)
 async def list_dossier_documents(request: web.Request) -> DocumentList:
     """The dossier's documents, grouped by type as the dossier view lists them."""
-    docs = await store.documents_for_reader(
-        request.app[DB], principal_of(request), uuid_of(request, "dossier_id")
-    )
-    return document_list(docs)
+    db, p = request.app[DB], principal_of(request)
+    docs = await store.documents_for_reader(db, p, uuid_of(request, "dossier_id"))
+    out = document_list(docs)
+    out.dicom_download = Habilitation.dicom_download in await habilitations.mine(db, p)
+    return out
 
 
 @routes.post(
@@ -144,16 +145,22 @@ async def download_document(request: web.Request) -> web.StreamResponse:
     """Download (``?inline=1`` to view); answers Range requests (video seeking)."""
     doc = await _readable(request)
     # A flagged DICOM study stays downloadable: the flag is shown, the file is the evidence.
+    db, p = request.app[DB], principal_of(request)
+    inline = request.query.get("inline") == "1"
+    if habilitations.needs_dicom_right(doc):  # viewing renders frames; the file is a download
+        await habilitations.require_dicom_download(
+            db, p, doc.dossier_id, "content", document_id=str(doc.id)
+        )
     rng = request.headers.get("Range", "")
     if not rng or rng.startswith("bytes=0-"):  # one audit row per viewing, not per seek
-        await store.record_read(request.app[DB], principal_of(request), doc, "content")
+        await store.record_read(db, p, doc, "content", opens=True)
     return await file_response(
         request,
         storage_of(request.app),
         doc.blob_key,
         doc.filename,
         doc.content_type,
-        request.query.get("inline") == "1",
+        inline,
     )
 
 
@@ -196,7 +203,13 @@ async def preview_document(request: web.Request, query: PreviewQuery) -> web.Str
     if out is None:
         raise NotFound("Ce fichier DICOM ne contient pas d'image.", code="no_preview")
     await store.record_read(
-        db, p, doc, "preview", frame=out.frame + 1, window=list(window) if window else None
+        db,
+        p,
+        doc,
+        "preview",
+        opens=True,  # an image shown in the viewer: the exam is seen
+        frame=out.frame + 1,
+        window=list(window) if window else None,
     )
     headers = {**no_store, "X-Frame-Count": str(out.frames)}
     if out.window_center is not None and out.window_width is not None:

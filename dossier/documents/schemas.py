@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
@@ -189,6 +189,8 @@ def studies_of(docs: list[DocumentOut]) -> list[StudyOut]:
 class DocumentList(BaseModel):
     categories: list[CategoryOut]
     total: int
+    # The reader holds the habilitation to download DICOM files (seed 002 § 3.1.3).
+    dicom_download: bool = False
 
 
 class UploadIn(BaseModel):
@@ -254,3 +256,71 @@ def document_list(docs: list[Document]) -> DocumentList:
                 )
             )
     return DocumentList(categories=cats, total=len(docs))
+
+
+# -- imaging results (seed 002 § 3.1) ----------------------------------------------------
+
+
+class UnseenQuery(BaseModel):
+    page: int = Field(1, ge=1, le=10_000)
+    per_page: int = Field(20, ge=1, le=50)
+
+
+class UnseenResultOut(BaseModel):
+    """One line of « Derniers résultats non vus »: a report, or a DICOM exam (its files)."""
+
+    kind: Literal["report", "exam"]
+    dossier_id: uuid.UUID
+    dossier_number: str
+    patient_name: str
+    patient_birth_date: date
+    title: str
+    added_at: datetime
+    first_document_id: uuid.UUID
+    study_uid: str
+    study_date: str
+    modalities: list[str]
+    files: int
+
+
+class UnseenPage(BaseModel):
+    items: list[UnseenResultOut]
+    total: int
+    page: int
+    per_page: int
+
+
+class SeenOut(BaseModel):
+    document_ids: list[uuid.UUID] = Field(description="The documents now seen (a whole study)")
+
+
+class VisitReportOut(BaseModel):
+    document_id: uuid.UUID
+    filename: str
+    added_at: datetime
+    seen: bool
+
+
+class VisitStudyOut(BaseModel):
+    study_uid: str
+    description: str
+    study_date: str
+    modalities: list[str]
+    series: int
+    files: int
+
+
+class VisitOut(BaseModel):
+    """One visit of the patient (a dossier with DICOM studies), seed 002 § 3.1.2."""
+
+    dossier_id: uuid.UUID
+    dossier_number: str
+    title: str
+    date: str
+    current: bool
+    studies: list[VisitStudyOut]
+    reports: list[VisitReportOut]
+
+
+class HabilitationsOut(BaseModel):
+    habilitations: list[str]

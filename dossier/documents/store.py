@@ -30,7 +30,7 @@ from core.errors import Conflict, NotFound, ValidationFailed
 from core.heavy import run_heavy
 from core.principal import Principal
 from core.storage import StagedFile, Storage
-from dossier.documents import access, filetypes, previews
+from dossier.documents import access, filetypes, previews, seen
 from dossier.documents.dicom import DicomInfo, Identity, identity_mismatches, read_metadata
 from dossier.models import Document, Dossier, Patient
 
@@ -380,16 +380,33 @@ async def readable_document(
 
 
 async def record_read(
-    db: Database, principal: Principal, doc: Document, what: str, **details: Any
+    db: Database,
+    principal: Principal,
+    doc: Document,
+    what: str,
+    *,
+    opens: bool = False,
+    **details: Any,
 ) -> None:
-    await audit.record_now(
-        db,
-        "document.read",
-        actor=principal,
-        object_type="document",
-        object_id=doc.id,
-        dossier_id=str(doc.dossier_id),
-        filename=doc.filename,
-        what=what,
+    """Audit a read. ``opens``: the reader opened the document itself (its content, or an
+    image in the viewer), not a thumbnail: a report or an exam is then seen by that user
+    (:mod:`dossier.documents.seen`), in the audit row's transaction."""
+    row = {
+        "actor": principal,
+        "object_type": "document",
+        "object_id": doc.id,
+        "dossier_id": str(doc.dossier_id),
+        "filename": doc.filename,
+        "what": what,
         **details,
-    )
+    }
+    if opens and principal.is_user and seen.is_result(doc):
+        async with db.read() as session:
+            fresh = not await seen.already_seen(session, principal.subject_id, doc.id)
+        if fresh:
+            async with db.write() as uow:
+                audit.record(uow.session, "document.read", **row)
+                ids = await seen.same_result(uow.session, doc)
+                await seen.mark(uow.session, principal.subject_id, ids, "opened")
+            return
+    await audit.record_now(db, "document.read", **row)

@@ -17,6 +17,10 @@ async def test_export_everything_gives_a_zip_of_report_and_documents_with_a_mani
     app, client, users
 ):
     dossier_id = await make_dossier(app[DB], users, state="expertised", signed_parts=True)
+    # DICOM files are exported for holders of the habilitation (seed 002 § 3.1.3).
+    await client.sign_in_as(users["admin"].id)
+    r = await client.put(f"/api/v1/users/{users['requester'].id}/habilitations/dicom_download")
+    assert r.status == 200
     await client.sign_in_as(users["requester"].id)
     files = {
         "ECG.pdf": pdf_bytes(2),

@@ -216,3 +216,23 @@ async def test_a_capture_by_someone_outside_the_dossier_stays_in_the_room(app, u
     )
     assert out["dossier_document_id"] is None and out["attachment_id"]
     assert await documents_of(app, dossier_id) == []
+
+
+async def test_a_dicom_file_goes_into_a_room_only_from_a_holder_of_the_habilitation(
+    app, users, browsers
+):
+    from tests.support.documents import dicom_bytes
+
+    dossier_id = await make_dossier(app[DB], users)
+    host = await browsers("requester")
+    room = await create_room(host, kind="expertise", dossier_id=str(dossier_id))
+    doc = await upload_to_dossier(host, dossier_id, "scanner.dcm", dicom_bytes())
+    url = f"/api/v1/rooms/{room['id']}/attachments/from-document"
+    r = await host.post(url, json={"document_id": doc["id"]})
+    assert r.status == 403 and r.content_type == "application/problem+json"
+    assert (await r.json())["code"] == "dicom_download_forbidden"
+    admin = await browsers("admin")
+    r = await admin.put(f"/api/v1/users/{users['requester'].id}/habilitations/dicom_download")
+    assert r.status == 200
+    r = await host.post(url, json={"document_id": doc["id"]})
+    assert r.status == 201, await r.text()

@@ -29,6 +29,7 @@ const SHELL = [
   "/static/js/pages/wizard.js",
   "/static/js/pages/documents.js",
   "/static/js/pages/dicom-viewer.js",
+  "/static/js/pages/results.js",
   "/static/js/upload.js",
   "/static/js/hash-worker.js",
   "/static/js/pages/reset-password.js",

@@ -20,6 +20,9 @@ const READS = new Set([
   "document.list",
   "dossier.teleconsultation.list",
   "dossier.rooms",
+  "document.mark_seen",
+  "document.download_dicom",
+  "dossier.exam_history",
 ]);
 const SENDS = new Set(["dossier.send", "dossier.vault_download", "dossier.vault_code", "dossier.report"]);
 

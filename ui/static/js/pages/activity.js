@@ -1,7 +1,7 @@
 // The activity view (home, seed 000 2.1): my dossiers with the seed's columns, search and
 // filters, urgent first; the rooms I may enter with their occupancy; my last searches; and
 // « Utiliser un n° de dossier » (seed 002 2.2): a dossier opened by its number and the
-// patient's birth date.
+// patient's birth date; above them, the unseen imaging results (seed 002 3.1.1, results.js).
 import { api, isMissing } from "../api.js";
 import { Alert, Empty, errorMessage, useTitle } from "../components.js";
 import { formatBirthDate, formatDateTime, t } from "../i18n.js";
@@ -20,6 +20,7 @@ import {
 } from "../model.js";
 import { recentSearches, rememberSearch } from "../recent.js";
 import { Link, navigate } from "../router.js";
+import { UnseenResults } from "./results.js";
 
 function useDebounced(value, ms) {
   const [v, setV] = useState(value);
@@ -281,6 +282,7 @@ export function ActivityPage({ session }) {
       <${Link} class="btn btn-primary" href="/app/dossiers/new"><${Icon} name="plus" />${t("activity.new_request")}<//>
     </div>
     ${offline && html`<${Alert} kind="warning" title=${t("offline.title")}>${t("offline.body")}<//>`}
+    ${session && session.kind === "user" && !offline && html`<${UnseenResults} />`}
     <div class="layout-2">
       <section class="card" aria-labelledby="dossiers-title">
         <div class="card-header row-between"><h2 id="dossiers-title">${t("activity.dossiers")}</h2>

@@ -5,6 +5,8 @@
 // image. Frames are rendered by the server (GET …/preview?frame=n&wc=&ww=) and the
 // neighbours of the shown image are fetched ahead into a small in-memory cache, so that
 // scrolling does not wait for the network. Nothing is cached on disk (health data).
+// Downloading the series as DICOM files is offered to holders of the habilitation only
+// (seed 002 § 3.1.3; the server refuses the others).
 import { formatBirthDate, t } from "../i18n.js";
 import { Icon } from "../icons.js";
 import { html, useEffect, useMemo, useRef, useState } from "../lib.js";
@@ -130,7 +132,7 @@ export const count = (what, n) =>
 const fmt = (n) => (n === null || n === undefined || Number.isNaN(n) ? "–" : String(Math.round(n)));
 
 /** The series viewer: one pane of the side-by-side viewer. */
-export function SeriesPane({ dossierId, study, series, onClose }) {
+export function SeriesPane({ dossierId, study, series, onClose, canDownload = false }) {
   const images = useMemo(() => seriesImages(series), [series]);
   const cache = useRef(null);
   if (!cache.current) cache.current = new FrameCache();
@@ -277,6 +279,8 @@ export function SeriesPane({ dossierId, study, series, onClose }) {
     <figcaption class="dicom-caption">
       <span class="dicom-title"><strong>${title || t("docs2.series")}</strong>
         <span class="small muted">${study.description}${study.study_date ? ` · ${formatBirthDate(study.study_date)}` : ""}</span></span>
+      ${canDownload && html`<a class="btn btn-ghost btn-icon btn-sm" href=${`/api/v1/dossiers/${dossierId}/dicom-series/${encodeURIComponent(series.series_uid)}`} download
+        aria-label=${t("results.download_series", { name: title || t("docs2.series") })} title=${t("results.download_series", { name: title || t("docs2.series") })}><${Icon} name="download" /></a>`}
       ${canFullscreen && html`<button type="button" class="btn btn-ghost btn-icon btn-sm" aria-label=${t("docs2.fullscreen")} title=${t("docs2.fullscreen")} onClick=${toggleFullscreen}>
         <svg class="icon" viewBox="0 0 24 24" aria-hidden="true"><path d="M4 9V4h5M15 4h5v5M20 15v5h-5M9 20H4v-5" /></svg></button>`}
       <button type="button" class="btn btn-ghost btn-icon btn-sm" aria-label=${t("docs.close_view", { name: title })} onClick=${onClose}><${Icon} name="x" /></button>

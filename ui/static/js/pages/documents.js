@@ -255,6 +255,7 @@ function PendingUploads({ pending, onResume, onForget }) {
 
 export function DocumentsPanel({ dossier, canAdd, canReport, canSend = true }) {
   const [list, setList] = useState(null);
+  const [dicomDownload, setDicomDownload] = useState(false); // the habilitation (seed 002 § 3.1.3)
   const [error, setError] = useState(null);
   const [viewing, setViewing] = useState([]); // {key, doc} or {key, study, series}
   const [stamp, setStamp] = useState(null);
@@ -270,7 +271,7 @@ export function DocumentsPanel({ dossier, canAdd, canReport, canSend = true }) {
   const load = () =>
     api
       .get(`/dossiers/${dossier.id}/documents`)
-      .then((r) => (setList(r.categories || []), setError(null)))
+      .then((r) => (setList(r.categories || []), setDicomDownload(!!r.dicom_download), setError(null)))
       .catch((err) => (setList([]), setError(isMissing(err) ? { code: "unavailable_feature" } : err)));
   const refreshPending = async () => {
     const q = queue.current;
@@ -347,7 +348,7 @@ export function DocumentsPanel({ dossier, canAdd, canReport, canSend = true }) {
       ${d.identity_warning && html`<div class="small ko">${d.identity_warning}</div>`}</div>
     <div class="row doc-actions">
       ${canView(d) && html`<button type="button" class="btn btn-sm" aria-pressed=${isOpen(d.id) ? "true" : "false"} onClick=${() => toggleView(d)}>${t("docs.view")}</button>`}
-      <a class="btn btn-sm btn-icon" href=${`${base(d)}/content`} download=${d.filename} aria-label=${t("docs.download_name", { name: d.filename })}><${Icon} name="download" /></a>
+      ${(d.category !== "dicom" || dicomDownload) && html`<a class="btn btn-sm btn-icon" href=${`${base(d)}/content`} download=${d.filename} aria-label=${t("docs.download_name", { name: d.filename })}><${Icon} name="download" /></a>`}
       ${canAdd && stampable(d) && html`<button type="button" class="btn btn-sm" onClick=${() => setStamp(d)}><${Icon} name="pen" />${t("docs.stamp")}</button>`}
       ${canSend && html`<button type="button" class="btn btn-sm" onClick=${() => setSending(d)}><${Icon} name="send" />${t("docs.send")}</button>`}
     </div></li>`)}</ul>`;
@@ -371,7 +372,7 @@ export function DocumentsPanel({ dossier, canAdd, canReport, canSend = true }) {
     </div>
     ${viewing.length > 0 && html`<div class=${`viewer viewer-${viewing.length}`} aria-label=${t("docs.viewer")}>${viewing.map((v) =>
       v.series
-        ? html`<${SeriesPane} key=${v.key} dossierId=${dossier.id} study=${v.study} series=${v.series} onClose=${() => toggle(v)} />`
+        ? html`<${SeriesPane} key=${v.key} dossierId=${dossier.id} study=${v.study} series=${v.series} canDownload=${dicomDownload} onClose=${() => toggle(v)} />`
         : html`<${ViewerPane} key=${v.key} doc=${v.doc} onClose=${() => toggle(v)} />`)}</div>`}
     <${StampDialog} doc=${stamp} onClose=${() => setStamp(null)} onDone=${() => (setStamp(null), load())} />
     <${SendDialog} doc=${sending} onClose=${() => setSending(null)} />

@@ -13,6 +13,7 @@ import { cachedDossier, rememberDossier } from "../recent.js";
 import { Link } from "../router.js";
 import { DocumentsPanel } from "./documents.js";
 import { TeleconsultPanel } from "./teleconsult.js";
+import { ExamHistory } from "./results.js";
 
 function FieldInput({ f, value, onChange, disabled, id }) {
   const common = { id, disabled, required: f.required, class: "input" };
@@ -241,6 +242,7 @@ export function DossierPage({ id }) {
       </div>
       <div class="stack">
         <${TeleconsultPanel} d=${d} />
+        <${ExamHistory} dossierId=${d.id} />
         <section class="card"><div class="card-header"><h2>${t("dossier.summary")}</h2></div><div class="card-body">
           <dl class="dl">
             <dt>${t("activity.col_requester")}</dt><dd>${d.requester.name}</dd>
