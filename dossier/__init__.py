@@ -16,7 +16,7 @@ from core.context import DB, SETTINGS
 from core.storage import of as storage_of
 from dossier import notifications, retention, rooms_link
 from dossier.careoffers import routes as careoffers_routes
-from dossier.documents import dicom_node
+from dossier.documents import dicom_node, pacs
 from dossier.documents import routes as documents_routes
 from dossier.documents.store import register_storage
 from dossier.identity import routes as identity_routes
@@ -36,6 +36,7 @@ def setup(app: web.Application) -> None:
     notifications.setup(app)
     register_storage(app[DB].engine, storage_of(app))
     documents_routes.routes.register(app)
+    pacs.setup(app)
     report_routes.routes.register(app)
     sending_routes.routes.register(app)
     retention.start(app)

@@ -22,12 +22,17 @@ from core.context import DB, SETTINGS
 from core.errors import BadRequest, NotFound, TooLarge, UnsupportedMediaType, ValidationFailed
 from core.heavy import run_heavy
 from core.storage import of as storage_of
-from dossier.documents import signature_picture, stamping, store, tus, uploads
+from dossier.documents import pacs, signature_picture, stamping, store, tus, uploads
 from dossier.documents.dicom import render_frame
 from dossier.documents.export import prepare_export, stream_zip
 from dossier.documents.schemas import (
     DocumentList,
     DocumentOut,
+    PacsPullIn,
+    PacsPullList,
+    PacsPullOut,
+    PacsStudyList,
+    PacsStudyOut,
     PreviewQuery,
     SignatureOut,
     StampIn,
@@ -555,3 +560,65 @@ async def export_dossier(request: web.Request) -> web.StreamResponse:
             await resp.write(chunk)
     await resp.write_eof()
     return resp
+
+
+# -- the establishment's PACS -----------------------------------------------------------------
+
+
+def _pull_out(job: pacs.PullJob) -> PacsPullOut:
+    return PacsPullOut.model_validate(job, from_attributes=True)
+
+
+@routes.get(
+    "/dossiers/{dossier_id}/pacs/studies",
+    response=PacsStudyList,
+    tags=TAGS,
+    errors=[502, 503],
+)
+async def search_pacs(request: web.Request) -> PacsStudyList:
+    """The patient's exams in the establishment's PACS (C-FIND by identifier, name + birth date)."""
+    studies = await pacs.search_studies(
+        request.app[DB],
+        request.app[SETTINGS],
+        principal_of(request),
+        uuid_of(request, "dossier_id"),
+    )
+    return PacsStudyList(
+        studies=[PacsStudyOut.model_validate(s, from_attributes=True) for s in studies]
+    )
+
+
+@routes.post(
+    "/dossiers/{dossier_id}/pacs/pulls",
+    body=PacsPullIn,
+    response=PacsPullOut,
+    status=202,
+    tags=TAGS,
+    errors=[422, 503],
+)
+async def pull_from_pacs(request: web.Request, body: PacsPullIn) -> PacsPullOut:
+    """Import a study from the PACS into the dossier, in the background (C-GET)."""
+    job = await pacs.start_pull(
+        request.app, principal_of(request), uuid_of(request, "dossier_id"), body.study_uid
+    )
+    return _pull_out(job)
+
+
+@routes.get("/dossiers/{dossier_id}/pacs/pulls", response=PacsPullList, tags=TAGS)
+async def list_pacs_pulls(request: web.Request) -> PacsPullList:
+    """The imports from the PACS started in this dossier (this server process), newest first."""
+    jobs = await pacs.readable_jobs(
+        request.app, principal_of(request), uuid_of(request, "dossier_id")
+    )
+    return PacsPullList(pulls=[_pull_out(j) for j in jobs])
+
+
+@routes.get("/dossiers/{dossier_id}/pacs/pulls/{pull_id}", response=PacsPullOut, tags=TAGS)
+async def get_pacs_pull(request: web.Request) -> PacsPullOut:
+    """One import from the PACS and its progress."""
+    dossier_id = uuid_of(request, "dossier_id")
+    pull_id = uuid_of(request, "pull_id")
+    for j in await pacs.readable_jobs(request.app, principal_of(request), dossier_id):
+        if j.id == pull_id:
+            return _pull_out(j)
+    raise NotFound("Import introuvable.", code="pacs_pull_not_found")
