@@ -22,12 +22,16 @@ from core.context import DB, SETTINGS
 from core.errors import BadRequest, NotFound, TooLarge, UnsupportedMediaType, ValidationFailed
 from core.heavy import run_heavy
 from core.storage import of as storage_of
-from dossier.documents import pacs, signature_picture, stamping, store, tus, uploads
+from dossier.documents import inbox, pacs, signature_picture, stamping, store, tus, uploads
 from dossier.documents.dicom import render_frame
 from dossier.documents.export import prepare_export, stream_zip
 from dossier.documents.schemas import (
     DocumentList,
     DocumentOut,
+    InboxAttachIn,
+    InboxExamOut,
+    InboxList,
+    InboxRejectIn,
     PacsPullIn,
     PacsPullList,
     PacsPullOut,
@@ -40,7 +44,7 @@ from dossier.documents.schemas import (
     UploadOut,
     document_list,
 )
-from dossier.models import Upload
+from dossier.models import DicomInboxStudy, Upload
 from dossier.web import (
     RouteTable,
     body_chunks,
@@ -622,3 +626,55 @@ async def get_pacs_pull(request: web.Request) -> PacsPullOut:
         if j.id == pull_id:
             return _pull_out(j)
     raise NotFound("Import introuvable.", code="pacs_pull_not_found")
+
+
+# -- the reconciliation list of unmatched DICOM exams ------------------------------------------
+
+
+def _exam_out(row: DicomInboxStudy) -> InboxExamOut:
+    return InboxExamOut.model_validate(row, from_attributes=True)
+
+
+@routes.get("/dicom-inbox", response=InboxList, tags=TAGS, errors=[403])
+async def list_inbox(request: web.Request) -> InboxList:
+    """Exams received by the DICOM node that wait to be attached to a dossier (secretariat)."""
+    rows = await inbox.pending_exams(request.app[DB], principal_of(request))
+    return InboxList(exams=[_exam_out(r) for r in rows])
+
+
+@routes.post(
+    "/dicom-inbox/{exam_id}/attach",
+    body=InboxAttachIn,
+    response=InboxExamOut,
+    tags=TAGS,
+    errors=[403, 409],
+)
+async def attach_inbox_exam(request: web.Request, body: InboxAttachIn) -> InboxExamOut:
+    """Attach a waiting exam to a dossier: every image becomes a document of the dossier."""
+    row = await inbox.attach_exam(
+        request.app[DB],
+        request.app[SETTINGS].data_dir,
+        principal_of(request),
+        uuid_of(request, "exam_id"),
+        body.dossier_id,
+    )
+    return _exam_out(row)
+
+
+@routes.post(
+    "/dicom-inbox/{exam_id}/reject",
+    body=InboxRejectIn,
+    response=InboxExamOut,
+    tags=TAGS,
+    errors=[403, 409],
+)
+async def reject_inbox_exam(request: web.Request, body: InboxRejectIn) -> InboxExamOut:
+    """Reject a waiting exam (its images are removed; who and why are audited)."""
+    row = await inbox.reject_exam(
+        request.app[DB],
+        request.app[SETTINGS].data_dir,
+        principal_of(request),
+        uuid_of(request, "exam_id"),
+        body.comment,
+    )
+    return _exam_out(row)

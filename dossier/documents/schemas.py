@@ -299,3 +299,39 @@ class PacsPullOut(BaseModel):
 
 class PacsPullList(BaseModel):
     pulls: list[PacsPullOut]
+
+
+# -- the reconciliation list ------------------------------------------------------------------
+
+
+class InboxExamOut(BaseModel):
+    """An exam received by the DICOM node that matched no dossier (or several)."""
+
+    id: uuid.UUID
+    study_uid: str
+    patient_name: str
+    patient_id: str
+    patient_birth_date: str
+    modality: str
+    study_date: str
+    description: str
+    reason: Literal["no_matching_dossier", "several_matching_dossiers"]
+    candidates: list[str]
+    instances: int
+    received_at: datetime
+    status: Literal["pending", "attached", "rejected"]
+    dossier_id: uuid.UUID | None
+    resolved_at: datetime | None
+    comment: str
+
+
+class InboxList(BaseModel):
+    exams: list[InboxExamOut]
+
+
+class InboxAttachIn(BaseModel):
+    dossier_id: uuid.UUID
+
+
+class InboxRejectIn(BaseModel):
+    comment: str = Field("", max_length=500)

@@ -49,6 +49,18 @@ def settings(database_url: str, tmp_path: Path, request: pytest.FixtureRequest) 
     )
 
 
+@pytest.fixture
+def app(settings: Any, request: pytest.FixtureRequest) -> Any:
+    from core.app import create_app
+    from dossier.documents import dicom_node
+
+    app = create_app(settings)
+    if "orthanc" in request.fixturenames:  # Consilium's C-STORE SCP, known to Orthanc
+        o = request.getfixturevalue("orthanc")
+        dicom_node.start(app, "127.0.0.1", o.consilium_port)
+    return app
+
+
 def _study(name: str, birth: str, patient_id: str, images: int) -> list[bytes]:
     """A CT study of ``images`` instances sharing one Study and Series UID."""
     import io
@@ -146,3 +158,63 @@ async def test_a_pacs_that_stalls_gives_a_clear_error_and_nothing_half_written(
 
     r = await client.post(f"/api/v1/dossiers/{dossier_id}/pacs/pulls", json={"study_uid": "x; rm"})
     assert r.status == 422 and r.content_type == "application/problem+json"
+
+
+async def test_an_unmatched_exam_sent_by_the_pacs_waits_in_the_reconciliation_list(
+    app, client, users, orthanc, settings
+):
+    db = app[DB]
+    dossier_id = await make_dossier(db, users, birth_name="LEROY", first_name="Lucie", ipp="IPP-5")
+    # The PACS pushes (C-STORE) an exam whose patient no dossier knows: a typo in the name
+    # and another identifier.
+    instances = _study("LEROI^LUCIE", "19800101", "EXT-999", 2)
+    ids = [r["ID"] for r in await asyncio.to_thread(lambda: [orthanc.store(d) for d in instances])]
+    await asyncio.to_thread(orthanc.send_to, "consilium", ids)
+
+    await client.sign_in_as(users["requester"].id)
+    r = await client.get("/api/v1/dicom-inbox")
+    assert r.status == 403 and r.content_type == "application/problem+json"
+
+    await client.sign_in_as(users["secretary"].id)
+    r = await client.get("/api/v1/dicom-inbox")
+    assert r.status == 200, await r.text()
+    [exam] = (await r.json())["exams"]
+    assert exam["patient_name"] == "LEROI^LUCIE" and exam["patient_id"] == "EXT-999"
+    assert exam["instances"] == 2 and exam["reason"] == "no_matching_dossier"
+    assert exam["status"] == "pending" and exam["modality"] == "CT"
+    async with db.read() as s:
+        assert (await s.execute(select(Document))).scalars().all() == []
+
+    r = await client.post(
+        f"/api/v1/dicom-inbox/{exam['id']}/attach", json={"dossier_id": str(dossier_id)}
+    )
+    assert r.status == 200, await r.text()
+    assert (await r.json())["status"] == "attached"
+    async with db.read() as s:
+        docs = (await s.execute(select(Document))).scalars().all()
+        actions = [a.action for a in (await s.execute(select(AuditEntry))).scalars()]
+    assert len(docs) == 2 and {d.dossier_id for d in docs} == {dossier_id}
+    # The name differs from the dossier's patient: the documents carry the warning to confirm.
+    assert all(d.identity_mismatch for d in docs)
+    assert "dicom.unmatched" in actions and "dicom_inbox.attach" in actions
+    assert not list((settings.data_dir / "dicom-inbox").glob("*/*.dcm"))
+    r = await client.get("/api/v1/dicom-inbox")
+    assert (await r.json())["exams"] == []
+
+    # Attached once: a second attempt is refused.
+    r = await client.post(
+        f"/api/v1/dicom-inbox/{exam['id']}/attach", json={"dossier_id": str(dossier_id)}
+    )
+    assert r.status == 409
+
+    # Another unmatched exam is rejected, with why.
+    other = _study("X^Y", "20000101", "EXT-1", 1)
+    ids = [r["ID"] for r in await asyncio.to_thread(lambda: [orthanc.store(d) for d in other])]
+    await asyncio.to_thread(orthanc.send_to, "consilium", ids)
+    r = await client.get("/api/v1/dicom-inbox")
+    [exam] = (await r.json())["exams"]
+    r = await client.post(
+        f"/api/v1/dicom-inbox/{exam['id']}/reject", json={"comment": "Patient d'un autre site"}
+    )
+    assert r.status == 200 and (await r.json())["status"] == "rejected"
+    assert not list((settings.data_dir / "dicom-inbox").glob("*/*.dcm"))

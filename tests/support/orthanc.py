@@ -36,6 +36,7 @@ def need_orthanc() -> None:
 class Orthanc:
     def __init__(self, root: Path, *, consilium_ae: str, consilium_port: int) -> None:
         self.root = root
+        self.consilium_port = consilium_port
         self.http_port = free_port()
         self.dicom_port = free_port()
         self.ae_title = "ORTHANC"
