@@ -6,7 +6,6 @@ import { Alert, Empty, errorMessage, toast, useTitle } from "../components.js";
 import { formatDate, formatDateTime, t } from "../i18n.js";
 import { html, useEffect, useState } from "../lib.js";
 
-const dicomDate = (s) => (s && s.length === 8 ? `${s.slice(6)}/${s.slice(4, 6)}/${s.slice(0, 4)}` : s || "");
 const isoDate = (s) => (s && s.length === 10 ? `${s.slice(8)}/${s.slice(5, 7)}/${s.slice(0, 4)}` : s || "");
 
 function ExamRow({ exam, onDone }) {
@@ -44,11 +43,11 @@ function ExamRow({ exam, onDone }) {
   const id = `exam-${exam.id}`;
   return html`<li class="card inbox-exam" aria-labelledby=${`${id}-title`}>
     <div class="card-body">
-      <h2 id=${`${id}-title`} class="h3">${exam.patient_name || t("inbox.no_name")} — ${exam.description || exam.modality}</h2>
+      <h2 id=${`${id}-title`} class="h3">${exam.patient_name.replace(/\^/g, " ") || t("inbox.no_name")} — ${exam.description || exam.modality}</h2>
       <p class="small muted">${t("inbox.details", {
         id: exam.patient_id || "—",
         birth: isoDate(exam.patient_birth_date) || "—",
-        date: dicomDate(exam.study_date) || "—",
+        date: isoDate(exam.study_date) || "—",
         n: exam.instances,
         received: formatDateTime(exam.received_at),
       })}</p>

@@ -79,7 +79,7 @@ export function PacsPanel({ dossier, onImported }) {
           <th scope="col">${t("pacs.modalities")}</th><th scope="col">${t("pacs.images")}</th><th scope="col">${t("pacs.patient")}</th><th></th></tr></thead>
         <tbody>${studies.map((s) => html`<tr key=${s.study_uid}>
           <td>${dicomDate(s.study_date)}</td><td>${s.description}</td><td>${s.modalities.join(", ")}</td>
-          <td>${s.instances ?? ""}</td><td>${s.patient_name} (${s.patient_id})</td>
+          <td>${s.instances ?? ""}</td><td>${s.patient_name.replace(/\^/g, " ")} (${s.patient_id})</td>
           <td><button type="button" class="btn btn-sm btn-primary" disabled=${pulls.some((p) => p.study_uid === s.study_uid && RUNNING.has(p.status))}
             onClick=${() => pull(s)} aria-label=${t("pacs.import_study", { name: s.description || s.study_date })}>${t("pacs.import")}</button></td></tr>`)}</tbody></table>`)}
     ${pulls.length > 0 && html`<ul class="pacs-pulls small" aria-live="polite">${pulls.map((p) => html`<li key=${p.id} class=${p.status === "failed" ? "ko" : ""}>
