@@ -9,7 +9,10 @@ size limit is ``settings.max_upload_bytes``, enforced while streaming.
 
 from __future__ import annotations
 
+import json
+import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 from urllib.parse import unquote
 
 from aiohttp import BodyPartReader, web
@@ -22,7 +25,16 @@ from core.context import DB, SETTINGS
 from core.errors import BadRequest, NotFound, TooLarge, UnsupportedMediaType, ValidationFailed
 from core.heavy import run_heavy
 from core.storage import of as storage_of
-from dossier.documents import inbox, pacs, signature_picture, stamping, store, tus, uploads
+from dossier.documents import (
+    dicomweb,
+    inbox,
+    pacs,
+    signature_picture,
+    stamping,
+    store,
+    tus,
+    uploads,
+)
 from dossier.documents.dicom import render_frame
 from dossier.documents.export import prepare_export, stream_zip
 from dossier.documents.schemas import (
@@ -44,7 +56,7 @@ from dossier.documents.schemas import (
     UploadOut,
     document_list,
 )
-from dossier.models import DicomInboxStudy, Upload
+from dossier.models import DicomInboxStudy, Document, Upload
 from dossier.web import (
     RouteTable,
     body_chunks,
@@ -678,3 +690,165 @@ async def reject_inbox_exam(request: web.Request, body: InboxRejectIn) -> InboxE
         body.comment,
     )
     return _exam_out(row)
+
+
+# -- DICOMweb (STOW-RS, WADO-RS) for one dossier --------------------------------------------
+
+_DICOM_RELATED = {
+    "multipart/related": {"schema": {"type": "string", "format": "binary"}},
+}
+
+
+def _dicom_json(body: Any, status: int = 200) -> web.Response:
+    # Exactly "application/dicom+json" (no charset parameter): clients compare the type.
+    return web.Response(
+        body=json.dumps(body).encode(),
+        status=status,
+        headers={"Content-Type": "application/dicom+json"},
+    )
+
+
+def _dcm_ui(v: str) -> dict[str, Any]:
+    return {"vr": "UI", "Value": [v]} if v else {"vr": "UI"}
+
+
+async def _related_parts(request: web.Request) -> AsyncIterator[AsyncIterator[bytes]]:
+    ctype = request.headers.get("Content-Type", "")
+    if not ctype.startswith("multipart/related"):
+        raise UnsupportedMediaType(
+            'STOW-RS expects multipart/related; type="application/dicom".', code="not_multipart"
+        )
+    try:
+        reader = await multipart_reader(request)
+        while (part := await reader.next()) is not None:
+            if isinstance(part, BodyPartReader):
+                yield part_chunks(part)
+    except (ValueError, HttpProcessingError) as e:
+        raise BadRequest(
+            f"The multipart body is malformed: {e}", code="malformed_multipart"
+        ) from None
+
+
+@routes.post(
+    "/dossiers/{dossier_id}/dicomweb/studies",
+    tags=TAGS,
+    errors=[409, 413, 415],
+    raw_body={"required": True, "content": _DICOM_RELATED},
+    raw_response={"application/dicom+json": {"schema": {"type": "object"}}},
+)
+async def stow_rs(request: web.Request) -> web.StreamResponse:
+    """STOW-RS: store DICOM instances in the dossier (200 all, 202 some, 409 none stored)."""
+    dossier_id = uuid_of(request, "dossier_id")
+    stored, failed = await dicomweb.store_instances(
+        request.app[DB], principal_of(request), dossier_id, _related_parts(request)
+    )
+    base = f"{request.scheme}://{request.host}/api/v1/dossiers/{dossier_id}/dicomweb/studies"
+    body: dict[str, Any] = {}
+    if stored:
+        body["00081190"] = {"vr": "UR", "Value": [f"{base}/{stored[0].study_uid}"]}
+        body["00081199"] = {
+            "vr": "SQ",
+            "Value": [
+                {
+                    "00081150": _dcm_ui(s.sop_class_uid),
+                    "00081155": _dcm_ui(s.sop_instance_uid),
+                    "00081190": {
+                        "vr": "UR",
+                        "Value": [
+                            f"{base}/{s.study_uid}/series/{s.series_uid}/instances/{s.sop_instance_uid}"
+                        ],
+                    },
+                }
+                for s in stored
+            ],
+        }
+    if failed:
+        body["00081198"] = {
+            "vr": "SQ",
+            "Value": [
+                {
+                    "00081150": _dcm_ui(f.sop_class_uid),
+                    "00081155": _dcm_ui(f.sop_instance_uid),
+                    "00081197": {"vr": "US", "Value": [f.reason]},
+                }
+                for f in failed
+            ],
+        }
+    status = 200 if not failed else 202 if stored else 409
+    return _dicom_json(body, status)
+
+
+async def _multipart_dicom(request: web.Request, docs: list[Document]) -> web.StreamResponse:
+    boundary = uuid.uuid4().hex
+    resp = web.StreamResponse(
+        headers={
+            "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
+            "Cache-Control": "private, no-store",
+        }
+    )
+    await resp.prepare(request)
+    storage = storage_of(request.app)
+    for d in docs:
+        await resp.write(
+            f"--{boundary}\r\nContent-Type: application/dicom; transfer-syntax=*\r\n\r\n".encode()
+        )
+        async for block in storage.blobs.open(d.blob_key):
+            await resp.write(block)
+        await resp.write(b"\r\n")
+    await resp.write(f"--{boundary}--\r\n".encode())
+    await resp.write_eof()
+    return resp
+
+
+_WADO = {"multipart/related": {"schema": {"type": "string", "format": "binary"}}}
+
+
+@routes.get("/dossiers/{dossier_id}/dicomweb/studies/{study_uid}", tags=TAGS, raw_response=_WADO)
+async def wado_study(request: web.Request) -> web.StreamResponse:
+    """WADO-RS: every instance of the study in the dossier (multipart/related)."""
+    docs = await dicomweb.instances(
+        request.app[DB],
+        principal_of(request),
+        uuid_of(request, "dossier_id"),
+        request.match_info["study_uid"],
+    )
+    return await _multipart_dicom(request, docs)
+
+
+@routes.get(
+    "/dossiers/{dossier_id}/dicomweb/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}",
+    tags=TAGS,
+    raw_response=_WADO,
+)
+async def wado_instance(request: web.Request) -> web.StreamResponse:
+    """WADO-RS: one instance of the dossier (multipart/related)."""
+    docs = await dicomweb.instances(
+        request.app[DB],
+        principal_of(request),
+        uuid_of(request, "dossier_id"),
+        request.match_info["study_uid"],
+        request.match_info["series_uid"],
+        request.match_info["sop_uid"],
+    )
+    return await _multipart_dicom(request, docs)
+
+
+@routes.get(
+    "/dossiers/{dossier_id}/dicomweb/studies/{study_uid}/metadata",
+    tags=TAGS,
+    raw_response={"application/dicom+json": {"schema": {"type": "array"}}},
+)
+async def wado_metadata(request: web.Request) -> web.StreamResponse:
+    """WADO-RS: the DICOM JSON of the study's instances in the dossier (no pixel data)."""
+    docs = await dicomweb.instances(
+        request.app[DB],
+        principal_of(request),
+        uuid_of(request, "dossier_id"),
+        request.match_info["study_uid"],
+    )
+    storage = storage_of(request.app)
+    out = []
+    for d in docs:
+        async with local_file(storage, d.blob_key) as path:
+            out.append(await run_heavy(dicomweb.metadata_json, path))
+    return _dicom_json(out)

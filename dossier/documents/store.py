@@ -35,7 +35,7 @@ from dossier.documents.dicom import DicomInfo, Identity, identity_mismatches, re
 from dossier.models import Document, Dossier, Patient
 
 Source = Literal[
-    "upload", "snapshot", "screenshot", "chat", "report", "stamp", "dicom_node", "pacs"
+    "upload", "snapshot", "screenshot", "chat", "report", "stamp", "dicom_node", "pacs", "dicomweb"
 ]
 SOURCE_LABELS = {
     "upload": "Ajouté",
@@ -46,6 +46,7 @@ SOURCE_LABELS = {
     "stamp": "Signature apposée",
     "dicom_node": "Reçu d'une modalité DICOM",
     "pacs": "Importé du PACS",
+    "dicomweb": "Reçu par DICOMweb",
 }
 
 
