@@ -22,7 +22,14 @@ from core import filetypes
 from core.api import multipart_reader
 from core.auth import principal as principal_of
 from core.context import DB, SETTINGS
-from core.errors import BadRequest, NotFound, TooLarge, UnsupportedMediaType, ValidationFailed
+from core.errors import (
+    BadRequest,
+    Conflict,
+    NotFound,
+    TooLarge,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 from core.heavy import run_heavy
 from core.storage import of as storage_of
 from dossier.documents import (
@@ -737,7 +744,7 @@ async def _related_parts(request: web.Request) -> AsyncIterator[AsyncIterator[by
     raw_response={"application/dicom+json": {"schema": {"type": "object"}}},
 )
 async def stow_rs(request: web.Request) -> web.StreamResponse:
-    """STOW-RS: store DICOM instances in the dossier (200 all, 202 some, 409 none stored)."""
+    """STOW-RS: store DICOM instances in the dossier (200 all, 202 some, 409 problem+json none)."""
     dossier_id = uuid_of(request, "dossier_id")
     stored, failed = await dicomweb.store_instances(
         request.app[DB], principal_of(request), dossier_id, _related_parts(request)
@@ -774,8 +781,10 @@ async def stow_rs(request: web.Request) -> web.StreamResponse:
                 for f in failed
             ],
         }
-    status = 200 if not failed else 202 if stored else 409
-    return _dicom_json(body, status)
+    if not stored:
+        # Nothing stored: a problem+json 409 that also carries the Failed SOP Sequence.
+        raise Conflict("Aucune instance DICOM lisible dans l'envoi.", code="nothing_stored", **body)
+    return _dicom_json(body, 200 if not failed else 202)
 
 
 async def _multipart_dicom(request: web.Request, docs: list[Document]) -> web.StreamResponse:

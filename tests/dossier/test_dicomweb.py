@@ -72,7 +72,10 @@ async def test_stow_rs_stores_a_study_in_the_dossier_and_wado_rs_serves_it_back(
             timeout=30,
         )
     )
-    assert bad.status_code == 409 and "00081198" in bad.json()
+    assert bad.status_code == 409 and bad.headers["Content-Type"].startswith(
+        "application/problem+json"
+    )
+    assert bad.json()["code"] == "nothing_stored" and "00081198" in bad.json()
 
     async with db.read() as s:
         assert len((await s.execute(select(Document))).scalars().all()) == 2
