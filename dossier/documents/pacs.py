@@ -37,7 +37,7 @@ from core import audit
 from core.config import Settings
 from core.context import DB, SETTINGS
 from core.db import Database
-from core.errors import NotFound, Problem, Unavailable
+from core.errors import Conflict, NotFound, Problem, ValidationFailed
 from core.principal import Principal
 from core.storage import StagedFile
 from core.storage import of as storage_of
@@ -121,7 +121,7 @@ def setup(app: web.Application) -> None:
 
 def _require_configured(settings: Settings) -> None:
     if not (settings.pacs_ae_title and settings.pacs_host):
-        raise Unavailable(
+        raise Conflict(
             "Aucun PACS n'est configuré pour cet établissement.", code="pacs_not_configured"
         )
 
@@ -347,8 +347,8 @@ async def search_studies(
     db: Database, settings: Settings, principal: Principal, dossier_id: uuid.UUID
 ) -> list[Study]:
     """The patient's exams known to the PACS (audited: a search about this patient)."""
-    _require_configured(settings)
     patient = await _patient(db, principal, dossier_id)
+    _require_configured(settings)
     studies = await asyncio.to_thread(c_find_studies, settings, patient_queries(patient))
     await audit.record_now(
         db,
@@ -368,12 +368,10 @@ async def start_pull(
     """Start retrieving ``study_uid`` into the dossier in the background."""
     settings: Settings = app[SETTINGS]
     db: Database = app[DB]
-    _require_configured(settings)
     if not _UID.match(study_uid) or len(study_uid) > 64:
-        from core.errors import ValidationFailed
-
         raise ValidationFailed("Identifiant d'examen DICOM invalide.", code="bad_study_uid")
     await _patient(db, principal, dossier_id)
+    _require_configured(settings)
     registry = jobs_of(app)
     for j in registry.jobs.values():
         if (

@@ -596,7 +596,7 @@ def _pull_out(job: pacs.PullJob) -> PacsPullOut:
     "/dossiers/{dossier_id}/pacs/studies",
     response=PacsStudyList,
     tags=TAGS,
-    errors=[502, 503],
+    errors=[409, 502],
 )
 async def search_pacs(request: web.Request) -> PacsStudyList:
     """The patient's exams in the establishment's PACS (C-FIND by identifier, name + birth date)."""
@@ -617,7 +617,7 @@ async def search_pacs(request: web.Request) -> PacsStudyList:
     response=PacsPullOut,
     status=202,
     tags=TAGS,
-    errors=[422, 503],
+    errors=[409, 422],
 )
 async def pull_from_pacs(request: web.Request, body: PacsPullIn) -> PacsPullOut:
     """Import a study from the PACS into the dossier, in the background (C-GET)."""
