@@ -373,6 +373,14 @@ async def start_pull(
     await _patient(db, principal, dossier_id)
     _require_configured(settings)
     registry = jobs_of(app)
+    # Finished jobs are kept a day for the page, then forgotten (the documents stay).
+    now = datetime.now(UTC)
+    for old in [
+        j.id
+        for j in registry.jobs.values()
+        if j.finished_at is not None and (now - j.finished_at).total_seconds() > 86_400
+    ]:
+        del registry.jobs[old]
     for j in registry.jobs.values():
         if (
             j.dossier_id == dossier_id

@@ -18,6 +18,7 @@ from tests.dossier.test_pacs import _study
 from tests.support.documents import make_dossier
 from tests.support.orthanc import Orthanc, running_orthanc
 from tests.ui.conftest import open_session, shot
+from tests.ui.test_accessibility import audit
 
 pytestmark = [
     pytest.mark.browser,
@@ -64,7 +65,7 @@ async def test_an_exam_is_searched_in_the_pacs_and_imported_from_the_dossier_pag
     for data in _study("BERNARD^JEAN", "19800101", "IPP-42", 2):
         await asyncio.to_thread(orthanc.store, data)
 
-    page = await pages.new()
+    page = await pages.new(bypass_csp=True)  # axe is injected inline
     await open_session(page, app, users["requester"])
     await page.goto(f"/app/dossiers/{dossier_id}")
     await page.get_by_role("button", name="Rechercher au PACS").click()
@@ -75,6 +76,7 @@ async def test_an_exam_is_searched_in_the_pacs_and_imported_from_the_dossier_pag
     # The documents card lists the imported exam.
     await page.get_by_role("region", name="SCANNER CEREBRAL").wait_for(timeout=30_000)
     await shot(page, "pacs-import")
+    assert await audit(page, "pacs-import") == []
 
 
 async def test_the_secretariat_attaches_an_unmatched_exam_to_a_dossier(pages, app, users, orthanc):
@@ -90,7 +92,7 @@ async def test_the_secretariat_attaches_an_unmatched_exam_to_a_dossier(pages, ap
         ids.append((await asyncio.to_thread(orthanc.store, data))["ID"])
     await asyncio.to_thread(orthanc.send_to, "consilium", ids)
 
-    page = await pages.new()
+    page = await pages.new(bypass_csp=True)  # axe is injected inline
     await open_session(page, app, users["secretary"])
     await page.goto("/app/")
     await page.get_by_role("link", name="Examens à rapprocher").click()
@@ -100,5 +102,6 @@ async def test_the_secretariat_attaches_an_unmatched_exam_to_a_dossier(pages, ap
     await exam.get_by_role("button", name="Chercher", exact=True).click()
     await exam.get_by_label("Dossier", exact=True).wait_for()
     await shot(page, "dicom-inbox")
+    assert await audit(page, "dicom-inbox") == []
     await exam.get_by_role("button", name="Rattacher au dossier").click()
     await page.get_by_text("Aucun examen en attente de rapprochement.").wait_for()

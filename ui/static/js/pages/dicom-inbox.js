@@ -41,7 +41,7 @@ function ExamRow({ exam, onDone }) {
     }
   };
   const id = `exam-${exam.id}`;
-  return html`<li class="card inbox-exam" aria-labelledby=${`${id}-title`}>
+  return html`<li class="card inbox-exam">
     <div class="card-body">
       <h2 id=${`${id}-title`} class="h3">${exam.patient_name.replace(/\^/g, " ") || t("inbox.no_name")} — ${exam.description || exam.modality}</h2>
       <p class="small muted">${t("inbox.details", {

@@ -68,7 +68,7 @@ export function PacsPanel({ dossier, onImported }) {
         : p.total
           ? t("pacs.progress", { received: p.received, total: p.total })
           : t("pacs.waiting");
-  return html`<div class="pacs" aria-labelledby="pacs-title">
+  return html`<section class="pacs" aria-labelledby="pacs-title">
     <div class="row-between"><h3 id="pacs-title">${t("pacs.title")}</h3>
       <button type="button" class="btn btn-sm" disabled=${busy} onClick=${search}><${Icon} name="search" />${t("pacs.search")}</button></div>
     <${Alert}>${error}<//>
@@ -76,7 +76,7 @@ export function PacsPanel({ dossier, onImported }) {
       ? html`<p class="muted small">${t("pacs.none")}</p>`
       : html`<table class="table pacs-studies"><thead><tr>
           <th scope="col">${t("pacs.date")}</th><th scope="col">${t("pacs.description")}</th>
-          <th scope="col">${t("pacs.modalities")}</th><th scope="col">${t("pacs.images")}</th><th scope="col">${t("pacs.patient")}</th><th></th></tr></thead>
+          <th scope="col">${t("pacs.modalities")}</th><th scope="col">${t("pacs.images")}</th><th scope="col">${t("pacs.patient")}</th><th scope="col"><span class="visually-hidden">${t("pacs.action")}</span></th></tr></thead>
         <tbody>${studies.map((s) => html`<tr key=${s.study_uid}>
           <td>${dicomDate(s.study_date)}</td><td>${s.description}</td><td>${s.modalities.join(", ")}</td>
           <td>${s.instances ?? ""}</td><td>${s.patient_name.replace(/\^/g, " ")} (${s.patient_id})</td>
@@ -85,5 +85,5 @@ export function PacsPanel({ dossier, onImported }) {
     ${pulls.length > 0 && html`<ul class="pacs-pulls small" aria-live="polite">${pulls.map((p) => html`<li key=${p.id} class=${p.status === "failed" ? "ko" : ""}>
       ${t("pacs.pull_of", { when: formatDateTime(p.created_at) })} — ${progress(p)}
       ${RUNNING.has(p.status) && p.total ? html` <progress max=${p.total} value=${p.received}></progress>` : ""}</li>`)}</ul>`}
-  </div>`;
+  </section>`;
 }
