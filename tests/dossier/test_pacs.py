@@ -18,7 +18,7 @@ from tests.conftest import free_port, make_settings
 from tests.support.documents import dicom_bytes, make_dossier
 from tests.support.orthanc import Orthanc, StalledPeer, running_orthanc
 
-pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+SQLITE = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +94,7 @@ async def _wait_pull(client: Any, dossier_id: Any, pull_id: str) -> dict[str, An
     raise AssertionError("the pull did not finish")
 
 
+@SQLITE
 async def test_a_study_in_the_pacs_is_found_from_the_dossier_and_pulled_into_it(
     app, client, users, orthanc
 ):
@@ -136,6 +137,7 @@ async def test_a_study_in_the_pacs_is_found_from_the_dossier_and_pulled_into_it(
     assert "pacs.search" in actions and "pacs.pull" in actions
 
 
+@SQLITE
 async def test_a_pacs_that_stalls_gives_a_clear_error_and_nothing_half_written(
     app, client, users, stalled
 ):
@@ -160,6 +162,7 @@ async def test_a_pacs_that_stalls_gives_a_clear_error_and_nothing_half_written(
     assert r.status == 422 and r.content_type == "application/problem+json"
 
 
+# Both databases: the reconciliation list is a table of its own.
 async def test_an_unmatched_exam_sent_by_the_pacs_waits_in_the_reconciliation_list(
     app, client, users, orthanc, settings
 ):
