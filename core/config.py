@@ -101,6 +101,12 @@ class Settings(BaseSettings):
     retention_days: int = Field(3650, ge=1)
     dicom_port: int = Field(0, ge=0, le=65535)  # DICOM C-STORE receiver (0 = off)
     dicom_ae_title: str = Field("CONSILIUM", max_length=16)
+    # The establishment's PACS (C-FIND / C-GET from the dossier page); empty = no PACS.
+    pacs_ae_title: str = Field("", max_length=16)
+    pacs_host: str = ""
+    pacs_port: int = Field(104, ge=1, le=65535)
+    # ACSE, DIMSE and network timeouts of a PACS association: a stalled peer ends in an error.
+    pacs_timeout_seconds: float = Field(30.0, gt=0)
     retention_reminder_days: int = Field(30, ge=0)
 
     # Operations (ops/): Prometheus metrics, webhooks, server API keys

@@ -16,7 +16,7 @@ from core.context import DB, SETTINGS
 from core.storage import of as storage_of
 from dossier import notifications, retention, rooms_link
 from dossier.careoffers import routes as careoffers_routes
-from dossier.documents import dicom_node, results_routes
+from dossier.documents import dicom_node, pacs, results_routes
 from dossier.documents import routes as documents_routes
 from dossier.documents.store import register_storage
 from dossier.identity import routes as identity_routes
@@ -39,6 +39,7 @@ def setup(app: web.Application) -> None:
     register_storage(app[DB].engine, storage_of(app))
     documents_routes.routes.register(app)
     results_routes.routes.register(app)
+    pacs.setup(app)
     report_routes.routes.register(app)
     sending_routes.routes.register(app)
     teleconsult_routes.routes.register(app)

@@ -596,3 +596,32 @@ class UserHabilitation(Base):
         ForeignKey("users.id", ondelete="SET NULL")
     )
     granted_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class DicomInboxStudy(IdMixin, Base):
+    """An exam received by the DICOM node that matched no dossier (or several): it waits in
+    the reconciliation list until the secretariat attaches it to a dossier or rejects it.
+    Its instances are files under ``<data_dir>/dicom-inbox/<folder>/``."""
+
+    __tablename__ = "dicom_inbox_studies"
+
+    study_uid: Mapped[str] = mapped_column(String(64), index=True)
+    folder: Mapped[str] = mapped_column(String(100))
+    patient_name: Mapped[str] = mapped_column(String(200), default="")
+    patient_id: Mapped[str] = mapped_column(String(64), default="")
+    patient_birth_date: Mapped[str] = mapped_column(String(10), default="")
+    modality: Mapped[str] = mapped_column(String(16), default="")
+    study_date: Mapped[str] = mapped_column(String(10), default="")
+    description: Mapped[str] = mapped_column(String(200), default="")
+    reason: Mapped[str] = mapped_column(
+        String(40)
+    )  # no_matching_dossier | several_matching_dossiers
+    candidates: Mapped[list[str]] = mapped_column(JSON, default=list)
+    instances: Mapped[int] = mapped_column(Integer, default=0)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    # pending → attached | rejected
+    dossier_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    resolved_by_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    comment: Mapped[str] = mapped_column(String(500), default="")

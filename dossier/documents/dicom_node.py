@@ -6,8 +6,9 @@ Each received instance is written to the staging area, then matched: the open do
 (not closed) whose patient shares an identifier with the DICOM Patient ID (INS or IPP), or
 else has the same family name and birth date. Exactly one candidate → the instance is added
 to it through :func:`dossier.documents.add_document` (``source="dicom_node"``, author
-"Consilium"). None or several → nothing is attached: the file waits in
-``<data_dir>/dicom-inbox/<study>/`` and an audit row ``dicom.unmatched`` says why. The
+"Consilium"). None or several → nothing is attached: the exam lands in the reconciliation
+list (:mod:`dossier.documents.inbox`, its file in ``<data_dir>/dicom-inbox/<study>/``) with
+an audit row ``dicom.unmatched`` that says why. The
 modality always gets "success" once the file is safely stored, so it does not resend.
 
 pynetdicom serves associations in its own threads; each instance is handed to the server's
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import uuid
 from dataclasses import dataclass
 from datetime import date
@@ -28,17 +28,16 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy import ColumnElement, or_, select
 
-from core import audit
 from core.context import DB, SETTINGS
 from core.db import Database
 from core.storage import StagedFile, Storage
 from core.storage import of as storage_of
+from dossier.documents import inbox
 from dossier.documents.dicom import DicomInfo, Identity, identity_mismatches, read_metadata
 from dossier.documents.store import add_document
 from dossier.models import Dossier, DossierState, Patient
 
 log = logging.getLogger(__name__)
-_SAFE = re.compile(r"[^0-9A-Za-z.\-]")
 
 
 @dataclass
@@ -99,26 +98,7 @@ async def file_instance(db: Database, storage: Storage, data_dir: Path, path: Pa
             )
         return Filed(candidates[0], doc.id)
     reason = "no_matching_dossier" if not candidates else "several_matching_dossiers"
-    inbox = data_dir / "dicom-inbox" / _SAFE.sub("_", info.study_uid or "unknown")
-    dest = inbox / f"{_SAFE.sub('_', info.sop_instance_uid or uuid.uuid4().hex)}.dcm"
-
-    def keep_aside() -> None:
-        inbox.mkdir(parents=True, exist_ok=True)
-        path.replace(dest)
-
-    await asyncio.to_thread(keep_aside)
-    await audit.record_now(
-        db,
-        "dicom.unmatched",
-        object_type="dicom",
-        object_id=info.study_uid[:64],
-        actor_label="Consilium (nœud DICOM)",
-        outcome="failure",
-        reason=reason,
-        candidates=[str(c) for c in candidates],
-        patient_id=info.patient_id,
-        modality=info.modality,
-    )
+    await inbox.keep_unmatched(db, data_dir, path, info, reason, candidates)
     return Filed(None, None, reason)
 
 

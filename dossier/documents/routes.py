@@ -9,7 +9,10 @@ size limit is ``settings.max_upload_bytes``, enforced while streaming.
 
 from __future__ import annotations
 
+import json
+import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 from urllib.parse import unquote
 
 from aiohttp import BodyPartReader, web
@@ -19,15 +22,41 @@ from core import filetypes
 from core.api import multipart_reader
 from core.auth import principal as principal_of
 from core.context import DB, SETTINGS
-from core.errors import BadRequest, NotFound, TooLarge, UnsupportedMediaType, ValidationFailed
+from core.errors import (
+    BadRequest,
+    Conflict,
+    NotFound,
+    TooLarge,
+    UnsupportedMediaType,
+    ValidationFailed,
+)
 from core.heavy import run_heavy
 from core.storage import of as storage_of
-from dossier.documents import habilitations, signature_picture, stamping, store, tus, uploads
+from dossier.documents import (
+    dicomweb,
+    habilitations,
+    inbox,
+    pacs,
+    signature_picture,
+    stamping,
+    store,
+    tus,
+    uploads,
+)
 from dossier.documents.dicom import render_frame
 from dossier.documents.export import prepare_export, stream_zip
 from dossier.documents.schemas import (
     DocumentList,
     DocumentOut,
+    InboxAttachIn,
+    InboxExamOut,
+    InboxList,
+    InboxRejectIn,
+    PacsPullIn,
+    PacsPullList,
+    PacsPullOut,
+    PacsStudyList,
+    PacsStudyOut,
     PreviewQuery,
     SignatureOut,
     StampIn,
@@ -35,7 +64,7 @@ from dossier.documents.schemas import (
     UploadOut,
     document_list,
 )
-from dossier.models import Habilitation, Upload
+from dossier.models import DicomInboxStudy, Document, Habilitation, Upload
 from dossier.web import (
     RouteTable,
     body_chunks,
@@ -568,3 +597,281 @@ async def export_dossier(request: web.Request) -> web.StreamResponse:
             await resp.write(chunk)
     await resp.write_eof()
     return resp
+
+
+# -- the establishment's PACS -----------------------------------------------------------------
+
+
+def _pull_out(job: pacs.PullJob) -> PacsPullOut:
+    return PacsPullOut.model_validate(job, from_attributes=True)
+
+
+@routes.get(
+    "/dossiers/{dossier_id}/pacs/studies",
+    response=PacsStudyList,
+    tags=TAGS,
+    errors=[409, 502],
+)
+async def search_pacs(request: web.Request) -> PacsStudyList:
+    """The patient's exams in the establishment's PACS (C-FIND by identifier, name + birth date)."""
+    studies = await pacs.search_studies(
+        request.app[DB],
+        request.app[SETTINGS],
+        principal_of(request),
+        uuid_of(request, "dossier_id"),
+    )
+    return PacsStudyList(
+        studies=[PacsStudyOut.model_validate(s, from_attributes=True) for s in studies]
+    )
+
+
+@routes.post(
+    "/dossiers/{dossier_id}/pacs/pulls",
+    body=PacsPullIn,
+    response=PacsPullOut,
+    status=202,
+    tags=TAGS,
+    errors=[409, 422],
+)
+async def pull_from_pacs(request: web.Request, body: PacsPullIn) -> PacsPullOut:
+    """Import a study from the PACS into the dossier, in the background (C-GET)."""
+    job = await pacs.start_pull(
+        request.app, principal_of(request), uuid_of(request, "dossier_id"), body.study_uid
+    )
+    return _pull_out(job)
+
+
+@routes.get("/dossiers/{dossier_id}/pacs/pulls", response=PacsPullList, tags=TAGS)
+async def list_pacs_pulls(request: web.Request) -> PacsPullList:
+    """The imports from the PACS started in this dossier (this server process), newest first."""
+    jobs = await pacs.readable_jobs(
+        request.app, principal_of(request), uuid_of(request, "dossier_id")
+    )
+    return PacsPullList(pulls=[_pull_out(j) for j in jobs])
+
+
+@routes.get("/dossiers/{dossier_id}/pacs/pulls/{pull_id}", response=PacsPullOut, tags=TAGS)
+async def get_pacs_pull(request: web.Request) -> PacsPullOut:
+    """One import from the PACS and its progress."""
+    dossier_id = uuid_of(request, "dossier_id")
+    pull_id = uuid_of(request, "pull_id")
+    for j in await pacs.readable_jobs(request.app, principal_of(request), dossier_id):
+        if j.id == pull_id:
+            return _pull_out(j)
+    raise NotFound("Import introuvable.", code="pacs_pull_not_found")
+
+
+# -- the reconciliation list of unmatched DICOM exams ------------------------------------------
+
+
+def _exam_out(row: DicomInboxStudy) -> InboxExamOut:
+    return InboxExamOut.model_validate(row, from_attributes=True)
+
+
+@routes.get("/dicom-inbox", response=InboxList, tags=TAGS, errors=[403])
+async def list_inbox(request: web.Request) -> InboxList:
+    """Exams received by the DICOM node that wait to be attached to a dossier (secretariat)."""
+    rows = await inbox.pending_exams(request.app[DB], principal_of(request))
+    return InboxList(exams=[_exam_out(r) for r in rows])
+
+
+@routes.post(
+    "/dicom-inbox/{exam_id}/attach",
+    body=InboxAttachIn,
+    response=InboxExamOut,
+    tags=TAGS,
+    errors=[403, 409],
+)
+async def attach_inbox_exam(request: web.Request, body: InboxAttachIn) -> InboxExamOut:
+    """Attach a waiting exam to a dossier: every image becomes a document of the dossier."""
+    row = await inbox.attach_exam(
+        request.app[DB],
+        request.app[SETTINGS].data_dir,
+        principal_of(request),
+        uuid_of(request, "exam_id"),
+        body.dossier_id,
+    )
+    return _exam_out(row)
+
+
+@routes.post(
+    "/dicom-inbox/{exam_id}/reject",
+    body=InboxRejectIn,
+    response=InboxExamOut,
+    tags=TAGS,
+    errors=[403, 409],
+)
+async def reject_inbox_exam(request: web.Request, body: InboxRejectIn) -> InboxExamOut:
+    """Reject a waiting exam (its images are removed; who and why are audited)."""
+    row = await inbox.reject_exam(
+        request.app[DB],
+        request.app[SETTINGS].data_dir,
+        principal_of(request),
+        uuid_of(request, "exam_id"),
+        body.comment,
+    )
+    return _exam_out(row)
+
+
+# -- DICOMweb (STOW-RS, WADO-RS) for one dossier --------------------------------------------
+
+_DICOM_RELATED = {
+    "multipart/related": {"schema": {"type": "string", "format": "binary"}},
+}
+
+
+def _dicom_json(body: Any, status: int = 200) -> web.Response:
+    # Exactly "application/dicom+json" (no charset parameter): clients compare the type.
+    return web.Response(
+        body=json.dumps(body).encode(),
+        status=status,
+        headers={"Content-Type": "application/dicom+json"},
+    )
+
+
+def _dcm_ui(v: str) -> dict[str, Any]:
+    return {"vr": "UI", "Value": [v]} if v else {"vr": "UI"}
+
+
+async def _related_parts(request: web.Request) -> AsyncIterator[AsyncIterator[bytes]]:
+    ctype = request.headers.get("Content-Type", "")
+    if not ctype.startswith("multipart/related"):
+        raise UnsupportedMediaType(
+            'STOW-RS expects multipart/related; type="application/dicom".', code="not_multipart"
+        )
+    try:
+        reader = await multipart_reader(request)
+        while (part := await reader.next()) is not None:
+            if isinstance(part, BodyPartReader):
+                yield part_chunks(part)
+    except (ValueError, HttpProcessingError) as e:
+        raise BadRequest(
+            f"The multipart body is malformed: {e}", code="malformed_multipart"
+        ) from None
+
+
+@routes.post(
+    "/dossiers/{dossier_id}/dicomweb/studies",
+    tags=TAGS,
+    errors=[409, 413, 415],
+    raw_body={"required": True, "content": _DICOM_RELATED},
+    raw_response={"application/dicom+json": {"schema": {"type": "object"}}},
+)
+async def stow_rs(request: web.Request) -> web.StreamResponse:
+    """STOW-RS: store DICOM instances in the dossier (200 all, 202 some, 409 problem+json none)."""
+    dossier_id = uuid_of(request, "dossier_id")
+    stored, failed = await dicomweb.store_instances(
+        request.app[DB], principal_of(request), dossier_id, _related_parts(request)
+    )
+    base = f"{request.scheme}://{request.host}/api/v1/dossiers/{dossier_id}/dicomweb/studies"
+    body: dict[str, Any] = {}
+    if stored:
+        body["00081190"] = {"vr": "UR", "Value": [f"{base}/{stored[0].study_uid}"]}
+        body["00081199"] = {
+            "vr": "SQ",
+            "Value": [
+                {
+                    "00081150": _dcm_ui(s.sop_class_uid),
+                    "00081155": _dcm_ui(s.sop_instance_uid),
+                    "00081190": {
+                        "vr": "UR",
+                        "Value": [
+                            f"{base}/{s.study_uid}/series/{s.series_uid}/instances/{s.sop_instance_uid}"
+                        ],
+                    },
+                }
+                for s in stored
+            ],
+        }
+    if failed:
+        body["00081198"] = {
+            "vr": "SQ",
+            "Value": [
+                {
+                    "00081150": _dcm_ui(f.sop_class_uid),
+                    "00081155": _dcm_ui(f.sop_instance_uid),
+                    "00081197": {"vr": "US", "Value": [f.reason]},
+                }
+                for f in failed
+            ],
+        }
+    if not stored:
+        # Nothing stored: a problem+json 409 that also carries the Failed SOP Sequence.
+        raise Conflict("Aucune instance DICOM lisible dans l'envoi.", code="nothing_stored", **body)
+    return _dicom_json(body, 200 if not failed else 202)
+
+
+async def _multipart_dicom(request: web.Request, docs: list[Document]) -> web.StreamResponse:
+    boundary = uuid.uuid4().hex
+    resp = web.StreamResponse(
+        headers={
+            "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
+            "Cache-Control": "private, no-store",
+        }
+    )
+    await resp.prepare(request)
+    storage = storage_of(request.app)
+    for d in docs:
+        await resp.write(
+            f"--{boundary}\r\nContent-Type: application/dicom; transfer-syntax=*\r\n\r\n".encode()
+        )
+        async for block in storage.blobs.open(d.blob_key):
+            await resp.write(block)
+        await resp.write(b"\r\n")
+    await resp.write(f"--{boundary}--\r\n".encode())
+    await resp.write_eof()
+    return resp
+
+
+_WADO = {"multipart/related": {"schema": {"type": "string", "format": "binary"}}}
+
+
+@routes.get("/dossiers/{dossier_id}/dicomweb/studies/{study_uid}", tags=TAGS, raw_response=_WADO)
+async def wado_study(request: web.Request) -> web.StreamResponse:
+    """WADO-RS: every instance of the study in the dossier (multipart/related)."""
+    docs = await dicomweb.instances(
+        request.app[DB],
+        principal_of(request),
+        uuid_of(request, "dossier_id"),
+        request.match_info["study_uid"],
+    )
+    return await _multipart_dicom(request, docs)
+
+
+@routes.get(
+    "/dossiers/{dossier_id}/dicomweb/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}",
+    tags=TAGS,
+    raw_response=_WADO,
+)
+async def wado_instance(request: web.Request) -> web.StreamResponse:
+    """WADO-RS: one instance of the dossier (multipart/related)."""
+    docs = await dicomweb.instances(
+        request.app[DB],
+        principal_of(request),
+        uuid_of(request, "dossier_id"),
+        request.match_info["study_uid"],
+        request.match_info["series_uid"],
+        request.match_info["sop_uid"],
+    )
+    return await _multipart_dicom(request, docs)
+
+
+@routes.get(
+    "/dossiers/{dossier_id}/dicomweb/studies/{study_uid}/metadata",
+    tags=TAGS,
+    raw_response={"application/dicom+json": {"schema": {"type": "array"}}},
+)
+async def wado_metadata(request: web.Request) -> web.StreamResponse:
+    """WADO-RS: the DICOM JSON of the study's instances in the dossier (no pixel data)."""
+    docs = await dicomweb.instances(
+        request.app[DB],
+        principal_of(request),
+        uuid_of(request, "dossier_id"),
+        request.match_info["study_uid"],
+    )
+    storage = storage_of(request.app)
+    out = []
+    for d in docs:
+        async with local_file(storage, d.blob_key) as path:
+            out.append(await run_heavy(dicomweb.metadata_json, path))
+    return _dicom_json(out)

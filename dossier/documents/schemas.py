@@ -324,3 +324,82 @@ class VisitOut(BaseModel):
 
 class HabilitationsOut(BaseModel):
     habilitations: list[str]
+# -- PACS -----------------------------------------------------------------------------------
+
+
+class PacsStudyOut(BaseModel):
+    """An exam known to the establishment's PACS (a C-FIND answer, study level)."""
+
+    study_uid: str
+    study_date: str
+    description: str
+    modalities: list[str]
+    accession_number: str
+    patient_name: str
+    patient_id: str
+    patient_birth_date: str
+    instances: int | None
+
+
+class PacsStudyList(BaseModel):
+    studies: list[PacsStudyOut]
+
+
+class PacsPullIn(BaseModel):
+    study_uid: str = Field(min_length=1, max_length=64, pattern=r"^[0-9]+(\.[0-9]+)*$")
+
+
+class PacsPullOut(BaseModel):
+    """A background retrieval of one study into the dossier, and where it stands."""
+
+    id: uuid.UUID
+    dossier_id: uuid.UUID
+    study_uid: str
+    status: Literal["queued", "running", "filing", "done", "failed"]
+    total: int | None = Field(description="instances the PACS announced (once known)")
+    received: int
+    documents: int = Field(description="documents added to the dossier (once done)")
+    error: str
+    requested_by: str
+    created_at: datetime
+    finished_at: datetime | None
+
+
+class PacsPullList(BaseModel):
+    pulls: list[PacsPullOut]
+
+
+# -- the reconciliation list ------------------------------------------------------------------
+
+
+class InboxExamOut(BaseModel):
+    """An exam received by the DICOM node that matched no dossier (or several)."""
+
+    id: uuid.UUID
+    study_uid: str
+    patient_name: str
+    patient_id: str
+    patient_birth_date: str
+    modality: str
+    study_date: str
+    description: str
+    reason: Literal["no_matching_dossier", "several_matching_dossiers"]
+    candidates: list[str]
+    instances: int
+    received_at: datetime
+    status: Literal["pending", "attached", "rejected"]
+    dossier_id: uuid.UUID | None
+    resolved_at: datetime | None
+    comment: str
+
+
+class InboxList(BaseModel):
+    exams: list[InboxExamOut]
+
+
+class InboxAttachIn(BaseModel):
+    dossier_id: uuid.UUID
+
+
+class InboxRejectIn(BaseModel):
+    comment: str = Field("", max_length=500)

@@ -34,7 +34,9 @@ from dossier.documents import access, filetypes, previews, seen
 from dossier.documents.dicom import DicomInfo, Identity, identity_mismatches, read_metadata
 from dossier.models import Document, Dossier, Patient
 
-Source = Literal["upload", "snapshot", "screenshot", "chat", "report", "stamp", "dicom_node"]
+Source = Literal[
+    "upload", "snapshot", "screenshot", "chat", "report", "stamp", "dicom_node", "pacs", "dicomweb"
+]
 SOURCE_LABELS = {
     "upload": "Ajouté",
     "snapshot": "Capture pendant l'appel",
@@ -43,6 +45,8 @@ SOURCE_LABELS = {
     "report": "Compte-rendu généré",
     "stamp": "Signature apposée",
     "dicom_node": "Reçu d'une modalité DICOM",
+    "pacs": "Importé du PACS",
+    "dicomweb": "Reçu par DICOMweb",
 }
 
 

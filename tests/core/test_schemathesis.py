@@ -42,6 +42,7 @@ from tests.conftest import free_port
 
 # Resumable upload chunks (tus-like) are raw bytes under their own media type.
 schemathesis.serializer.alias("application/offset+octet-stream", "application/octet-stream")
+schemathesis.serializer.alias("multipart/related", "application/octet-stream")  # STOW-RS
 
 ROLES = ("anonymous", "requester", "secretary", "admin", "guest")
 RUNS = len(ROLES) * 2  # × both databases

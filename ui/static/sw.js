@@ -30,6 +30,8 @@ const SHELL = [
   "/static/js/pages/documents.js",
   "/static/js/pages/dicom-viewer.js",
   "/static/js/pages/results.js",
+  "/static/js/pages/pacs.js",
+  "/static/js/pages/dicom-inbox.js",
   "/static/js/upload.js",
   "/static/js/hash-worker.js",
   "/static/js/pages/reset-password.js",

@@ -104,6 +104,7 @@ export function Shell({ session, children }) {
         ${session && session.kind === "user" && html`
           <${Link} href="/app/dossiers/new"><${Icon} name="plus" /><span class="label">${t("nav.new_dossier")}</span><//>
           <${MessagesLink} session=${session} />
+          ${(session.role === "secretary" || session.role === "admin") && html`<${Link} href="/app/dicom-inbox"><${Icon} name="inbox" /><span class="label">${t("inbox.nav")}</span><//>`}
           <${Link} href="/app/settings"><${Icon} name="settings" /><span class="label">${t("nav.settings")}</span><//>`}
       </nav>
       <span class="spacer"></span>

@@ -4,6 +4,7 @@ import { Shell, Toasts } from "./components.js";
 import { loadCatalogue, t } from "./i18n.js";
 import { html, render, useEffect, useState } from "./lib.js";
 import { ActivityPage } from "./pages/activity.js";
+import { DicomInboxPage } from "./pages/dicom-inbox.js";
 import { DossierPage } from "./pages/dossier.js";
 import { JoinPage } from "./pages/join.js";
 import { LoginPage } from "./pages/login.js";
@@ -22,6 +23,7 @@ const USER_ROUTES = [
   ["/app/dossiers/new", WizardPage],
   ["/app/dossiers/:id", DossierPage],
   ["/app/messages", MessagesPage],
+  ["/app/dicom-inbox", DicomInboxPage],
   ["/app/messages/:id", MessagesPage],
 ];
 

@@ -12,6 +12,7 @@ import { html, useEffect, useRef, useState } from "../lib.js";
 import { getSession } from "../session.js";
 import { ACTIVE, UploadQueue, forgetPending, pendingUploads, retryable, serverOffset } from "../upload.js";
 import { DicomStudies, SeriesPane, count } from "./dicom-viewer.js";
+import { PacsPanel } from "./pacs.js";
 
 const base = (d) => `/api/v1/dossiers/${d.dossier_id}/documents/${d.id}`;
 const isImage = (d) => (d.content_type || "").startsWith("image/");
@@ -363,6 +364,7 @@ export function DocumentsPanel({ dossier, canAdd, canReport, canSend = true }) {
       <${Alert}>${error && errorMessage(error)}<//>
       ${canAdd && html`<${PendingUploads} pending=${pending} onResume=${() => input.current.click()} onForget=${forget} />`}
       <${Uploads} queue=${queue.current} items=${items} />
+      ${canAdd && html`<${PacsPanel} dossier=${dossier} onImported=${load} />`}
       ${canReport && html`<p><button type="button" class="btn btn-sm" disabled=${busy} onClick=${report}><${Icon} name="file" />${t("docs.report")}</button></p>`}
       ${list === null ? html`<p class="muted small">${t("common.loading")}</p>` : !list.length ? html`<${Empty} icon="file">${t("docs.none")}<//>`
         : list.map((cat) => html`<div key=${cat.code} class="doc-cat"><h3>${cat.label} (${cat.count})</h3>
