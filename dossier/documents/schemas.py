@@ -324,6 +324,8 @@ class VisitOut(BaseModel):
 
 class HabilitationsOut(BaseModel):
     habilitations: list[str]
+
+
 # -- PACS -----------------------------------------------------------------------------------
 
 
