@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     # administrators (once per window) and add a short delay to each further attempt.
     login_alert_failures: int = Field(10, ge=1)
     login_anomaly_delay_ms: int = Field(500, ge=0, le=10_000)
+    # One-time codes sent per account in 15 minutes to sign-ins made with the right password
+    # while their source was slowed down (core/login.py): the owner's way in from a new
+    # device behind an attacker's address, bounded so nobody can flood her phone.
+    login_throttled_codes: int = Field(3, ge=1, le=20)
     otp_ttl_seconds: int = Field(300, ge=30)
     password_reset_minutes: int = Field(30, ge=5, le=24 * 60)
 

@@ -12,6 +12,13 @@ on one account alerts its owner and the administrators. Every answer of step 1 i
 whether the account exists or not: same status, body, headers, counters, and an argon2 check
 against a dummy hash for unknown addresses.
 
+While a delay runs, a password is still checked, but the answer is the same whether it is
+right or wrong (429 ``login_throttled`` saying that a code was sent *if* the password was
+right, and a pending-sign-in cookie either way): only with the right password is a one-time
+code sent to the account's channel (at most ``login_throttled_codes`` per 15 minutes), and
+``POST /auth/login/confirm`` with that code opens the session at once. The owner gets in
+from a new device behind an attacker's address; the attacker learns nothing.
+
 An OpenID Connect provider (Pro Santé Connect) plugs in at step 3: once the provider has
 identified the practitioner, its callback calls :func:`core.auth.start_session` with
 ``stage="full"`` — the account, the session and the cookies are the same (see
@@ -24,6 +31,7 @@ import asyncio
 import logging
 import secrets
 import time
+import uuid
 from typing import Any, Literal
 
 from aiohttp import web
@@ -43,14 +51,18 @@ from core.auth import (
 )
 from core.context import DB, LIMITER, NOTIFIER, SESSIONS, SETTINGS
 from core.errors import BadRequest, Problem, TooManyRequests, Unauthorized
+from core.http import problem_response
 from core.notify import DeliveryError, Email
-from core.throttle import SignInThrottle, Source, device_hash
+from core.throttle import WINDOW, SignInThrottle, Source, account_key, device_hash
 
 log = logging.getLogger(__name__)
 
 Method = Literal["email", "sms", "totp", "recovery"]
 
 DEVICE_COOKIE = "consilium_device"
+# A sign-in made while its source was slowed down: a code may have been sent (core docstring).
+PENDING_COOKIE = "consilium_signin"
+PENDING_KIND = "signin"
 DEVICE_MAX_AGE = 400 * 24 * 3600  # the longest browsers keep a cookie
 TASKS: web.AppKey[set[asyncio.Task[None]]] = web.AppKey("login_tasks")
 
@@ -78,6 +90,12 @@ class LoginOut(BaseModel):
     preferred: Method
     email_hint: str
     mobile_hint: str | None
+
+
+class ConfirmIn(BaseModel):
+    """The code received after a sign-in made while this address was slowed down."""
+
+    code: str = Field(min_length=6, max_length=20)
 
 
 class OtpIn(BaseModel):
@@ -246,6 +264,161 @@ async def _failed(
     return f.delay
 
 
+def code_text(ttl_seconds: int, code: str, *, throttled: bool = False) -> str:
+    text = (
+        f"Votre code de connexion Consilium : {code}\n"
+        f"Il est valable {ttl_seconds // 60} minutes et ne sert qu'une fois.\n"
+    )
+    if throttled:
+        return text + (
+            "Votre mot de passe vient d'être saisi depuis une adresse où les tentatives de "
+            "connexion sont ralenties. Si ce n'était pas vous, ne communiquez ce code à "
+            "personne, changez votre mot de passe et prévenez l'administrateur."
+        )
+    return text + "Si vous n'êtes pas à l'origine de cette demande, ignorez ce message."
+
+
+async def _send_pending_code(
+    app: web.Application, user: accounts.User, channel: str, code: str, ip: str
+) -> None:
+    """Send the code of a sign-in made during a delay (in the background: the answer must
+    not take longer when the password was right)."""
+    settings = app[SETTINGS]
+    text = code_text(settings.otp_ttl_seconds, code, throttled=True)
+    outcome = "success"
+    try:
+        if channel == "sms" and user.mobile:
+            await app[NOTIFIER].send_sms(user.mobile, text)
+        else:
+            await app[NOTIFIER].send_email(
+                Email(to=user.email, subject="Votre code de connexion Consilium", text=text)
+            )
+    except DeliveryError:
+        log.warning("sign-in code for a throttled source could not be sent by %s", channel)
+        outcome = "failure"
+    await audit.record_now(
+        app[DB],
+        "auth.otp_sent",
+        object_type="user",
+        object_id=user.id,
+        ip=ip,
+        outcome=outcome,
+        actor_label=user.email,
+        channel=channel,
+        while_throttled=True,
+    )
+
+
+async def _alert_code_cap(app: web.Application, user: accounts.User, ip: str) -> None:
+    """The right password keeps coming from a slowed-down address past the code limit: tell
+    the owner (once per window). Her password is known to someone else, or she is trying."""
+    await audit.record_now(
+        app[DB],
+        "auth.login_alert",
+        object_type="user",
+        object_id=user.id,
+        ip=ip,
+        outcome="denied",
+        actor_label=user.email,
+        reason="code_limit",
+    )
+    text = (
+        f"Bonjour {user.display_name},\n\n"
+        "Votre mot de passe Consilium a été saisi correctement à plusieurs reprises depuis une "
+        f"adresse où les tentatives de connexion sont ralenties (dernière adresse : {ip}).\n"
+        f"Plus aucun code ne sera envoyé pendant {WINDOW // 60} minutes. Si ce n'était pas "
+        "vous, votre mot de passe est connu de quelqu'un d'autre : changez-le et prévenez "
+        "l'administrateur de votre établissement.\n\nConsilium"
+    )
+    try:
+        await app[NOTIFIER].send_email(
+            Email(
+                to=user.email, subject="Consilium — mot de passe saisi depuis ailleurs", text=text
+            )
+        )
+    except Exception:
+        log.exception("code-limit alert failed")
+
+
+async def _throttled_attempt(
+    request: web.Request,
+    throttle: SignInThrottle,
+    body: LoginIn,
+    user: accounts.User | None,
+    source: Source,
+    wait: int,
+) -> web.StreamResponse:
+    """A password typed while its source waits: one answer whether it is right or wrong.
+
+    Either way the attempt counts as a failure (so the next ``Retry-After`` tells nothing
+    either), a pending sign-in is stored behind a fresh cookie and the answer is 429
+    ``login_throttled`` with ``code_sent_if_correct``. Only the right password of an active
+    account, within the per-account code limit, puts a code in the pending sign-in and sends
+    it (in the background); otherwise the pending sign-in is a decoy no code opens."""
+    app = request.app
+    settings, db, limiter = app[SETTINGS], app[DB], app[LIMITER]
+    email = body.email
+    stored = user.password_hash if user is not None else None
+    ok = await asyncio.to_thread(passwords.verify_password, stored, body.password)
+    right = user is not None and ok and user.active
+    delay = await _failed(request, throttle, email, source)
+    cap_key = f"signin-code:{account_key(email)}"
+    send = False
+    if right:
+        send = await limiter.hit(cap_key, limit=settings.login_throttled_codes, window=WINDOW)
+    else:
+        await limiter.block_length(cap_key)  # the same round trip, nothing counted
+    data: dict[str, Any] = {"email": email, "at": time.time(), "tries": 0}
+    code = ""
+    if right and send:
+        assert user is not None
+        channel = "sms" if user.otp_channel == "sms" and user.mobile else "email"
+        code, state = mfa.new_one_time_code(settings.secret_key, settings.otp_ttl_seconds)
+        data.update(state, mfa_channel=channel)
+    token, _ = await app[SESSIONS].create(
+        kind=PENDING_KIND,
+        subject_id=user.id if right and send and user is not None else uuid.uuid4(),
+        stage="pending",
+        ip=source.ip,
+        user_agent=request.headers.get("User-Agent", ""),
+        data=data,
+    )
+    await audit.record_now(
+        db,
+        "auth.login",
+        object_type="user" if user is not None else "sign-in",
+        object_id=user.id if user is not None else "",
+        ip=source.ip,
+        outcome="denied" if right else "failure",
+        actor_label=email,
+        reason="throttled_code_sent" if right and send else "throttled",
+    )
+    if right and user is not None:
+        if send:
+            _spawn(app, _send_pending_code(app, user, data["mfa_channel"], code, source.ip))
+        elif await limiter.first(cap_key + ":alerted", window=WINDOW):
+            _spawn(app, _alert_code_cap(app, user, source.ip))
+    problem = LoginThrottled(
+        "Too many failed attempts from here. If the password was right, a sign-in code has "
+        "just been sent to the account's usual channel: type it to sign in now.",
+        retry_after=max(wait, delay),
+        code_sent_if_correct=True,
+        email_hint=mask_email(email),
+        expires_in=settings.otp_ttl_seconds,
+    )
+    resp = problem_response(problem, request)
+    resp.set_cookie(
+        PENDING_COOKIE,
+        token,
+        max_age=settings.otp_ttl_seconds,
+        httponly=True,
+        samesite="Strict",
+        secure=settings.https,
+        path="/api/v1/auth/",
+    )
+    return resp
+
+
 def setup(app: web.Application) -> None:
     api = Api.of(app)
     tasks: set[asyncio.Task[None]] = set()
@@ -282,22 +455,11 @@ def setup(app: web.Application) -> None:
         source = _source(request, user)
         await _attempts_allowed(request, source, "login")
         wait = await throttle.wait(email, source)
-        if wait:
-            await audit.record_now(
-                db,
-                "auth.login",
-                object_type="sign-in",
-                ip=ip,
-                outcome="denied",
-                actor_label=email,
-                reason="throttled",
-            )
-            raise LoginThrottled(
-                "Too many failed attempts from here; try again later", retry_after=wait
-            )
         if await throttle.anomalous(email):
             # Many sources failing on this address: every attempt waits a little (no lock).
             await asyncio.sleep(settings.login_anomaly_delay_ms / 1000)
+        if wait:
+            return await _throttled_attempt(request, throttle, body, user, source, wait)
         # argon2 runs in a worker thread (it releases the GIL): a burst of sign-ins does not
         # stall the event loop that also carries media. Unknown accounts are checked against
         # a dummy hash: same work, same time.
@@ -419,6 +581,92 @@ def setup(app: web.Application) -> None:
         return resp
 
     @api.post(
+        "/auth/login/confirm",
+        body=ConfirmIn,
+        response=SessionOut,
+        auth="none",
+        tags=["auth"],
+        errors=[401, 429],
+    )
+    async def confirm(request: web.Request, body: ConfirmIn) -> web.StreamResponse:
+        """The code sent after a right password typed while this address was slowed down
+        (429 ``login_throttled`` with ``code_sent_if_correct``): a full session at once. A
+        wrong code counts as a failure; a few end the pending sign-in. Decoy pending sign-ins
+        (wrong password, unknown address, code limit reached) answer exactly the same."""
+        settings = request.app[SETTINGS]
+        db = request.app[DB]
+        sessions = request.app[SESSIONS]
+        raw = request.cookies.get(PENDING_COOKIE, "")
+        pending = await sessions.load(raw) if 20 <= len(raw) <= 100 else None
+        if pending is not None and (
+            pending.kind != PENDING_KIND
+            or time.time() - float(pending.data.get("at", 0)) > settings.otp_ttl_seconds
+        ):
+            if pending.kind == PENDING_KIND:
+                await sessions.end(pending.id)
+            pending = None
+        if pending is None:
+            raise Unauthorized("Enter your password first", code="password_required")
+        email = str(pending.data.get("email", ""))
+        async with db.read() as session:
+            user = await session.get(accounts.User, pending.subject_id)
+        source = _source(request, user)
+        await _attempts_allowed(request, source, "login-confirm")
+        device = _device_value(request)
+        result = None
+        if user is not None:
+            result = await accounts.check_second_factor(
+                db,
+                user.id,
+                method="otp",
+                code=body.code,
+                pending=pending.data,
+                secret_key=settings.secret_key,
+                ip=source.ip,
+                device=device_hash(device),
+            )
+        if result is None or not result.ok:
+            if result is None:  # a decoy: audited here (check_second_factor did the others)
+                await audit.record_now(
+                    db,
+                    "auth.otp_failed",
+                    object_type="sign-in",
+                    ip=source.ip,
+                    outcome="failure",
+                    actor_label=email,
+                    method="otp",
+                )
+            await _failed(request, throttle_of(request), email, source)
+            pending.data["tries"] = int(pending.data.get("tries", 0)) + 1
+            if pending.data["tries"] >= settings.login_max_failures:
+                await sessions.end(pending.id)  # too many guesses: start again
+            else:
+                await sessions.update(pending)
+            raise Unauthorized("Wrong or expired code", code="invalid_code")
+        await sessions.end(pending.id)  # single use
+        # No throttle.success: the delay running at this address may be an attacker's.
+        resp = web.Response(content_type="application/json")
+        s = await start_session(
+            request,
+            resp,
+            kind="user",
+            subject_id=pending.subject_id,
+            stage="full",
+            data={"reauth_at": time.time()},
+        )
+        out = SessionOut(
+            kind="user",
+            id=str(pending.subject_id),
+            name=result.label,
+            role=result.role,
+            csrf_token=s.csrf_token,
+        )
+        resp.text = out.model_dump_json()
+        _set_device_cookie(request, resp, device)
+        resp.del_cookie(PENDING_COOKIE, path="/api/v1/auth/")
+        return resp
+
+    @api.post(
         "/auth/otp",
         body=OtpIn,
         response=OtpOut,
@@ -443,11 +691,7 @@ def setup(app: web.Application) -> None:
         code, state = mfa.new_one_time_code(settings.secret_key, settings.otp_ttl_seconds)
         s.data.update(state, mfa_channel=body.channel)
         await request.app[SESSIONS].update(s)
-        text = (
-            f"Votre code de connexion Consilium : {code}\n"
-            f"Il est valable {settings.otp_ttl_seconds // 60} minutes et ne sert qu'une fois.\n"
-            "Si vous n'êtes pas à l'origine de cette demande, ignorez ce message."
-        )
+        text = code_text(settings.otp_ttl_seconds, code)
         notifier = request.app[NOTIFIER]
         try:
             if body.channel == "sms":

@@ -208,7 +208,37 @@ async def test_slowed_down_page_offers_password_and_app_code_and_signs_in(pages,
     await page.get_by_label("Mot de passe").fill(DEMO_PASSWORD)
     await page.get_by_role("button", name="Continuer").click()
     await page.get_by_text("Trop de tentatives infructueuses depuis ce poste").wait_for()
+    await page.get_by_label("Application d'authentification", exact=True).check()
     await page.get_by_label("Code de l'application d'authentification").fill(totp.now())
     await shot(page, "login-throttled-app-code")
     await page.get_by_role("button", name="Continuer").click()
     await page.get_by_role("heading", name="Vue activité").wait_for()
+
+
+async def test_slowed_down_page_signs_in_with_the_code_received_by_email(pages, users, app, smtp):
+    """No authenticator app, a new browser behind the slowed-down address: the page says a
+    code was sent if the password is right, and the code received by e-mail signs in."""
+    from core.context import SETTINGS
+
+    attacker = await pages.new()
+    await attacker.goto("/app/login")
+    for _ in range(app[SETTINGS].login_max_failures + 1):
+        await attacker.evaluate(
+            """async () => (await fetch("/api/v1/auth/login", {method: "POST",
+                headers: {"Content-Type": "application/json"},
+                body: JSON.stringify({email: "requerant@demo.consilium.fr",
+                                      password: "pas-le-bon"})})).status"""
+        )
+    page = await pages.new()
+    await page.goto("/app/login")
+    await page.get_by_label("Adresse e-mail").fill("requerant@demo.consilium.fr")
+    await page.get_by_label("Mot de passe").fill(DEMO_PASSWORD)
+    await page.get_by_role("button", name="Continuer").click()
+    await page.get_by_text("Si le mot de passe est correct, un code de connexion").wait_for()
+    [mail] = await smtp.wait_for("requerant@demo.consilium.fr")
+    code = re.search(r"\b(\d{6})\b", smtp.text_of(mail)).group(1)
+    await page.get_by_label("Code reçu", exact=True).fill(code)
+    await shot(page, "login-throttled-received-code")
+    await page.get_by_role("button", name="Continuer").click()
+    await page.get_by_role("heading", name="Vue activité").wait_for()
+    assert not pages.errors

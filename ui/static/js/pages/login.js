@@ -56,15 +56,21 @@ function PasswordStep({ onDone, onForgot, onSignedIn }) {
   const [code, setCode] = useState("");
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState(null);
-  // Slowed down here (perhaps by someone else at this address): password and authenticator
-  // code together still get in at once (POST /auth/login/code, docs/security.md).
+  // Slowed down here (perhaps by someone else at this address), docs/security.md: the
+  // answer says a code was sent if the password was right (POST /auth/login/confirm with
+  // it), or the password and an authenticator code go together (POST /auth/login/code).
+  // Either way the owner is signed in at once.
   const [withCode, setWithCode] = useState(false);
+  const [sentHint, setSentHint] = useState(null); // {email_hint, expires_in}
+  const [codeKind, setCodeKind] = useState("received"); // received | totp
   const submit = async (e) => {
     e.preventDefault();
     setBusy(true);
     setError(null);
     try {
-      if (withCode) {
+      if (withCode && codeKind === "received" && sentHint) {
+        onSignedIn(await api.post("/auth/login/confirm", { code: code.trim() }));
+      } else if (withCode && codeKind === "totp") {
         const body = { email: email.trim(), password, method: "totp", code: code.trim() };
         onSignedIn(await api.post("/auth/login/code", body));
       } else {
@@ -72,10 +78,21 @@ function PasswordStep({ onDone, onForgot, onSignedIn }) {
       }
     } catch (err) {
       setError(err);
-      if (err && err.code === "login_throttled") setWithCode(true);
+      if (err && err.code === "login_throttled") {
+        setWithCode(true);
+        if (err.body && err.body.code_sent_if_correct) setSentHint(err.body);
+      }
+      if (err && err.code === "password_required") {
+        setSentHint(null);
+        setCode("");
+      }
     } finally {
       setBusy(false);
     }
+  };
+  const choose = (kind) => {
+    setCodeKind(kind);
+    setCode("");
   };
   return html`<form onSubmit=${submit} noValidate=${false}>
     <${Alert}>${error && errorMessage(error)}<//>
@@ -90,10 +107,19 @@ function PasswordStep({ onDone, onForgot, onSignedIn }) {
         value=${password} onInput=${(e) => setPassword(e.target.value)} aria-invalid=${error ? "true" : undefined} />
     </div>
     ${withCode && html`<div class="field">
-      <label for="login-app-code">${t("reauth.code_totp")}</label>
+      ${sentHint && html`<${Alert} kind="info">${t("login.throttled_code_sent", { email: sentHint.email_hint, minutes: Math.round((sentHint.expires_in || 300) / 60) })}<//>`}
+      <div class="choice-list" role="radiogroup">
+        ${["received", "totp"].map(
+          (k) => html`<label class=${`choice ${codeKind === k ? "selected" : ""}`} key=${k}>
+            <input type="radio" name="throttled-code-kind" value=${k} checked=${codeKind === k} onChange=${() => choose(k)} />
+            <span class="choice-title">${t(k === "received" ? "login.throttled_received" : "login.throttled_app")}</span>
+          </label>`,
+        )}
+      </div>
+      <label for="login-app-code">${t(codeKind === "received" ? "login.received_code" : "reauth.code_totp")}</label>
       <input id="login-app-code" class="input" inputmode="numeric" autocomplete="one-time-code" required
         value=${code} onInput=${(e) => setCode(e.target.value)} />
-      <p class="small">${t("login.throttled_with_code")}</p>
+      ${codeKind === "totp" && html`<p class="small">${t("login.throttled_with_code")}</p>`}
     </div>`}
     <button class="btn btn-primary btn-block" type="submit" disabled=${busy}>${busy ? t("common.wait") : t("login.continue")}</button>
     <p class="forgot"><button type="button" class="btn-link" onClick=${() => onForgot(email)}>${t("reset.forgot")}</button></p>
