@@ -7,6 +7,8 @@ status changes in :mod:`dossier.identity.status`.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import re
 import unicodedata
 import uuid
@@ -79,6 +81,7 @@ _SOUNDS = (
 )
 
 
+@functools.lru_cache(maxsize=65536)
 def sound(word: str) -> str:
     """A rough French sound key: Lucy ~ Lucie, Bernart ~ Bernard, Philippe ~ Filipe."""
     for a, b in _SOUNDS:
@@ -191,17 +194,32 @@ async def read_patient(db: Database, principal: Principal, patient_id: uuid.UUID
 
 # At most this many candidates, best first by the database's own ranking, are scored in
 # Python on PostgreSQL.
-CANDIDATES = 200
+CANDIDATES = 500
 # pg_trgm's word similarity a typed word needs with some part of an identity's names to make
 # it a candidate: low enough for a typo or a swap inside a name ("matrin" ~ "martin" 0.43).
-WORD_SIMILARITY = 0.4
+WORD_SIMILARITY = 0.3
 
 
-def _swapped(d: date) -> date | None:
-    try:
-        return d.replace(day=d.month, month=d.day)
-    except ValueError:
-        return None
+def _near_dates(d: date) -> list[date]:
+    """The birth dates :func:`match_rate` finds close enough to ``d`` to show an identity on
+    its birth date alone: ``d``, its day and month swapped, and the dates whose ISO form is
+    one character away by ``fuzz.ratio`` (one digit changed or moved: ratio 90, 72 once
+    weighted)."""
+    out = [d]
+    with contextlib.suppress(ValueError):
+        out.append(d.replace(day=d.month, month=d.day))
+    iso = d.isoformat()
+    near = set()
+    for i in range(len(iso)):
+        rest = iso[:i] + iso[i + 1 :]
+        for j in range(len(rest) + 1):
+            for ch in "0123456789-":
+                near.add(rest[:j] + ch + rest[j:])
+    for text in sorted(near):
+        if text != iso and fuzz.ratio(iso, text) * 0.8 >= SHOW_FROM:
+            with contextlib.suppress(ValueError):
+                out.append(date.fromisoformat(text))
+    return list(dict.fromkeys(out))
 
 
 def _trigrams(word: str) -> list[str]:
@@ -211,8 +229,8 @@ def _trigrams(word: str) -> list[str]:
 def _prefilter(dialect: str, stmt: Select[tuple[Patient]], c: Criteria) -> Select[tuple[Patient]]:
     """Narrow ``stmt`` to the identities that can reach :data:`SHOW_FROM`, in the database.
 
-    A candidate has the birth date asked for (or its day and month swapped), or names that
-    share enough with a typed word. On PostgreSQL: pg_trgm's word similarity
+    A candidate has a birth date close to the one asked for (:func:`_near_dates`), or names
+    that share enough with a typed word. On PostgreSQL: pg_trgm's word similarity
     (``search_text %> word``, served by the GIN index ``ix_patients_search_text_trgm``),
     the best :data:`CANDIDATES` by date then similarity. On SQLite: one three-letter piece
     of a typed word (the start of a name for a shorter word), with no limit.
@@ -220,13 +238,15 @@ def _prefilter(dialect: str, stmt: Select[tuple[Patient]], c: Criteria) -> Selec
     words = list(dict.fromkeys(fold_for_matching(c.text).split())) if c.text else []
     if not words and c.birth_date is None:
         return stmt  # a search on the sex alone: every visible identity, as before
-    dates = [d for d in (c.birth_date, c.birth_date and _swapped(c.birth_date)) if d]
+    dates = _near_dates(c.birth_date) if c.birth_date else []
     on_date = Patient.birth_date.in_(dates) if dates else false()
     if dialect == "postgresql":
         named = [Patient.search_text.op("%>")(w) for w in words]
-        rank = literal(1.0) if not dates else case((on_date, 2.0), else_=1.0)
-        if words:
-            rank = rank + func.word_similarity(" ".join(words), Patient.search_text)
+        rank: ColumnElement[float] = literal(1.0)
+        if dates:
+            rank = case((Patient.birth_date == dates[0], 3.0), (on_date, 2.0), else_=1.0)
+        for w in words:  # each typed word counts, as in match_rate's mean
+            rank = rank + func.word_similarity(w, Patient.search_text)
         return stmt.where(or_(on_date, *named)).order_by(rank.desc()).limit(CANDIDATES)
     pieces: list[ColumnElement[bool]] = []
     for w in words:
