@@ -226,7 +226,7 @@ def _trigrams(word: str) -> list[str]:
     return [word[i : i + 3] for i in range(len(word) - 2)]
 
 
-def _prefilter(dialect: str, stmt: Select[tuple[Patient]], c: Criteria) -> Select[tuple[Patient]]:
+def _prefilter(dialect: str, stmt: Select[Any], c: Criteria) -> Select[Any]:
     """Narrow ``stmt`` to the identities that can reach :data:`SHOW_FROM`, in the database.
 
     A candidate has a birth date close to the one asked for (:func:`_near_dates`), or names
