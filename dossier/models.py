@@ -114,6 +114,17 @@ class Patient(IdMixin, TimestampMixin, Base):
     )
     establishment: Mapped[str] = mapped_column(String(200), default="")  # creator's scope
 
+    # The search's candidates (dossier.identity.patients.search): a GIN trigram index on
+    # PostgreSQL (pg_trgm, see migration dossier_0006), a plain one on SQLite.
+    __table_args__ = (
+        Index(
+            "ix_patients_search_text_trgm",
+            "search_text",
+            postgresql_using="gin",
+            postgresql_ops={"search_text": "gin_trgm_ops"},
+        ),
+    )
+
     @property
     def display_name(self) -> str:
         """BIRTH (USED) First, as the seed's identity lists show it."""

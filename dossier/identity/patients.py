@@ -7,6 +7,8 @@ status changes in :mod:`dossier.identity.status`.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import re
 import unicodedata
 import uuid
@@ -15,7 +17,7 @@ from datetime import date
 from typing import Any
 
 from rapidfuzz import fuzz
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, Select, and_, case, false, func, literal, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -79,6 +81,7 @@ _SOUNDS = (
 )
 
 
+@functools.lru_cache(maxsize=65536)
 def sound(word: str) -> str:
     """A rough French sound key: Lucy ~ Lucie, Bernart ~ Bernard, Philippe ~ Filipe."""
     for a, b in _SOUNDS:
@@ -189,15 +192,95 @@ async def read_patient(db: Database, principal: Principal, patient_id: uuid.UUID
     return pt
 
 
+# At most this many candidates, best first by the database's own ranking, are scored in
+# Python on PostgreSQL.
+CANDIDATES = 500
+# pg_trgm's word similarity a typed word needs with some part of an identity's names to make
+# it a candidate: low enough for a typo or a swap inside a name ("matrin" ~ "martin" 0.43).
+WORD_SIMILARITY = 0.3
+
+
+def _near_dates(d: date) -> list[date]:
+    """The birth dates :func:`match_rate` finds close enough to ``d`` to show an identity on
+    its birth date alone: ``d``, its day and month swapped, and the dates whose ISO form is
+    one character away by ``fuzz.ratio`` (one digit changed or moved: ratio 90, 72 once
+    weighted)."""
+    out = [d]
+    with contextlib.suppress(ValueError):
+        out.append(d.replace(day=d.month, month=d.day))
+    iso = d.isoformat()
+    near = set()
+    for i in range(len(iso)):
+        rest = iso[:i] + iso[i + 1 :]
+        for j in range(len(rest) + 1):
+            for ch in "0123456789-":
+                near.add(rest[:j] + ch + rest[j:])
+    for text in sorted(near):
+        if text != iso and fuzz.ratio(iso, text) * 0.8 >= SHOW_FROM:
+            with contextlib.suppress(ValueError):
+                out.append(date.fromisoformat(text))
+    return list(dict.fromkeys(out))
+
+
+def _trigrams(word: str) -> list[str]:
+    return [word[i : i + 3] for i in range(len(word) - 2)]
+
+
+def _prefilter(dialect: str, stmt: Select[Any], c: Criteria) -> Select[Any]:
+    """Narrow ``stmt`` to the identities that can reach :data:`SHOW_FROM`, in the database.
+
+    A candidate has a birth date close to the one asked for (:func:`_near_dates`), or names
+    that share enough with a typed word. On PostgreSQL: pg_trgm's word similarity
+    (``search_text %> word``, served by the GIN index ``ix_patients_search_text_trgm``),
+    the best :data:`CANDIDATES` by date then similarity. On SQLite: one three-letter piece
+    of a typed word (the start of a name for a shorter word), with no limit.
+    :func:`match_rate` then scores the candidates as before."""
+    words = list(dict.fromkeys(fold_for_matching(c.text).split())) if c.text else []
+    if not words and c.birth_date is None:
+        return stmt  # a search on the sex alone: every visible identity, as before
+    dates = _near_dates(c.birth_date) if c.birth_date else []
+    on_date = Patient.birth_date.in_(dates) if dates else false()
+    if dialect == "postgresql":
+        named = [Patient.search_text.op("%>")(w) for w in words]
+        rank: ColumnElement[float] = literal(1.0)
+        if dates:
+            rank = case((Patient.birth_date == dates[0], 3.0), (on_date, 2.0), else_=1.0)
+        for w in words:  # each typed word counts, as in match_rate's mean
+            rank = rank + func.word_similarity(w, Patient.search_text)
+        # Every typed word must find its match (a common surname alone would otherwise
+        # bring a region's tenth): the index intersects the words' bitmaps.
+        named_all = and_(*named) if named else false()
+        return stmt.where(or_(on_date, named_all)).order_by(rank.desc()).limit(CANDIDATES)
+    pieces: list[ColumnElement[bool]] = []
+    for w in words:
+        if len(w) < 3:
+            pieces.append(
+                or_(Patient.search_text.startswith(w), Patient.search_text.contains(" " + w))
+            )
+        else:
+            pieces.extend(Patient.search_text.contains(t) for t in _trigrams(w))
+    return stmt.where(or_(on_date, *pieces))
+
+
 async def search(
     session: AsyncSession, principal: Principal, c: Criteria, *, limit: int = 25
 ) -> list[tuple[Patient, float]]:
-    """Identities the principal may see, best match first."""
+    """Identities the principal may see, best match first: the database picks the
+    candidates (:func:`_prefilter`) among the visible ones, :func:`match_rate` ranks them."""
     stmt = select(Patient).where(visible_patients(principal))
     if c.ins:
         stmt = stmt.where(Patient.ins == c.ins)
     if c.ipp:
         stmt = stmt.where(Patient.ipp == c.ipp)
+    if not (c.ins or c.ipp):  # those two are exact filters: few rows
+        dialect = session.get_bind().dialect.name
+        if dialect == "postgresql":
+            await session.execute(
+                select(
+                    func.set_config("pg_trgm.word_similarity_threshold", str(WORD_SIMILARITY), True)
+                )
+            )
+        stmt = _prefilter(dialect, stmt, c)
     rows = (await session.execute(stmt)).scalars().all()
     scored = [(p, match_rate(p, c)) for p in rows]
     found = [(p, r) for p, r in scored if r >= SHOW_FROM]
