@@ -1,7 +1,7 @@
 """dossier: identity search filters in the database (pg_trgm GIN index on search_text)
 
 Revision ID: 7a41c2e9d0b3
-Revises: 5d3c1f0a9b21
+Revises: 8e1a6c2f4d70
 Create Date: 2026-12-07 19:40:00
 
 On PostgreSQL the ``pg_trgm`` extension and a GIN trigram index on ``patients.search_text``
@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "7a41c2e9d0b3"
-down_revision: str | Sequence[str] | None = "5d3c1f0a9b21"
+down_revision: str | Sequence[str] | None = "8e1a6c2f4d70"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
