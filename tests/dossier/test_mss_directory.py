@@ -111,9 +111,7 @@ async def test_guests_and_strangers_cannot_search(app, client, make_client):
     assert r.status == 403 and r.content_type == "application/problem+json"
 
 
-async def test_a_reimport_without_a_line_removes_that_mailbox_and_updates_the_others(
-    app, tmp_path
-):
+async def test_a_reimport_without_a_line_removes_that_mailbox_and_updates_the_others(app, tmp_path):
     await import_file(app[DB], SAMPLE)
     lines = sample_lines()
     kept = [line for line in lines if "jerome.dubois" not in line]
