@@ -1,5 +1,5 @@
 """The ``consilium`` command: serve, migrate, create-user, seed-demo, db-revision, and the
-subcommands feature packages add (``api-key``: ops/cli.py)."""
+subcommands feature packages add (``api-key``: ops/cli.py; ``mss-directory``: dossier/cli.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import sys
 
 from core.config import load_settings
 
-CLI_PACKAGES = ("ops",)  # ``consilium api-key …`` (ops/cli.py)
+# ``consilium api-key …`` (ops/cli.py), ``consilium mss-directory import`` (dossier/cli.py)
+CLI_PACKAGES = ("ops", "dossier")
 
 
 def _serve(args: argparse.Namespace) -> int:

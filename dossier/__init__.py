@@ -4,8 +4,10 @@ Subpackages by concept, each with its actions, its schemas and a ``routes.py`` t
 its HTTP routes at import: ``identity`` (patients, INS, matching, lookup by number),
 ``careoffers`` (the directory), ``workflow`` (dossiers, states, forms, numbers),
 ``documents`` (uploads, previews, DICOM, stamping, export), ``report`` (PDF and its
-signature), ``sending`` (MSSanté and vault). Shared by all: ``models`` (every table),
-``permissions`` (who may do what to a dossier), ``schemas`` and ``web`` (HTTP plumbing).
+signature), ``sending`` (MSSanté and vault), ``mssdirectory`` (the MSSanté addresses
+imported from the Annuaire Santé, searched by the send dialog). Shared by all: ``models``
+(every table), ``permissions`` (who may do what to a dossier), ``schemas`` and ``web``
+(HTTP plumbing).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dossier.documents import dicom_node, pacs, results_routes
 from dossier.documents import routes as documents_routes
 from dossier.documents.store import register_storage
 from dossier.identity import routes as identity_routes
+from dossier.mssdirectory import routes as mss_directory_routes
 from dossier.report import routes as report_routes
 from dossier.sending import routes as sending_routes
 from dossier.teleconsult import actions as teleconsult_actions
@@ -42,6 +45,7 @@ def setup(app: web.Application) -> None:
     pacs.setup(app)
     report_routes.routes.register(app)
     sending_routes.routes.register(app)
+    mss_directory_routes.routes.register(app)
     teleconsult_routes.routes.register(app)
     retention.start(app)
     teleconsult_actions.start_reminders(app)

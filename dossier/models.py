@@ -636,3 +636,29 @@ class DicomInboxStudy(IdMixin, Base):
     resolved_by_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
     comment: Mapped[str] = mapped_column(String(500), default="")
+
+
+class MssDirectoryEntry(IdMixin, Base):
+    """A mailbox of the MSSanté directory, imported from the Annuaire Santé's public extract
+    (``consilium mss-directory import``, :mod:`dossier.mssdirectory.importer`). The
+    ``*_folded`` columns hold the accent-free lower-case text the search compares."""
+
+    __tablename__ = "mss_directory"
+
+    address: Mapped[str] = mapped_column(String(254), unique=True)
+    box_type: Mapped[str] = mapped_column(String(8), default="")  # PER | ORG | APP
+    rpps: Mapped[str] = mapped_column(String(11), default="", index=True)
+    national_id: Mapped[str] = mapped_column(String(20), default="")  # 8+RPPS, 0+ADELI…
+    last_name: Mapped[str] = mapped_column(String(100), default="")
+    first_name: Mapped[str] = mapped_column(String(100), default="")
+    profession: Mapped[str] = mapped_column(String(100), default="")
+    specialty: Mapped[str] = mapped_column(String(150), default="")
+    organization: Mapped[str] = mapped_column(String(200), default="")
+    commune: Mapped[str] = mapped_column(String(100), default="")
+    postcode: Mapped[str] = mapped_column(String(10), default="")
+    name_folded: Mapped[str] = mapped_column(String(210), default="")
+    specialty_folded: Mapped[str] = mapped_column(String(260), default="")
+    commune_folded: Mapped[str] = mapped_column(String(100), default="")
+    search_folded: Mapped[str] = mapped_column(String(800), default="")
+    import_id: Mapped[uuid.UUID] = mapped_column(index=True)
+    imported_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

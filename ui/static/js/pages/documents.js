@@ -123,9 +123,63 @@ function StampDialog({ doc, onClose, onDone }) {
   <//>`;
 }
 
+const mssName = (e) => [e.first_name, e.last_name].filter(Boolean).join(" ") || e.organization || e.address;
+
+// The MSSanté directory (imported from the Annuaire Santé): search as you type, then a list of
+// matches, each a button that adds its address to the recipients.
+function MssDirectoryPicker({ chosen, onAdd, onRemove }) {
+  const [q, setQ] = useState("");
+  const [results, setResults] = useState(null);
+  const [error, setError] = useState(null);
+  const seq = useRef(0);
+  const run = async (text) => {
+    const n = ++seq.current;
+    const words = text.trim();
+    if (words.length < 2) {
+      setResults(null);
+      return;
+    }
+    try {
+      const r = await api.get("/mss-directory", { query: { q: words, limit: 20 } });
+      if (n === seq.current) { setResults(r); setError(null); }
+    } catch (err) {
+      if (n === seq.current) setError(err);
+    }
+  };
+  useEffect(() => {
+    const timer = setTimeout(() => run(q), 250);
+    return () => clearTimeout(timer);
+  }, [q]);
+  const onKey = (e) => {
+    if (e.key === "Enter") { e.preventDefault(); run(q); } // Enter searches, it does not send
+  };
+  const isChosen = (e) => chosen.some((c) => c.address === e.address);
+  return html`<div class="field mss-directory">
+    <label for="mss-search">${t("docs.mss_search")}</label>
+    <input id="mss-search" class="input" type="search" autocomplete="off" value=${q} onInput=${(e) => setQ(e.target.value)} onKeyDown=${onKey} aria-describedby="mss-search-hint" aria-controls="mss-results" />
+    <p id="mss-search-hint" class="small muted">${t("docs.mss_search_hint")}</p>
+    <${Alert}>${error && errorMessage(error)}<//>
+    <div id="mss-results" role="region" aria-label=${t("docs.mss_results")} aria-live="polite">
+      ${results === null ? "" : !results.length ? html`<p class="small muted">${t("docs.mss_search_none")}</p>` : html`<ul class="mss-hits">
+        ${results.map((e) => html`<li key=${e.address} class=${isChosen(e) ? "selected" : ""}>
+          <span class="mss-hit"><span class="choice-title">${mssName(e)}</span><br />
+          <span class="choice-sub">${[e.specialty || e.profession, e.organization, [e.postcode, e.commune].filter(Boolean).join(" ")].filter(Boolean).join(" · ")}</span><br />
+          <span class="choice-sub mss-address">${e.address}</span></span>
+          ${isChosen(e) ? html`<span class="small">${t("docs.mss_added")}</span>` : html`<button type="button" class="btn btn-sm" onClick=${() => onAdd(e)} aria-label=${t("docs.mss_add", { name: mssName(e), address: e.address })}><${Icon} name="plus" />${t("common.add")}</button>`}</li>`)}
+      </ul>`}
+    </div>
+    ${chosen.length ? html`<section aria-labelledby="mss-chosen"><h3 id="mss-chosen" class="small">${t("docs.mss_chosen")}</h3><ul class="mss-hits">
+      ${chosen.map((e) => html`<li key=${e.address} class="selected">
+        <span class="mss-hit"><span class="choice-title">${mssName(e)}</span><br /><span class="choice-sub mss-address">${e.address}</span></span>
+        <button type="button" class="btn btn-sm" onClick=${() => onRemove(e)} aria-label=${t("docs.mss_remove", { name: mssName(e) })}><${Icon} name="x" />${t("common.remove")}</button></li>`)}
+    </ul></section>` : ""}
+  </div>`;
+}
+
 function SendDialog({ doc, onClose }) {
   const [channel, setChannel] = useState("mss");
   const [mss, setMss] = useState("");
+  const [chosen, setChosen] = useState([]);
   const [email, setEmail] = useState("");
   const [phone, setPhone] = useState("");
   const [message, setMessage] = useState("");
@@ -137,7 +191,7 @@ function SendDialog({ doc, onClose }) {
     setError(null);
     try {
       const body = { document_id: doc.id, channel, message };
-      if (channel === "mss") body.mss_recipients = mss.split(/[\s,;]+/).filter(Boolean);
+      if (channel === "mss") body.mss_recipients = [...new Set([...chosen.map((c) => c.address), ...mss.split(/[\s,;]+/).filter(Boolean)])];
       else body.vault_recipients = [{ email: email.trim(), phone: phone.trim() }];
       const r = await api.post(`/dossiers/${doc.dossier_id}/send`, body);
       toast(t("docs.sent", { to: r.sent_to.join(", ") }));
@@ -159,7 +213,8 @@ function SendDialog({ doc, onClose }) {
           <span><span class="choice-title">${t("docs.send_vault")}</span><br /><span class="choice-sub">${t("docs.send_vault_hint")}</span></span></label>
       </div></fieldset>
       ${channel === "mss"
-        ? html`<div class="field"><label for="mss-to">${t("docs.mss_to")}</label><input id="mss-to" class="input" value=${mss} onInput=${(e) => setMss(e.target.value)} required placeholder="prenom.nom@medecin.mssante.fr" /></div>`
+        ? html`<${MssDirectoryPicker} chosen=${chosen} onAdd=${(e) => setChosen((xs) => (xs.some((x) => x.address === e.address) ? xs : [...xs, e]))} onRemove=${(e) => setChosen((xs) => xs.filter((x) => x.address !== e.address))} />
+          <div class="field"><label for="mss-to">${chosen.length ? t("docs.mss_typed") : t("docs.mss_to")}</label><input id="mss-to" class="input" value=${mss} onInput=${(e) => setMss(e.target.value)} required=${!chosen.length} placeholder="prenom.nom@medecin.mssante.fr" /></div>`
         : html`<div class="field"><label for="v-email">${t("login.email")}</label><input id="v-email" class="input" type="email" value=${email} onInput=${(e) => setEmail(e.target.value)} required /></div>
           <div class="field"><label for="v-phone">${t("docs.vault_phone")}</label><input id="v-phone" class="input" type="tel" value=${phone} onInput=${(e) => setPhone(e.target.value)} required /></div>`}
       <div class="field"><label for="send-msg">${t("docs.message")}</label><textarea id="send-msg" class="input" value=${message} onInput=${(e) => setMessage(e.target.value)} maxlength="2000"></textarea></div>
