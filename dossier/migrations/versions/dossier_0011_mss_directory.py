@@ -1,7 +1,7 @@
 """dossier: the MSSanté directory (import of the Annuaire Santé's extract)
 
 Revision ID: 3b7d2e9a5c10
-Revises: 8e1a6c2f4d70
+Revises: 7a41c2e9d0b3
 Create Date: 2026-12-07 20:20:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import core.db
 
 revision: str = "3b7d2e9a5c10"
-down_revision: str | Sequence[str] | None = "8e1a6c2f4d70"
+down_revision: str | Sequence[str] | None = "7a41c2e9d0b3"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
