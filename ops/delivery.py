@@ -11,10 +11,8 @@ a node that dies mid-request leaves a delivery that another sends again once tha
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import random
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -26,6 +24,7 @@ from core.config import Settings
 from core.db import Database, utcnow
 from ops import signing
 from ops.models import WebhookDelivery, WebhookEndpoint, WebhookEvent
+from ops.outbox import OutboxWorker
 
 log = logging.getLogger(__name__)
 
@@ -50,41 +49,27 @@ class Outcome:
     error: str
 
 
-class Deliverer:
+class Deliverer(OutboxWorker):
+    label = "webhook delivery"
+
     def __init__(self, db: Database, settings: Settings) -> None:
+        super().__init__()
         self.db = db
         self.settings = settings
-        self._wake = asyncio.Event()
-        self.pending = 0  # deliveries waiting (the metrics' queue length), as last counted
         self.sent = 0
         self.failed_attempts = 0
 
-    def wake(self) -> None:
-        self._wake.set()
-
-    def backoff(self, attempt: int) -> float:
-        """Seconds before attempt ``attempt + 1`` (``attempt`` ≥ 1 failed)."""
+    def timings(self) -> tuple[float, float, float, float]:
         s = self.settings
-        delay = min(s.webhook_retry_base_seconds * 2 ** (attempt - 1), s.webhook_retry_max_seconds)
-        return float(delay * random.uniform(0.8, 1.2))
+        return (
+            s.webhook_timeout_seconds,
+            s.webhook_poll_seconds,
+            s.webhook_retry_base_seconds,
+            s.webhook_retry_max_seconds,
+        )
 
-    async def run(self) -> None:
-        timeout = aiohttp.ClientTimeout(total=self.settings.webhook_timeout_seconds)
-        async with aiohttp.ClientSession(timeout=timeout) as http:
-            while True:
-                try:
-                    busy = await self.deliver_due(http)
-                    self.pending = await self.count_pending()
-                except asyncio.CancelledError:
-                    raise
-                except Exception:  # the database is away: try again at the next tick
-                    log.warning("webhook delivery pass failed", exc_info=True)
-                    busy = False
-                if busy:
-                    continue
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.settings.webhook_poll_seconds)
+    async def run_pass(self, http: aiohttp.ClientSession) -> bool:
+        return await self.deliver_due(http)
 
     async def count_pending(self) -> int:
         async with self.db.read() as s:

@@ -18,11 +18,9 @@ Durable and exactly once:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
-import random
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -39,6 +37,7 @@ from core.events import Event
 from dossier.documents.store import storage_for
 from dossier.models import Document, Dossier, Patient, ReportFiling
 from ops.fhir import resources
+from ops.outbox import OutboxWorker
 
 log = logging.getLogger(__name__)
 
@@ -86,44 +85,30 @@ class Outcome:
     remote_id: str = ""
 
 
-class Pusher:
+class Pusher(OutboxWorker):
+    label = "FHIR report filing"
+
     def __init__(self, db: Database, settings: Settings) -> None:
+        super().__init__()
         self.db = db
         self.settings = settings
-        self._wake = asyncio.Event()
-        self.pending = 0
 
-    def wake(self) -> None:
-        self._wake.set()
-
-    def backoff(self, attempt: int) -> float:
+    def timings(self) -> tuple[float, float, float, float]:
         s = self.settings
-        delay = min(
-            s.fhir_push_retry_base_seconds * 2 ** (attempt - 1), s.fhir_push_retry_max_seconds
+        return (
+            s.fhir_push_timeout_seconds,
+            s.fhir_push_poll_seconds,
+            s.fhir_push_retry_base_seconds,
+            s.fhir_push_retry_max_seconds,
         )
-        return float(delay * random.uniform(0.8, 1.2))
 
-    async def run(self) -> None:
-        timeout = aiohttp.ClientTimeout(total=self.settings.fhir_push_timeout_seconds)
-        async with aiohttp.ClientSession(timeout=timeout) as http:
-            while True:
-                try:
-                    busy = await self.push_due(http)
-                    async with self.db.read() as s:
-                        n = await s.scalar(
-                            select(func.count()).where(ReportFiling.status == "pending")
-                        )
-                    self.pending = int(n or 0)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:  # the database is away: try again at the next tick
-                    log.warning("FHIR report filing pass failed", exc_info=True)
-                    busy = False
-                if busy:
-                    continue
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.settings.fhir_push_poll_seconds)
+    async def run_pass(self, http: aiohttp.ClientSession) -> bool:
+        return await self.push_due(http)
+
+    async def count_pending(self) -> int:
+        async with self.db.read() as s:
+            n = await s.scalar(select(func.count()).where(ReportFiling.status == "pending"))
+        return int(n or 0)
 
     async def claim(self) -> list[tuple[uuid.UUID, int]]:
         now = utcnow()
