@@ -419,6 +419,27 @@ async def _throttled_attempt(
     return resp
 
 
+async def _full_session(
+    request: web.Request, user_id: uuid.UUID, label: str, role: str, device: str | None
+) -> web.Response:
+    """Open a full session at once (password and second factor proven in one go): the
+    answer carries the session, its CSRF token and the known-device cookie. A full sign-in is
+    a fresh re-authentication (docs/security.md)."""
+    resp = web.Response(content_type="application/json")
+    s = await start_session(
+        request,
+        resp,
+        kind="user",
+        subject_id=user_id,
+        stage="full",
+        data={"reauth_at": time.time()},
+    )
+    out = SessionOut(kind="user", id=str(user_id), name=label, role=role, csrf_token=s.csrf_token)
+    resp.text = out.model_dump_json()
+    _set_device_cookie(request, resp, device)
+    return resp
+
+
 def setup(app: web.Application) -> None:
     api = Api.of(app)
     tasks: set[asyncio.Task[None]] = set()
@@ -559,26 +580,7 @@ def setup(app: web.Application) -> None:
         if stored and passwords.needs_rehash(stored):
             new_hash = await asyncio.to_thread(passwords.hash_password, body.password)
             await accounts.rehash_password(db, user.id, new_hash)
-        resp = web.Response(content_type="application/json")
-        # A full sign-in is a fresh re-authentication (docs/security.md).
-        s = await start_session(
-            request,
-            resp,
-            kind="user",
-            subject_id=user.id,
-            stage="full",
-            data={"reauth_at": time.time()},
-        )
-        out = SessionOut(
-            kind="user",
-            id=str(user.id),
-            name=result.label,
-            role=result.role,
-            csrf_token=s.csrf_token,
-        )
-        resp.text = out.model_dump_json()
-        _set_device_cookie(request, resp, device)
-        return resp
+        return await _full_session(request, user.id, result.label, result.role, device)
 
     @api.post(
         "/auth/login/confirm",
@@ -645,24 +647,7 @@ def setup(app: web.Application) -> None:
             raise Unauthorized("Wrong or expired code", code="invalid_code")
         await sessions.end(pending.id)  # single use
         # No throttle.success: the delay running at this address may be an attacker's.
-        resp = web.Response(content_type="application/json")
-        s = await start_session(
-            request,
-            resp,
-            kind="user",
-            subject_id=pending.subject_id,
-            stage="full",
-            data={"reauth_at": time.time()},
-        )
-        out = SessionOut(
-            kind="user",
-            id=str(pending.subject_id),
-            name=result.label,
-            role=result.role,
-            csrf_token=s.csrf_token,
-        )
-        resp.text = out.model_dump_json()
-        _set_device_cookie(request, resp, device)
+        resp = await _full_session(request, pending.subject_id, result.label, result.role, device)
         resp.del_cookie(PENDING_COOKIE, path="/api/v1/auth/")
         return resp
 
