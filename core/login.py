@@ -446,10 +446,15 @@ def setup(app: web.Application) -> None:
     app[TASKS] = tasks
 
     async def drain(app: web.Application) -> None:
-        for task in app[TASKS].copy():
+        # At shutdown, before the cleanup closes the database and the notifier: a send or an
+        # alert still running is cancelled and awaited, so none outlives what it uses.
+        tasks: list[asyncio.Task[None]] = [*app[TASKS]]
+        for task in tasks:
             task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
 
-    app.on_cleanup.append(drain)
+    app.on_shutdown.append(drain)
 
     def throttle_of(request: web.Request) -> SignInThrottle:
         return SignInThrottle(request.app[LIMITER], request.app[SETTINGS])

@@ -199,10 +199,14 @@ def setup(app: web.Application) -> None:
     app[TASKS] = tasks
 
     async def drain(app: web.Application) -> None:
-        for task in app[TASKS].copy():
+        # At shutdown, before the cleanup closes the database: cancelled and awaited.
+        pending: list[asyncio.Task[None]] = [*app[TASKS]]
+        for task in pending:
             task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=5)
 
-    app.on_cleanup.append(drain)
+    app.on_shutdown.append(drain)
 
     @api.post(
         "/auth/password/forgot", body=ForgotIn, auth="none", tags=["auth"], status=202, errors=[429]
