@@ -155,8 +155,12 @@ class Subscriber:
                 return None
             if self.pc.signalingState == "have-local-offer" and self.pc.localDescription:
                 return self._offer_event(self._as_sent(), self.subscription_list())
+            if self.pc.signalingState != "stable":
+                # A negotiation is under way: the need stays, and that negotiation's
+                # acknowledgement says `renegotiate` (clearing it here lost the change).
+                return None
             self._offer_needed = False
-            if self.pc.signalingState != "stable" or not self._sync():
+            if not self._sync():
                 return None
             try:
                 offer = await self.pc.createOffer()
