@@ -24,12 +24,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core import audit
 from core.accounts import User
 from core.db import Database
-from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from core.errors import Conflict, NotFound, ValidationFailed
 from core.principal import Principal
 from dossier import communes
 from dossier.identity.ins import InsOid, ins_key, ins_with_key, validate_ins
 from dossier.identity.schemas import PatientOut
-from dossier.identity.status import Evidence, apply_status, check_evidence
+from dossier.identity.status import Evidence, apply_status, check_evidence, holding_patient
 from dossier.models import InsStatus, Patient, Sex
 from dossier.permissions import identity_holders, visible_patients
 
@@ -490,29 +490,7 @@ async def update_patient(
         )
     async with db.write() as uow:
         s = uow.session
-        patient = (
-            await s.execute(
-                select(Patient).where(Patient.id == patient_id, visible_patients(principal))
-            )
-        ).scalar_one_or_none()
-        if patient is None:
-            raise NotFound("No patient with this id", code="patient_not_found")
-        holder = await s.execute(
-            select(Patient.id).where(Patient.id == patient_id, identity_holders(principal))
-        )
-        if holder.first() is None:
-            await audit.record_now(
-                db,
-                "patient.update",
-                actor=principal,
-                object_type="patient",
-                object_id=patient_id,
-                outcome="denied",
-            )
-            raise Forbidden(
-                "Only the requester side holding this identity changes it",
-                code="identity_change_not_allowed",
-            )
+        patient = await holding_patient(db, principal, patient_id, s, "patient.update")
         current = {
             k: getattr(patient, k)
             for k in (

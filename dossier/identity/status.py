@@ -96,9 +96,15 @@ def apply_status(
     return row
 
 
-async def _holding(
-    db: Database, principal: Principal, patient_id: uuid.UUID, s: AsyncSession
+async def holding_patient(
+    db: Database,
+    principal: Principal,
+    patient_id: uuid.UUID,
+    s: AsyncSession,
+    action: str = "patient.identity_status",
 ) -> Patient:
+    """The patient, locked for the change, if ``principal`` sees it (404 otherwise) and is
+    on the requester side holding the identity (403 otherwise, audited as ``action``)."""
     patient = (
         await s.execute(
             select(Patient)
@@ -114,7 +120,7 @@ async def _holding(
     if holder.first() is None:
         await audit.record_now(
             db,
-            "patient.identity_status",
+            action,
             actor=principal,
             object_type="patient",
             object_id=patient_id,
@@ -144,7 +150,7 @@ async def change_status(
         )
     async with db.write() as uow:
         s = uow.session
-        patient = await _holding(db, principal, patient_id, s)
+        patient = await holding_patient(db, principal, patient_id, s)
         current = patient.ins_status
         # What the step needs is done now (a recovered identity keeps its INSi call on the
         # way to qualified: the step needs only the document).
