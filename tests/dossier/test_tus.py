@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import fcntl
 import hashlib
 import io
 import os
@@ -152,6 +153,21 @@ async def test_a_corrupted_chunk_is_refused_and_the_upload_resumes_then_terminat
         assert (await s.execute(select(Document))).first() is None
 
 
+async def wait_until_locked(data_dir, timeout: float = 60.0) -> None:
+    """Until some open file description holds the flock of the only staged upload."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        for lock in staging_locks(data_dir):
+            with open(lock, "rb") as f:
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    return
+                fcntl.flock(f, fcntl.LOCK_UN)
+        assert asyncio.get_running_loop().time() < deadline, "the first node never took the lock"
+        await asyncio.sleep(0.02)
+
+
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 async def test_two_processes_never_interleave_the_chunks_of_one_upload(
     app, client, users, dossier_id, settings, aiohttp_client
@@ -181,6 +197,9 @@ async def test_two_processes_never_interleave_the_chunks_of_one_upload(
 
     first = asyncio.create_task(client.patch(url, data=slow(), headers=headers))
     await writing.wait()
+    # The first bytes left the client; wait until the first node holds the upload's lock (on a
+    # busy machine its handler may not have started yet), so the second node arrives mid-write.
+    await wait_until_locked(settings.data_dir)
     second = asyncio.create_task(other.patch(url, data=data[:200_000], headers=headers))
     head = asyncio.create_task(other.request("HEAD", url))
     await asyncio.sleep(0.3)  # give the second node time to (wrongly) write, if it could
