@@ -71,30 +71,47 @@ class ResilientRedisManager(socketio.AsyncRedisManager):
         return result
 
     async def _redis_listen_with_retries(self) -> Any:  # pragma: no cover - the fault tests
-        delay, subscribed, lost = 0.1, False, False
+        """Subscribe on a connection of the listener's own, and subscribe again whenever it
+        ends. The library's publish path replaces ``self.redis``/``self.pubsub`` after a
+        failed publish (stale pooled connections right after Redis is back): listening on
+        ``self.pubsub`` could then iterate a fresh, unsubscribed object whose ``listen()``
+        ends at once, a loop that never awaits and freezes the node."""
+        delay, lost = 0.1, False
+        client: Any = None
         while True:
             try:
-                if not subscribed:
-                    old = self.redis
-                    self._redis_connect()
-                    if old is not None:
-                        with contextlib.suppress(Exception):
-                            await old.aclose()
-                    await self.pubsub.subscribe(self.channel)
-                    subscribed, delay = True, 0.1
-                    if lost and self.on_resubscribed is not None:
-                        lost = False
-                        await self.on_resubscribed()
-                async for message in self.pubsub.listen():
+                if client is not None:
+                    with contextlib.suppress(Exception):
+                        await client.aclose()
+                client = self._get_redis_module().Redis.from_url(
+                    self.redis_url, **self.redis_options
+                )
+                pubsub = client.pubsub(ignore_subscribe_messages=True)
+                await pubsub.subscribe(self.channel)
+                delay = 0.1
+                if lost and self.on_resubscribed is not None:
+                    lost = False
+                    await self.on_resubscribed()
+                async for message in pubsub.listen():
                     yield message
+                raise ConnectionError("the subscription ended")
             except asyncio.CancelledError:
+                if client is not None:
+                    with contextlib.suppress(Exception):
+                        await client.aclose()
                 raise
             except Exception as exc:
                 if not lost:
                     log.warning("socket.io pub/sub lost (%s); subscribing again", exc)
-                subscribed, lost = False, True
+                lost = True
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+    async def _listen(self) -> Any:  # pragma: no cover - the fault tests
+        channel = self.channel.encode("utf-8")
+        async for message in self._redis_listen_with_retries():
+            if message["channel"] == channel and message["type"] == "message" and "data" in message:
+                yield message["data"]
 
 
 class NodeWatch:
@@ -196,6 +213,9 @@ class NodeWatch:
         Clients in a room get ``room:resync`` (they join again: participants and chat
         history); the others ``live:resync`` (the Messages page reloads its conversations
         and the open one, the badge its count)."""
+        # Redis answers: publishing may resume now rather than at the next heartbeat (a
+        # message sent in between would be dropped, and only announced a heartbeat later).
+        self.redis_ok = True
         await self.restore_presence()
         for conn in list(self.live.conns.values()):
             event, data = ("live:resync", {})

@@ -135,10 +135,28 @@ async def test_a_redis_restart_costs_no_session_presence_or_message(tmp_path, re
                 break
             assert back.since() < 60, online
             await asyncio.sleep(0.2)
-        mark = len(h.received)
-        await send("après")
-        # the fan-out is back once both nodes resubscribed: generous, never a fixed time
-        await h.wait_for("chat:message", lambda m: m["id"] == sent[-1], since=mark, timeout=60)
+        # The fan-out is back once both nodes resubscribed and noticed it (generous, never a
+        # fixed time). A message sent in between is announced (room:/live:resync): the client
+        # does what the web client does, joins again and finds it in the history.
+        live_again = False
+        for attempt in range(10):
+            mark = len(h.received)
+            await send(f"après {attempt}")
+            got = await h.wait_for_any(
+                {
+                    "chat:message": lambda m: m["id"] == sent[-1],
+                    "room:resync": lambda _: True,
+                    "live:resync": lambda _: True,
+                },
+                since=mark,
+                timeout=60,
+            )
+            if got[0] == "chat:message":
+                live_again = True
+                break
+            rejoined = await h.ok("room:join", {"room_id": rid})
+            assert sent[-1] in [m["id"] for m in rejoined["chat"]["messages"]], rejoined["chat"]
+        assert live_again, "the fan-out never came back"
         await direct("message direct après")  # and direct messages arrive live again
         await inbox.wait_for("chat:message", lambda m: m["id"] == dms[-1], timeout=60)
         assert [m["id"] for m in inbox.events("chat:message")].count(dms[-1]) == 1

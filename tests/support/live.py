@@ -63,6 +63,23 @@ class Sock:
             await asyncio.sleep(0.02)
         raise AssertionError(f"no {name} within {timeout}s; got {[e for e, _ in self.received]}")
 
+    async def wait_for_any(
+        self, wanted: dict[str, Callable[[Any], bool]], timeout: float = 5, since: int = 0
+    ) -> tuple[str, Any]:
+        """The first event (from index ``since``) whose name is in ``wanted`` and whose data
+        matches that name's predicate, as ``(name, data)``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            for e, d in self.received[since:]:
+                if e in wanted and wanted[e](d):
+                    return e, d
+            await asyncio.sleep(0.02)
+        names = sorted(wanted)
+        raise AssertionError(
+            f"none of {names} within {timeout}s; got {[e for e, _ in self.received]}"
+        )
+
     async def close(self) -> None:
         if self.sio.connected:
             await self.sio.disconnect()
