@@ -325,11 +325,11 @@ export function TeleconsultPanel({ d, onChange }) {
             <button type="button" class="btn btn-sm" onClick=${() => setMoving(x)}>${t("tlc.reschedule")}</button>
             <button type="button" class="btn btn-sm" onClick=${() => act(x, "done")}>${t("tlc.mark_done")}</button>
             <button type="button" class="btn btn-sm" onClick=${() => act(x, "cancel")}>${t("tlc.cancel")}</button></span>`}
-          ${!x.report && begun(x) && mayReport(x) && html`<button type="button" class="btn btn-sm btn-primary" onClick=${() => setWriting(x)}><${Icon} name="pen" />${t("tlc.report_write")}</button>`}
-          ${x.report && html`<span class="stack small">
-            <span>${t("tlc.report_signed_by", { name: x.report.signed_by ? x.report.signed_by.name : "", date: formatDateTime(x.report.signed_at) })}</span>
-            ${x.report.sent.map((s) => html`<span key=${s.channel + s.to}>${t(`tlc.report_sent_${s.channel}`, { to: s.to, date: formatDateTime(s.at) })}</span>`)}
-            ${mayReport(x) && html`<button type="button" class="btn btn-sm" onClick=${() => setSendingReport(x)}><${Icon} name="send" />${t("tlc.report_send")}</button>`}</span>`}
+          ${!x.report && begun(x) && mayReport(x) && html`<button type="button" class="btn btn-sm btn-primary tlc-report-write" onClick=${() => setWriting(x)}><${Icon} name="pen" />${t("tlc.report_write")}</button>`}
+          ${x.report && html`<div class="tlc-report small">
+            <div><${Icon} name="check" /> ${t("tlc.report_signed_by", { name: x.report.signed_by ? x.report.signed_by.name : "", date: formatDateTime(x.report.signed_at) })}</div>
+            ${x.report.sent.map((s) => html`<div key=${s.channel + s.to + s.at} class="muted">${t(`tlc.report_sent_${s.channel}`, { to: s.to, date: formatDateTime(s.at) })}</div>`)}
+            ${mayReport(x) && html`<button type="button" class="btn btn-sm" onClick=${() => setSendingReport(x)}><${Icon} name="send" />${t("tlc.report_send")}</button>`}</div>`}
         </li>`)}</ul>`}
     </div>
     ${writing && html`<${ReportDialog} d=${d} tc=${writing} gp=${lastGp && lastGp.report} onClose=${() => setWriting(null)} onDone=${(signed) => { setWriting(null); load(); setSendingReport(signed); if (onChange) onChange(); }} />`}
