@@ -6,6 +6,7 @@ refusals, in French, as problem+json."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import timedelta
 from typing import Any
@@ -191,13 +192,13 @@ async def test_refusals_are_french_problems(demo, as_user, app, smtp, sms_gatewa
         data=b"Notes de consultation\n",
         headers={"Content-Type": "application/octet-stream"},
     )
-    if r.status == 201:
-        other = (await r.json())["id"]
-        await _problem(
-            await req.post(url, json={**REPORT, "prescription_document_id": other}),
-            422,
-            "prescription_type",
-        )
+    assert r.status == 201, await r.text()
+    other = (await r.json())["id"]
+    await _problem(
+        await req.post(url, json={**REPORT, "prescription_document_id": other}),
+        422,
+        "prescription_type",
+    )
     # Signed without a médecin traitant address…
     no_gp = {k: v for k, v in REPORT.items() if k != "gp_mss"}
     r = await req.post(url, json=no_gp)
@@ -249,3 +250,19 @@ async def test_a_cancelled_teleconsultation_has_no_report(demo, as_user, app, sm
         409,
         "illegal_state",
     )
+
+
+async def test_two_signatures_at_once_file_one_report(demo, as_user, app, smtp):
+    """Two tabs sign at the same moment: the téléconsultation's row is locked, the second
+    sees the first's report and is refused; one document is filed."""
+    req, d, tc = await _planned(demo, as_user)
+    assert (await req.post(f"/api/v1/teleconsultations/{tc['id']}/done")).status == 200
+    other_tab = await as_user(demo["users"]["requester"])
+    url = f"/api/v1/teleconsultations/{tc['id']}/report"
+    rs = await asyncio.gather(req.post(url, json=REPORT), other_tab.post(url, json=REPORT))
+    assert sorted(r.status for r in rs) == [201, 409]
+    (refused,) = [r for r in rs if r.status == 409]
+    assert (await refused.json())["code"] == "report_already_signed"
+    docs = await (await req.get(f"/api/v1/dossiers/{d['id']}/documents")).json()
+    reports = [x for c in docs["categories"] for x in c["documents"] if x["source"] == "report"]
+    assert len(reports) == 1
