@@ -551,6 +551,14 @@ class Teleconsultation(IdMixin, TimestampMixin, Base):
     done_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     cancel_reason: Mapped[str] = mapped_column(String(500), default="")
+    # The consultation report (issue 16 item 4), as signed: {"reason", "findings",
+    # "conclusion", "prescription_document_id", "gp_name", "gp_mss"}; the signed PDF is a
+    # document of the dossier. ``report_sent``: [{"channel", "to", "at"}].
+    report: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    report_document_id: Mapped[uuid.UUID | None] = mapped_column()
+    report_signed_by_id: Mapped[uuid.UUID | None] = mapped_column()
+    report_signed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    report_sent: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
 
 
 class TeleconsultationReminder(IdMixin, Base):

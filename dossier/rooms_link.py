@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core import storage as core_storage
 from core.auth import principal as principal_of
 from core.context import BUS, DB
-from core.db import UnitOfWork
+from core.db import UnitOfWork, utcnow
 from core.errors import Forbidden, NotFound
 from core.events import Event
 from core.principal import Principal
@@ -74,8 +74,21 @@ async def file_attachment(
     """The filer rooms call: the file becomes a document of the room's dossier (author, time
     and source recorded; the dossier's write permission checked by ``add_document``)."""
     assert room.dossier_id is not None
+    # Which call it came from: the dossier page groups these documents as « Pendant la
+    # téléconsultation du … » (the planned day, else the day it was filed).
+    call = {
+        "room_id": str(room.id),
+        "kind": room.kind.value,
+        "at": (room.scheduled_at or utcnow()).isoformat(),
+    }
     doc = await add_document(
-        uow, principal, room.dossier_id, filename, data, _DOCUMENT_SOURCE.get(source, "chat")
+        uow,
+        principal,
+        room.dossier_id,
+        filename,
+        data,
+        _DOCUMENT_SOURCE.get(source, "chat"),
+        meta={"call": call},
     )
     return doc.id
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
+from core.paris_time import paris_date
 from dossier.documents.dicom import instance_sort_key
 from dossier.documents.filetypes import CATEGORIES
 from dossier.documents.store import SOURCE_LABELS
@@ -240,11 +241,48 @@ class SignatureOut(BaseModel):
     updated_at: datetime
 
 
+def _call_of(d: Document) -> dict[str, Any] | None:
+    call = (d.meta or {}).get("call")
+    return call if isinstance(call, dict) and call.get("room_id") else None
+
+
+def call_label(call: dict[str, Any]) -> str:
+    """« Pendant la téléconsultation du 08/12/2026 » (« Pendant l'appel du … » for a room
+    that is not a téléconsultation)."""
+    try:
+        day = paris_date(datetime.fromisoformat(str(call.get("at"))))
+    except ValueError:
+        day = "—"
+    what = "la téléconsultation" if call.get("kind") == "teleconsultation" else "l'appel"
+    return f"Pendant {what} du {day}"
+
+
 def document_list(docs: list[Document]) -> DocumentList:
-    """The documents grouped by category, in the categories' order (DICOM also by study)."""
+    """The documents grouped by category, in the categories' order (DICOM also by study);
+    the screenshots, snapshots and files of a call held in a room of the dossier come first,
+    one group per call (« Pendant la téléconsultation du … »), rather than mixed into
+    « Images »."""
     cats = []
+    calls: dict[str, list[Document]] = {}
+    for d in docs:
+        if (c := _call_of(d)) is not None and d.category != "dicom":
+            calls.setdefault(str(c["room_id"]), []).append(d)
+    in_call = {d.id for group in calls.values() for d in group}
+    for room_id, group in sorted(
+        calls.items(), key=lambda kv: str((_call_of(kv[1][0]) or {}).get("at")), reverse=True
+    ):
+        call = _call_of(group[0]) or {}
+        cats.append(
+            CategoryOut(
+                code=f"call:{room_id}",
+                label=call_label(call),
+                count=len(group),
+                documents=[DocumentOut.of(d) for d in group],
+                studies=[],
+            )
+        )
     for code, label in CATEGORIES.items():
-        mine = [DocumentOut.of(d) for d in docs if d.category == code]
+        mine = [DocumentOut.of(d) for d in docs if d.category == code and d.id not in in_call]
         if mine:
             cats.append(
                 CategoryOut(

@@ -278,14 +278,16 @@ def render_html(r: ReportData) -> str:
     return "".join(out)
 
 
-def render_pdf(r: ReportData) -> bytes:
+def paginate(body_html: str, *, header: str, number: str, title: str, subject: str) -> bytes:
+    """Lay ``body_html`` out over A4 pages with the running header and the « Page n / N »
+    footer every Consilium report carries (téléexpertise and consultation reports alike)."""
     import io
 
     import pymupdf
 
     page_rect = pymupdf.paper_rect("a4")
     content = pymupdf.Rect(50, 70, page_rect.width - 50, page_rect.height - 60)
-    story = pymupdf.Story(html=render_html(r), user_css=_CSS)
+    story = pymupdf.Story(html=body_html, user_css=_CSS)
     buf = io.BytesIO()
     writer = pymupdf.DocumentWriter(buf)
     more = True
@@ -297,7 +299,6 @@ def render_pdf(r: ReportData) -> bytes:
     writer.close()
     doc = pymupdf.open(stream=buf.getvalue(), filetype="pdf")
     total = doc.page_count
-    header = f"Consilium — Téléexpertise — Dossier n° {r.number} — {r.patient_file_name}"
     for i in range(total):
         page = doc[i]
         w, h = page.rect.width, page.rect.height
@@ -306,7 +307,7 @@ def render_pdf(r: ReportData) -> bytes:
         page.draw_line((50, h - 45), (w - 50, h - 45), color=(0.8, 0.83, 0.86), width=0.5)
         page.insert_text(
             (50, h - 32),
-            f"Dossier n° {r.number} — document confidentiel (secret médical)",
+            f"Dossier n° {number} — document confidentiel (secret médical)",
             fontsize=7,
             fontname="helv",
             color=(0.4, 0.45, 0.5),
@@ -320,9 +321,9 @@ def render_pdf(r: ReportData) -> bytes:
         )
     doc.set_metadata(
         {
-            "title": f"Compte-rendu — {r.patient_file_name}",
+            "title": title,
             "author": "Consilium",
-            "subject": f"Dossier n° {r.number} ({r.dossier_id})",
+            "subject": subject,
             "creator": "Consilium",
             "producer": "Consilium (pymupdf)",
         }
@@ -330,6 +331,16 @@ def render_pdf(r: ReportData) -> bytes:
     out = doc.tobytes(garbage=3, deflate=True)
     doc.close()
     return bytes(out)
+
+
+def render_pdf(r: ReportData) -> bytes:
+    return paginate(
+        render_html(r),
+        header=f"Consilium — Téléexpertise — Dossier n° {r.number} — {r.patient_file_name}",
+        number=r.number,
+        title=f"Compte-rendu — {r.patient_file_name}",
+        subject=f"Dossier n° {r.number} ({r.dossier_id})",
+    )
 
 
 def report_filename(r: ReportData) -> str:
@@ -350,31 +361,35 @@ async def build_signed_report(
     return report_filename(data), signed, data
 
 
-async def generate_report(
-    uow: UnitOfWork, principal: Principal, dossier_id: uuid.UUID, data_dir: Path
+async def file_signed_report(
+    uow: UnitOfWork,
+    principal: Principal,
+    dossier_id: uuid.UUID,
+    name: str,
+    pdf: bytes,
+    data_dir: Path,
+    *,
+    reason: str,
+    meta: dict[str, Any],
+    previous: Document | None = None,
 ) -> Document:
-    """Generate ("Générer PDF"), sign and file the report as a document of the dossier."""
+    """THE write path of a signed report, whatever its kind (téléexpertise report, consultation
+    report): sign ``pdf`` (PAdES, :mod:`dossier.report.signing`), file it as a document of the
+    dossier (``source="report"``), audit ``dossier.report`` and emit ``report.signed`` after
+    the commit (the DPI filing and the webhooks follow it)."""
     session = uow.session
     await doc_access.require_document_write(session, principal, dossier_id)
-    name, pdf, data = await build_signed_report(session, dossier_id, principal.label, data_dir)
-    previous = (
-        await session.execute(
-            select(Document)
-            .where(Document.dossier_id == dossier_id, Document.source == "report")
-            .order_by(Document.version.desc())
-            .limit(1)
-        )
-    ).scalar_one_or_none()
+    signed = await signing.sign_pdf(data_dir, pdf, reason=reason, signer_name="Consilium")
     doc = await add_document(
         uow,
         principal,
         dossier_id,
         name,
-        pdf,
+        signed,
         "report",
         previous=previous,
         category="report",
-        meta={"signed": True, "pades": True, "expertised": data.expertised},
+        meta={"signed": True, "pades": True, **meta},
     )
     audit.record(
         session,
@@ -384,6 +399,7 @@ async def generate_report(
         object_id=dossier_id,
         document_id=str(doc.id),
         sha256=doc.sha256,
+        kind=str(meta.get("kind", "teleexpertise")),
     )
     uow.emit(
         "report.signed",
@@ -391,6 +407,40 @@ async def generate_report(
         dossier_id=str(dossier_id),
     )
     return doc
+
+
+async def generate_report(
+    uow: UnitOfWork, principal: Principal, dossier_id: uuid.UUID, data_dir: Path
+) -> Document:
+    """Generate ("Générer PDF"), sign and file the report as a document of the dossier."""
+    session = uow.session
+    await doc_access.require_document_write(session, principal, dossier_id)
+    data = await collect(session, dossier_id, principal.label)
+    pdf = await asyncio.to_thread(render_pdf, data)
+    previous = (
+        await session.execute(
+            select(Document)
+            .where(
+                Document.dossier_id == dossier_id,
+                Document.source == "report",
+                Document.category == "report",
+            )
+            .order_by(Document.version.desc())
+        )
+    ).scalars()
+    # Versions chain the téléexpertise reports only (a consultation report stands alone).
+    prev = next((x for x in previous if (x.meta or {}).get("kind") != "teleconsultation"), None)
+    return await file_signed_report(
+        uow,
+        principal,
+        dossier_id,
+        report_filename(data),
+        pdf,
+        data_dir,
+        reason="Compte-rendu de téléexpertise",
+        meta={"expertised": data.expertised},
+        previous=prev,
+    )
 
 
 async def file_report(

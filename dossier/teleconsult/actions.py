@@ -42,6 +42,8 @@ from dossier.teleconsult.schemas import (
     GuestOut,
     Occupant,
     PlanIn,
+    ReportOut,
+    ReportSent,
     RescheduleIn,
     RoomState,
     TeleconsultationOut,
@@ -506,15 +508,18 @@ async def mark_done(app: web.Application, p: Principal, tc_id: uuid.UUID) -> Tel
     return await _out(app, tc)
 
 
-async def mark_report_signed(uow: UnitOfWork, dossier_id: uuid.UUID) -> None:
-    """For the consultation report's signing (issue 16 item 4), in its own transaction: the
-    dossier's last téléconsultation carried out becomes « Compte-rendu signé »."""
-    tc = await uow.session.scalar(
-        select(Teleconsultation)
-        .where(Teleconsultation.dossier_id == dossier_id, Teleconsultation.step == Step.done)
-        .order_by(Teleconsultation.scheduled_at.desc())
-        .limit(1)
+async def mark_report_signed(
+    uow: UnitOfWork, dossier_id: uuid.UUID, *, teleconsultation_id: uuid.UUID | None = None
+) -> None:
+    """For the consultation report's signing (:func:`dossier.teleconsult.report.sign_report`,
+    in its transaction): the téléconsultation named (by default the dossier's last one carried
+    out) becomes « Compte-rendu signé »."""
+    stmt = select(Teleconsultation).where(
+        Teleconsultation.dossier_id == dossier_id, Teleconsultation.step == Step.done
     )
+    if teleconsultation_id is not None:
+        stmt = stmt.where(Teleconsultation.id == teleconsultation_id)
+    tc = await uow.session.scalar(stmt.order_by(Teleconsultation.scheduled_at.desc()).limit(1))
     if tc is not None:
         tc.step = Step.report_signed
 
@@ -633,7 +638,7 @@ def start_reminders(app: web.Application) -> None:
 async def _out(app: web.Application, tc: Teleconsultation) -> TeleconsultationOut:
     async with app[DB].read() as s:
         ids = {uuid.UUID(i) for i in tc.practitioner_ids}
-        for extra in (tc.nurse_id, tc.planned_by_id):
+        for extra in (tc.nurse_id, tc.planned_by_id, tc.report_signed_by_id):
             if extra:
                 ids.add(extra)
         users = {u.id: u for u in (await s.execute(select(User).where(User.id.in_(ids)))).scalars()}
@@ -661,6 +666,26 @@ async def _out(app: web.Application, tc: Teleconsultation) -> TeleconsultationOu
         done_at=tc.done_at,
         cancelled_at=tc.cancelled_at,
         cancel_reason=tc.cancel_reason,
+        report=_report_out(tc, ref(tc.report_signed_by_id) if tc.report_signed_by_id else None),
+    )
+
+
+def _report_out(tc: Teleconsultation, signer: UserRef | None) -> ReportOut | None:
+    r = tc.report
+    if not r:
+        return None
+    pid = r.get("prescription_document_id")
+    return ReportOut(
+        reason=str(r.get("reason", "")),
+        findings=str(r.get("findings", "")),
+        conclusion=str(r.get("conclusion", "")),
+        prescription_document_id=uuid.UUID(str(pid)) if pid else None,
+        gp_name=str(r.get("gp_name", "")),
+        gp_mss=str(r.get("gp_mss", "")),
+        document_id=tc.report_document_id,
+        signed_by=signer,
+        signed_at=tc.report_signed_at,
+        sent=[ReportSent.model_validate(x) for x in (tc.report_sent or [])],
     )
 
 

@@ -8,12 +8,18 @@ import uuid
 from aiohttp import web
 
 from core.auth import principal
-from dossier.teleconsult import actions
+from core.context import LIMITER
+from core.errors import TooManyRequests
+from dossier.sending.routes import SEND_WINDOW, SENDS_PER_WINDOW
+from dossier.teleconsult import actions, report
 from dossier.teleconsult.schemas import (
     CancelIn,
     PlanIn,
+    ReportIn,
     RescheduleIn,
     RoomState,
+    SendReportIn,
+    SendReportOut,
     TeleconsultationOut,
 )
 from dossier.web import RouteTable
@@ -95,3 +101,39 @@ async def cancel_teleconsultation(request: web.Request, body: CancelIn) -> Telec
 async def teleconsultation_done(request: web.Request) -> TeleconsultationOut:
     """« Téléconsultation réalisée »."""
     return await actions.mark_done(request.app, principal(request), _tid(request))
+
+
+@routes.post(
+    "/teleconsultations/{teleconsultation_id}/report",
+    body=ReportIn,
+    response=TeleconsultationOut,
+    status=201,
+    tags=T_TC,
+    errors=[403, 404, 409, 422],
+)
+async def sign_teleconsultation_report(request: web.Request, body: ReportIn) -> TeleconsultationOut:
+    """« Signer le compte-rendu »: the consultation report, signed (PAdES) and filed in the
+    dossier; the téléconsultation becomes « Compte-rendu signé »."""
+    return await report.sign_report(request.app, principal(request), _tid(request), body)
+
+
+@routes.post(
+    "/teleconsultations/{teleconsultation_id}/report/send",
+    body=SendReportIn,
+    response=SendReportOut,
+    tags=T_TC,
+    errors=[403, 404, 409, 422, 429, 502],
+)
+async def send_teleconsultation_report(request: web.Request, body: SendReportIn) -> SendReportOut:
+    """« Envoyer le compte-rendu »: to the patient (coffre-fort: link + SMS code) and to the
+    médecin traitant by MSSanté."""
+    p = principal(request)
+    if not await request.app[LIMITER].hit(
+        f"send:{p.subject_id}", limit=SENDS_PER_WINDOW, window=SEND_WINDOW
+    ):
+        raise TooManyRequests(
+            "Trop d'envois en peu de temps ; réessayez dans quelques minutes.",
+            code="send_rate_limited",
+            retry_after=SEND_WINDOW,
+        )
+    return await report.send_report(request.app, p, _tid(request), body)

@@ -82,6 +82,58 @@ class RoomState(BaseModel):
     teleconsultation_id: uuid.UUID | None
 
 
+class ReportIn(BaseModel):
+    """The consultation report's form (« Compte-rendu de téléconsultation »)."""
+
+    reason: str = Field(min_length=1, max_length=4000)  # Motif
+    findings: str = Field(min_length=1, max_length=8000)  # Examen clinique / constatations
+    conclusion: str = Field(min_length=1, max_length=4000)
+    # Prescriptions: a document of the dossier (chosen or just uploaded), appended to the PDF.
+    prescription_document_id: uuid.UUID | None = None
+    gp_name: str = Field("", max_length=200)  # Médecin traitant
+    gp_mss: EmailStr | None = None  # his MSSanté address (dossier or directory)
+
+    @field_validator("reason", "findings", "conclusion")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must not be blank")
+        return v.strip()
+
+
+class SendReportIn(BaseModel):
+    to_patient: bool = True  # vault: link by e-mail, code by SMS
+    to_gp: bool = True  # MSSanté
+    patient_email: EmailStr | None = None  # default: the patient invited to the call
+    patient_phone: str | None = Field(None, pattern=r"^\+?[0-9 .]{8,20}$")
+    gp_mss: EmailStr | None = None  # default: the one given in the report
+    message: str = Field("", max_length=2000)
+
+
+class SendReportOut(BaseModel):
+    sent_to: list[str]  # "vault:<e-mail>", "mss:<address>"
+    vault_expires_at: datetime | None = None
+
+
+class ReportSent(BaseModel):
+    channel: str
+    to: str
+    at: datetime
+
+
+class ReportOut(BaseModel):
+    reason: str
+    findings: str
+    conclusion: str
+    prescription_document_id: uuid.UUID | None
+    gp_name: str
+    gp_mss: str
+    document_id: uuid.UUID | None
+    signed_by: UserRef | None
+    signed_at: datetime | None
+    sent: list[ReportSent]
+
+
 class TeleconsultationOut(BaseModel):
     id: uuid.UUID
     dossier_id: uuid.UUID
@@ -97,3 +149,4 @@ class TeleconsultationOut(BaseModel):
     done_at: datetime | None
     cancelled_at: datetime | None
     cancel_reason: str
+    report: ReportOut | None = None

@@ -236,3 +236,44 @@ async def test_a_dicom_file_goes_into_a_room_only_from_a_holder_of_the_habilitat
     assert r.status == 200
     r = await host.post(url, json={"document_id": doc["id"]})
     assert r.status == 201, await r.text()
+
+
+async def test_the_files_of_a_call_are_grouped_under_its_date(app, users, browsers, sockets):
+    """Issue 16 item 2: screenshots, snapshots and files sent in a call held in a room of the
+    dossier land in the dossier as « Pendant la téléconsultation du … », not in « Images »."""
+    from datetime import UTC, datetime
+
+    dossier_id = await make_dossier(app[DB], users)
+    host = await browsers("requester")
+    at = datetime(2027, 3, 9, 13, 30, tzinfo=UTC)  # 14:30 in Paris
+    room = await create_room(host, dossier_id=str(dossier_id), scheduled_at=at.isoformat())
+    rid = room["id"]
+    hs = await sockets(host)
+    await hs.ok("room:join", {"room_id": rid})
+    # Before the call: an image added to the dossier stays in « Images ».
+    before = await upload_to_dossier(host, dossier_id, "photo-avant.png", png_bytes())
+    for name, source in (("capture.png", "screenshot"), ("ordonnance.pdf", "upload")):
+        data = png_bytes() if name.endswith(".png") else pdf_bytes(1, "Ordonnance")
+        r = await send(host, rid, name, data, source=source, file_into_dossier="true")
+        assert r.status == 201, await r.text()
+    p = Principal(
+        kind="user",
+        subject_id=users["requester"].id,
+        label="Dr Requérant",
+        role="practitioner",
+        session_id="s",
+    )
+    await attachments.file_capture(
+        app, p, uuid.UUID(rid), filename="instantane.png", content=png_bytes(), source="snapshot"
+    )
+    r = await host.get(f"/api/v1/dossiers/{dossier_id}/documents")
+    cats = {c["code"]: c for c in (await r.json())["categories"]}
+    call = cats[f"call:{rid}"]
+    assert call["label"] == "Pendant la téléconsultation du 09/03/2027"
+    assert sorted(d["filename"] for d in call["documents"]) == [
+        "capture.png",
+        "instantane.png",
+        "ordonnance.pdf",
+    ]
+    assert [d["id"] for d in cats["image"]["documents"]] == [before["id"]]
+    assert next(iter(cats)) == f"call:{rid}"  # the calls' groups come first

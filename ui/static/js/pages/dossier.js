@@ -192,6 +192,7 @@ function ReportFiling({ id }) {
 
 export function DossierPage({ id }) {
   const [d, setD] = useState(null);
+  const [docsKey, setDocsKey] = useState(0); // a signed consultation report reloads the documents
   const [error, setError] = useState(null);
   const [history, setHistory] = useState(null);
   useTitle(d ? patientName(d.patient) : t("dossier.title"));
@@ -235,13 +236,13 @@ export function DossierPage({ id }) {
     <${ReportFiling} id=${d.id} />
     <div class="layout-2">
       <div class="stack">
-        <${DocumentsPanel} dossier=${d} canAdd=${d.my_side !== "admin" && d.my_side !== "reader" && d.state !== "closed"}
+        <${DocumentsPanel} key=${docsKey} dossier=${d} canAdd=${d.my_side !== "admin" && d.my_side !== "reader" && d.state !== "closed"}
           canReport=${d.my_side !== "reader" && (d.state === "expertised" || d.state === "closed" || d.state === "closure_requested")}
           canSend=${d.my_side !== "reader"} />
         ${d.forms.length ? d.forms.map((part) => html`<${FormPart} key=${part.side} dossier=${d} part=${part} onChanged=${setD} />`) : html`<${Alert} kind="info">${t("dossier.no_form")}<//>`}
       </div>
       <div class="stack">
-        <${TeleconsultPanel} d=${d} />
+        <${TeleconsultPanel} d=${d} onChange=${() => setDocsKey((k) => k + 1)} />
         <${ExamHistory} dossierId=${d.id} />
         <section class="card"><div class="card-header"><h2>${t("dossier.summary")}</h2></div><div class="card-body">
           <dl class="dl">

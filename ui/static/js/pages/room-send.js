@@ -53,11 +53,22 @@ export function SendDocumentDialog({ open, onClose, roomId, dossierId, recipient
         const a = await api.post(`/rooms/${roomId}/attachments/from-document`, { document_id: picked, ...(to ? { to } : {}) });
         name = a.filename;
       } else {
-        const form = new FormData();
-        if (to) form.append("to", to);
-        form.append("source", "upload");
-        form.append("file", file, file.name);
-        await api.upload(`/rooms/${roomId}/attachments`, form);
+        // In a room opened on a dossier, the file also lands in the dossier (« Pendant la
+        // téléconsultation du … »); someone who may not add to it still sends it.
+        const post = (into) => {
+          const form = new FormData();
+          if (to) form.append("to", to);
+          form.append("source", "upload");
+          if (into) form.append("file_into_dossier", "true");
+          form.append("file", file, file.name);
+          return api.upload(`/rooms/${roomId}/attachments`, form);
+        };
+        try {
+          await post(!!dossierId);
+        } catch (err) {
+          if (!dossierId || err.status !== 403) throw err;
+          await post(false);
+        }
         name = file.name;
       }
       toast(t("room.doc_sent", { name }));

@@ -5,11 +5,13 @@ import { api } from "../api.js";
 import { Alert, Dialog, errorMessage, toast } from "../components.js";
 import { formatDateTime, t } from "../i18n.js";
 import { Icon } from "../icons.js";
-import { html, useEffect, useState } from "../lib.js";
+import { html, useEffect, useRef, useState } from "../lib.js";
 import { patientName } from "../model.js";
 import { Link } from "../router.js";
+import { getSession } from "../session.js";
 
 const OCCUPANCY_REFRESH_MS = 15000;
+const PRESCRIPTION_TYPES = ["application/pdf", "image/png", "image/jpeg"];
 
 function pad(n) {
   return String(n).padStart(2, "0");
@@ -128,11 +130,147 @@ function RescheduleDialog({ tc, onClose, onDone }) {
   <//>`;
 }
 
-export function TeleconsultPanel({ d }) {
+// The consultation report (issue 16 item 4): « Motif », « Examen clinique / constatations »,
+// « Conclusion », the prescriptions as a document of the dossier (chosen or added here), the
+// médecin traitant's MSSanté address (from the dossier's last report or the directory).
+function ReportDialog({ d, tc, gp, onClose, onDone }) {
+  const [reason, setReason] = useState("");
+  const [findings, setFindings] = useState("");
+  const [conclusion, setConclusion] = useState("");
+  const [docs, setDocs] = useState([]);
+  const [prescription, setPrescription] = useState("");
+  const [gpName, setGpName] = useState((gp && gp.gp_name) || "");
+  const [gpMss, setGpMss] = useState((gp && gp.gp_mss) || "");
+  const [q, setQ] = useState("");
+  const [found, setFound] = useState([]);
+  const [error, setError] = useState(null);
+  const [busy, setBusy] = useState(false);
+  const file = useRef(null);
+  const loadDocs = () =>
+    api.get(`/dossiers/${d.id}/documents`).then((r) => setDocs((r.categories || []).flatMap((c) => c.documents).filter((x) => PRESCRIPTION_TYPES.includes(x.content_type)))).catch(() => setDocs([]));
+  useEffect(() => { loadDocs(); }, [d.id]);
+  useEffect(() => {
+    if (q.trim().length < 2) return setFound([]);
+    const timer = setTimeout(() => api.get(`/mss-directory?q=${encodeURIComponent(q.trim())}&limit=8`).then(setFound).catch(() => setFound([])), 250);
+    return () => clearTimeout(timer);
+  }, [q]);
+  const addFile = async (e) => {
+    const f = e.target.files[0];
+    e.target.value = "";
+    if (!f) return;
+    setError(null);
+    try {
+      const form = new FormData();
+      form.append("file", f, f.name);
+      const doc = await api.upload(`/dossiers/${d.id}/documents`, form);
+      await loadDocs();
+      setPrescription(doc.id);
+    } catch (err) {
+      setError(err);
+    }
+  };
+  const submit = async (e) => {
+    e.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      const signed = await api.post(`/teleconsultations/${tc.id}/report`, {
+        reason, findings, conclusion,
+        prescription_document_id: prescription || null,
+        gp_name: gpName, gp_mss: gpMss || null,
+      });
+      toast(t("tlc.report_signed_toast"));
+      onDone(signed);
+    } catch (err) {
+      setError(err);
+    } finally {
+      setBusy(false);
+    }
+  };
+  const area = (id, label, value, set) => html`<div class="field"><label for=${id}>${label}</label><textarea id=${id} class="input" rows="3" required maxlength="8000" value=${value} onInput=${(e) => set(e.target.value)}></textarea></div>`;
+  return html`<${Dialog} open=${true} title=${t("tlc.report_title")} onClose=${onClose}
+    footer=${html`<button type="button" class="btn" onClick=${onClose}>${t("common.cancel")}</button>
+      <button type="submit" form="tlc-report-form" class="btn btn-primary" disabled=${busy}><${Icon} name="pen" />${t("tlc.report_sign")}</button>`}>
+    <form id="tlc-report-form" class="stack" onSubmit=${submit}>
+      <${Alert}>${error && errorMessage(error)}<//>
+      <p class="small muted">${t("tlc.report_of", { date: formatDateTime(tc.scheduled_at) })}</p>
+      ${area("tlc-rep-reason", t("tlc.report_reason"), reason, setReason)}
+      ${area("tlc-rep-findings", t("tlc.report_findings"), findings, setFindings)}
+      ${area("tlc-rep-conclusion", t("tlc.report_conclusion"), conclusion, setConclusion)}
+      <div class="field"><label for="tlc-rep-rx">${t("tlc.report_prescription")}</label>
+        <select id="tlc-rep-rx" class="input" value=${prescription} onChange=${(e) => setPrescription(e.target.value)}>
+          <option value="">${t("tlc.report_no_prescription")}</option>
+          ${docs.map((x) => html`<option value=${x.id}>${x.filename}</option>`)}
+        </select>
+        <div><button type="button" class="btn btn-sm" onClick=${() => file.current.click()}><${Icon} name="plus" />${t("tlc.report_add_prescription")}</button>
+          <input ref=${file} type="file" accept="application/pdf,image/png,image/jpeg" class="visually-hidden" tabindex="-1" aria-label=${t("tlc.report_add_prescription")} onChange=${addFile} /></div>
+      </div>
+      <fieldset class="stack"><legend>${t("tlc.report_gp")}</legend>
+        <div class="field"><label for="tlc-rep-gp-name">${t("tlc.guest_name")}</label><input id="tlc-rep-gp-name" class="input" maxlength="200" value=${gpName} onInput=${(e) => setGpName(e.target.value)} /></div>
+        <div class="field"><label for="tlc-rep-gp-mss">${t("tlc.report_gp_mss")}</label><input id="tlc-rep-gp-mss" class="input" type="email" value=${gpMss} onInput=${(e) => setGpMss(e.target.value)} /></div>
+        <div class="field"><label for="tlc-rep-gp-q">${t("tlc.report_gp_search")}</label><input id="tlc-rep-gp-q" class="input" autocomplete="off" value=${q} onInput=${(e) => setQ(e.target.value)} />
+          ${found.length > 0 && html`<ul class="history-list">${found.map((x) => html`<li key=${x.address}><span class="small">${x.last_name} ${x.first_name} · ${x.commune}</span><button type="button" class="btn btn-sm" onClick=${() => { setGpName(`Dr ${x.first_name} ${x.last_name}`.trim()); setGpMss(x.address); setQ(""); }}>${t("tlc.report_gp_pick")}</button></li>`)}</ul>`}</div>
+      </fieldset>
+      <p class="small muted">${t("tlc.report_hint")}</p>
+    </form>
+  <//>`;
+}
+
+function SendReportDialog({ tc, onClose, onDone }) {
+  const patient = tc.guests.find((g) => g.relation === "patient") || tc.guests[0] || {};
+  const [toPatient, setToPatient] = useState(true);
+  const [toGp, setToGp] = useState(true);
+  const [email, setEmail] = useState(patient.email || "");
+  const [phone, setPhone] = useState(patient.mobile || "");
+  const [gpMss, setGpMss] = useState((tc.report && tc.report.gp_mss) || "");
+  const [error, setError] = useState(null);
+  const [busy, setBusy] = useState(false);
+  const submit = async (e) => {
+    e.preventDefault();
+    setBusy(true);
+    setError(null);
+    try {
+      await api.post(`/teleconsultations/${tc.id}/report/send`, {
+        to_patient: toPatient, to_gp: toGp,
+        patient_email: email || null, patient_phone: phone || null, gp_mss: gpMss || null,
+      });
+      toast(t("tlc.report_sent_toast"));
+      onDone();
+    } catch (err) {
+      setError(err);
+    } finally {
+      setBusy(false);
+    }
+  };
+  return html`<${Dialog} open=${true} title=${t("tlc.report_send")} onClose=${onClose}
+    footer=${html`<button type="button" class="btn" onClick=${onClose}>${t("common.cancel")}</button>
+      <button type="submit" form="tlc-send-form" class="btn btn-primary" disabled=${busy}><${Icon} name="send" />${t("tlc.report_send_submit")}</button>`}>
+    <form id="tlc-send-form" class="stack" onSubmit=${submit}>
+      <${Alert}>${error && errorMessage(error)}<//>
+      <fieldset class="stack"><legend>${t("tlc.report_send_patient")}</legend>
+        <div class="field check"><input type="checkbox" id="tlc-send-p" checked=${toPatient} onChange=${(e) => setToPatient(e.target.checked)} /><label for="tlc-send-p">${t("tlc.report_send_patient_check")}</label></div>
+        <div class="field"><label for="tlc-send-email">${t("tlc.guest_email")}</label><input id="tlc-send-email" class="input" type="email" value=${email} onInput=${(e) => setEmail(e.target.value)} /></div>
+        <div class="field"><label for="tlc-send-phone">${t("tlc.guest_mobile")}</label><input id="tlc-send-phone" class="input" type="tel" value=${phone} onInput=${(e) => setPhone(e.target.value)} /></div>
+      </fieldset>
+      <fieldset class="stack"><legend>${t("tlc.report_gp")}</legend>
+        <div class="field check"><input type="checkbox" id="tlc-send-gp" checked=${toGp} onChange=${(e) => setToGp(e.target.checked)} /><label for="tlc-send-gp">${t("tlc.report_send_gp_check")}</label></div>
+        <div class="field"><label for="tlc-send-mss">${t("tlc.report_gp_mss")}</label><input id="tlc-send-mss" class="input" type="email" value=${gpMss} onInput=${(e) => setGpMss(e.target.value)} /></div>
+      </fieldset>
+    </form>
+  <//>`;
+}
+
+export function TeleconsultPanel({ d, onChange }) {
   const [rooms, setRooms] = useState(null);
   const [tcs, setTcs] = useState([]);
   const [open, setOpen] = useState(false);
   const [moving, setMoving] = useState(null);
+  const [writing, setWriting] = useState(null);
+  const [sendingReport, setSendingReport] = useState(null);
+  const me = getSession();
+  const mayReport = (x) => me && (x.practitioners.length ? x.practitioners.some((u) => u.id === me.id) : x.planned_by && x.planned_by.id === me.id);
+  const begun = (x) => x.step === "done" || (x.step === "planned" && new Date(x.scheduled_at) <= new Date());
+  const lastGp = [...tcs].reverse().find((x) => x.report && x.report.gp_mss);
   const [error, setError] = useState(null);
   const mayPlan = d.my_side === "requester" || d.my_side === "expert";
   const load = () => {
@@ -187,8 +325,15 @@ export function TeleconsultPanel({ d }) {
             <button type="button" class="btn btn-sm" onClick=${() => setMoving(x)}>${t("tlc.reschedule")}</button>
             <button type="button" class="btn btn-sm" onClick=${() => act(x, "done")}>${t("tlc.mark_done")}</button>
             <button type="button" class="btn btn-sm" onClick=${() => act(x, "cancel")}>${t("tlc.cancel")}</button></span>`}
+          ${!x.report && begun(x) && mayReport(x) && html`<button type="button" class="btn btn-sm btn-primary tlc-report-write" onClick=${() => setWriting(x)}><${Icon} name="pen" />${t("tlc.report_write")}</button>`}
+          ${x.report && html`<div class="tlc-report small">
+            <div><${Icon} name="check" /> ${t("tlc.report_signed_by", { name: x.report.signed_by ? x.report.signed_by.name : "", date: formatDateTime(x.report.signed_at) })}</div>
+            ${x.report.sent.map((s) => html`<div key=${s.channel + s.to + s.at} class="muted">${t(`tlc.report_sent_${s.channel}`, { to: s.to, date: formatDateTime(s.at) })}</div>`)}
+            ${mayReport(x) && html`<button type="button" class="btn btn-sm" onClick=${() => setSendingReport(x)}><${Icon} name="send" />${t("tlc.report_send")}</button>`}</div>`}
         </li>`)}</ul>`}
     </div>
+    ${writing && html`<${ReportDialog} d=${d} tc=${writing} gp=${lastGp && lastGp.report} onClose=${() => setWriting(null)} onDone=${(signed) => { setWriting(null); load(); setSendingReport(signed); if (onChange) onChange(); }} />`}
+    ${sendingReport && html`<${SendReportDialog} tc=${sendingReport} onClose=${() => setSendingReport(null)} onDone=${() => { setSendingReport(null); load(); }} />`}
     ${moving && html`<${RescheduleDialog} tc=${moving} onClose=${() => setMoving(null)} onDone=${() => { setMoving(null); load(); }} />`}
     ${mayPlan && html`<${PlanDialog} d=${d} open=${open} onClose=${() => setOpen(false)} onPlanned=${() => { setOpen(false); load(); }} />`}
   </section>`;
