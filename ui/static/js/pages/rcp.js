@@ -117,7 +117,7 @@ export function RcpPlanPage({ query, session }) {
           <${PeoplePicker} id="rcp-lead-q" label=${t("rcp.change_lead")} pick=${setLead} exclude=${[lead.id]} />
         </div>
         <fieldset class="stack"><legend>${t("rcp.invitees")}</legend>
-          ${invitees.length > 0 && html`<ul class="history-list">${invitees.map((u) => html`<li key=${u.id}><span>${u.display_name}</span>
+          ${invitees.length > 0 && html`<ul class="history-list rcp-found">${invitees.map((u) => html`<li key=${u.id}><span>${u.display_name}</span>
             <button type="button" class="btn btn-sm" onClick=${() => setInvitees(invitees.filter((x) => x.id !== u.id))}>${t("common.remove")}<span class="visually-hidden"> ${u.display_name}</span></button></li>`)}</ul>`}
           <${PeoplePicker} id="rcp-invitee-q" label=${t("rcp.invite")} pick=${(u) => setInvitees((xs) => (xs.some((x) => x.id === u.id) ? xs : [...xs, u]))} exclude=${[lead.id, ...invitees.map((u) => u.id)]} />
         </fieldset>
