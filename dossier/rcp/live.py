@@ -21,6 +21,8 @@ def setup(app: web.Application) -> None:
         @live.hooks.on_join_ack
         async def rcp_on_join(live: Live, conn: Conn) -> dict[str, Any]:
             assert conn.room_id is not None
+            if conn.principal.kind != "user":  # a guest invited by link: not the agenda
+                return {}
             current = await actions.current_of_room(app, uuid.UUID(str(conn.room_id)))
             return {"rcp": current} if current is not None else {}
 

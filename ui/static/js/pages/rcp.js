@@ -301,7 +301,7 @@ export function RcpMeetingPage({ id }) {
       <p>${t("rcp.when", { date: formatDateTime(m.scheduled_at), n: m.duration_minutes })} · <span class=${`badge badge-rcp-${m.status}`}>${m.status_label}</span></p></div>
       ${m.status === "planned" && html`<${Link} class="btn btn-primary" href=${`/app/rooms/${m.room_id}`}><${Icon} name="video" />${t("tlc.enter")}<//>`}</div>
     <div class="layout-2">
-      <section class="card" aria-labelledby="rcp-agenda-card"><div class="card-header"><h2 id="rcp-agenda-card">${t("rcp.agenda")}</h2></div>
+      <section class="card" aria-labelledby="rcp-agenda-card"><div class="card-header"><h2 id="rcp-agenda-card">${t("rcp.meeting")}</h2></div>
         <div class="card-body"><${RcpAgenda} meetingId=${m.id} current=${current} present=${present} /></div></section>
       <section class="card" aria-labelledby="rcp-people"><div class="card-header"><h2 id="rcp-people">${t("rcp.participants")}</h2></div>
         <div class="card-body stack">

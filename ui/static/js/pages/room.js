@@ -411,7 +411,7 @@ export function RoomPage({ roomId, session }) {
       live.on("room:ended", () => (ends("ended"), live.close())),
       live.on("room:replaced", () => (ends("left"), live.close())),
       live.on("chat:message", (message) => dispatch({ type: "chat-message", message })),
-      live.on("rcp:current", (c) => setRcp(c)),
+      live.on("rcp:current", (c) => !isGuest && setRcp(c)),
       live.on("rtc:screen", (d) => {
         if (d && d.active === false && d.participant_id) dispatch({ type: "screen-ended", participant_id: d.participant_id });
       }),
