@@ -60,7 +60,7 @@ async def test_an_estaff_with_two_dossiers_ends_with_a_signed_decision_filed_in_
     async with app[DB].read() as s:
         number = (await s.get(Dossier, d2)).number
     await lead.get_by_label("Ajouter un dossier").fill(number)
-    await lead.locator(".rcp-found button").first.click()
+    await lead.get_by_role("button", name=f"Ajouter {number}").click()
     await lead.get_by_text("DURAND Louise").wait_for()
     await lead.get_by_label("Question posée").nth(1).fill("Quel traitement de fond ?")
     await _check(lead, "rcp-plan")
