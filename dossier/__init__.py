@@ -5,7 +5,9 @@ its HTTP routes at import: ``identity`` (patients, INS, matching, lookup by numb
 ``careoffers`` (the directory), ``workflow`` (dossiers, states, forms, numbers),
 ``documents`` (uploads, previews, DICOM, stamping, export), ``report`` (PDF and its
 signature), ``sending`` (MSSanté and vault), ``mssdirectory`` (the MSSanté addresses
-imported from the Annuaire Santé, searched by the send dialog). Shared by all: ``models``
+imported from the Annuaire Santé, searched by the send dialog), ``teleconsult`` (planned
+téléconsultations), ``rcp`` (e-Staff meetings: agenda, live current dossier, signed « fiche
+RCP »). Shared by all: ``models``
 (every table), ``permissions`` (who may do what to a dossier), ``schemas`` and ``web``
 (HTTP plumbing).
 """
@@ -23,6 +25,8 @@ from dossier.documents import routes as documents_routes
 from dossier.documents.store import register_storage
 from dossier.identity import routes as identity_routes
 from dossier.mssdirectory import routes as mss_directory_routes
+from dossier.rcp import live as rcp_live
+from dossier.rcp import routes as rcp_routes
 from dossier.report import routes as report_routes
 from dossier.sending import routes as sending_routes
 from dossier.teleconsult import actions as teleconsult_actions
@@ -47,6 +51,7 @@ def setup(app: web.Application) -> None:
     sending_routes.routes.register(app)
     mss_directory_routes.routes.register(app)
     teleconsult_routes.routes.register(app)
+    rcp_routes.routes.register(app)
     retention.start(app)
     teleconsult_actions.start_reminders(app)
     settings = app[SETTINGS]
@@ -54,3 +59,4 @@ def setup(app: web.Application) -> None:
     if settings.dicom_port:
         dicom_node.start(app, settings.host, settings.dicom_port)
     rooms_link.setup(app)
+    rcp_live.setup(app)

@@ -289,6 +289,7 @@ class Dossier(IdMixin, TimestampMixin, Base):
 
 class GrantKind(enum.StrEnum):
     by_number = "by_number"  # "consulté par n° de dossier" (seed 002 § 2.2)
+    rcp = "rcp"  # invited to an RCP (e-Staff) whose agenda holds the dossier
 
 
 class DossierGrant(IdMixin, Base):
@@ -670,3 +671,78 @@ class MssDirectoryEntry(IdMixin, Base):
     search_folded: Mapped[str] = mapped_column(String(800), default="")
     import_id: Mapped[uuid.UUID] = mapped_column(index=True)
     imported_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+# -- RCP (réunion de concertation pluridisciplinaire), e-Staff meetings -------------------
+
+
+class RcpStatus(enum.StrEnum):
+    planned = "planned"
+    cancelled = "cancelled"
+
+    @property
+    def label(self) -> str:
+        return {"planned": "RCP planifiée", "cancelled": "RCP annulée"}[self.value]
+
+
+class RcpMeeting(IdMixin, TimestampMixin, Base):
+    """An e-Staff meeting: when, who leads it, who is invited, its room (an ``estaff`` room
+    of the rooms package, ``room_id`` a plain column) and the agenda item shown to all now."""
+
+    __tablename__ = "rcp_meetings"
+
+    title: Mapped[str] = mapped_column(String(200))
+    scheduled_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    duration_minutes: Mapped[int] = mapped_column(Integer, default=60)
+    lead_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    planned_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    room_id: Mapped[uuid.UUID] = mapped_column(index=True, unique=True)
+    # The invited professionals (user ids, the lead excluded).
+    invitee_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    status: Mapped[RcpStatus] = mapped_column(_enum(RcpStatus, 20), default=RcpStatus.planned)
+    current_item_id: Mapped[uuid.UUID | None] = mapped_column()
+    # The .ics SEQUENCE: raised by each reschedule and by the cancellation.
+    sequence: Mapped[int] = mapped_column(Integer, default=0)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    cancel_reason: Mapped[str] = mapped_column(String(500), default="")
+
+
+class RcpItemStatus(enum.StrEnum):
+    pending = "pending"  # on the agenda
+    signed = "signed"  # « fiche RCP » signed and filed into the dossier
+
+    @property
+    def label(self) -> str:
+        return {"pending": "À discuter", "signed": "Fiche RCP signée"}[self.value]
+
+
+class RcpItem(IdMixin, Base):
+    """One dossier on an RCP's agenda with its « Question posée », and the decision taken
+    (« fiche RCP »): the proposal, the participants present, the signed PDF filed."""
+
+    __tablename__ = "rcp_items"
+    __table_args__ = (UniqueConstraint("meeting_id", "dossier_id"),)
+
+    meeting_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("rcp_meetings.id", ondelete="CASCADE"), index=True
+    )
+    dossier_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("dossiers.id", ondelete="CASCADE"), index=True
+    )
+    position: Mapped[int] = mapped_column(Integer)
+    question: Mapped[str] = mapped_column(Text, default="")
+    proposal: Mapped[str] = mapped_column(Text, default="")
+    # Names of the participants present, taken from the room's presence, editable.
+    present: Mapped[list[str]] = mapped_column(JSON, default=list)
+    status: Mapped[RcpItemStatus] = mapped_column(
+        _enum(RcpItemStatus, 20), default=RcpItemStatus.pending
+    )
+    signed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    signed_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )
+    document_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("documents.id", ondelete="SET NULL")
+    )

@@ -26,6 +26,7 @@ const SHELL = [
   "/static/js/pages/room.js",
   "/static/js/pages/dossier.js",
   "/static/js/pages/teleconsult.js",
+  "/static/js/pages/rcp.js",
   "/static/js/pages/wizard.js",
   "/static/js/pages/documents.js",
   "/static/js/pages/dicom-viewer.js",

@@ -11,7 +11,7 @@ import { LiveError } from "./room/common.js";
 
 export { LiveError, uuid4 } from "./room/common.js";
 
-const EVENTS = ["chat:message", "chat:read", "chat:unread"];
+const EVENTS = ["chat:message", "chat:read", "chat:unread", "rcp:current", "rcp:item_signed"];
 const ONLINE_EVERY_MS = 30000;
 
 let socket = null;

@@ -9,6 +9,7 @@ import { DossierPage } from "./pages/dossier.js";
 import { JoinPage } from "./pages/join.js";
 import { LoginPage } from "./pages/login.js";
 import { MessagesPage } from "./pages/messages.js";
+import { RcpMeetingPage, RcpPlanPage } from "./pages/rcp.js";
 import { ResetPasswordPage } from "./pages/reset-password.js";
 import { RoomPage } from "./pages/room.js";
 import { SettingsPage } from "./pages/settings.js";
@@ -23,6 +24,8 @@ const USER_ROUTES = [
   ["/app/dossiers/new", WizardPage],
   ["/app/dossiers/:id", DossierPage],
   ["/app/messages", MessagesPage],
+  ["/app/rcp/new", RcpPlanPage],
+  ["/app/rcp/:id", RcpMeetingPage],
   ["/app/dicom-inbox", DicomInboxPage],
   ["/app/messages/:id", MessagesPage],
 ];

@@ -20,6 +20,7 @@ import {
 } from "../model.js";
 import { recentSearches, rememberSearch } from "../recent.js";
 import { Link, navigate } from "../router.js";
+import { RcpList } from "./rcp.js";
 import { UnseenResults } from "./results.js";
 
 function useDebounced(value, ms) {
@@ -327,6 +328,7 @@ export function ActivityPage({ session }) {
           : html`<${Empty} icon="folder">${query || state || urgentOnly || tlcStep ? t("activity.no_match") : t("activity.no_dossiers")}<//>`}
       </section>
       <div class="stack">
+        ${session && session.kind === "user" && !offline && html`<${RcpList} />`}
         <section class="card" aria-labelledby="rooms-title">
           <div class="card-header"><h2 id="rooms-title">${t("activity.rooms")}</h2></div>
           <${Rooms} rooms=${rooms} error=${roomError} />

@@ -243,6 +243,9 @@ export function DossierPage({ id }) {
       </div>
       <div class="stack">
         <${TeleconsultPanel} d=${d} onChange=${() => setDocsKey((k) => k + 1)} />
+        ${(d.my_side === "requester" || d.my_side === "expert") && html`<section class="card" aria-labelledby="rcp-dossier-title">
+          <div class="card-header row-between"><h2 id="rcp-dossier-title">${t("rcp.short")}</h2>
+            <${Link} class="btn btn-sm" href=${`/app/rcp/new?dossier=${d.id}`}><${Icon} name="users" />${t("rcp.enrol")}<//></div></section>`}
         <${ExamHistory} dossierId=${d.id} />
         <section class="card"><div class="card-header"><h2>${t("dossier.summary")}</h2></div><div class="card-body">
           <dl class="dl">

@@ -13,6 +13,7 @@ import { inboundVideoByTile, receptionStep, worse } from "../room/reception.js";
 import { callTiles, initialState, roomReducer } from "../room/state.js";
 import { tileParticipant } from "../room/tiles.js";
 import { navigate } from "../router.js";
+import { RcpAgenda } from "./rcp.js";
 import { SendDocumentDialog } from "./room-send.js";
 
 function Video({ stream, muted, label, className }) {
@@ -286,6 +287,8 @@ function ConnectionBanner({ status, onRetry }) {
   </div>`;
 }
 
+const PANEL_TITLES = { chat: "room.chat", people: "room.participants", rcp: "rcp.agenda" };
+
 export function RoomPage({ roomId, session }) {
   const isGuest = session.kind === "guest";
   const client = useMemo(() => new RoomClient(roomId), [roomId]);
@@ -308,6 +311,8 @@ export function RoomPage({ roomId, session }) {
   current.current = state;
   const { phase, phaseError, room, me, role, participants, lobby, messages, conn, unread, panel, layout, local, screen, speaker, quality, devices, choice, mediaError, rtcNote, dialogs, shot, chatTo } = state;
   const remote = useRemoteStreams(state.remote);
+  // An RCP's room: the agenda and the dossier shown now (room:join state, then rcp:current).
+  const [rcp, setRcp] = useState(null);
   const currentDevice = (kind) => {
     const tr = local && (kind === "video" ? local.getVideoTracks()[0] : local.getAudioTracks()[0]);
     return (tr && tr.getSettings && tr.getSettings().deviceId) || "";
@@ -345,6 +350,11 @@ export function RoomPage({ roomId, session }) {
   const applyJoin = async (ack) => {
     dispatch({ type: "joined", ack });
     if (ack.status === "lobby") return;
+    if (ack.rcp) {
+      if (!current.current.rcpShown) dispatch({ type: "show-panel", panel: "rcp" });
+      current.current.rcpShown = true;
+      setRcp(ack.rcp);
+    }
     const known = new Set(current.current.messages.map((m) => m.id));
     try {
       const page = ack.chat || (await live.call("chat:history", { limit: 50 }));
@@ -401,6 +411,7 @@ export function RoomPage({ roomId, session }) {
       live.on("room:ended", () => (ends("ended"), live.close())),
       live.on("room:replaced", () => (ends("left"), live.close())),
       live.on("chat:message", (message) => dispatch({ type: "chat-message", message })),
+      live.on("rcp:current", (c) => !isGuest && setRcp(c)),
       live.on("rtc:screen", (d) => {
         if (d && d.active === false && d.participant_id) dispatch({ type: "screen-ended", participant_id: d.participant_id });
       }),
@@ -574,10 +585,12 @@ export function RoomPage({ roomId, session }) {
         ${featured && html`<div class="featured">${renderTile(featured)}</div>`}
         <div class="grid" ref=${gridRef}>${rest.map(renderTile)}</div>
       </section>
-      ${panel && html`<aside class="side" aria-label=${t(panel === "chat" ? "room.chat" : "room.participants")}>
-        <div class="side-head"><h2>${t(panel === "chat" ? "room.chat" : "room.participants")}</h2>
+      ${panel && html`<aside class="side" aria-label=${t(PANEL_TITLES[panel] || "room.participants")}>
+        <div class="side-head"><h2>${t(PANEL_TITLES[panel] || "room.participants")}</h2>
           <button type="button" class="btn btn-ghost btn-icon" aria-label=${t("common.close")} onClick=${() => setPanel(null)}><${Icon} name="x" /></button></div>
-        ${panel === "chat"
+        ${panel === "rcp" && rcp
+          ? html`<div class="side-body rcp-side"><${RcpAgenda} meetingId=${rcp.meeting_id} current=${rcp} present=${[meP, ...others].map((x) => x.name)} compact=${true} /></div>`
+          : panel === "chat"
           ? html`<${Chat} messages=${messages} me=${me} participants=${participants} colleagues=${colleagues} dossierId=${room && room.dossier_id} to=${chatTo} setTo=${setChatTo} onSend=${(text, to) => sendChat(text, to)} />`
           : html`<${People} participants=${[meP, ...others]} me=${me} isHost=${isHost} lobby=${lobby} onAdmit=${admit} onRefuse=${refuse} onModerate=${moderate} />`}
       </aside>`}
@@ -590,6 +603,8 @@ export function RoomPage({ roomId, session }) {
       <button type="button" class="ctl" onClick=${openDialog("devices", true)}><${Icon} name="settings" /><span class="ctl-label">${t("room.devices")}</span></button>
       ${!isGuest && html`<button type="button" class="ctl" aria-pressed=${screen ? "true" : "false"} onClick=${toggleScreen}>
         <${Icon} name="screen" /><span class="ctl-label">${screen ? t("room.share_stop") : t("room.share")}</span></button>`}
+      ${rcp && html`<button type="button" class="ctl" aria-pressed=${panel === "rcp" ? "true" : "false"} onClick=${() => openPanel("rcp")}>
+        <${Icon} name="folder" /><span class="ctl-label">${t("rcp.agenda")}</span></button>`}
       <button type="button" class="ctl" aria-pressed=${panel === "chat" ? "true" : "false"} onClick=${() => openPanel("chat")}>
         <${Icon} name="chat" /><span class="ctl-label">${t("room.chat")}${unread ? ` (${unread})` : ""}</span></button>
       <button type="button" class="ctl" aria-pressed=${panel === "people" ? "true" : "false"} onClick=${() => openPanel("people")}>

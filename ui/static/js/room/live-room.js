@@ -20,6 +20,7 @@ const SERVER_EVENTS = [
   "participant:joined", "participant:updated", "participant:left",
   "lobby:arrived", "lobby:left", "lobby:admitted", "lobby:refused",
   "room:muted", "room:unmute_requested", "room:removed", "room:ended", "room:replaced", "room:updated",
+  "rcp:current", "rcp:item_signed",
   "session:ended", "chat:message", "chat:typing",
   "rtc:renegotiate", "rtc:candidate", "rtc:tracks", "rtc:screen", "rtc:speaker", "rtc:stats", "rtc:state",
 ];
