@@ -1,0 +1,319 @@
+"""``consilium serve --workers N``: real processes on a loopback port, a scratch PostgreSQL
+database and a Redis prefix. Two workers share one HTTP port (SO_REUSEPORT) and both answer;
+Socket.IO over WebSocket works on either and chat crosses them; long-polling is refused with
+a clear error; a worker killed with ``kill -9`` is started again by the parent; SIGTERM on the
+parent drains every worker and the parent exits; without Redis the command says what to set."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from core import workers
+from core.config import load_settings
+from core.db import Database
+from core.events import EventBus
+from core.seed import seed_accounts
+from core.sessions import Sessions, make_store
+from tests.conftest import PG_URL, REDIS_URL, SECRET, free_port, need
+from tests.rtc.clients import wait_for
+from tests.support.live import Sock
+from tests.support.nodes import Browser
+from tests.support.pg import pg_admin, scratch_name, url_of
+
+EXE = Path(sys.executable).parent / "consilium"
+
+
+# -- without a server ---------------------------------------------------------------------
+
+
+def test_workers_count_and_udp_slices() -> None:
+    assert workers.parse_workers("3") == 3
+    assert workers.parse_workers("auto") == workers.cpu_count() >= 1
+    with pytest.raises(workers.ClusterError):
+        workers.parse_workers("zero")
+    with pytest.raises(workers.ClusterError):
+        workers.parse_workers("0")
+    slices = [workers.udp_slice((40000, 40009), 3, i) for i in (1, 2, 3)]
+    assert slices == ["40000-40002", "40003-40005", "40006-40009"]
+    assert workers.udp_slice(None, 3, 1) == ""
+
+
+def _serve(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(EXE), "serve", *args], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_several_workers_without_redis_or_postgresql_say_what_to_set(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "CONSILIUM_DEV": "1",
+        "CONSILIUM_SECRET_KEY": SECRET,
+        "CONSILIUM_DATA_DIR": str(tmp_path),
+        "CONSILIUM_PORT": str(free_port()),
+    }
+    env.pop("CONSILIUM_REDIS_URL", None)
+    env.pop("CONSILIUM_DATABASE_URL", None)
+    done = _serve(env, "--workers", "2")
+    assert done.returncode == 2, done
+    assert "--workers 2 needs CONSILIUM_REDIS_URL" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    done = _serve({**env, "CONSILIUM_REDIS_URL": "redis://127.0.0.1:1/0"}, "--workers", "2")
+    assert done.returncode == 2 and "needs PostgreSQL" in done.stderr, done.stderr
+    done = _serve(env, "--workers", "lots")
+    assert done.returncode == 2 and "expected a number or 'auto'" in done.stderr, done.stderr
+
+
+def test_one_worker_settings_are_untouched() -> None:
+    settings = load_settings(dev=True, secret_key=SECRET)
+    assert (settings.worker_index, settings.worker_count, settings.udp_ports) == (0, 1, None)
+    workers.check(settings, 1)  # SQLite, no Redis: fine for one process
+
+
+# -- real workers -------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    proc: asyncio.subprocess.Process
+    url: str
+    log: Path
+    prefix: str
+    redis: Any
+    users: dict[str, Any]
+    sessions: Sessions
+    http: aiohttp.ClientSession
+    socks: list[Sock] = field(default_factory=list)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def worker_pids(self) -> dict[int, int]:
+        """Worker number → pid, from the parent's direct children and their environment."""
+        found: dict[int, int] = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+                if int(stat.rsplit(")", 1)[1].split()[1]) != self.proc.pid:
+                    continue
+                env = (entry / "environ").read_bytes().split(b"\0")
+            except (OSError, ValueError):
+                continue
+            for item in env:
+                if item.startswith(b"CONSILIUM_WORKER_INDEX="):
+                    found[int(item.split(b"=", 1)[1])] = int(entry.name)
+        return found
+
+    async def health(self) -> dict[str, Any] | None:
+        """/healthz over a new connection (the kernel picks the worker); None if refused."""
+        try:
+            async with (
+                aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http,
+                http.get(self.url + "/healthz") as r,
+            ):
+                return await r.json() if r.status == 200 else None
+        except aiohttp.ClientError:
+            return None
+
+    async def nodes_answering(self, want: set[str], timeout: float = 120) -> None:
+        """Wait until every node of ``want`` answered /healthz on the shared port."""
+        seen: set[str] = set()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            assert self.proc.returncode is None, self.output()[-3000:]
+            body = await self.health()
+            if body is not None:
+                seen.add(body["node"])
+                if want <= seen:
+                    return
+            else:
+                await asyncio.sleep(0.1)
+        raise AssertionError(f"only {seen} answered; log:\n{self.output()[-3000:]}")
+
+    async def browser(self, who: str) -> Browser:
+        token, s = await self.sessions.create(
+            kind="user", subject_id=self.users[who].id, stage="full"
+        )
+        return Browser(self.http, token, s.csrf_token)
+
+    async def node_of(self, sock: Sock) -> str:
+        """The node (worker) holding this Socket.IO connection, from its presence entry."""
+        sid = sock.sio.get_sid()
+        for _ in range(100):
+            for node in ("w1", "w2"):
+                key = f"{self.prefix}live:online:127.0.0.1:{self.url.rsplit(':', 1)[1]}-{node}"
+                entries = await self.redis.hkeys(key)
+                if any(e.decode().endswith(f"|{sid}") for e in entries):
+                    return node
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"socket {sid} is on no worker")
+
+    async def socket_on(self, who: Browser, node: str) -> Sock:
+        """A WebSocket connection of ``who`` that the kernel handed to worker ``node``."""
+        for _ in range(60):
+            sock = await Sock(self.url, who.cookie).connect()
+            self.socks.append(sock)
+            if await self.node_of(sock) == node:
+                return sock
+            await sock.close()
+        raise AssertionError(f"no connection reached {node}")
+
+
+@asynccontextmanager
+async def workers_server(tmp_path: Path, count: int = 2) -> AsyncIterator[Server]:
+    need("database", PG_URL)
+    need("redis", REDIS_URL)
+    import redis.asyncio as aioredis
+
+    name = scratch_name("workers")
+    db_url = url_of(name)
+    await pg_admin(f'CREATE DATABASE "{name}"')
+    prefix = f"consilium-workers-{uuid.uuid4().hex[:8]}:"
+    redis = aioredis.from_url(REDIS_URL)
+    http = aiohttp.ClientSession()
+    port = free_port()
+    log = tmp_path / "serve.log"
+    env = {
+        **os.environ,
+        "CONSILIUM_DEV": "1",
+        "CONSILIUM_HOST": "127.0.0.1",
+        "CONSILIUM_PORT": str(port),
+        "CONSILIUM_DATABASE_URL": db_url,
+        "CONSILIUM_REDIS_URL": REDIS_URL,
+        "CONSILIUM_REDIS_PREFIX": prefix,
+        "CONSILIUM_SECRET_KEY": SECRET,
+        "CONSILIUM_DATA_DIR": str(tmp_path / "data"),
+        "CONSILIUM_LOG_LEVEL": "INFO",
+        "CONSILIUM_ROOM_GRACE_SECONDS": "2",
+    }
+    # The parent migrates (--migrate), once, before starting the workers.
+    proc = await asyncio.create_subprocess_exec(
+        str(EXE), "serve", "--workers", str(count), "--migrate",
+        env=env, stdout=log.open("wb"), stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    db: Database | None = None
+    srv: Server | None = None
+    try:
+        srv = Server(proc, f"http://127.0.0.1:{port}", log, prefix, redis, {}, None, http)  # type: ignore[arg-type]
+        await srv.nodes_answering({f"127.0.0.1:{port}-w{i}" for i in range(1, count + 1)})
+        db = Database(db_url, EventBus())
+        srv.users = await seed_accounts(db)
+        srv.sessions = Sessions(
+            make_store(db, redis, prefix), idle=timedelta(minutes=30), absolute=timedelta(hours=1)
+        )
+        yield srv
+    finally:
+        if srv is not None:
+            for s in srv.socks:
+                await s.close()
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), 60)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        await http.close()
+        if db is not None:
+            await db.close()
+        keys = [k async for k in redis.scan_iter(match=prefix + "*")]
+        if keys:
+            await redis.delete(*keys)
+        await redis.aclose()
+        await pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+@pytest.mark.slow
+async def test_two_workers_share_the_port_chat_across_them_restart_and_drain(tmp_path):
+    async with workers_server(tmp_path) as srv:
+        pids = srv.worker_pids()
+        assert sorted(pids) == [1, 2], srv.output()[-2000:]
+        out = srv.output()
+        assert "[w1] " in out and "[w2] " in out  # every line says which worker wrote it
+        lines = out.splitlines()
+        # Migrations ran once, in the parent (unprefixed), never in a worker.
+        assert not any(line.startswith("[w") and "Running upgrade" in line for line in lines)
+
+        # Long-polling is refused by whichever worker takes it, with a code a client can read.
+        for _ in range(6):
+            async with (
+                aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http,
+                http.get(srv.url + "/socket.io/?EIO=4&transport=polling") as r,
+            ):
+                assert r.status == 400
+                body = await r.json(content_type=None)
+                assert body["code"] == "websocket_required", body
+
+        # Two people on two workers: one room, chat crosses.
+        host, expert = await srv.browser("requester"), await srv.browser("expert")
+        status, room = await host.call(
+            "POST", srv.url + "/api/v1/rooms", json={"kind": "estaff", "title": "RCP"}
+        )
+        assert status == 201, room
+        rid = room["id"]
+        status, _ = await host.call(
+            "POST",
+            srv.url + f"/api/v1/rooms/{rid}/members",
+            json={"user_id": str(srv.users["expert"].id), "role": "participant"},
+        )
+        assert status == 201
+        h = await srv.socket_on(host, "w1")
+        e = await srv.socket_on(expert, "w2")
+        await h.ok("room:join", {"room_id": rid})
+        await e.ok("room:join", {"room_id": rid})
+        mid = str(uuid.uuid4())
+        await e.ok("chat:send", {"id": mid, "text": "Bonjour depuis le worker 2"})
+        assert (await h.wait_for("chat:message", timeout=30))["id"] == mid
+        mid2 = str(uuid.uuid4())
+        await h.ok("chat:send", {"id": mid2, "text": "Reçu sur le worker 1"})
+        assert await e.wait_for("chat:message", lambda m: m["id"] == mid2, timeout=30)
+
+        # kill -9 of worker 2: the parent starts it again; its client reconnects to a worker.
+        os.kill(pids[2], signal.SIGKILL)
+        await asyncio.wait_for(e.disconnected.wait(), 30)
+        await wait_for(lambda: srv.worker_pids().get(2) not in (None, pids[2]), 120)
+        assert "worker 2 crashed" in srv.output()
+        await srv.nodes_answering({f"127.0.0.1:{srv.url.rsplit(':', 1)[1]}-w2"})
+        e2 = await srv.socket_on(expert, "w2")
+        await e2.ok("room:join", {"room_id": rid})
+        mid3 = str(uuid.uuid4())
+        await e2.ok("chat:send", {"id": mid3, "text": "De retour"})
+        await h.wait_for("chat:message", lambda m: m["id"] == mid3, timeout=30)
+        assert srv.worker_pids()[1] == pids[1]  # the other worker was left alone
+
+        # SIGTERM on the parent: every worker drains (clients told to reconnect) and exits.
+        workers_now = set(srv.worker_pids().values())
+        srv.proc.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(srv.proc.wait(), 60)
+        assert code == 0, srv.output()[-3000:]
+        await h.wait_for("server:draining", timeout=5)
+        await e2.wait_for("server:draining", timeout=5)
+        for pid in workers_now:
+            assert not Path(f"/proc/{pid}").exists() or "zombie" in _state(pid)
+        assert "all workers stopped (exit 0)" in srv.output()
+
+
+def _state(pid: int) -> str:
+    try:
+        return (Path(f"/proc/{pid}") / "status").read_text().split("State:")[1].split("\n")[0]
+    except (OSError, IndexError):
+        return "zombie"
