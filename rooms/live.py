@@ -646,6 +646,7 @@ def setup(app: web.Application) -> Live:
     app[LIVE] = live
 
     async def lifespan(app: web.Application) -> Any:
+        await live.watch.forget_previous_life()  # before the port opens: no connection yet
         live.spawn(live.watch_sessions())
         live.spawn(live.watch.run())
         if live.bus is not None:

@@ -102,6 +102,10 @@ class Server:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def worker_env(self, pid: int) -> dict[str, str]:
+        raw = (Path(f"/proc/{pid}") / "environ").read_bytes().split(b"\0")
+        return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+
     def worker_pids(self) -> dict[int, int]:
         """Worker number → pid, from the parent's direct children and their environment."""
         found: dict[int, int] = {}
@@ -202,6 +206,7 @@ async def workers_server(tmp_path: Path, count: int = 2) -> AsyncIterator[Server
         "CONSILIUM_DATA_DIR": str(tmp_path / "data"),
         "CONSILIUM_LOG_LEVEL": "INFO",
         "CONSILIUM_ROOM_GRACE_SECONDS": "2",
+        "CONSILIUM_RTC_UDP_PORTS": "41000-41999",
     }
     # The parent migrates (--migrate), once, before starting the workers.
     proc = await asyncio.create_subprocess_exec(
@@ -247,6 +252,11 @@ async def test_two_workers_share_the_port_chat_across_them_restart_and_drain(tmp
     async with workers_server(tmp_path) as srv:
         pids = srv.worker_pids()
         assert sorted(pids) == [1, 2], srv.output()[-2000:]
+        # Each worker is its own node, with its own half of the SFU's UDP range.
+        envs = {i: srv.worker_env(pid) for i, pid in pids.items()}
+        assert envs[1]["CONSILIUM_RTC_UDP_PORTS"] == "41000-41499"
+        assert envs[2]["CONSILIUM_RTC_UDP_PORTS"] == "41500-41999"
+        assert envs[1]["CONSILIUM_NODE_ID"] != envs[2]["CONSILIUM_NODE_ID"]
         out = srv.output()
         assert "[w1] " in out and "[w2] " in out  # every line says which worker wrote it
         lines = out.splitlines()
@@ -279,7 +289,7 @@ async def test_two_workers_share_the_port_chat_across_them_restart_and_drain(tmp
         h = await srv.socket_on(host, "w1")
         e = await srv.socket_on(expert, "w2")
         await h.ok("room:join", {"room_id": rid})
-        await e.ok("room:join", {"room_id": rid})
+        ghost = (await e.ok("room:join", {"room_id": rid}))["participant_id"]
         mid = str(uuid.uuid4())
         await e.ok("chat:send", {"id": mid, "text": "Bonjour depuis le worker 2"})
         assert (await h.wait_for("chat:message", timeout=30))["id"] == mid
@@ -292,6 +302,10 @@ async def test_two_workers_share_the_port_chat_across_them_restart_and_drain(tmp
         await asyncio.wait_for(e.disconnected.wait(), 30)
         await wait_for(lambda: srv.worker_pids().get(2) not in (None, pids[2]), 120)
         assert "worker 2 crashed" in srv.output()
+        # Its participant is not left behind as a ghost, even if worker 2 came back (same
+        # node id) before its heartbeat lapsed.
+        left = await h.wait_for("participant:left", lambda d: d["participant_id"] == ghost, 60)
+        assert left["reason"] == "timeout"
         await srv.nodes_answering({f"127.0.0.1:{srv.url.rsplit(':', 1)[1]}-w2"})
         e2 = await srv.socket_on(expert, "w2")
         await e2.ok("room:join", {"room_id": rid})
