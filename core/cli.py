@@ -62,6 +62,9 @@ def _serve(args: argparse.Namespace) -> int:
             settings.port,
             ssl_context=ssl_context,
             reuse_port=settings.worker_index > 0,  # one of several workers on this port
+            own_port=settings.worker_port_base + settings.worker_index
+            if settings.worker_index and settings.worker_port_base
+            else 0,
         )
     )
     return 0

@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     # by hand: this process's number (1..N; 0 = a server of its own) and how many share the port.
     worker_index: int = Field(0, ge=0, le=1024)
     worker_count: int = Field(1, ge=1, le=1024)
+    # With serve --workers N: worker i also listens on host:(worker_port_base + i), its own
+    # port for a Prometheus scrape or a health check of each worker (0: no such port).
+    worker_port_base: int = Field(0, ge=0, le=65535 - 1024)
 
     # Storage
     data_dir: Path = Path("var")

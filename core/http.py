@@ -223,10 +223,12 @@ async def serve_app(
     ssl_context: ssl.SSLContext | None = None,
     shutdown_timeout: float = 5,
     reuse_port: bool = False,
+    own_port: int = 0,
 ) -> None:
     """Serve until SIGINT or SIGTERM, then shut down gracefully (as ``web.run_app``).
     ``reuse_port``: share the port with the other workers of ``consilium serve --workers``
-    (SO_REUSEPORT: the kernel spreads new connections over them, core/workers.py)."""
+    (SO_REUSEPORT: the kernel spreads new connections over them, core/workers.py);
+    ``own_port``: a second port of this process alone (a worker's, for scrapes and checks)."""
     runner = ProblemAppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout)
     await runner.setup()
     stop = asyncio.Event()
@@ -238,6 +240,8 @@ async def serve_app(
             runner, host, port, ssl_context=ssl_context, reuse_port=reuse_port or None
         )
         await site.start()
+        if own_port:
+            await web.TCPSite(runner, host, own_port, ssl_context=ssl_context).start()
         await stop.wait()
     finally:
         await runner.cleanup()

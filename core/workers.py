@@ -81,6 +81,8 @@ def check(settings: Settings, count: int) -> None:
             f"--workers {count} needs PostgreSQL (CONSILIUM_DATABASE_URL=postgresql+asyncpg://…): "
             "work done once per cluster (retention, reminders) is locked in PostgreSQL"
         )
+    if settings.worker_port_base and settings.worker_port_base + count > 65535:
+        raise ClusterError(f"CONSILIUM_WORKER_PORT_BASE + {count} is above 65535")
     ports = settings.udp_ports
     if ports is not None and ports[1] - ports[0] + 1 < count:
         raise ClusterError(
@@ -251,4 +253,7 @@ def serve_workers(settings: Settings, count: int) -> int:
     """Check, then supervise ``count`` workers until they all exit; the exit code."""
     check(settings, count)
     check_port(settings.host, settings.port)
+    if settings.worker_port_base:
+        for i in range(1, count + 1):
+            check_port(settings.host, settings.worker_port_base + i)
     return asyncio.run(Supervisor(settings, count).run())

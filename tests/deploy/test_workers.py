@@ -7,6 +7,7 @@ parent drains every worker and the parent exits; without Redis the command says 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -28,8 +29,10 @@ from core.db import Database
 from core.events import EventBus
 from core.seed import seed_accounts
 from core.sessions import Sessions, make_store
+from rtc import aiortc_internals
 from tests.conftest import PG_URL, REDIS_URL, SECRET, free_port, need
-from tests.rtc.clients import wait_for
+from tests.rtc.clients import wait_decoded, wait_for
+from tests.rtc.test_signalling import SockClient
 from tests.support.live import Sock
 from tests.support.nodes import Browser
 from tests.support.pg import pg_admin, scratch_name, url_of
@@ -101,6 +104,12 @@ class Server:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+    async def own(self, index: int, path: str) -> tuple[int, str]:
+        """GET ``path`` on worker ``index``'s own port (CONSILIUM_WORKER_PORT_BASE + index)."""
+        base = int(self.worker_env(self.worker_pids()[index])["CONSILIUM_WORKER_PORT_BASE"])
+        async with self.http.get(f"http://127.0.0.1:{base + index}{path}") as r:
+            return r.status, await r.text()
 
     def worker_env(self, pid: int) -> dict[str, str]:
         raw = (Path(f"/proc/{pid}") / "environ").read_bytes().split(b"\0")
@@ -180,6 +189,29 @@ class Server:
         raise AssertionError(f"no connection reached {node}")
 
 
+def own_port_base(count: int) -> int:
+    """A base whose next ``count`` TCP ports are free on 127.0.0.1 right now."""
+    import socket
+
+    for _ in range(100):
+        base = free_port()
+        if base + count > 65535:
+            continue
+        socks = []
+        try:
+            for port in range(base + 1, base + count + 1):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise AssertionError("no free ports")
+
+
 @asynccontextmanager
 async def workers_server(tmp_path: Path, count: int = 2) -> AsyncIterator[Server]:
     need("database", PG_URL)
@@ -207,6 +239,8 @@ async def workers_server(tmp_path: Path, count: int = 2) -> AsyncIterator[Server
         "CONSILIUM_LOG_LEVEL": "INFO",
         "CONSILIUM_ROOM_GRACE_SECONDS": "2",
         "CONSILIUM_RTC_UDP_PORTS": "41000-41999",
+        "CONSILIUM_RTC_ALLOWED_ADDRESSES": '["127.0.0.1"]',
+        "CONSILIUM_WORKER_PORT_BASE": str(own_port_base(count)),
     }
     # The parent migrates (--migrate), once, before starting the workers.
     proc = await asyncio.create_subprocess_exec(
@@ -247,6 +281,7 @@ async def workers_server(tmp_path: Path, count: int = 2) -> AsyncIterator[Server
 
 @pytest.mark.redis
 @pytest.mark.postgres
+@pytest.mark.media
 @pytest.mark.slow
 async def test_two_workers_share_the_port_chat_across_them_restart_and_drain(tmp_path):
     async with workers_server(tmp_path) as srv:
@@ -257,6 +292,12 @@ async def test_two_workers_share_the_port_chat_across_them_restart_and_drain(tmp
         assert envs[1]["CONSILIUM_RTC_UDP_PORTS"] == "41000-41499"
         assert envs[2]["CONSILIUM_RTC_UDP_PORTS"] == "41500-41999"
         assert envs[1]["CONSILIUM_NODE_ID"] != envs[2]["CONSILIUM_NODE_ID"]
+        # Each worker also answers on its own port: health checks and scrapes of one worker.
+        for i in (1, 2):
+            status, text = await srv.own(i, "/healthz")
+            assert status == 200 and json.loads(text)["worker"] == i, text
+            status, text = await srv.own(i, "/metrics")
+            assert status == 200 and "consilium_live_connections" in text, text[:500]
         out = srv.output()
         assert "[w1] " in out and "[w2] " in out  # every line says which worker wrote it
         lines = out.splitlines()
@@ -288,8 +329,9 @@ async def test_two_workers_share_the_port_chat_across_them_restart_and_drain(tmp
         assert status == 201
         h = await srv.socket_on(host, "w1")
         e = await srv.socket_on(expert, "w2")
-        await h.ok("room:join", {"room_id": rid})
+        host_joined = await h.ok("room:join", {"room_id": rid})
         ghost = (await e.ok("room:join", {"room_id": rid}))["participant_id"]
+        await media_on_one_worker(srv, host, h, host_joined, rid)
         mid = str(uuid.uuid4())
         await e.ok("chat:send", {"id": mid, "text": "Bonjour depuis le worker 2"})
         assert (await h.wait_for("chat:message", timeout=30))["id"] == mid
@@ -324,6 +366,47 @@ async def test_two_workers_share_the_port_chat_across_them_restart_and_drain(tmp
         for pid in workers_now:
             assert not Path(f"/proc/{pid}").exists() or "zombie" in _state(pid)
         assert "all workers stopped (exit 0)" in srv.output()
+
+
+async def media_on_one_worker(
+    srv: Server, host: Browser, h: Sock, joined: dict[str, Any], rid: str
+) -> None:
+    """Two aiortc participants on worker 1 (the media of a room stays on one node until
+    rooms are placed on media nodes, docs/deployment.md) publish and decode each other's video; the
+    server's ICE candidates use worker 1's half of CONSILIUM_RTC_UDP_PORTS."""
+    status, _ = await host.call(
+        "POST",
+        srv.url + f"/api/v1/rooms/{rid}/members",
+        json={"user_id": str(srv.users["secretary"].id), "role": "participant"},
+    )
+    assert status == 201
+    other = await srv.socket_on(await srv.browser("secretary"), "w1")
+    second = await other.ok("room:join", {"room_id": rid})
+    aiortc_internals.restrict_host_addresses(["127.0.0.1"])
+    clients = [SockClient(h, joined["participant_id"]), SockClient(other, second["participant_id"])]
+    try:
+        for client in clients:
+            await client.join()
+        first, last = clients
+        await first.publish()
+        await wait_for(lambda: last.mids_for(first.id, "camera") and not last.lock.locked(), 60)
+        await last.publish()
+        await wait_for(lambda: first.mids_for(last.id, "camera") and not first.lock.locked(), 60)
+        await wait_decoded([(first, last.id), (last, first.id)], 10, timeout=90)
+        for client in clients:
+            remote = client.pc.remoteDescription
+            assert remote is not None
+            ports = [
+                int(line.split()[5])
+                for line in remote.sdp.splitlines()
+                if line.startswith("a=candidate:")
+            ]
+            assert ports and all(41000 <= p <= 41499 for p in ports), ports
+    finally:
+        for client in clients:
+            await client.close()
+        aiortc_internals.restrict_host_addresses(None)
+        await other.close()
 
 
 def _state(pid: int) -> str:
