@@ -36,6 +36,7 @@ from tests.rtc.test_signalling import SockClient
 from tests.support.live import Sock
 from tests.support.nodes import Browser
 from tests.support.pg import pg_admin, scratch_name, url_of
+from tests.ui.conftest import Pages
 
 EXE = Path(sys.executable).parent / "consilium"
 
@@ -414,3 +415,76 @@ def _state(pid: int) -> str:
         return (Path(f"/proc/{pid}") / "status").read_text().split("State:")[1].split("\n")[0]
     except (OSError, IndexError):
         return "zombie"
+
+
+async def _node_of_user(srv: Server, user_id: str) -> set[str]:
+    """The workers holding a live connection of this user (presence entries in Redis)."""
+    port = srv.url.rsplit(":", 1)[1]
+    found = set()
+    for node in ("w1", "w2"):
+        entries = await srv.redis.hkeys(f"{srv.prefix}live:online:127.0.0.1:{port}-{node}")
+        if any(e.decode().startswith(f"{user_id}|") for e in entries):
+            found.add(node)
+    return found
+
+
+async def _page_on(srv: Server, page: Any, user_id: str, path: str, node: str) -> None:
+    """Open ``path`` until the page's live connection is held by worker ``node``."""
+    for _ in range(30):
+        await page.goto(path)
+        await wait_for(lambda: _node_of_user(srv, user_id), 60)
+
+        async def one_connection() -> bool:  # the previous page's connection has left
+            return len(await _node_of_user(srv, user_id)) == 1
+
+        await wait_for(one_connection, 60)
+        if await _node_of_user(srv, user_id) == {node}:
+            return
+    raise AssertionError(f"the page's live connection never reached {node}")
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+@pytest.mark.browser
+@pytest.mark.slow
+async def test_the_web_client_chats_across_two_workers_over_websocket(tmp_path, browser):
+    """The real page: two practitioners whose pages' live connections the kernel handed to
+    different workers write to each other live; no page ever tries long-polling."""
+    async with workers_server(tmp_path) as srv:
+        pages = Pages(browser, srv.url)
+        polling: list[str] = []
+        try:
+            claire, karim = srv.users["requester"], srv.users["expert"]
+            a, b = await pages.new(), await pages.new()
+            for page, who in ((a, "requester"), (b, "expert")):
+                page.on("request", lambda r: "transport=polling" in r.url and polling.append(r.url))
+                token, s = await srv.sessions.create(
+                    kind="user", subject_id=srv.users[who].id, stage="full"
+                )
+                await page.context.add_cookies(
+                    [
+                        {"name": "consilium_session", "value": token, "url": srv.url},
+                        {"name": "consilium_csrf", "value": s.csrf_token, "url": srv.url},
+                    ]
+                )
+            await _page_on(srv, a, str(claire.id), f"/app/messages/{karim.id}", "w1")
+            await _page_on(srv, b, str(karim.id), f"/app/messages/{claire.id}", "w2")
+            await a.get_by_role("heading", name="Dr Karim Benali").wait_for()
+            await b.get_by_role("heading", name="Dr Claire Martin").wait_for()
+
+            first = "Bonjour Karim, message écrit sur le worker 1."
+            box = a.get_by_label("Votre message")
+            await box.fill(first)
+            await box.press("Enter")
+            await a.locator(".msg-item.mine .msg-state", has_text="Envoyé").wait_for()
+            await b.locator(".msg-item.theirs .msg-text", has_text=first).wait_for()
+            reply = "Bien reçu sur le worker 2."
+            box_b = b.get_by_label("Votre message")
+            await box_b.fill(reply)
+            await box_b.press("Enter")
+            await a.locator(".msg-item.theirs .msg-text", has_text=reply).wait_for()
+            await a.locator(".msg-item.mine .msg-state.read", has_text="Lu").wait_for()
+            assert polling == []
+            assert pages.errors == []
+        finally:
+            await pages.close()
