@@ -27,14 +27,26 @@ def _serve(args: argparse.Namespace) -> int:
     if args.port:
         overrides["port"] = args.port
     settings = load_settings(**overrides)
-    configure_logging(settings.log_level, settings.log_format)
-    from core import audit
+    configure_logging(settings.log_level, settings.log_format, worker=settings.worker_index)
+    from core import audit, workers
 
+    try:
+        count = workers.parse_workers(args.workers)
+        workers.check(settings, count)
+    except workers.ClusterError as e:
+        print(f"consilium: {e}", file=sys.stderr)
+        return 2
     audit.configure_chain(settings.secret_key)
-    if args.migrate:
+    if args.migrate:  # once, in the parent of several workers: they never migrate
         from core.migrate import upgrade
 
         upgrade(settings.database_url)
+    if count > 1:
+        try:
+            return workers.serve_workers(settings, count)
+        except workers.ClusterError as e:
+            print(f"consilium: {e}", file=sys.stderr)
+            return 1
     ssl_context = None
     if settings.tls_cert and settings.tls_key:
         import ssl
@@ -43,7 +55,18 @@ def _serve(args: argparse.Namespace) -> int:
         ssl_context.load_cert_chain(settings.tls_cert, settings.tls_key)
     app = create_app(settings)
     print(f"Consilium listening on {settings.public_url}", flush=True)
-    asyncio.run(serve_app(app, settings.host, settings.port, ssl_context=ssl_context))
+    asyncio.run(
+        serve_app(
+            app,
+            settings.host,
+            settings.port,
+            ssl_context=ssl_context,
+            reuse_port=settings.worker_index > 0,  # one of several workers on this port
+            own_port=settings.worker_port_base + settings.worker_index
+            if settings.worker_index and settings.worker_port_base
+            else 0,
+        )
+    )
     return 0
 
 
@@ -244,6 +267,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host")
     p.add_argument("--port", type=int)
     p.add_argument("--migrate", action="store_true", help="migrate the database first")
+    p.add_argument(
+        "--workers",
+        default="1",
+        metavar="N",
+        help="run N node processes sharing the port (SO_REUSEPORT; 'auto': one per core); "
+        "more than 1 needs Redis and PostgreSQL (docs/deployment.md)",
+    )
     p.set_defaults(fn=_serve)
 
     p = sub.add_parser("migrate", help="bring the database schema up to date")

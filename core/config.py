@@ -30,6 +30,13 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["console", "json"] = "console"
     node_id: str = ""  # defaults to hostname:port
+    # Set by ``consilium serve --workers N`` for each worker it starts (core/workers.py), not
+    # by hand: this process's number (1..N; 0 = a server of its own) and how many share the port.
+    worker_index: int = Field(0, ge=0, le=1024)
+    worker_count: int = Field(1, ge=1, le=1024)
+    # With serve --workers N: worker i also listens on host:(worker_port_base + i), its own
+    # port for a Prometheus scrape or a health check of each worker (0: no such port).
+    worker_port_base: int = Field(0, ge=0, le=65535 - 1024)
 
     # Storage
     data_dir: Path = Path("var")
@@ -100,6 +107,9 @@ class Settings(BaseSettings):
     rtc_allowed_addresses: list[str] = Field(default_factory=list)
     # CIDRs the SFU may send to besides public addresses (a hospital's network, loopback tests)
     rtc_allowed_networks: list[str] = Field(default_factory=list)
+    # UDP ports of the SFU's sockets ("40000-49999", for the firewall); empty: any free port.
+    # With --workers N each worker gets its own slice of the range (core/workers.py).
+    rtc_udp_ports: str = ""
 
     # Dossier
     retention_days: int = Field(3650, ge=1)
@@ -177,6 +187,13 @@ class Settings(BaseSettings):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return v
 
+    @field_validator("rtc_udp_ports")
+    @classmethod
+    def _port_range(cls, v: str) -> str:
+        if v and parse_port_range(v) is None:
+            raise ValueError("expected LOW-HIGH with 1024 <= LOW <= HIGH <= 65535 (40000-49999)")
+        return v
+
     @field_validator("webhook_urls")
     @classmethod
     def _http_urls(cls, v: list[str]) -> list[str]:
@@ -218,12 +235,28 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def udp_ports(self) -> tuple[int, int] | None:
+        """The SFU's UDP port range (inclusive), or None for any free port."""
+        return parse_port_range(self.rtc_udp_ports) if self.rtc_udp_ports else None
+
+    @property
     def https(self) -> bool:
         return self.public_url.startswith("https://")
 
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+
+def parse_port_range(text: str) -> tuple[int, int] | None:
+    """``"40000-49999"`` → ``(40000, 49999)``; None when malformed or out of 1024..65535."""
+    m = re.fullmatch(r"\s*(\d{1,5})\s*-\s*(\d{1,5})\s*", text)
+    if m is None:
+        return None
+    low, high = int(m.group(1)), int(m.group(2))
+    if not 1024 <= low <= high <= 65535:
+        return None
+    return low, high
 
 
 class SettingsError(SystemExit):

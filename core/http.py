@@ -222,8 +222,13 @@ async def serve_app(
     *,
     ssl_context: ssl.SSLContext | None = None,
     shutdown_timeout: float = 5,
+    reuse_port: bool = False,
+    own_port: int = 0,
 ) -> None:
-    """Serve until SIGINT or SIGTERM, then shut down gracefully (as ``web.run_app``)."""
+    """Serve until SIGINT or SIGTERM, then shut down gracefully (as ``web.run_app``).
+    ``reuse_port``: share the port with the other workers of ``consilium serve --workers``
+    (SO_REUSEPORT: the kernel spreads new connections over them, core/workers.py);
+    ``own_port``: a second port of this process alone (a worker's, for scrapes and checks)."""
     runner = ProblemAppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout)
     await runner.setup()
     stop = asyncio.Event()
@@ -231,14 +236,23 @@ async def serve_app(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
+        site = web.TCPSite(
+            runner, host, port, ssl_context=ssl_context, reuse_port=reuse_port or None
+        )
+        await site.start()
+        if own_port:
+            await web.TCPSite(runner, host, own_port, ssl_context=ssl_context).start()
         await stop.wait()
     finally:
         await runner.cleanup()
 
 
-def configure_logging(level: str, fmt: str) -> None:
+def configure_logging(level: str, fmt: str, *, worker: int = 0) -> None:
+    """``worker``: the number of this process under ``consilium serve --workers`` (its parent
+    prefixes console lines with it; JSON lines carry it as a field instead)."""
     logging.basicConfig(level=level, format="%(message)s")
+    if worker and fmt == "json":
+        structlog.contextvars.bind_contextvars(worker=worker)
     renderer: structlog.types.Processor = (
         structlog.processors.JSONRenderer()
         if fmt == "json"

@@ -50,7 +50,11 @@ def setup(app: web.Application) -> None:
     api = Api.of(app)
 
     async def healthz(request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok"})
+        # Which node answered: with ``serve --workers N`` any worker may take a connection.
+        settings = request.app[SETTINGS]
+        return web.json_response(
+            {"status": "ok", "node": settings.node_id, "worker": settings.worker_index}
+        )
 
     async def readyz(request: web.Request) -> web.Response:
         checks: dict[str, str] = {}

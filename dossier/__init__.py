@@ -56,7 +56,8 @@ def setup(app: web.Application) -> None:
     teleconsult_actions.start_reminders(app)
     settings = app[SETTINGS]
     # The DICOM node starts when the deployment gives it a port (seed 003's gateway).
-    if settings.dicom_port:
+    # One C-STORE listener per machine: with serve --workers N, worker 1 holds the port.
+    if settings.dicom_port and settings.worker_index <= 1:
         dicom_node.start(app, settings.host, settings.dicom_port)
     rooms_link.setup(app)
     rcp_live.setup(app)

@@ -236,6 +236,8 @@ class Live:
         self.grace = self.config.grace_seconds
         self.session_check = self.config.session_check_seconds
         self.node = settings.node_id
+        #: several workers share the HTTP port (docs/deployment.md): no long-polling
+        self.websocket_only = settings.worker_count > 1
         manager = (
             ResilientRedisManager(
                 settings.redis_url,
@@ -251,6 +253,9 @@ class Live:
             # Above our own per-event limit, so an oversized event gets an error ack
             # instead of a closed connection.
             max_http_buffer_size=max(1_000_000, self.config.max_event_bytes * 4),
+            # Several workers share the port (serve --workers): the long-polling requests of
+            # one session could reach different workers, so only WebSocket is served.
+            transports=["websocket"] if settings.worker_count > 1 else ["polling", "websocket"],
             logger=False,
             engineio_logger=False,
         )
@@ -283,6 +288,15 @@ class Live:
     async def _handle_request(self, request: web.Request) -> web.StreamResponse:
         """The live connection's HTTP requests: 503 while this node cannot serve it (Redis
         unreachable, or stopping) rather than a connection that would fail halfway."""
+        if self.websocket_only and request.query.get("transport") != "websocket":
+            raise Problem(
+                "This server runs several worker processes: the live connection must use "
+                "the WebSocket transport (the requests of a long-polling session could reach "
+                "different workers)",
+                status=400,
+                code="websocket_required",
+                title="WebSocket required",
+            )
         if self.watch.draining or not self.watch.redis_ok:
             raise Unavailable(
                 "The live connection is unavailable for a moment",
@@ -632,6 +646,7 @@ def setup(app: web.Application) -> Live:
     app[LIVE] = live
 
     async def lifespan(app: web.Application) -> Any:
+        await live.watch.forget_previous_life()  # before the port opens: no connection yet
         live.spawn(live.watch_sessions())
         live.spawn(live.watch.run())
         if live.bus is not None:

@@ -13,6 +13,9 @@ when Redis comes back, and its draining on a graceful stop. See docs/reliability
   the Messages page reloads from the stored history). A node that dropped publications
   meanwhile tells every client of every node ``live:resync`` once its heartbeat finds Redis
   back, since the receivers may have resynced before its last message was dropped.
+- Restarted with the same node id (``serve --workers`` starts a crashed worker again at
+  once; systemd restarts a unit): before its first heartbeat the node removes what its
+  previous process left under that id (connected participants are ghosts).
 - Draining (SIGTERM): each client gets ``server:draining`` and is disconnected at once; its
   participant stays listed as ``moving`` for the grace period, so reconnecting to any node
   keeps its participant id.
@@ -150,6 +153,18 @@ class NodeWatch:
                     log.warning("node heartbeat failed: %s", e)
                 self.redis_ok = False
             await asyncio.sleep(self.settings.heartbeat_seconds)
+
+    async def forget_previous_life(self) -> None:
+        """At start-up, before this node accepts connections: remove what a previous
+        process left under this node id (:meth:`RedisLiveState.forget_previous_life`)."""
+        if self.state is None:
+            return
+        try:
+            for p in await self.state.forget_previous_life(self.live.grace):
+                log.info("participant %s of this node's previous process removed", p.id)
+                await self.live.participant_left(p, "timeout")
+        except Exception:
+            log.warning("could not clear this node's previous process", exc_info=True)
 
     async def sweep(self) -> None:
         assert self.state is not None

@@ -339,6 +339,22 @@ class RedisLiveState:
                 await self.redis.delete(f"{self.prefix}online:{node}")
         return removed
 
+    async def forget_previous_life(self, grace: float) -> list[Participant]:
+        """At start, before the first heartbeat: entries under this node's id are a previous
+        process's (a worker or unit restarted with the same node id, maybe before its
+        heartbeat lapsed, so no other node took it for dead). Its connected participants are
+        ghosts, removed now (and returned, to tell their rooms); its signed-in connections
+        are gone."""
+        removed: list[Participant] = []
+        rooms = {_text(r) for r in await self.redis.smembers(self._node_rooms(self.node))}
+        for room_id in rooms:
+            gone, kept = await self._sweep_room(room_id, self.node, grace)
+            removed += gone
+            if not kept:
+                await self.redis.srem(self._node_rooms(self.node), room_id)
+        await self.redis.delete(f"{self.prefix}online:{self.node}")
+        return removed
+
     async def _sweep_room(
         self, room_id: str, node: str, grace: float
     ) -> tuple[list[Participant], bool]:

@@ -16,10 +16,13 @@ run it after any aiortc or aioice upgrade.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import errno
 import ipaddress
 import logging
 import os
+import random
 import socket
 import time
 from collections.abc import Callable, Sequence
@@ -96,6 +99,7 @@ __all__ = [
     "pack_remb_fci",
     "refused_by_guard",
     "restrict_host_addresses",
+    "restrict_udp_ports",
     "rtcp_ssrc",
     "sender_ssrc",
     "set_negotiated_codecs",
@@ -415,6 +419,61 @@ def restrict_host_addresses(allowed: Sequence[str] | None) -> None:
         return result
 
     aioice.ice.get_host_addresses = get_host_addresses
+
+
+class _PortRangeLoop:
+    """The running loop as aioice's host-candidate gathering sees it: a socket asked on port
+    0 (any) is bound on a free port of the range instead; everything else is the loop's."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, ports: tuple[int, int]) -> None:
+        self._loop, self._ports = loop, ports
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._loop, name)
+
+    async def create_datagram_endpoint(
+        self, protocol_factory: Callable[[], Any], local_addr: Any = None, **kw: Any
+    ) -> Any:
+        if local_addr is None or local_addr[1] != 0:
+            return await self._loop.create_datagram_endpoint(
+                protocol_factory, local_addr=local_addr, **kw
+            )
+        low, high = self._ports
+        span = high - low + 1
+        first = random.randrange(span)  # spread, so a busy range is not scanned from its start
+        for k in range(span):
+            port = low + (first + k) % span
+            try:
+                return await self._loop.create_datagram_endpoint(
+                    protocol_factory, local_addr=(local_addr[0], port), **kw
+                )
+            except OSError as e:
+                if e.errno != errno.EADDRINUSE:
+                    raise
+        raise OSError(errno.EADDRINUSE, f"no free UDP port in {low}-{high} on {local_addr[0]}")
+
+
+class _AsyncioForAioice:
+    """``asyncio`` as the module ``aioice.ice`` sees it: its running loop binds host
+    candidates in the port range; every other name is asyncio's own."""
+
+    def __init__(self, ports: tuple[int, int]) -> None:
+        self._ports = ports
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(asyncio, name)
+
+    def get_running_loop(self) -> Any:
+        return _PortRangeLoop(asyncio.get_running_loop(), self._ports)
+
+
+def restrict_udp_ports(ports: tuple[int, int] | None) -> None:
+    """Make every ICE agent of this process bind its host sockets (and so its host and
+    server-reflexive candidates) on UDP ports of ``ports`` (inclusive); None restores any
+    free port. aioice 0.13 has no port-range option: its gathering binds ``(address, 0)``
+    through the running loop, which this swaps in ``aioice.ice``'s view of asyncio only.
+    TURN allocations keep an ephemeral local port (they are outgoing). Process-wide."""
+    aioice.ice.asyncio = asyncio if ports is None else _AsyncioForAioice(ports)  # type: ignore[assignment]
 
 
 def ice_connections(pc: Any) -> list[aioice.ice.Connection]:

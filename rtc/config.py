@@ -12,7 +12,7 @@ class RtcConfig:
     Field ↔ setting: stun_urls ↔ CONSILIUM_STUN_URLS, turn_urls ↔ CONSILIUM_TURN_URLS,
     turn_secret ↔ CONSILIUM_TURN_SECRET, turn_ttl ↔ CONSILIUM_TURN_TTL,
     allowed_addresses ↔ CONSILIUM_RTC_ALLOWED_ADDRESSES,
-    allowed_networks ↔ CONSILIUM_RTC_ALLOWED_NETWORKS.
+    allowed_networks ↔ CONSILIUM_RTC_ALLOWED_NETWORKS, udp_ports ↔ CONSILIUM_RTC_UDP_PORTS.
     """
 
     #: STUN servers handed to clients and used by the server ("stun:host:port").
@@ -31,6 +31,9 @@ class RtcConfig:
     #: "10.20.0.0/16"). Private, loopback, link-local, multicast, reserved and documentation
     #: addresses are refused unless listed here or in `allowed_addresses`.
     allowed_networks: tuple[str, ...] = ()
+    #: UDP ports the server's ICE sockets bind in (inclusive), for the firewall; None: any
+    #: free port. Each worker of ``serve --workers`` gets its own slice (core/workers.py).
+    udp_ports: tuple[int, int] | None = None
     #: minimum interval between two keyframe requests sent to one publisher track, seconds.
     keyframe_min_interval: float = 0.3
     #: REMB aggregation over a track's subscribers: "min" or "median".

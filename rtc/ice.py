@@ -180,5 +180,7 @@ def guard(pc: RTCPeerConnection, policy: AddressPolicy) -> None:
 
 
 def apply_gathering_policy(config: RtcConfig) -> None:
-    """Gather host candidates only on the allowed addresses (process-wide, see internals)."""
+    """Gather host candidates only on the allowed addresses, on ports of the configured
+    range (process-wide, see internals)."""
     aiortc_internals.restrict_host_addresses(config.allowed_addresses or None)
+    aiortc_internals.restrict_udp_ports(config.udp_ports)

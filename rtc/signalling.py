@@ -52,6 +52,7 @@ def rtc_config(settings: Any) -> RtcConfig:
         turn_ttl=settings.turn_ttl_seconds,
         allowed_addresses=tuple(settings.rtc_allowed_addresses),
         allowed_networks=tuple(settings.rtc_allowed_networks),
+        udp_ports=settings.udp_ports,
     )
 
 

@@ -22,8 +22,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
 import re
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,7 +37,7 @@ from aiohttp import web
 
 from core import audit
 from core.config import Settings
-from core.context import DB, SETTINGS
+from core.context import DB, REDIS, SETTINGS
 from core.db import Database
 from core.errors import Conflict, NotFound, Problem, ValidationFailed
 from core.principal import Principal
@@ -83,11 +85,86 @@ class PullJob:
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     finished_at: datetime | None = None
 
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                **{k: getattr(self, k) for k in _JOB_PLAIN},
+                "id": str(self.id),
+                "dossier_id": str(self.dossier_id),
+                "created_at": self.created_at.isoformat(),
+                "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+                "shared_at": time.time(),
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> PullJob:
+        d = json.loads(text)
+        return cls(
+            **{k: d[k] for k in _JOB_PLAIN},
+            id=uuid.UUID(d["id"]),
+            dossier_id=uuid.UUID(d["dossier_id"]),
+            created_at=datetime.fromisoformat(d["created_at"]),
+            finished_at=datetime.fromisoformat(d["finished_at"]) if d["finished_at"] else None,
+        )
+
+
+_JOB_PLAIN = ("study_uid", "requested_by", "status", "total", "received", "documents", "error")
+#: finished jobs are kept this long for the page (the documents stay)
+JOB_KEPT_SECONDS = 86_400
+#: how often a running job's progress is shared with the other nodes
+JOB_SHARE_SECONDS = 1.0
+#: a running job of another process not shared for this long died with its process
+JOB_LOST_SECONDS = 30.0
+
 
 @dataclass
 class PacsJobs:
+    """The pull jobs: run by the process that started them, and, with Redis, shared so that
+    every node or worker (serve --workers) answers the page's progress polls."""
+
     jobs: dict[uuid.UUID, PullJob] = field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    redis: Any = None
+    prefix: str = ""
+
+    def _key(self, dossier_id: uuid.UUID) -> str:
+        return f"{self.prefix}pacs:jobs:{dossier_id}"
+
+    async def share(self, job: PullJob) -> None:
+        """Publish ``job``'s state for the other processes (nothing without Redis)."""
+        if self.redis is None:
+            return
+        key = self._key(job.dossier_id)
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hset(key, str(job.id), job.to_json())
+                pipe.expire(key, JOB_KEPT_SECONDS * 2)
+                await pipe.execute()
+        except Exception:  # progress is a courtesy: the import goes on
+            log.warning("could not share PACS job %s", job.id, exc_info=True)
+
+    async def of_dossier(self, dossier_id: uuid.UUID) -> list[PullJob]:
+        """The dossier's jobs of every process (this process's own are the freshest)."""
+        found: dict[uuid.UUID, PullJob] = {}
+        if self.redis is not None:
+            for raw in (await self.redis.hgetall(self._key(dossier_id))).values():
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    job = PullJob.from_json(raw)
+                    shared_at = float(json.loads(raw)["shared_at"])
+                    if job.finished_at is None and time.time() - shared_at > JOB_LOST_SECONDS:
+                        job.status, job.error = "failed", "Transfert interrompu (arrêt du serveur)."
+                        job.finished_at = datetime.fromtimestamp(shared_at, UTC)
+                    found[job.id] = job
+        for job in self.jobs.values():
+            if job.dossier_id == dossier_id:
+                found[job.id] = job
+        now = datetime.now(UTC)
+        return [
+            j
+            for j in found.values()
+            if j.finished_at is None or (now - j.finished_at).total_seconds() <= JOB_KEPT_SECONDS
+        ]
 
 
 JOBS = web.AppKey("pacs_jobs", PacsJobs)
@@ -102,7 +179,7 @@ def jobs_of(app: web.Application) -> PacsJobs:
 
 def setup(app: web.Application) -> None:
     """Keep the pull jobs of this process; cancel the running ones at shutdown."""
-    app[JOBS] = PacsJobs()
+    app[JOBS] = PacsJobs(redis=app[REDIS], prefix=app[SETTINGS].redis_prefix)
 
     async def ctx(app: web.Application) -> Any:
         yield
@@ -381,7 +458,7 @@ async def start_pull(
         if j.finished_at is not None and (now - j.finished_at).total_seconds() > 86_400
     ]:
         del registry.jobs[old]
-    for j in registry.jobs.values():
+    for j in await registry.of_dossier(dossier_id):
         if (
             j.dossier_id == dossier_id
             and j.study_uid == study_uid
@@ -395,6 +472,7 @@ async def start_pull(
             return j
     job = PullJob(uuid.uuid4(), dossier_id, study_uid, principal.label)
     registry.jobs[job.id] = job
+    await registry.share(job)
     await audit.record_now(
         db,
         "pacs.pull",
@@ -411,11 +489,9 @@ async def start_pull(
     return job
 
 
-def jobs_for(app: web.Application, dossier_id: uuid.UUID) -> list[PullJob]:
+async def jobs_for(app: web.Application, dossier_id: uuid.UUID) -> list[PullJob]:
     return sorted(
-        (j for j in jobs_of(app).jobs.values() if j.dossier_id == dossier_id),
-        key=lambda j: j.created_at,
-        reverse=True,
+        await jobs_of(app).of_dossier(dossier_id), key=lambda j: j.created_at, reverse=True
     )
 
 
@@ -424,7 +500,7 @@ async def readable_jobs(
 ) -> list[PullJob]:
     async with app[DB].read() as session:
         await access.require_document_read(session, principal, dossier_id)
-    return jobs_for(app, dossier_id)
+    return await jobs_for(app, dossier_id)
 
 
 async def _run_pull(app: web.Application, principal: Principal, job: PullJob) -> None:
@@ -432,7 +508,15 @@ async def _run_pull(app: web.Application, principal: Principal, job: PullJob) ->
     db: Database = app[DB]
     storage = storage_of(app)
     into = storage.staging.root / "once" / f"pacs-{job.id.hex}"
+    registry = jobs_of(app)
     job.status = "running"
+
+    async def share_progress() -> None:  # the page may poll another node or worker
+        while True:
+            await registry.share(job)
+            await asyncio.sleep(JOB_SHARE_SECONDS)
+
+    sharing = asyncio.get_running_loop().create_task(share_progress())
 
     def progress(total: int | None, received: int) -> None:
         job.total, job.received = total, received
@@ -485,6 +569,10 @@ async def _run_pull(app: web.Application, principal: Principal, job: PullJob) ->
         )
     finally:
         job.finished_at = datetime.now(UTC)
+        sharing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sharing
+        await registry.share(job)
 
         def cleanup() -> None:
             if into.exists():

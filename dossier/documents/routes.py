@@ -643,7 +643,7 @@ async def pull_from_pacs(request: web.Request, body: PacsPullIn) -> PacsPullOut:
 
 @routes.get("/dossiers/{dossier_id}/pacs/pulls", response=PacsPullList, tags=TAGS)
 async def list_pacs_pulls(request: web.Request) -> PacsPullList:
-    """The imports from the PACS started in this dossier (this server process), newest first."""
+    """The imports from the PACS started in this dossier (on any node, with Redis), newest first."""
     jobs = await pacs.readable_jobs(
         request.app, principal_of(request), uuid_of(request, "dossier_id")
     )

@@ -31,7 +31,7 @@ def test_units_verify(tmp_path: Path) -> None:
         name = unit.name.replace("@.service", "@8081.service")
         (tmp_path / name).write_text(text.replace(SHIPPED_EXE, str(exe)))
         units.append(str(tmp_path / name))
-    assert len(units) == 3, units
+    assert len(units) == 4, units
     done = subprocess.run(
         [tool, "verify", *units], capture_output=True, text=True, timeout=120, cwd=tmp_path
     )

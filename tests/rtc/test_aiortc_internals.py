@@ -139,6 +139,40 @@ def test_restrict_host_addresses_gathers_loopback_only() -> None:
         aiortc_internals.restrict_host_addresses(["127.0.0.1"])
 
 
+async def test_udp_port_range_binds_host_candidates_in_the_range() -> None:
+    """aioice gathers host candidates by binding (address, 0) on asyncio's running loop, as
+    restrict_udp_ports assumes; with a range every host candidate gets a port of it, and two
+    agents never share one."""
+    import inspect
+    import socket
+
+    source = inspect.getsource(aioice.ice.Connection.get_component_candidates)
+    assert "asyncio.get_running_loop()" in source
+    assert "local_addr=(address, 0)" in source
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        low = probe.getsockname()[1]  # a port free a moment ago, and its neighbours
+    low = min(max(low, 1024), 65535 - 8)
+    agents = []
+    try:
+        aiortc_internals.restrict_host_addresses(["127.0.0.1"])
+        aiortc_internals.restrict_udp_ports((low, low + 7))
+        ports = set()
+        for _ in range(3):
+            agent = aioice.ice.Connection(ice_controlling=True, use_ipv6=False)
+            agents.append(agent)
+            await agent.gather_candidates()
+            for c in agent.local_candidates:
+                assert low <= c.port <= low + 7, (c.port, low)
+                ports.add(c.port)
+        assert len(ports) == 3
+    finally:
+        aiortc_internals.restrict_udp_ports(None)
+        for agent in agents:
+            await agent.close()
+    assert aioice.ice.asyncio is __import__("asyncio")
+
+
 def test_fast_protect_matches_pylibsrtp() -> None:
     import os
     import struct

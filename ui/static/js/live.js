@@ -93,8 +93,10 @@ function watchOnline(on) {
 /** Open the connection (idempotent). The session cookie authenticates it. */
 export function startLive() {
   if (socket) return;
-  // forceNew: never share a manager with the room page's own connection.
-  socket = io({ path: "/socket.io", transports: ["websocket", "polling"], withCredentials: true, forceNew: true });
+  // forceNew: never share a manager with the room page's own connection. WebSocket only:
+  // with several workers on one port, long-polling requests could reach different workers
+  // (docs/deployment.md), and the client never fell back to polling anyway.
+  socket = io({ path: "/socket.io", transports: ["websocket"], withCredentials: true, forceNew: true });
   setStatus("connecting");
   for (const name of EVENTS) socket.on(name, (data) => fire(name, data));
   socket.on("chat:unread", onUnreadEvent);

@@ -69,7 +69,7 @@ export class LiveRoom extends Emitter {
     this.#media = { ...NO_MEDIA, ...media };
     this.#socket = io({
       path: "/socket.io",
-      transports: ["websocket", "polling"],
+      transports: ["websocket"], // one TCP connection, so one worker (docs/deployment.md)
       withCredentials: true,
       autoConnect: false,
       reconnectionDelay: 500,
