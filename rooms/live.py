@@ -38,6 +38,7 @@ from rooms import access
 from rooms.config import RoomSettings
 from rooms.nodes import LIVE_RETRY_AFTER, NodeWatch, ResilientRedisManager
 from rooms.packets import GuardedServer
+from rooms.placement import NodeRpc, Placement
 from rooms.presence import (
     LiveState,
     MemoryLiveState,
@@ -265,6 +266,15 @@ class Live:
             if app[REDIS] is not None
             else None
         )
+        #: with Redis: where rooms' media run (rooms/placement.py); None: all of it here
+        self.placement = (
+            Placement(app[REDIS], settings.redis_prefix, self.node)
+            if app[REDIS] is not None
+            else None
+        )
+        #: node bus messages other than rooms' own: each returns True when it took one
+        self.node_handlers: list[Callable[[dict[str, Any]], Awaitable[bool]]] = []
+        self.rpc = NodeRpc(self)
         self.conns: dict[str, Conn] = {}
         self.events: dict[str, EventSpec] = {}
         self._timers: set[asyncio.Task[None]] = set()
@@ -517,6 +527,9 @@ class Live:
         await self.hooks.call(self.hooks.of_kind(kind), self, p, *args)
 
     async def _on_node_message(self, message: dict[str, Any]) -> None:
+        for handler in self.node_handlers:
+            if await handler(message):
+                return
         if "end" in message:
             ids = [str(i) for i in message["end"]]
             await self._end_local(ids, str(message["event"]), dict(message.get("data") or {}))
@@ -634,12 +647,17 @@ def setup(app: web.Application) -> Live:
     async def lifespan(app: web.Application) -> Any:
         live.spawn(live.watch_sessions())
         live.spawn(live.watch.run())
+        if live.placement is not None:
+            live.spawn(live.placement.run())
         if live.bus is not None:
             live.spawn(live.bus.listen(live._on_node_message))
         yield
         await live.shutdown()
 
     async def drain(app: web.Application) -> None:  # SIGTERM: before waiting for handlers
+        if live.placement is not None:  # its rooms' media are placed again elsewhere
+            with contextlib.suppress(Exception):
+                await live.placement.retire()
         await live.watch.drain()
 
     app.cleanup_ctx.append(lifespan)
