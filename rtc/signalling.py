@@ -80,6 +80,8 @@ class Signalling:
         #: participant -> the media node its rtc:join reached (on the participant's socket node)
         self.media_of: dict[str, str] = {}
         self._forwarded = (time.monotonic(), -1.0)
+        #: rooms whose media is being closed here because they run on another node now
+        self._evicting: set[str] = set()
 
     @property
     def sfu(self) -> Sfu:
@@ -96,7 +98,7 @@ class Signalling:
             placement.load = self.load
             placement.running = self.running
             placement.on_moved = self.moved
-            placement.evict = self._sfu.close_room
+            placement.evict = self.evict
 
     async def stop(self) -> None:
         sfu, self._sfu = self._sfu, None
@@ -108,6 +110,8 @@ class Signalling:
     async def on_event(
         self, room_id: str, target: str | None, event: str, payload: dict[str, Any]
     ) -> None:
+        if room_id in self._evicting:
+            return  # the room's media runs elsewhere now: its clients listen to that node
         if target is not None:
             await self.live.emit_to_participant(target, event, payload)
         else:
@@ -290,6 +294,18 @@ class Signalling:
         finally:
             if placement is not None:
                 placement.opening.discard(room_id)
+
+    async def evict(self, room_id: str) -> None:
+        """The room was placed on another node (this one was taken for lost): close its
+        media here, silently (presence and tracks are the new media node's to tell)."""
+        if self._sfu is None:
+            return
+        self._evicting.add(room_id)
+        self.published.pop(room_id, None)
+        try:
+            await self._sfu.close_room(room_id)
+        finally:
+            self._evicting.discard(room_id)
 
     async def room_stats(self, room_id: str) -> dict[str, Any]:
         placement = self.live.placement
