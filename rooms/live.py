@@ -111,8 +111,9 @@ HookKind = Literal["joined", "left", "updated", "muted"]
 
 class Hooks:
     """Async callbacks other packages register (the SFU in ``rtc``, the chat). A participant's
-    hooks run on the node holding its connection, where its media lives
-    (:meth:`Live.run_hooks`); a failing hook is logged and never undoes the act."""
+    hooks run on the node holding its connection (:meth:`Live.run_hooks`; ``rtc`` relays them
+    to the room's media node, rooms/placement.py); a failing hook is logged and never undoes
+    the act."""
 
     def __init__(self) -> None:
         self.joined: list[JoinHook] = []
@@ -517,9 +518,9 @@ class Live:
         await self.run_hooks("left", p, reason)
 
     async def run_hooks(self, kind: HookKind, p: Participant, *args: str) -> None:
-        """Run the ``kind`` hooks of participant ``p`` on the node holding its connection
-        (its media is there): here, or sent over the node bus. A node that is gone has taken
-        the media with it; the hooks then run here, for the state this node keeps."""
+        """Run the ``kind`` hooks of participant ``p`` on the node holding its connection:
+        here, or sent over the node bus. When that node is gone the hooks run here (``rtc``
+        then reaches the room's media node from here)."""
         if self.bus is not None and p.node and p.node != self.node:
             message = {"hook": kind, "participant": p.to_json(), "args": list(args)}
             if await self.bus.send(p.node, message):

@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, Field
+from redis.exceptions import RedisError
 
 from core.api import Api
 from core.auth import principal as request_principal
@@ -178,7 +179,13 @@ class Signalling:
         placement = self.live.placement
         if placement is None:
             return self.live.node
-        owner, previous = await placement.place(room_id)
+        try:
+            owner, previous = await placement.place(room_id)
+        except (OSError, RedisError):
+            raise EventError(
+                "The media server cannot be chosen for a moment; try again",
+                code="media_unreachable",
+            ) from None
         if previous:  # this call took the room from a lost node: its participants restart
             await self.moved(room_id, owner, previous)
         return owner
