@@ -38,6 +38,7 @@ from rooms import access
 from rooms.config import RoomSettings
 from rooms.nodes import LIVE_RETRY_AFTER, NodeWatch, ResilientRedisManager
 from rooms.packets import GuardedServer
+from rooms.placement import NodeRpc, Placement
 from rooms.presence import (
     LiveState,
     MemoryLiveState,
@@ -110,8 +111,9 @@ HookKind = Literal["joined", "left", "updated", "muted"]
 
 class Hooks:
     """Async callbacks other packages register (the SFU in ``rtc``, the chat). A participant's
-    hooks run on the node holding its connection, where its media lives
-    (:meth:`Live.run_hooks`); a failing hook is logged and never undoes the act."""
+    hooks run on the node holding its connection (:meth:`Live.run_hooks`; ``rtc`` relays them
+    to the room's media node, rooms/placement.py); a failing hook is logged and never undoes
+    the act."""
 
     def __init__(self) -> None:
         self.joined: list[JoinHook] = []
@@ -270,6 +272,15 @@ class Live:
             if app[REDIS] is not None
             else None
         )
+        #: with Redis: where rooms' media run (rooms/placement.py); None: all of it here
+        self.placement = (
+            Placement(app[REDIS], settings.redis_prefix, self.node)
+            if app[REDIS] is not None
+            else None
+        )
+        #: node bus messages other than rooms' own: each returns True when it took one
+        self.node_handlers: list[Callable[[dict[str, Any]], Awaitable[bool]]] = []
+        self.rpc = NodeRpc(self)
         self.conns: dict[str, Conn] = {}
         self.events: dict[str, EventSpec] = {}
         self._timers: set[asyncio.Task[None]] = set()
@@ -521,9 +532,9 @@ class Live:
         await self.run_hooks("left", p, reason)
 
     async def run_hooks(self, kind: HookKind, p: Participant, *args: str) -> None:
-        """Run the ``kind`` hooks of participant ``p`` on the node holding its connection
-        (its media is there): here, or sent over the node bus. A node that is gone has taken
-        the media with it; the hooks then run here, for the state this node keeps."""
+        """Run the ``kind`` hooks of participant ``p`` on the node holding its connection:
+        here, or sent over the node bus. When that node is gone the hooks run here (``rtc``
+        then reaches the room's media node from here)."""
         if self.bus is not None and p.node and p.node != self.node:
             message = {"hook": kind, "participant": p.to_json(), "args": list(args)}
             if await self.bus.send(p.node, message):
@@ -531,6 +542,9 @@ class Live:
         await self.hooks.call(self.hooks.of_kind(kind), self, p, *args)
 
     async def _on_node_message(self, message: dict[str, Any]) -> None:
+        for handler in self.node_handlers:
+            if await handler(message):
+                return
         if "end" in message:
             ids = [str(i) for i in message["end"]]
             await self._end_local(ids, str(message["event"]), dict(message.get("data") or {}))
@@ -649,12 +663,17 @@ def setup(app: web.Application) -> Live:
         await live.watch.forget_previous_life()  # before the port opens: no connection yet
         live.spawn(live.watch_sessions())
         live.spawn(live.watch.run())
+        if live.placement is not None:
+            live.spawn(live.placement.run())
         if live.bus is not None:
             live.spawn(live.bus.listen(live._on_node_message))
         yield
         await live.shutdown()
 
     async def drain(app: web.Application) -> None:  # SIGTERM: before waiting for handlers
+        if live.placement is not None:  # its rooms' media are placed again elsewhere
+            with contextlib.suppress(Exception):
+                await live.placement.retire()
         await live.watch.drain()
 
     app.cleanup_ctx.append(lifespan)

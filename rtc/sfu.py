@@ -424,6 +424,13 @@ class Sfu:
                     now.add_downtrack(slot.downtrack)
         return {**now.counts, "rooms": len(self._rooms), "peers": peers, "tracks": tracks}
 
+    async def close_room(self, room_id: str) -> None:
+        """Close every media connection of the room (its media moved to another node)."""
+        room = self._rooms.get(room_id)
+        for participant_id in list(room.peers) if room is not None else []:
+            with contextlib.suppress(RtcError):
+                await self.remove(participant_id)
+
     def room_ids(self) -> list[str]:
         """Rooms that have media connections in this process."""
         return list(self._rooms)

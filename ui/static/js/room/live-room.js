@@ -22,7 +22,7 @@ const SERVER_EVENTS = [
   "room:muted", "room:unmute_requested", "room:removed", "room:ended", "room:replaced", "room:updated",
   "rcp:current", "rcp:item_signed",
   "session:ended", "chat:message", "chat:typing",
-  "rtc:renegotiate", "rtc:candidate", "rtc:tracks", "rtc:screen", "rtc:speaker", "rtc:stats", "rtc:state",
+  "rtc:renegotiate", "rtc:moved", "rtc:candidate", "rtc:tracks", "rtc:screen", "rtc:speaker", "rtc:stats", "rtc:state",
 ];
 /** The server announces these before it closes the connection on purpose: no reconnect. */
 const FINAL_EVENTS = ["room:removed", "room:ended", "room:replaced", "lobby:refused", "session:ended"];

@@ -62,6 +62,8 @@ export class MediaSession extends Emitter {
     this.#link = link;
     link.on("rtc:renegotiate", (d) => this.#onRenegotiate(d));
     link.on("rtc:state", (d) => this.#onServerState(d));
+    // the room's media node was lost: its media is placed on another node; start it over there
+    link.on("rtc:moved", () => this.#wanted && this.#pc && this.#lost("media moved to another node"));
   }
 
   /** start() was called and the media is to be kept up. */
