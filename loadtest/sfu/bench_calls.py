@@ -100,6 +100,58 @@ async def wait_media(calls: list[Call], timeout: float) -> None:
     raise RuntimeError(f"{short} participants did not receive both streams in {timeout:.0f} s")
 
 
+async def idle_window(
+    server: ConsiliumServer, calls: list[Call], pacer: Pacer, args: argparse.Namespace
+) -> dict[str, float]:
+    """The same calls with no media for a window: what the server spends per call whatever
+    the packets (ICE consent, RTCP and stats ticks, rtc:stats and Socket.IO pings, session
+    checks)."""
+    pacer.paused = True
+    try:
+        await asyncio.sleep(2.0)
+        cpu0, t0 = cpu_seconds(server.pid), time.monotonic()
+        spy = await profile(server.pid, args, f"{len(calls)}-idle")
+        await asyncio.sleep(args.seconds)
+        if spy is not None:
+            await spy.wait()
+        cpu1, t1 = cpu_seconds(server.pid), time.monotonic()
+    finally:
+        pacer.paused = False
+    share = (cpu1 - cpu0) / (t1 - t0)
+    print(
+        f"no media, {len(calls)} calls up: server {100 * share:.1f} % of its core, "
+        f"{100 * share / len(calls):.3f} % per call (the fixed cost)",
+        flush=True,
+    )
+    return {"calls": len(calls), "share": share}
+
+
+async def profile(
+    pid: int, args: argparse.Namespace, calls: int | str
+) -> asyncio.subprocess.Process | None:
+    """py-spy (pip install py-spy) samples the server over the window: collapsed stacks in
+    loadtest/out/calls-<N>.folded (flamegraph.pl or speedscope read them)."""
+    if not args.profile:
+        return None
+    return await asyncio.create_subprocess_exec(
+        os.path.join(os.path.dirname(sys.executable), "py-spy"),
+        "record",
+        "--nonblocking",
+        "--format",
+        "raw",
+        "--rate",
+        "200",
+        "--duration",
+        str(max(1, int(args.seconds) - 1)),
+        "--pid",
+        str(pid),
+        "--output",
+        f"loadtest/out/calls-{calls}.folded",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+
+
 def fmt(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
@@ -127,6 +179,7 @@ async def main_async(args: argparse.Namespace) -> int:
     pacing: asyncio.Task[None] | None = None
     held = 0
     best: dict[str, Any] | None = None
+    fixed: dict[str, float] | None = None
     try:
         await server.start()
         http = aiohttp.ClientSession()
@@ -162,7 +215,10 @@ async def main_async(args: argparse.Namespace) -> int:
             m0 = await server.metrics(http)
             cpu0, gen0, t0 = cpu_seconds(server.pid), cpu_seconds(os.getpid()), time.monotonic()
             wait0 = runqueue_wait(server.pid)
+            spy = await profile(server.pid, args, len(calls))
             await asyncio.sleep(args.seconds)
+            if spy is not None:
+                await spy.wait()
             cpu1, gen1, t1 = cpu_seconds(server.pid), cpu_seconds(os.getpid()), time.monotonic()
             wait1 = runqueue_wait(server.pid)
             m1 = await server.metrics(http)
@@ -213,6 +269,8 @@ async def main_async(args: argparse.Namespace) -> int:
                     break
             elif best is None or len(calls) > held:
                 held, best = len(calls), row
+        if calls and args.idle_window:
+            fixed = await idle_window(server, calls, pacer, args)
     finally:
         stop.set()
         if pacing is not None:
@@ -243,6 +301,17 @@ async def main_async(args: argparse.Namespace) -> int:
         f"{best['gen %core']} % of its core)",
         flush=True,
     )
+    if fixed is not None and best["us/fwd pkt"]:
+        per_call = fixed["share"] / fixed["calls"]
+        media_share = core_share - per_call * held
+        pkt_rate = best["pkts/s out"]
+        marginal = media_share / pkt_rate * 1e6 if pkt_rate else 0.0
+        print(
+            f"split at {held} calls: fixed {100 * per_call:.3f} % of a core per call, "
+            f"marginal {marginal:.1f} us per forwarded packet "
+            f"({pkt_rate / held:.0f} forwarded packets/s per call)",
+            flush=True,
+        )
     if core_share > 0:
         per_core = held / core_share
         print(
@@ -264,6 +333,15 @@ def main() -> None:
     parser.add_argument("--max-loss", type=float, default=1.0, help="percent")
     parser.add_argument(
         "--all-steps", action="store_true", help="go on past a step that did not hold"
+    )
+    parser.add_argument(
+        "--no-idle-window",
+        dest="idle_window",
+        action="store_false",
+        help="skip the window without media at the end (the fixed cost per call)",
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="py-spy the server in each measured window"
     )
     parser.add_argument("--server-cpus", default="0", help="taskset list for consilium serve")
     parser.add_argument("--client-cpus", default="1", help="CPUs of this load generator")

@@ -380,6 +380,7 @@ class Pacer:
         self.media = media
         self.entries: list[list[Any]] = []  # [participant, next_video, next_audio, vi, ai]
         self.missed = 0  # frames sent more than a tick late (the generator fell behind)
+        self.paused = False  # calls stay up, no media (the server's fixed cost alone)
 
     def add(self, p: Participant, phase: float) -> None:
         now = time.monotonic()
@@ -392,6 +393,10 @@ class Pacer:
         while not stop.is_set():
             await asyncio.sleep(self.TICK)
             now = time.monotonic()
+            if self.paused:
+                for e in self.entries:  # resume on schedule, without a burst
+                    e[1], e[2] = max(e[1], now), max(e[2], now)
+                continue
             for e in self.entries:
                 p = e[0]
                 while e[1] <= now:
