@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import os
 import random
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -107,8 +108,16 @@ async def idle_window(
     the packets (ICE consent, RTCP and stats ticks, rtc:stats and Socket.IO pings, session
     checks)."""
     pacer.paused = True
+    fwd = "consilium_rtc_forwarded_packets_total"
     try:
-        await asyncio.sleep(2.0)
+        async with aiohttp.ClientSession() as http:  # until the backlog is forwarded
+            last = (await server.metrics(http)).get(fwd)
+            for _ in range(60):
+                await asyncio.sleep(1.0)
+                now = (await server.metrics(http)).get(fwd)
+                if now - last < 10:
+                    break
+                last = now
         cpu0, t0 = cpu_seconds(server.pid), time.monotonic()
         spy = await profile(server.pid, args, f"{len(calls)}-idle")
         await asyncio.sleep(args.seconds)
@@ -158,6 +167,9 @@ def fmt(value: float | None, digits: int = 1) -> str:
 
 async def main_async(args: argparse.Namespace) -> int:
     aiortc_internals.restrict_host_addresses(["127.0.0.1"])
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)  # clean up
     if args.client_cpus:
         os.sched_setaffinity(0, {int(c) for c in args.client_cpus.split(",")})
     media = load_media()

@@ -20,9 +20,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import ctypes
 import os
 import re
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -61,6 +63,12 @@ def runqueue_wait(pid: int) -> float:
         with contextlib.suppress(FileNotFoundError), open(path) as f:  # a thread just ended
             total += int(f.read().split()[1])
     return total / 1e9
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the benchmark process dies, however it dies."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def free_port() -> int:
@@ -193,6 +201,7 @@ class ConsiliumServer:
             cwd=ROOT,
             stdout=self.log.open("wb"),
             stderr=asyncio.subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
         )
         deadline = time.monotonic() + 120  # importing the server takes seconds on a busy box
         async with aiohttp.ClientSession() as http:
