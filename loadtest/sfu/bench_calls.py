@@ -217,7 +217,7 @@ async def main_async(args: argparse.Namespace) -> int:
                     )
                 )
             calls += new
-            await wait_media(new, 60 + 2 * len(new))
+            await wait_media(new, 120 + 2 * len(new))
             await asyncio.sleep(args.settle)
             setup = time.monotonic() - t_setup
             for c in calls:
