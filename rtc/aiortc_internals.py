@@ -29,7 +29,6 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import aioice.ice
-import pylibsrtp
 from aiortc import (
     RTCDtlsTransport,
     RTCPeerConnection,
@@ -298,7 +297,7 @@ def fast_rtp_input(dtls: RTCDtlsTransport) -> bool:
     if getattr(protocol, "_consilium_fast_input", False):
         return True
     original = protocol.datagram_received
-    unprotect = dtls._rx_srtp.unprotect
+    unprotect = _fast_unprotect(dtls._rx_srtp)
     extensions_map = dtls._rtp_header_extensions_map
     route = dtls._rtp_router.route_rtp
     parse = RtpPacket.parse
@@ -307,9 +306,12 @@ def fast_rtp_input(dtls: RTCDtlsTransport) -> bool:
 
     def datagram_received(data: bytes, addr: tuple[Any, ...]) -> None:
         if len(data) > 12 and 127 < data[0] < 192 and not 191 < data[1] < 209:
+            clear = unprotect(data)
+            if clear is None:  # not authentic, replayed, too long: dropped
+                return
             try:
-                packet = parse(unprotect(data), extensions_map)
-            except (pylibsrtp.Error, ValueError):
+                packet = parse(clear, extensions_map)
+            except ValueError:
                 return
             on_rtp = getattr(route(packet), "on_rtp", None)
             if on_rtp is not None:
@@ -339,24 +341,33 @@ def _fast_protect(session: Any) -> Callable[[bytes], bytes | None]:
     Same C call on the session's own buffer (pylibsrtp reuses it too); a fifth of the
     forwarding CPU went to the wrapper. Single-threaded use only, as with pylibsrtp.
     """
+    return _fast_srtp(session, _srtp_lib.srtp_protect, SRTP_MAX_TRAILER_LEN)
+
+
+def _fast_unprotect(session: Any) -> Callable[[bytes], bytes | None]:
+    """pylibsrtp's `Session.unprotect` the same way: None for a packet libsrtp refuses
+    (authentication, replay), where pylibsrtp raises."""
+    return _fast_srtp(session, _srtp_lib.srtp_unprotect, 0)
+
+
+def _fast_srtp(session: Any, func: Any, trailer: int) -> Callable[[bytes], bytes | None]:
     cdata = session._cdata
     buffer = session._buffer
     srtp = session._srtp[0]
     length = _srtp_ffi.new("int *")
-    srtp_protect = _srtp_lib.srtp_protect
-    limit = len(cdata) - SRTP_MAX_TRAILER_LEN
+    limit = len(cdata) - trailer
 
-    def protect(data: bytes) -> bytes | None:
+    def process(data: bytes) -> bytes | None:
         n = len(data)
         if n > limit:
             return None
         buffer[0:n] = data
         length[0] = n
-        if srtp_protect(srtp, cdata, length):
-            return None  # libsrtp refused it (replay window, ...)
+        if func(srtp, cdata, length):
+            return None  # libsrtp refused it (replay window, authentication, ...)
         return buffer[0 : length[0]]
 
-    return protect
+    return process
 
 
 def enlarge_socket_buffers(transport: Any, size: int = 1 << 20) -> None:

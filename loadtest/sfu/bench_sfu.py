@@ -1,14 +1,22 @@
-"""SFU benchmark: an e-Staff room of N participants, every one publishing and subscribing.
+"""SFU benchmark: an e-Staff room of N participants on the real `consilium serve`, every one
+publishing and subscribing.
 
     python -m loadtest.sfu.bench_sfu --participants 2,4,8,12 --seconds 20
 
+The benchmark starts `consilium serve` on 127.0.0.1 with a throw-away SQLite data directory
+(loadtest/sfu/product.py): the room is booked with an API key, its host signs in (password and
+TOTP), the others enter with access tokens and are admitted from the lobby; each holds a
+Socket.IO connection and negotiates media with `rtc:join`, `rtc:offer`, `rtc:pull` and
+`rtc:answer` (docs/rtc.md), while the server pushes `rtc:stats`, `rtc:speaker` and presence as
+it does to browsers. So the figures are the product's: authentication, Socket.IO and the
+room's events included.
+
 Publishers replay pre-encoded VP8 (~1 Mbit/s, 30 fps) and Opus (20 ms) with real-time pacing;
 subscribers count and timestamp the RTP they receive without decrypting, parsing or decoding
-it (the RTP header is in clear in SRTP: the socket callback reads SSRC, sequence number and
-timestamp and returns). The
-server runs in its own process (loadtest/sfu/server.py) and its CPU time is read from
-/proc/<pid>/stat over the measured window. The same room then goes through a naive aiortc
-MediaRelay server (decode once, encode per subscriber) as the baseline.
+it (loadtest/sfu/peers.py). The server's CPU time is read from /proc/<pid>/stat over the
+measured window, its forwarded packets and event-loop lag from its /metrics. The same room
+then goes through a naive aiortc MediaRelay server (decode once, encode per subscriber,
+loadtest/sfu/server.py) as the baseline.
 
 Latency: publishers give each stream a disjoint range of RTP timestamps; the server keeps
 timestamps (it rewrites SSRC and sequence numbers), so a subscriber maps the first packet of
@@ -24,56 +32,34 @@ import contextlib
 import itertools
 import json
 import os
-import struct
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from aiortc import (
-    RTCBundlePolicy,
-    RTCConfiguration,
-    RTCDtlsTransport,
-    RTCPeerConnection,
-    RTCSessionDescription,
-)
-from aiortc.rtcrtpparameters import RTCRtpReceiveParameters, RTCRtpSendParameters
+import aiohttp
 
-from loadtest.sfu import taps
 from loadtest.sfu.media import EncodedMedia, load_media
+from loadtest.sfu.peers import Participant, Shared, loop_lag, pace
+from loadtest.sfu.product import (
+    ConsiliumServer,
+    cpu_seconds,
+    lag_quantile,
+    open_room,
+    runqueue_wait,
+    sign_in,
+)
 from rtc import aiortc_internals
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-_HEADER = struct.Struct("!BBHII")
-_EXT_LEVEL = struct.Struct("!HHBBH")
-AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
+# --- the relay baseline's JSON-lines signalling ----------------------------------------------
 
 
-def runqueue_wait(pid: int) -> float:
-    """Seconds the process was runnable but waiting for a CPU (other load on the machine)."""
-    total = 0
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{task}/schedstat") as f:
-            total += int(f.read().split()[1])
-    return total / 1e9
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
-
-
-# --- signalling with the server process ------------------------------------------------------
-
-
-class Signalling:
+class Lines:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
         self.ids = itertools.count(1)
         self.pending: dict[int, asyncio.Future[Any]] = {}
-        self.handlers: dict[str, Any] = {}
-        self.tasks: set[asyncio.Task[Any]] = set()
+        self.participants: dict[str, Participant] = {}
         self.task = asyncio.create_task(self._read())
 
     async def call(self, method: str, **params: Any) -> Any:
@@ -86,302 +72,37 @@ class Signalling:
 
     async def _read(self) -> None:
         with contextlib.suppress(ConnectionError):
-            await self._read_lines()
-
-    async def _read_lines(self) -> None:
-        while line := await self.reader.readline():
-            message = json.loads(line)
-            if "event" in message:
-                handler = self.handlers.get(message["target"])
-                if handler is not None:
-                    task = asyncio.create_task(handler(message["event"], message["payload"]))
-                    self.tasks.add(task)
-                    task.add_done_callback(self.tasks.discard)
-            else:
-                future = self.pending.pop(message["id"])
-                if "error" in message:
-                    future.set_exception(RuntimeError(message["error"]))
+            while line := await self.reader.readline():
+                message = json.loads(line)
+                if "event" in message:
+                    p = self.participants.get(message["target"])
+                    if p is not None and message["event"] == "rtc:offer":
+                        p.on_offer(message["payload"])
                 else:
-                    future.set_result(message.get("result"))
+                    future = self.pending.pop(message["id"])
+                    if "error" in message:
+                        future.set_exception(RuntimeError(message["error"]))
+                    else:
+                        future.set_result(message.get("result"))
 
 
-# --- participants ----------------------------------------------------------------------------
+class LineSignal:
+    """A participant's `Signal` on the relay baseline."""
 
+    def __init__(self, lines: Lines, participant: str) -> None:
+        self.lines, self.participant = lines, participant
 
-@dataclass
-class StreamCount:
-    packets: int = 0
-    first_seq: int = -1
-    last_seq: int = -1
-    cycles: int = 0
-    last_ts: int = -1
+    async def join(self) -> dict[str, Any]:
+        return dict(await self.lines.call("join", participant=self.participant) or {})
 
+    async def offer(self, sdp: str, sources: dict[str, str]) -> dict[str, Any]:
+        return dict(await self.lines.call("offer", participant=self.participant, sdp=sdp))
 
-@dataclass
-class Outgoing:
-    writer: aiortc_internals.TransportWriter
-    ssrc: int
-    payload_type: int
-    ext_id: int = 0
-    seq: int = 0
-    ts: int = 0
+    async def pull(self) -> dict[str, Any] | None:
+        return None  # the relay offers by itself
 
-
-@dataclass
-class Shared:
-    sent_at: dict[int, float] = field(default_factory=dict)  # rtp timestamp -> send time
-    measuring: bool = False
-    latencies: list[float] = field(default_factory=list)
-    lags: list[float] = field(default_factory=list)  # the load generator's own loop lag
-
-
-async def loop_lag(shared: Shared, stop: asyncio.Event) -> None:
-    """How late a 5 ms timer fires in the load generator: its own share of the latency."""
-    while not stop.is_set():
-        t0 = time.perf_counter()
-        await asyncio.sleep(0.005)
-        if shared.measuring:
-            shared.lags.append(time.perf_counter() - t0 - 0.005)
-
-
-class Participant:
-    def __init__(self, index: int, signalling: Signalling, shared: Shared) -> None:
-        self.index = index
-        self.id = f"p{index:02d}"
-        self.signalling = signalling
-        self.shared = shared
-        self.pc = RTCPeerConnection(
-            RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
-        )
-        self.lock = asyncio.Lock()
-        self.video: Outgoing | None = None
-        self.audio: Outgoing | None = None
-        self.streams: dict[int, StreamCount] = {}
-        self.hooked: set[int] = set()
-        self.answered = 0
-        self.closed = False
-        signalling.handlers[self.id] = self.on_event
-
-    async def join(self) -> None:
-        joined = await self.signalling.call("join", participant=self.id)
-        if (joined or {}).get("renegotiate"):  # the SFU has an offer for us: pull it
-            await self._pull()
-
-    async def publish(self) -> None:
-        for kind in ("video", "audio"):
-            transceiver = self.pc.addTransceiver(kind, direction="sendonly")
-            aiortc_internals.intercept_sender(transceiver.sender, self._sending(kind, transceiver))
-        self._intercept_receivers()
-        async with self.lock:
-            await self.pc.setLocalDescription(await self.pc.createOffer())
-            answer = await self.signalling.call(
-                "offer", participant=self.id, sdp=self.pc.localDescription.sdp
-            )
-            await self.pc.setRemoteDescription(
-                RTCSessionDescription(sdp=answer["sdp"], type=answer["type"])
-            )
-        if answer.get("renegotiate"):  # the SFU has an offer for us: pull it (docs/rtc.md)
-            await self._pull()
-
-    def _sending(self, kind: str, transceiver: Any) -> Any:
-        def on_send(parameters: RTCRtpSendParameters, transport: RTCDtlsTransport) -> Any:
-            writer = aiortc_internals.TransportWriter(transport)
-            writer.bind()
-            ext_id = next(
-                (e.id for e in parameters.headerExtensions if e.uri == AUDIO_LEVEL_URI), 0
-            )
-            out = Outgoing(
-                writer,
-                aiortc_internals.sender_ssrc(transceiver.sender),
-                parameters.codecs[0].payloadType or 0,
-                ext_id if kind == "audio" else 0,
-                seq=self.index * 1000,
-                ts=(self.index * 2 + (kind == "audio")) << 26,  # disjoint timestamp ranges
-            )
-            if kind == "video":
-                self.video = out
-            else:
-                self.audio = out
-            self._hook_receive(transport)
-            return _Quiet(out.ssrc)
-
-        return on_send
-
-    def _intercept_receivers(self) -> None:
-        for transceiver in self.pc.getTransceivers():
-            if id(transceiver) in self.hooked:
-                continue
-            self.hooked.add(id(transceiver))
-
-            def on_receive(parameters: RTCRtpReceiveParameters, transport: RTCDtlsTransport) -> Any:
-                self._hook_receive(transport)
-                return _Quiet(0)
-
-            aiortc_internals.intercept_receiver(transceiver.receiver, on_receive)
-
-    def _hook_receive(self, transport: RTCDtlsTransport) -> None:
-        if id(transport) in self.hooked:
-            return
-        self.hooked.add(id(transport))
-        if not taps.intercept_srtp_datagrams(transport, self._on_rtp):
-            taps.intercept_rtp_data(transport, lambda data, ms: self._on_rtp(data))
-
-    def _on_rtp(self, data: bytes) -> None:
-        shared = self.shared
-        if not shared.measuring:
-            return
-        _, _, seq, ts, ssrc = _HEADER.unpack_from(data)
-        stream = self.streams.get(ssrc)
-        if stream is None:
-            stream = self.streams[ssrc] = StreamCount(first_seq=seq, last_seq=seq)
-        else:
-            delta = (seq - stream.last_seq) & 0xFFFF
-            if 0 < delta < 0x8000:
-                if seq < stream.last_seq:
-                    stream.cycles += 0x10000
-                stream.last_seq = seq
-        stream.packets += 1
-        if ts != stream.last_ts:
-            stream.last_ts = ts
-            sent = shared.sent_at.get(ts)
-            if sent is not None:
-                shared.latencies.append(time.monotonic() - sent)
-
-    async def on_event(self, event: str, payload: dict[str, Any]) -> None:
-        if self.closed:
-            return
-        with contextlib.suppress(RuntimeError, ConnectionError):  # the server went away
-            if event == "rtc:offer":  # the relay baseline offers by itself
-                await self._answer(payload)
-            elif event == "rtc:renegotiate":  # the SFU: pull its offer when ready
-                await self._pull()
-
-    async def _pull(self) -> None:
-        while True:
-            async with self.lock:
-                offer = (await self.signalling.call("pull", participant=self.id))["offer"]
-                if not offer:
-                    return
-                ack = await self._apply(offer)
-            if not (ack or {}).get("renegotiate"):
-                return
-
-    async def _answer(self, payload: dict[str, Any]) -> None:
-        async with self.lock:
-            await self._apply(payload)
-
-    async def _apply(self, payload: dict[str, Any]) -> Any:
-        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=payload["sdp"], type="offer"))
-        self._intercept_receivers()
-        await self.pc.setLocalDescription(await self.pc.createAnswer())
-        ack = await self.signalling.call(
-            "answer", participant=self.id, sdp=self.pc.localDescription.sdp
-        )
-        self.answered += 1
-        return ack
-
-    def send_video(self, payloads: list[bytes], now: float) -> None:
-        out = self.video
-        if out is None or out.writer.rtp is None:
-            return
-        self.shared.sent_at[out.ts] = now
-        last = len(payloads) - 1
-        for i, payload in enumerate(payloads):
-            marker_pt = out.payload_type | (0x80 if i == last else 0)
-            out.writer.rtp(_HEADER.pack(0x80, marker_pt, out.seq, out.ts, out.ssrc) + payload)
-            out.seq = (out.seq + 1) & 0xFFFF
-        out.ts = (out.ts + 3000) & 0xFFFFFFFF
-
-    def send_audio(self, payload: bytes, now: float) -> None:
-        out = self.audio
-        if out is None or out.writer.rtp is None:
-            return
-        self.shared.sent_at[out.ts] = now
-        if out.ext_id:
-            ext = _EXT_LEVEL.pack(0xBEDE, 1, out.ext_id << 4, 30 + self.index, 0)
-            data = _HEADER.pack(0x90, out.payload_type, out.seq, out.ts, out.ssrc) + ext + payload
-        else:
-            data = _HEADER.pack(0x80, out.payload_type, out.seq, out.ts, out.ssrc) + payload
-        out.writer.rtp(data)
-        out.seq = (out.seq + 1) & 0xFFFF
-        out.ts = (out.ts + 960) & 0xFFFFFFFF
-
-    def reset_counts(self) -> None:
-        self.streams.clear()
-
-    async def close(self) -> None:
-        self.closed = True
-        for out in (self.video, self.audio):
-            if out is not None:
-                out.writer.unbind()
-        await self.pc.close()
-
-
-class _Quiet:
-    """RTCP sink for our intercepted senders and receivers: the benchmark ignores feedback."""
-
-    def __init__(self, ssrc: int) -> None:
-        self._ssrc = ssrc
-
-    async def _handle_rtcp_packet(self, packet: Any) -> None:
-        return None
-
-    async def _handle_rtp_packet(self, packet: Any, arrival_time_ms: int) -> None:
-        return None
-
-    def _handle_disconnect(self) -> None:
-        return None
-
-
-async def pace(
-    participants: list[Participant], media: EncodedMedia, stop: asyncio.Event, aligned: bool
-) -> None:
-    """Real-time replay, one pacer per publisher.
-
-    Independent cameras are neither phase-locked nor GOP-aligned: publisher k of n starts its
-    frame clock k/n of a frame period later and its replay k/n of a GOP further on, so the 12
-    keyframes of a second are spread over it rather than all sent in the same millisecond.
-    `aligned` keeps the old worst case: every publisher sends the same frame at the same time.
-    """
-    n = len(participants)
-    start = time.monotonic() + 0.05
-    await asyncio.gather(
-        *(
-            _pace_one(
-                p, media, stop, start, 0.0 if aligned else k / n, 0 if aligned else k * 30 // n
-            )
-            for k, p in enumerate(participants)
-        )
-    )
-
-
-async def _pace_one(
-    p: Participant,
-    media: EncodedMedia,
-    stop: asyncio.Event,
-    start: float,
-    phase: float,
-    first_frame: int,
-) -> None:
-    video_i = audio_i = 0
-    video_start = start + phase / 30
-    audio_start = start + phase / 50
-    sent_at = p.shared.sent_at
-    while not stop.is_set():
-        next_video = video_start + video_i / 30
-        next_audio = audio_start + audio_i / 50
-        delay = min(next_video, next_audio) - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        now = time.monotonic()
-        if next_video <= now:
-            p.send_video(media.video[(first_frame + video_i) % len(media.video)], now)
-            video_i += 1
-        if next_audio <= now:
-            p.send_audio(media.audio[audio_i % len(media.audio)], now)
-            audio_i += 1
-        if len(sent_at) > 200_000:
-            sent_at.clear()
+    async def answer(self, sdp: str) -> dict[str, Any]:
+        return dict(await self.lines.call("answer", participant=self.participant, sdp=sdp) or {})
 
 
 # --- one run ---------------------------------------------------------------------------------
@@ -402,7 +123,9 @@ class Result:
     loadavg: str
     server_wait: float
     generator_lags: list[float]
-    probes: dict[str, Any]
+    server_forwarded: int | None = None  # from /metrics
+    lag_p99_ms: float | None = None  # the server's event-loop lag, from /metrics
+    room_events: int = 0  # Socket.IO events the clients received in the window
 
     def row(self) -> dict[str, Any]:
         lat = sorted(self.latencies)
@@ -411,6 +134,7 @@ class Result:
             return round(lat[min(len(lat) - 1, int(q * len(lat)))] * 1000, 2) if lat else None
 
         track_seconds = self.forwarded_tracks * self.seconds
+        forwarded = self.server_forwarded or self.packets
         return {
             "mode": self.mode,
             "N": self.participants,
@@ -419,18 +143,16 @@ class Result:
             "pkts/s": round(self.packets / self.seconds),
             "cpu %core": round(100 * self.cpu / self.seconds, 1),
             "cpu s/track-s": round(self.cpu / track_seconds, 5) if track_seconds else None,
-            "us/pkt": round(self.cpu / self.packets * 1e6, 1) if self.packets else None,
+            "us/pkt": round(self.cpu / forwarded * 1e6, 1) if forwarded else None,
             "loss %": round(100 * (1 - self.packets / self.expected), 2) if self.expected else None,
             "p50 ms": pct(0.5),
             "p99 ms": pct(0.99),
             "loadgen %core": round(100 * self.generator_cpu / self.seconds, 1),
             "loadavg": self.loadavg,
-            # share of the window the SFU was runnable but had no CPU: other processes
+            # share of the window the server was runnable but had no CPU: other processes
             "srv runq %": round(100 * self.server_wait / self.seconds, 1),
-            # the server's own share: socket callback entry to the last copy's sendto
-            "srv res p50/p99 ms": f"{self.probes.get('residence_p50_ms')}"
-            f"/{self.probes.get('residence_p99_ms')}",
-            "srv lag p99 ms": self.probes.get("lag_p99_ms"),
+            "srv lag p99 ms": self.lag_p99_ms,
+            "events/s": round(self.room_events / self.seconds, 1),
             "gen lag p99 ms": round(
                 sorted(self.generator_lags)[int(0.99 * (len(self.generator_lags) - 1))] * 1000, 2
             )
@@ -439,112 +161,195 @@ class Result:
         }
 
 
-async def run(
-    mode: str, n: int, seconds: float, media: EncodedMedia, profile: str | None, aligned: bool
+async def wait_receiving(participants: list[Participant], shared: Shared, streams: int) -> None:
+    """Until every participant receives `streams` streams (everyone past their keyframe)."""
+    shared.measuring = True
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if all(len(p.streams) >= streams for p in participants):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        got = [len(p.streams) for p in participants]
+        raise RuntimeError(f"media did not reach everyone: streams per participant {got}")
+    shared.measuring = False
+
+
+async def settle(participants: list[Participant]) -> None:
+    """No negotiation under way nor queued, twice in a row 0.2 s apart."""
+    quiet = 0
+    for _ in range(1200):
+        await asyncio.sleep(0.1)
+        busy = any(p.lock.locked() or p.tasks for p in participants)
+        quiet = 0 if busy else quiet + 1
+        if quiet >= 2:
+            return
+    raise RuntimeError("negotiations did not settle")
+
+
+async def run_product(
+    n: int, seconds: float, media: EncodedMedia, aligned: bool, cpus: str | None
 ) -> Result:
-    args = [sys.executable, "-m", "loadtest.sfu.server", "--mode", mode]
-    if profile:
-        args += ["--profile", profile]
+    server = ConsiliumServer(cpus=cpus)
+    participants: list[Participant] = []
+    http = host_http = None
+    try:
+        await server.start()
+        http = aiohttp.ClientSession()
+        host_http, host_cookie = await sign_in(server)
+        people = await open_room(server, http, host_cookie, "estaff", f"e-Staff {n}", n)
+        shared = Shared()
+        for i, conn in enumerate(people):
+            p = Participant(i, conn, shared)
+            conn.on_renegotiate = p.on_renegotiate
+            participants.append(p)
+        stop = asyncio.Event()
+        pacer = asyncio.create_task(pace(participants, media, stop, aligned))
+        lag_probe = asyncio.create_task(loop_lag(shared, stop))
+        try:
+            for p in participants:  # one at a time, to measure a settled room
+                await p.join()  # pulls the SFU's offer of what the room already publishes
+                await settle(participants)
+                await p.publish()
+                await settle(participants)
+            await wait_receiving(participants, shared, 2 * (n - 1))
+            await asyncio.sleep(1.0)
+            for p in participants:
+                p.reset_counts()
+            shared.latencies.clear()
+            events0 = sum(sum(c.counts.values()) for c in people)
+            m0 = await server.metrics(http)
+            shared.measuring = True
+            cpu0, t0, gen0 = cpu_seconds(server.pid), time.monotonic(), cpu_seconds(os.getpid())
+            wait0 = runqueue_wait(server.pid)
+            await asyncio.sleep(seconds)
+            shared.measuring = False
+            cpu1, t1, gen1 = cpu_seconds(server.pid), time.monotonic(), cpu_seconds(os.getpid())
+            wait1 = runqueue_wait(server.pid)
+            m1 = await server.metrics(http)
+            events1 = sum(sum(c.counts.values()) for c in people)
+            with open("/proc/loadavg") as f:
+                loadavg = f.read().split()[0]
+        finally:
+            stop.set()
+            await pacer
+            await lag_probe
+        packets = sum(s.packets for p in participants for s in p.streams.values())
+        expected = sum(s.expected for p in participants for s in p.streams.values())
+        lag = lag_quantile(m0, m1, 0.99)
+        fwd = "consilium_rtc_forwarded_packets_total"
+        return Result(
+            mode="sfu",
+            participants=n,
+            seconds=t1 - t0,
+            cpu=cpu1 - cpu0,
+            packets=packets,
+            expected=max(expected, packets),
+            latencies=shared.latencies,
+            forwarded_tracks=2 * n * (n - 1),
+            received_tracks=sum(len(p.streams) for p in participants),
+            generator_cpu=gen1 - gen0,
+            loadavg=loadavg,
+            server_wait=wait1 - wait0,
+            generator_lags=shared.lags,
+            server_forwarded=int(m1.get(fwd) - m0.get(fwd)),
+            lag_p99_ms=round(lag * 1000, 1) if lag is not None else None,
+            room_events=events1 - events0,
+        )
+    finally:
+        for p in participants:
+            p.closed = True
+        for p in participants:
+            with contextlib.suppress(Exception):
+                await p.signal.close()  # type: ignore[attr-defined]
+            await p.close()
+        for session in (http, host_http):
+            if session is not None:
+                await session.close()
+        await server.stop()
+        server.cleanup()
+
+
+async def run_relay(n: int, seconds: float, media: EncodedMedia, aligned: bool) -> Result:
+    args = [sys.executable, "-m", "loadtest.sfu.server", "--mode", "relay"]
     process = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE)
     try:
-        return await _measure(process, mode, n, seconds, media, profile, aligned)
+        return await _measure_relay(process, n, seconds, media, aligned)
     finally:
         if process.returncode is None:  # never leave a server behind, even on failure
             process.kill()
             await process.wait()
 
 
-async def _measure(
-    process: asyncio.subprocess.Process,
-    mode: str,
-    n: int,
-    seconds: float,
-    media: EncodedMedia,
-    profile: str | None,
-    aligned: bool,
+async def _measure_relay(
+    process: asyncio.subprocess.Process, n: int, seconds: float, media: EncodedMedia, aligned: bool
 ) -> Result:
     assert process.stdout is not None
-    ready = (await process.stdout.readline()).decode().split()
-    port = int(ready[1])
+    port = int((await process.stdout.readline()).decode().split()[1])
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    signalling = Signalling(reader, writer)
+    lines = Lines(reader, writer)
     shared = Shared()
-    participants = [Participant(i, signalling, shared) for i in range(n)]
+    participants = []
+    for i in range(n):
+        p = Participant(i, LineSignal(lines, f"p{i:02d}"), shared)
+        lines.participants[f"p{i:02d}"] = p
+        participants.append(p)
     stop = asyncio.Event()
     pacer = asyncio.create_task(pace(participants, media, stop, aligned))
     lag_probe = asyncio.create_task(loop_lag(shared, stop))
     try:
-        for p in participants:  # one at a time, to measure a settled room
-            await p.join()  # pulls the SFU's offer of what the room already publishes
-            await settle(signalling, participants)
+        for p in participants:
+            await p.join()
             await p.publish()
-            await settle(signalling, participants)
-        await asyncio.sleep(2.5)  # every subscriber past its first keyframe
+            for _ in range(400):
+                await asyncio.sleep(0.05)
+                if await lines.call("idle") and not any(q.lock.locked() for q in participants):
+                    break
+        await asyncio.sleep(2.5)
         for p in participants:
             p.reset_counts()
-        shared.latencies.clear()
-        if profile:
-            await signalling.call("profile", on=True)
-        await signalling.call("probes", on=True)
+        await lines.call("probes", on=True)
         shared.measuring = True
         cpu0, t0, gen0 = cpu_seconds(process.pid), time.monotonic(), cpu_seconds(os.getpid())
         wait0 = runqueue_wait(process.pid)
         await asyncio.sleep(seconds)
         shared.measuring = False
-        probes = await signalling.call("probes", on=False)
+        probes = await lines.call("probes", on=False)
         cpu1, t1, gen1 = cpu_seconds(process.pid), time.monotonic(), cpu_seconds(os.getpid())
         wait1 = runqueue_wait(process.pid)
         with open("/proc/loadavg") as f:
-            loadavg = f.read().split()[0]  # other processes on the machine skew latency
-        if profile:
-            await signalling.call("profile", on=False)
+            loadavg = f.read().split()[0]
     finally:
         stop.set()
         await pacer
         await lag_probe
     packets = sum(s.packets for p in participants for s in p.streams.values())
-    expected = sum(
-        s.cycles + s.last_seq - s.first_seq + 1 for p in participants for s in p.streams.values()
-    )
-    received_tracks = sum(len(p.streams) for p in participants)
+    expected = sum(s.expected for p in participants for s in p.streams.values())
     for p in participants:
         p.closed = True
     with contextlib.suppress(Exception):
-        await asyncio.wait_for(signalling.call("shutdown"), 5)
+        await asyncio.wait_for(lines.call("shutdown"), 5)
     with contextlib.suppress(Exception):
         await asyncio.wait_for(process.wait(), 10)
-    if process.returncode is None:
-        process.kill()
-        await process.wait()
     writer.close()
     for p in participants:
         await p.close()
     return Result(
-        mode=mode,
+        mode="relay",
         participants=n,
         seconds=t1 - t0,
         cpu=cpu1 - cpu0,
         packets=packets,
         expected=max(expected, packets),
-        latencies=shared.latencies,
+        latencies=[],  # re-encoding changes timestamps
         forwarded_tracks=2 * n * (n - 1),
-        received_tracks=received_tracks,
+        received_tracks=sum(len(p.streams) for p in participants),
         generator_cpu=gen1 - gen0,
         loadavg=loadavg,
         server_wait=wait1 - wait0,
         generator_lags=shared.lags,
-        probes=probes or {},
+        lag_p99_ms=(probes or {}).get("lag_p99_ms"),
     )
-
-
-async def settle(signalling: Signalling, participants: list[Participant]) -> None:
-    for _ in range(400):
-        await asyncio.sleep(0.05)
-        if await signalling.call("idle") and not any(p.lock.locked() for p in participants):
-            await asyncio.sleep(0.05)
-            if await signalling.call("idle"):
-                return
-    raise RuntimeError("negotiations did not settle")
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
@@ -564,17 +369,21 @@ async def main_async(args: argparse.Namespace) -> None:
     print(
         f"media: VP8 {media.video_bitrate / 1e6:.2f} Mbit/s 30 fps "
         f"({sum(len(f) for f in media.video) / len(media.video) * 30:.0f} pkt/s) + Opus 50 pkt/s; "
-        f"{args.seconds:.0f} s measured per run; {os.cpu_count()} cores",
+        f"{args.seconds:.0f} s measured per run; {os.cpu_count()} cores; "
+        f"server: consilium serve{f' on CPU {args.server_cpus}' if args.server_cpus else ''}",
         flush=True,
     )
+    if args.client_cpus:
+        os.sched_setaffinity(0, {int(c) for c in args.client_cpus.split(",")})
     rows = []
-    for mode, counts in (("sfu", args.participants), ("relay", args.relay_participants)):
-        for n in counts:
-            profile = f"loadtest/out/sfu-{n}.prof" if args.profile and mode == "sfu" else None
-            result = await run(mode, n, args.seconds, media, profile, args.aligned)
-            rows.append(result.row())
-            print_table([rows[-1]])
-            print("   server probes:", result.probes, flush=True)
+    for n in args.participants:
+        result = await run_product(n, args.seconds, media, args.aligned, args.server_cpus)
+        rows.append(result.row())
+        print_table([rows[-1]])
+    for n in args.relay_participants:
+        result = await run_relay(n, args.seconds, media, args.aligned)
+        rows.append(result.row())
+        print_table([rows[-1]])
     print()
     print_table(rows)
 
@@ -585,14 +394,11 @@ def main() -> None:
     parser.add_argument(
         "--relay-participants",
         default="2,4",
-        help="room sizes for the MediaRelay baseline (it saturates early)",
+        help="room sizes for the MediaRelay baseline (it saturates early; empty: none)",
     )
     parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument(
-        "--profile",
-        action="store_true",
-        help="cProfile the SFU process, stats in loadtest/out/sfu-N.prof",
-    )
+    parser.add_argument("--server-cpus", help="taskset list for consilium serve, e.g. 0")
+    parser.add_argument("--client-cpus", help="CPUs for this load generator, e.g. 1")
     parser.add_argument(
         "--aligned",
         action="store_true",

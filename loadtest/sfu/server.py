@@ -1,11 +1,12 @@
-"""The server side of the SFU benchmark, in its own process so its CPU can be measured.
+"""The baseline server of the SFU benchmark, in its own process so its CPU can be measured.
 
-`python -m loadtest.sfu.server --mode sfu|relay` prints "READY <port>" and serves JSON lines
-on 127.0.0.1: requests {"id", "method", "params"} get {"id", "result"} or {"id", "error"};
+`python -m loadtest.sfu.server --mode relay` prints "READY <port>" and serves JSON lines on
+127.0.0.1: requests {"id", "method", "params"} get {"id", "result"} or {"id", "error"};
 events are pushed as {"event", "target", "payload"}.
 
-mode "sfu": rtc.sfu.Sfu. mode "relay": the naive aiortc design, one MediaRelay per published
-track, decoding once and encoding once per subscriber (aiortc's default sender).
+It is the naive aiortc design, one MediaRelay per published track, decoding once and
+encoding once per subscriber (aiortc's default sender). Consilium's own SFU is measured in
+the real `consilium serve` process instead (loadtest/sfu/product.py).
 """
 
 from __future__ import annotations
@@ -30,9 +31,7 @@ from aiortc import (
 from aiortc.contrib.media import MediaRelay
 
 from rtc import aiortc_internals
-from rtc.config import RtcConfig
 from rtc.errors import RtcError
-from rtc.sfu import Room, Sfu
 
 Send = Any
 
@@ -62,18 +61,6 @@ class Probes:
             return installed
 
         aiortc_internals.fast_rtp_input = fast_rtp_input  # type: ignore[assignment]
-        self.stats: list[float] = []
-        peer_stats = Room._peer_stats
-
-        def timed_stats(room: Room, peer: Any) -> Any:
-            t0 = time.perf_counter()
-            try:
-                return peer_stats(room, peer)
-            finally:
-                if self.on:
-                    self.stats.append(time.perf_counter() - t0)
-
-        Room._peer_stats = timed_stats  # type: ignore[method-assign]
 
     def _wrap(self, protocol: Any) -> None:
         if getattr(protocol, "_bench_timed", False):
@@ -110,7 +97,6 @@ class Probes:
         self.residence.clear()
         self.lag.clear()
         self.gc.clear()
-        self.stats.clear()
         self.on = True
 
     def report(self) -> dict[str, Any]:
@@ -131,41 +117,7 @@ class Probes:
             "lag_max_ms": pct(self.lag, 1.0),
             "gc_count": len(self.gc),
             "gc_max_ms": pct(self.gc, 1.0),
-            "peer_stats_max_ms": pct(self.stats, 1.0),
         }
-
-
-class SfuBackend:
-    def __init__(self, send_event: Send) -> None:
-        self.sfu = Sfu(RtcConfig(allowed_addresses=("127.0.0.1",)), self._on_event)
-        self.send_event = send_event
-        self.participants: list[str] = []
-
-    async def _on_event(self, room: str, target: str | None, event: str, payload: Any) -> None:
-        if event in ("rtc:renegotiate",):
-            await self.send_event({"event": event, "target": target, "payload": payload})
-
-    async def join(self, participant: str) -> Any:
-        self.participants.append(participant)
-        return await self.sfu.join("bench", participant, participant)
-
-    async def offer(self, participant: str, sdp: str) -> Any:
-        return await self.sfu.handle_offer(participant, sdp)
-
-    async def pull(self, participant: str) -> Any:
-        return {"offer": await self.sfu.pull_offer(participant)}
-
-    async def answer(self, participant: str, sdp: str) -> Any:
-        return await self.sfu.handle_answer(participant, sdp)
-
-    async def idle(self) -> bool:
-        return not any(self.sfu.peer(p).negotiating for p in self.participants)
-
-    async def stats(self) -> Any:
-        return self.sfu.stats("bench")
-
-    async def close(self) -> None:
-        await self.sfu.close()
 
 
 class RelayBackend:
@@ -270,9 +222,7 @@ async def serve(mode: str, profile: str | None) -> None:
         for w in writers:
             w.write(line)
 
-    backend: SfuBackend | RelayBackend = (
-        SfuBackend(send_event) if mode == "sfu" else RelayBackend(send_event)
-    )
+    backend = RelayBackend(send_event)
     done = asyncio.Event()
     profiler = cProfile.Profile(time.process_time) if profile else None
 
@@ -320,7 +270,7 @@ async def serve(mode: str, profile: str | None) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--mode", choices=("sfu", "relay"), default="sfu")
+    parser.add_argument("--mode", choices=("relay",), default="relay")
     parser.add_argument("--profile", help="write cProfile stats of the measured window here")
     args = parser.parse_args()
     asyncio.run(serve(args.mode, args.profile))

@@ -198,3 +198,29 @@ def test_fast_protect_matches_pylibsrtp() -> None:
     # what _fast_protect reads from pylibsrtp
     for name in ("_cdata", "_buffer", "_srtp"):
         assert hasattr(ours, name)
+
+
+def test_fast_unprotect_matches_pylibsrtp_and_drops_what_it_refuses() -> None:
+    import os
+    import struct
+
+    from pylibsrtp import Policy, Session
+
+    key = os.urandom(44)
+
+    def session(direction: int) -> Session:
+        return Session(
+            Policy(key=key, ssrc_type=direction, srtp_profile=Policy.SRTP_PROFILE_AEAD_AES_256_GCM)
+        )
+
+    sender = session(Policy.SSRC_ANY_OUTBOUND)
+    reference, ours = session(Policy.SSRC_ANY_INBOUND), session(Policy.SSRC_ANY_INBOUND)
+    unprotect = aiortc_internals._fast_unprotect(ours)
+    for seq in range(3):
+        packet = struct.pack("!BBHII", 0x80, 96, seq, 1000, 42) + os.urandom(1100)
+        protected = sender.protect(packet)
+        assert unprotect(protected) == reference.unprotect(protected) == packet
+        assert unprotect(protected) is None  # a replay
+    tampered = bytearray(sender.protect(struct.pack("!BBHII", 0x80, 96, 9, 1000, 42) + b"x" * 50))
+    tampered[-1] ^= 1
+    assert unprotect(bytes(tampered)) is None  # not authentic
