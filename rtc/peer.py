@@ -150,6 +150,7 @@ class Peer:
                 raise RtcError(BAD_SDP, f"offer rejected: {exc}") from exc
             self.guard_ice()
             self._intercept_new_transceivers()
+            self.publisher.accept_simulcast(offer_sdp)
             self.publisher.narrow_codecs()
             try:
                 answer = await self.pc.createAnswer()
@@ -202,12 +203,13 @@ class Peer:
         return str(description)
 
     def _as_sent(self, local_sdp: str) -> str:
-        """Our description as the client gets it: rejected m-sections in JSEP form."""
-        if not self.rejected:
-            return local_sdp
-        description = sdp.parse(local_sdp)
-        sdp.reject(description, self.rejected)
-        return str(description)
+        """Our description as the client gets it: rejected m-sections in JSEP form, the
+        simulcast layers we receive (aiortc writes no `a=rid`/`a=simulcast`)."""
+        if self.rejected:
+            description = sdp.parse(local_sdp)
+            sdp.reject(description, self.rejected)
+            local_sdp = str(description)
+        return sdp.add_simulcast(local_sdp, self.publisher.simulcast)
 
     def _refuse_out_of_order(self) -> None:
         if self.closed:

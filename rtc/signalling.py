@@ -191,6 +191,17 @@ class TrackIn(Payload):
     track_id: str = Field(min_length=1, max_length=128)
 
 
+class TileIn(Payload):
+    track_id: str = Field(min_length=1, max_length=128)
+    width: int = Field(ge=0, le=16384)
+    height: int = Field(ge=0, le=16384)
+    visible: bool | None = None
+
+
+class LayoutIn(Payload):
+    tiles: list[TileIn] = Field(max_length=64)
+
+
 class SnapshotIn(Payload):
     participant_id: str = Field(min_length=1, max_length=128)
     source: Literal["camera", "screen"] = "camera"
@@ -296,6 +307,19 @@ def setup(app: web.Application) -> Signalling:
         with _refused():
             await sig.sfu.pause(pid, body.track_id)
         return {}
+
+    @live.event("rtc:layout", LayoutIn)
+    async def layout(live: Live, conn: Conn, body: LayoutIn) -> dict[str, Any]:
+        """Rendered size (device pixels) and visibility of each tile: a simulcast track gets
+        the layer that fits; `visible: false` pauses it as `rtc:pause` does."""
+        _, pid = _ids(conn)
+        tiles = {
+            t.track_id: {"width": t.width, "height": t.height, "visible": t.visible}
+            for t in body.tiles
+        }
+        with _refused():
+            applied = await sig.sfu.set_layout(pid, tiles)
+        return {"applied": applied}
 
     @live.event("rtc:resume", TrackIn)
     async def resume(live: Live, conn: Conn, body: TrackIn) -> dict[str, Any]:
