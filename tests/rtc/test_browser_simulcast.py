@@ -1,0 +1,204 @@
+"""Chromium publishes its camera in three simulcast layers; aiortc viewers get the layer that
+fits them (issue 15). Same websocket bridge as test_browser_interop.py, with a page that
+publishes `sendEncodings` q/h/f (as ui/static/js/room/media-session.js does) and applies the
+server's `rtc:layers` (dynacast)."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from rtc.config import RtcConfig
+from rtc.sfu import Sfu
+from rtc.simulcast import SimulcastForwarder
+from tests.rtc import test_browser_interop as interop_module
+from tests.rtc.clients import Client, wait_for
+from tests.rtc.test_browser_interop import CHROMIUM, BrowserBridge, interop
+
+pytestmark = [pytest.mark.media, pytest.mark.browser]
+
+__all__ = ["interop"]
+
+LAYERS_JS = """[
+  {rid: 'q', scaleResolutionDownBy: 4, maxBitrate: 150000},
+  {rid: 'h', scaleResolutionDownBy: 2, maxBitrate: 500000},
+  {rid: 'f', scaleResolutionDownBy: 1, maxBitrate: 1500000}]"""
+
+SIMULCAST_PAGE = (
+    interop_module.PAGE.replace(
+        "{video: {width: 320, height: 240, frameRate: 15}, audio: true}",
+        "{video: {width: 1280, height: 720, frameRate: 30}, audio: true}",
+    )
+    .replace(
+        "pc.addTransceiver(t, {direction: 'sendonly', streams: [stream]});",
+        "pc.addTransceiver(t, t.kind === 'video'"
+        f" ? {{direction: 'sendonly', streams: [stream], sendEncodings: {LAYERS_JS}}}"
+        " : {direction: 'sendonly', streams: [stream]});",
+    )
+    .replace(
+        "if (msg.event === 'rtc:renegotiate') pull();",
+        """if (msg.event === 'rtc:renegotiate') pull();
+  if (msg.event === 'rtc:layers') layers(msg.payload);""",
+    )
+    .replace(
+        "window.mlines = ",
+        """const layers = async (d) => {
+  const t = pc.getTransceivers().find((t) => t.mid === d.mid);
+  if (!t) return;
+  const p = t.sender.getParameters();
+  for (const e of p.encodings) if (e.rid) e.active = d.active.includes(e.rid);
+  await t.sender.setParameters(p); window.layersApplied = d.active;
+};
+window.outbound = async () => {
+  const out = {};
+  (await pc.getStats()).forEach(s => {
+    if (s.type === 'outbound-rtp' && s.kind === 'video') out[s.rid || '-'] = {
+      bytes: s.bytesSent, width: s.frameWidth || 0, active: s.active,
+      limit: s.qualityLimitationReason};
+  });
+  return out;
+};
+window.mlines = """,
+    )
+)
+assert SIMULCAST_PAGE.count("sendEncodings") == 1 and "window.outbound" in SIMULCAST_PAGE
+
+ARGS = [
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--allow-loopback-in-peer-connection",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+    "--no-sandbox",
+]
+
+
+@pytest.fixture
+async def simulcast_page(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[None]:
+    monkeypatch.setattr(interop_module, "PAGE", SIMULCAST_PAGE)
+    yield
+
+
+def _camera(sfu: Sfu) -> Any:
+    return next((f for f in sfu.peer("browser").published.values() if f.kind == "video"), None)
+
+
+async def test_chromium_sends_three_layers_and_each_viewer_gets_its_own(
+    simulcast_page: None, interop: tuple[Sfu, BrowserBridge, dict[str, Client], str]
+) -> None:
+    from playwright.async_api import async_playwright
+
+    sfu, bridge, clients, url = interop
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = await browser.new_page()
+            await page.goto(url)
+            started = time.monotonic()
+            assert await page.evaluate("window.start()")
+            await wait_for(lambda: _camera(sfu) is not None, 30)
+            camera = _camera(sfu)
+            assert isinstance(camera, SimulcastForwarder)
+            assert [layer.rid for layer in camera.layers] == ["q", "h", "f"]
+
+            # the SFU sees the three RIDs (the top one once Chromium's estimate allows it)
+            await wait_for(lambda: all(layer.stats.packets > 0 for layer in camera.layers), 90)
+            print(f"\nthree layers received {time.monotonic() - started:.1f} s after start")
+
+            bob = Client(sfu, "room-1", "bob")
+            carol = Client(sfu, "room-1", "carol")
+            clients["bob"] = bob
+            clients["carol"] = carol
+            await bob.join()
+            await carol.join()
+            track_id = camera.track_id
+            # carol's tile is a thumbnail from the start (before her first frame)
+            await wait_for(lambda: track_id in sfu.peer("carol").subscriptions, 30)
+            await sfu.set_layout("carol", {track_id: {"width": 160, "height": 90}})
+            bob_dt = sfu.peer("bob").subscriptions[track_id].downtrack
+            carol_dt = sfu.peer("carol").subscriptions[track_id].downtrack
+
+            def decoded_size(client: Client) -> tuple[int, int] | None:
+                mids = client.mids_for("browser", "camera")
+                return client.received_from("browser").last_size if mids else None
+
+            # uncapped viewer: the top layer, decoded at its size
+            await wait_for(lambda: bob_dt.layer == "f", 60)
+            await wait_for(lambda: camera.layers[2].resolution is not None, 60)
+            top = camera.layers[2].resolution
+            await wait_for(lambda: decoded_size(bob) == top, 60)
+            # thumbnail viewer: the low layer
+            await wait_for(lambda: carol_dt.layer == "q", 60)
+            low = camera.layers[0].resolution
+            await wait_for(lambda: low is not None and decoded_size(carol) == low, 60)
+            assert low is not None and top is not None and low[0] < top[0]
+            print(f"bob decodes {top}, carol decodes {low}")
+
+            # dynacast: nobody wants h, so Chromium stops encoding it
+            await wait_for(lambda: camera.consumed == ["q", "f"], 30)
+
+            async def h_inactive() -> bool:
+                stats = await page.evaluate("window.outbound()")
+                return stats.get("h", {}).get("active") is False
+
+            await wait_for(h_inactive, 30, interval=0.25)
+
+            # carol enlarges her tile: the top layer comes back
+            frames_before = carol.received_from("browser").frames
+            enlarged = time.monotonic()
+            await sfu.set_layout("carol", {track_id: {"width": 1280, "height": 720}})
+            await wait_for(lambda: carol_dt.layer == "f", 30, interval=0.01)
+            switched = time.monotonic() - enlarged
+            await wait_for(lambda: decoded_size(carol) == top, 30, interval=0.01)
+            decoded = time.monotonic() - enlarged
+            print(
+                f"thumbnail -> full: layer switched after {switched * 1000:.0f} ms, "
+                f"first full-size frame decoded after {decoded * 1000:.0f} ms "
+                f"(target 2000 ms)"
+            )
+            # and keeps decoding, with no break in what it receives
+            frames = carol.received_from("browser").frames
+            await wait_for(lambda: carol.received_from("browser").frames > frames + 30, 30)
+            assert carol.received_from("browser").frames > frames_before
+            report = sfu.stats("room-1")["participants"]
+            layers = next(f for f in report["browser"]["published"] if f.get("simulcast"))
+            assert [entry["rid"] for entry in layers["layers"]] == ["q", "h", "f"]
+            carol_sub = next(s for s in report["carol"]["subscribed"] if s["track_id"] == track_id)
+            assert carol_sub["layer"] == "f" and carol_sub["switches"] >= 1
+            print("layers:", [(e["rid"], e["width"], e["bitrate"]) for e in layers["layers"]])
+            assert bridge.errors == [] and bob.errors == [] and carol.errors == []
+        finally:
+            with contextlib.suppress(Exception):
+                await browser.close()
+
+
+async def test_simulcast_refused_by_the_server_falls_back_to_one_layer(
+    simulcast_page: None,
+    interop: tuple[Sfu, BrowserBridge, dict[str, Client], str],
+) -> None:
+    """An answer without simulcast: Chromium sends its first encoding only; viewers get it."""
+    from playwright.async_api import async_playwright
+
+    sfu, bridge, clients, url = interop
+    sfu.config = RtcConfig(allowed_addresses=("127.0.0.1",), simulcast=False)
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = await browser.new_page()
+            await page.goto(url)
+            assert await page.evaluate("window.start()")
+            await wait_for(lambda: _camera(sfu) is not None, 30)
+            camera = _camera(sfu)
+            assert not isinstance(camera, SimulcastForwarder)
+            bob = Client(sfu, "room-1", "bob")
+            clients["bob"] = bob
+            await bob.join()
+            await wait_for(lambda: bob.mids_for("browser", "camera"), 30)
+            await wait_for(lambda: bob.received_from("browser").frames > 20, 60)
+            assert bridge.errors == [] and bob.errors == []
+        finally:
+            with contextlib.suppress(Exception):
+                await browser.close()
