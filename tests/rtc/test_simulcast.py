@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import itertools
 import struct
+from typing import Any
+
+import pytest
 
 from rtc import sdp
 from rtc.aiortc_internals import RtpPacket
 from rtc.downtrack import DownTrack
 from rtc.keyframes import vp8_keyframe_size
 from rtc.simulcast import SimulcastForwarder
+from tests.rtc.clients import Client, Harness, wait_decoded, wait_for
 
 RIDS = ["q", "h", "f"]
 SIZES = [(320, 180), (640, 360), (1280, 720)]
@@ -212,3 +216,90 @@ async def test_packets_of_unknown_rids_are_dropped() -> None:
     packet2 = RtpPacket(payload_type=96, sequence_number=1, timestamp=1, ssrc=78, payload=b"x")
     forwarder.on_rtp(packet2, 0)
     assert forwarder.unrouted == 2
+
+
+# --- aiortc peers through the real Sfu: simulcast lines it cannot honour ---------------------
+
+
+class SimulcastLinesClient(Client):
+    """An aiortc participant whose offers carry simulcast lines (aiortc sends one stream
+    without RID whatever its SDP says): `lines` are added to its video m-section."""
+
+    def __init__(self, sfu: Any, room_id: str, participant_id: str) -> None:
+        super().__init__(sfu, room_id, participant_id)
+        self.lines: list[str] = []
+        self.answers: list[str] = []
+        self.offers: list[str] = []
+
+    async def _send_pull(self) -> dict[str, Any] | None:
+        offer = await super()._send_pull()
+        if offer is not None:
+            self.offers.append(offer["sdp"])
+        return offer
+
+    async def _send_offer(self, sdp_text: str, sources: dict[str, str]) -> dict[str, Any]:
+        out = []
+        for section in sdp_text.split("\r\nm=")[:1]:
+            out.append(section)
+        for section in sdp_text.split("\r\nm=")[1:]:
+            if section.startswith("video"):
+                section = section.rstrip("\r\n") + "\r\n" + "\r\n".join(self.lines)
+            out.append(section)
+        text = "\r\nm=".join(out)
+        if not text.endswith("\r\n"):
+            text += "\r\n"
+        ack = await super()._send_offer(text, sources)
+        self.answers.append(ack["sdp"])
+        return ack
+
+
+async def _publish_with(harness: Harness, lines: list[str]) -> SimulcastLinesClient:
+    alice = SimulcastLinesClient(harness.sfu, "room-1", "alice")
+    alice.lines = lines
+    harness.clients["alice"] = alice
+    await alice.join()
+    await alice.publish()
+    return alice
+
+
+@pytest.mark.media
+async def test_offer_with_an_undeclared_rid_gets_one_layer(harness: Harness) -> None:
+    alice = await _publish_with(harness, ["a=rid:q send", "a=simulcast:send q;h"])
+    bob = await harness.add("bob")
+    await wait_decoded([(bob, "alice")], 10)
+    assert bob.decoded("alice") >= 10
+    assert "a=simulcast" not in alice.answers[-1]
+    peer = harness.sfu.peer("alice")
+    camera = next(f for f in peer.published.values() if f.kind == "video")
+    assert not isinstance(camera, SimulcastForwarder)
+    assert "not declared" in next(iter(peer.publisher.simulcast_refused.values()))
+    assert alice.errors == [] and bob.errors == []
+
+
+@pytest.mark.media
+async def test_simulcast_offered_but_layers_never_sent(harness: Harness) -> None:
+    """aiortc says it sends q and h but sends one stream without RID: nothing is forwarded,
+    nothing breaks, the statistics say why; the audio goes on."""
+    alice = await _publish_with(harness, ["a=rid:q send", "a=rid:h send", "a=simulcast:send q;h"])
+    bob = await harness.add("bob")
+    assert "a=simulcast:recv q;h" in alice.answers[-1]
+    peer = harness.sfu.peer("alice")
+    camera = next(f for f in peer.published.values() if f.kind == "video")
+    assert isinstance(camera, SimulcastForwarder)
+    await wait_for(lambda: camera.unrouted > 20, 30)
+    audio = next(f for f in peer.published.values() if f.kind == "audio")
+    await wait_for(lambda: audio.stats.packets > 20, 30)
+    await harness.settle(30)
+    stats = harness.sfu.stats("room-1")["participants"]
+    entry = next(f for f in stats["alice"]["published"] if f.get("simulcast"))
+    assert entry["unrouted"] > 20 and all(not layer["active"] for layer in entry["layers"])
+    subscribed = next(s for s in stats["bob"]["subscribed"] if s["track_id"] == camera.track_id)
+    assert subscribed["layer"] == "h" and subscribed["packets"] == 0
+    assert harness.sfu.peer("alice").pc.connectionState == "connected"
+    # the server's later offers keep the lines (or a browser would drop to one layer)
+    carol = await harness.add("carol")
+    await carol.publish()
+    await wait_for(lambda: alice.offers, 30)
+    await harness.settle(30)
+    assert alice.offers and all("a=simulcast:recv q;h" in offer for offer in alice.offers)
+    assert carol.errors == [] and alice.errors == [] and bob.errors == []
