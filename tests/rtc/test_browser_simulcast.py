@@ -6,6 +6,7 @@ server's `rtc:layers` (dynacast)."""
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -202,3 +203,169 @@ async def test_simulcast_refused_by_the_server_falls_back_to_one_layer(
         finally:
             with contextlib.suppress(Exception):
                 await browser.close()
+
+
+# --- a viewer behind a 400 kbit/s link ------------------------------------------------------
+
+NS_SUBNET = "10.231.77"  # a /30 between the test's namespace and the host, nowhere else
+
+
+def _viewer_page() -> str:
+    """The interop page for a participant that only receives (no camera, never offers)."""
+    page = interop_module.PAGE
+    head, rest = page.split("window.start = async () => {", 1)
+    tail = rest[rest.index("// publish changes after start()") :]
+    start = """window.start = async () => {
+  await opened;
+  const joined = await call('join', {});
+  pc = new RTCPeerConnection({iceServers: joined.ice_servers});
+  pc.onicecandidate = (e) => {
+    if (e.candidate) call('candidate', {candidate: e.candidate.toJSON()});
+  };
+  pc.ontrack = (e) => {
+    const v = document.createElement('video'); v.autoplay = true; v.muted = true;
+    v.srcObject = new MediaStream([e.track]); document.body.appendChild(v);
+    window.videos.push({mid: e.transceiver.mid, kind: e.track.kind, element: v});
+  };
+  if (joined.renegotiate) pull();
+  return true;
+};
+"""
+    return head + start + tail
+
+
+def _run(*args: str) -> None:
+    import subprocess
+
+    subprocess.run(args, check=True, capture_output=True)
+
+
+@pytest.fixture
+def capped_namespace(tmp_path: Any) -> Any:
+    """A network namespace behind a veth pair whose host → namespace direction is capped at
+    400 kbit/s (tbf, see /work/shared/notes/aiortc-on-this-machine.md); yields (namespace,
+    host address, Chromium wrapper running inside it)."""
+    import shutil
+    import subprocess
+
+    if os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("tc") is None:
+        pytest.skip("needs root, ip and tc for a network namespace")
+    ns = f"consim{os.getpid() % 100000}"
+    host_if, ns_if = f"vh{os.getpid() % 100000}", f"vn{os.getpid() % 100000}"
+    subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    try:
+        _run("ip", "netns", "add", ns)
+        _run("ip", "link", "add", host_if, "type", "veth", "peer", "name", ns_if)
+        _run("ip", "link", "set", ns_if, "netns", ns)
+        _run("ip", "addr", "add", f"{NS_SUBNET}.1/30", "dev", host_if)
+        _run("ip", "link", "set", host_if, "up")
+        _run("ip", "-n", ns, "addr", "add", f"{NS_SUBNET}.2/30", "dev", ns_if)
+        _run("ip", "-n", ns, "link", "set", ns_if, "up")
+        _run("ip", "-n", ns, "link", "set", "lo", "up")
+        _run(
+            "tc", "qdisc", "add", "dev", host_if, "root", "tbf",
+            "rate", "400kbit", "burst", "16kbit", "latency", "50ms",
+        )  # fmt: skip
+        wrapper = tmp_path / "chromium-in-ns"
+        wrapper.write_text(f'#!/bin/sh\nexec ip netns exec {ns} {CHROMIUM} "$@"\n')
+        wrapper.chmod(0o755)
+        yield ns, f"{NS_SUBNET}.1", str(wrapper)
+    finally:
+        subprocess.run(["ip", "link", "del", host_if], capture_output=True)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+async def test_a_viewer_capped_at_400_kbits_gets_a_lower_layer_and_keeps_decoding(
+    capped_namespace: Any,
+) -> None:
+    from aiohttp import web
+    from playwright.async_api import async_playwright
+
+    if not os.path.exists(CHROMIUM):
+        pytest.skip("needs Chromium")
+    _ns, host_ip, wrapper = capped_namespace
+    bridges: dict[str, BrowserBridge] = {}
+
+    async def on_event(room: str, target: str | None, event: str, payload: Any) -> None:
+        for name, bridge in bridges.items():
+            if target is None or target == name:
+                await bridge.push(event, payload)
+
+    sfu = Sfu(
+        RtcConfig(allowed_addresses=("127.0.0.1", f"{NS_SUBNET}.0/30"), stats_interval=1.0),
+        on_event,
+    )
+    bridges["browser"] = BrowserBridge(sfu, "browser")
+    bridges["viewer"] = BrowserBridge(sfu, "viewer")
+    viewer_page = _viewer_page().replace("${location.host}/ws`", "${location.host}/viewer/ws`")
+    assert "/viewer/ws" in viewer_page
+
+    async def publisher(request: web.Request) -> web.Response:
+        return web.Response(text=SIMULCAST_PAGE, content_type="text/html")
+
+    async def viewer(request: web.Request) -> web.Response:
+        return web.Response(text=viewer_page, content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/", publisher)
+    app.router.add_get("/ws", bridges["browser"].handler)
+    app.router.add_get("/viewer", viewer)
+    app.router.add_get("/viewer/ws", bridges["viewer"].handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    local = web.TCPSite(runner, "127.0.0.1", 0)
+    await local.start()
+    port = local._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    outside = web.TCPSite(runner, host_ip, port)
+    await outside.start()
+    try:
+        async with async_playwright() as playwright:
+            pub_browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            view_browser = await playwright.chromium.launch(executable_path=wrapper, args=ARGS)
+            try:
+                pub = await pub_browser.new_page()
+                await pub.goto(f"http://127.0.0.1:{port}/")
+                assert await pub.evaluate("window.start()")
+                await wait_for(lambda: _camera(sfu) is not None, 30)
+                camera = _camera(sfu)
+                assert isinstance(camera, SimulcastForwarder)
+                await wait_for(lambda: all(layer.stats.packets > 0 for layer in camera.layers), 90)
+                view = await view_browser.new_page()
+                # the page's websocket goes to location.host: the host's veth address
+                await view.goto(f"http://{host_ip}:{port}/viewer")
+                assert await view.evaluate("window.start()")
+                await wait_for(lambda: camera.track_id in sfu.peer("viewer").subscriptions, 60)
+                dt = sfu.peer("viewer").subscriptions[camera.track_id].downtrack
+
+                async def frames() -> int:
+                    stats = await view.evaluate("window.inbound()")
+                    return sum(s["frames"] for k, s in stats.items() if k.endswith(":video"))
+
+                async def decoding() -> bool:
+                    return await frames() > 30
+
+                await wait_for(decoding, 60, interval=0.25)
+                started = time.monotonic()
+                await wait_for(lambda: dt.layer in ("q", "h") and dt.bandwidth_cap, 60, 0.1)
+                print(
+                    f"\ncapped viewer: down to layer {dt.layer} after "
+                    f"{time.monotonic() - started:.1f} s (REMB {dt.remb}, layer rates "
+                    f"{dict(zip('qhf', camera.rates, strict=True))})"
+                )
+                # and it keeps decoding on the lower layer
+                seen = await frames()
+
+                async def more() -> bool:
+                    return await frames() > seen + 60
+
+                await wait_for(more, 60, interval=0.25)
+                assert dt.layer in ("q", "h")
+                print(f"capped viewer decodes on {dt.layer}: {await frames()} frames in all")
+                assert bridges["viewer"].errors == [] and bridges["browser"].errors == []
+            finally:
+                for b in (pub_browser, view_browser):
+                    with contextlib.suppress(Exception):
+                        await b.close()
+    finally:
+        await sfu.close()
+        await runner.cleanup()
