@@ -140,6 +140,7 @@ class DownTrack:
             self.begin_epoch()
             if forwarder is not None:
                 forwarder.refresh()
+            self._reselect()  # simulcast: the layer wanted may have been stopped meanwhile
         elif forwarder is not None:
             # cutting a video frame in half would let the receiver assemble a broken frame
             # from its head and the next epoch's packets: finish the frame first

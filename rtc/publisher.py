@@ -144,7 +144,9 @@ class Publisher:
         )
 
     def accept_simulcast(self, offer_sdp: str) -> dict[str, list[str]]:
-        """After the client's offer is applied: the m-lines whose layers we receive.
+        """After the client's offer is applied: the m-lines of this offer whose layers we
+        receive (what the answer says; an m-line whose offer no longer has simulcast is
+        answered without, and goes on with the layers that still come).
 
         Camera video only: a screen share stays one layer (its text must stay sharp, and
         a viewer that cannot take it gets it slower, not blurred; see docs/rtc.md). The
@@ -152,7 +154,7 @@ class Publisher:
         offered, refused = sdp.simulcast_offer(offer_sdp, MAX_LAYERS, MAX_RID_LENGTH)
         self.simulcast_refused.update(refused)
         if not self.config.simulcast:
-            return self.simulcast
+            return {}
         for transceiver in self._client_mlines():
             mid = transceiver.mid or ""
             rids = offered.get(mid)
@@ -164,7 +166,7 @@ class Publisher:
                 self.simulcast_refused[mid] = "screen shares are sent as one layer"
                 continue
             self.simulcast[mid] = rids
-        return self.simulcast
+        return {mid: rids for mid, rids in self.simulcast.items() if mid in offered}
 
     def narrow_codecs(self) -> None:
         """Accept one codec (and its RTX) per published m-line: the one every subscriber gets."""

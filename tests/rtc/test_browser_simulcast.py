@@ -54,6 +54,9 @@ SIMULCAST_PAGE = (
   for (const e of p.encodings) if (e.rid) e.active = d.active.includes(e.rid);
   await t.sender.setParameters(p); window.layersApplied = d.active;
 };
+window.encodings = () => pc.getTransceivers()
+  .filter((t) => t.sender.track && t.sender.track.kind === 'video')
+  .map((t) => t.sender.getParameters().encodings.length);
 window.outbound = async () => {
   const out = {};
   (await pc.getStats()).forEach(s => {
@@ -170,6 +173,20 @@ async def test_chromium_sends_three_layers_and_each_viewer_gets_its_own(
             carol_sub = next(s for s in report["carol"]["subscribed"] if s["track_id"] == track_id)
             assert carol_sub["layer"] == "f" and carol_sub["switches"] >= 1
             print("layers:", [(e["rid"], e["width"], e["bitrate"]) for e in layers["layers"]])
+
+            # a server offer to Chromium (bob publishes): it keeps its three layers
+            answered = await page.evaluate("window.answered")
+            await bob.publish()
+
+            async def pulled() -> bool:
+                return bool(await page.evaluate("window.answered") > answered)
+
+            await wait_for(pulled, 30, interval=0.25)
+            assert await page.evaluate("window.encodings()") == [3]
+            top_packets = camera.layers[2].stats.packets
+            await wait_for(lambda: camera.layers[2].stats.packets > top_packets + 100, 30)
+            frames = carol.received_from("browser").frames
+            await wait_for(lambda: carol.received_from("browser").frames > frames + 30, 30)
             assert bridge.errors == [] and bob.errors == [] and carol.errors == []
         finally:
             with contextlib.suppress(Exception):
