@@ -108,6 +108,9 @@ class DownTrack:
             self.munger.source_changed()
         self.forwarder = forwarder
         self.remb = None
+        # another track: its tile size and its congestion history are not this one's
+        self.view = None
+        self.bandwidth_cap = None
         if forwarder is not None:
             # starts on the next `set_ready`, i.e. once the subscriber accepted the offer that
             # carries this source: a keyframe sent before that could be thrown away
