@@ -44,6 +44,8 @@ REMB_HOLD = 10.0
 #: at most this many layers (and RIDs of at most this length, RFC 8851 allows 255)
 MAX_LAYERS = 3
 MAX_RID_LENGTH = 16
+#: packets without RID after which a lone stream is forwarded as the lowest layer
+SINGLE_STREAM_AFTER = 50
 #: assumed size of the top layer while no keyframe told us (scaleResolutionDownBy 4/2/1)
 DEFAULT_TOP = (1280, 720)
 
@@ -66,6 +68,9 @@ class SimulcastForwarder(Forwarder):
         self._meters = [BitrateMeter() for _ in self.layers]
         #: packets whose SSRC and RID match no layer (dropped)
         self.unrouted = 0
+        #: packets without RID per unknown SSRC; True once such a stream is forwarded
+        self._ridless: dict[int, int] = {}
+        self.single_stream = False
         #: the layers the publisher was last told to send, and whom to tell
         self.consumed: list[str] = [layer.rid or "" for layer in self.layers]
         self.on_layers: LayersCallback | None = None
@@ -80,7 +85,7 @@ class SimulcastForwarder(Forwarder):
         if layer is None:
             extensions = packet.extensions
             rid = extensions.rtp_stream_id or extensions.repaired_rtp_stream_id
-            layer = self._by_rid.get(rid) if rid else None
+            layer = self._by_rid.get(rid) if rid else self._without_rid(packet.ssrc)
             if layer is None:
                 self.unrouted += 1
                 return
@@ -91,6 +96,20 @@ class SimulcastForwarder(Forwarder):
             self._reselect_all()
             return
         layer.on_rtp(packet, arrival_time_ms)
+
+    def _without_rid(self, ssrc: int) -> Forwarder | None:
+        """A stream that never says its RID (a client that answered our offer without
+        simulcast, or offered it and sends one stream anyway): once it sent
+        `SINGLE_STREAM_AFTER` packets while no layer lives, it is forwarded as the lowest
+        layer, i.e. the track goes on with one layer."""
+        seen = self._ridless.get(ssrc, 0) + 1
+        if len(self._ridless) > 16:
+            self._ridless.clear()  # random SSRCs: do not grow
+        self._ridless[ssrc] = seen
+        if seen < SINGLE_STREAM_AFTER or self._live:
+            return None
+        self.single_stream = True
+        return self.layers[0]
 
     async def _handle_rtcp_packet(self, packet: AnyRtcpPacket) -> None:
         for layer in self.layers:
@@ -346,5 +365,6 @@ class SimulcastForwarder(Forwarder):
             **totals,
             "simulcast": True,
             "unrouted": self.unrouted,
+            "single_stream": self.single_stream,
             "layers": layers,
         }
