@@ -61,8 +61,9 @@ class DownTrack:
         self.max_layer: int | None = None
         self.view: tuple[int, int] | None = None
         self.layer_switches = 0
-        #: simulcast: (highest layer index, until monotonic time) after a REMB showed congestion
-        self.bandwidth_cap: tuple[int, float] | None = None
+        #: simulcast: (highest layer index, until monotonic time, hold seconds) after a REMB
+        #: showed congestion
+        self.bandwidth_cap: tuple[int, float, float] | None = None
         self.writer: TransportWriter | None = None
         #: the subscriber's m-line is negotiated and its transport connected.
         self.ready = False

@@ -39,8 +39,10 @@ from rtc.stats import BitrateMeter
 LAYER_TIMEOUT = 1.0
 #: a subscriber whose REMB is below this share of its layer's bitrate goes one layer down
 REMB_CONGESTED = 0.9
-#: ... for this long (seconds) before its wanted layer is tried again
+#: ... for this long (seconds) before its wanted layer is tried again; doubled (up to
+#: REMB_HOLD_MAX) each time the layer tried again congests at once
 REMB_HOLD = 10.0
+REMB_HOLD_MAX = 80.0
 #: at most this many layers (and RIDs of at most this length, RFC 8851 allows 255)
 MAX_LAYERS = 3
 MAX_RID_LENGTH = 16
@@ -287,7 +289,8 @@ class SimulcastForwarder(Forwarder):
 
     def _check_remb(self, now: float) -> None:
         """A subscriber whose REMB is below the bitrate of the layer it gets is congested:
-        one layer down, held for `REMB_HOLD` s, then the wanted layer is tried again.
+        one layer down, held for `REMB_HOLD` s (longer after each failed try), then the
+        wanted layer is tried again.
 
         (A receiver's REMB follows what it receives, at most ~1.5 times that, so it cannot
         tell whether a higher layer would fit: it only ever lowers the choice.)"""
@@ -299,7 +302,12 @@ class SimulcastForwarder(Forwarder):
             index = self.layers.index(feed)
             rate = self.rates[index]
             if index > 0 and rate and remb[0] < rate * REMB_CONGESTED:
-                downtrack.bandwidth_cap = (index - 1, now + REMB_HOLD)
+                hold = REMB_HOLD
+                cap = downtrack.bandwidth_cap
+                if cap is not None and now - cap[1] < REMB_HOLD:
+                    # the layer tried again after the hold did not fit either: wait longer
+                    hold = min(cap[2] * 2, REMB_HOLD_MAX)
+                downtrack.bandwidth_cap = (index - 1, now + hold, hold)
 
     def _send_remb(self) -> None:
         """The publisher may spend up to `simulcast_bitrate` on its layers: subscribers that
