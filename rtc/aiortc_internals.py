@@ -96,9 +96,11 @@ __all__ = [
     "intercept_sender",
     "negotiated_codecs",
     "pack_remb_fci",
+    "receive_rid_extensions",
     "refused_by_guard",
     "restrict_host_addresses",
     "restrict_udp_ports",
+    "route_unknown_ssrc_by_mid",
     "rtcp_ssrc",
     "sender_ssrc",
     "set_negotiated_codecs",
@@ -533,6 +535,54 @@ def guard_ice_connection(connection: aioice.ice.Connection, allows: Callable[[st
 def refused_by_guard(pc: Any) -> int:
     """Remote addresses the guard refused on this peer connection so far."""
     return sum(getattr(c, "_consilium_refused", 0) for c in ice_connections(pc))
+
+
+def receive_rid_extensions() -> None:
+    """Let aiortc accept the RID header extensions (simulcast) on video m-lines. Idempotent.
+
+    aiortc answers and offers only the extensions of its table `codecs.HEADER_EXTENSIONS`
+    (mid, abs-send-time for video); its packet parser already reads `sdes:rtp-stream-id` and
+    `sdes:repaired-rtp-stream-id` once they are negotiated. Process-wide.
+    """
+    from aiortc.codecs import HEADER_EXTENSIONS
+    from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters
+
+    video = HEADER_EXTENSIONS["video"]
+    known = {e.uri for e in video}
+    for ext_id, uri in (
+        (10, "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"),
+        (11, "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"),
+    ):
+        if uri not in known:
+            video.append(RTCRtpHeaderExtensionParameters(id=ext_id, uri=uri))
+
+
+def route_unknown_ssrc_by_mid() -> None:
+    """Route a packet of an SSRC nobody announced by its MID header extension. Idempotent.
+
+    aiortc's `RtpRouter.route_rtp` knows the SSRCs of the remote description and otherwise
+    guesses from the payload type, which fails as soon as two m-lines share one (a camera
+    and a screen share both on VP8 96). Simulcast layers are never announced by SSRC: their
+    first packets carry the MID (and the RID), so the SSRC is learnt from the MID here, the
+    way BUNDLE (RFC 9143 §9.2) says. Process-wide; the original routing is tried first.
+    """
+    from aiortc.rtcdtlstransport import RtpRouter
+
+    original = RtpRouter.route_rtp
+    if getattr(original, "_consilium_mid", False):
+        return
+
+    def route_rtp(self: Any, packet: RtpPacket) -> Any:
+        if packet.ssrc not in self.ssrc_table:
+            mid = packet.extensions.mid
+            receiver = self.mid_table.get(mid) if mid is not None else None
+            if receiver is not None:
+                self.ssrc_table[packet.ssrc] = receiver
+                return receiver
+        return original(self, packet)
+
+    route_rtp._consilium_mid = True  # type: ignore[attr-defined]
+    RtpRouter.route_rtp = route_rtp  # type: ignore[method-assign]
 
 
 def quiet_connect_after_close() -> None:

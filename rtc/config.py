@@ -41,6 +41,10 @@ class RtcConfig:
     #: ceilings sent to publishers, bits per second.
     max_camera_bitrate: int = 1_500_000
     max_screen_bitrate: int = 2_500_000
+    #: what a simulcast camera may spend on all its layers together (the REMB it gets).
+    max_simulcast_bitrate: int = 2_500_000
+    #: accept simulcast camera tracks (several RID layers); False answers without simulcast.
+    simulcast: bool = True
     #: client offers allowed per participant per 10 s window.
     max_negotiations_per_10s: int = 20
     #: tracks one participant may publish at once (camera, screen, audio and some slack).

@@ -54,6 +54,16 @@ class DownTrack:
         self._ssrc = ssrc  # the name aiortc's RTP router reads
         self.ssrc = ssrc
         self.forwarder: Forwarder | None = None
+        #: what writes to us: the forwarder itself, or the simulcast layer we get now
+        self.feed: Forwarder | None = None
+        #: simulcast: highest layer index allowed by the bandwidth budget (None: no cap),
+        #: the rendered tile size in device pixels (None: unknown), layer switches done
+        self.max_layer: int | None = None
+        self.view: tuple[int, int] | None = None
+        self.layer_switches = 0
+        #: simulcast: (highest layer index, until monotonic time, hold seconds) after a REMB
+        #: showed congestion
+        self.bandwidth_cap: tuple[int, float, float] | None = None
         self.writer: TransportWriter | None = None
         #: the subscriber's m-line is negotiated and its transport connected.
         self.ready = False
@@ -99,6 +109,9 @@ class DownTrack:
             self.munger.source_changed()
         self.forwarder = forwarder
         self.remb = None
+        # another track: its tile size and its congestion history are not this one's
+        self.view = None
+        self.bandwidth_cap = None
         if forwarder is not None:
             # starts on the next `set_ready`, i.e. once the subscriber accepted the offer that
             # carries this source: a keyframe sent before that could be thrown away
@@ -131,6 +144,7 @@ class DownTrack:
             self.begin_epoch()
             if forwarder is not None:
                 forwarder.refresh()
+            self._reselect()  # simulcast: the layer wanted may have been stopped meanwhile
         elif forwarder is not None:
             # cutting a video frame in half would let the receiver assemble a broken frame
             # from its head and the next epoch's packets: finish the frame first
@@ -140,10 +154,44 @@ class DownTrack:
         """Next packet starts a new epoch; video waits for a keyframe, which is requested."""
         if self.kind == "video":
             self.waiting_keyframe = True
-            if self.forwarder is not None and not self.paused:
-                self.forwarder.request_keyframe()
+            if self.feed is not None and not self.paused:
+                self.feed.request_keyframe()
         else:
             self.waiting_keyframe = True  # audio: the next packet starts the epoch
+
+    # --- simulcast layer choice --------------------------------------------------------------
+
+    def set_max_layer(self, layer: int | None) -> None:
+        """Bandwidth budget: forward no layer above index `layer` (0 = lowest; None: no cap).
+
+        A no-op on a track without simulcast. The switch happens at the next keyframe of the
+        layer chosen, which is asked for."""
+        self.max_layer = None if layer is None else max(0, int(layer))
+        self._reselect()
+
+    def set_view(self, width: int | None, height: int | None) -> None:
+        """The tile this track is shown in (device pixels): the smallest layer that fills it."""
+        self.view = (max(0, int(width)), max(0, int(height))) if width and height else None
+        self._reselect()
+
+    @property
+    def layer(self) -> str | None:
+        """The RID of the simulcast layer forwarded now (None without simulcast)."""
+        feed = self.feed
+        return feed.rid if feed is not None else None
+
+    @property
+    def target(self) -> str | None:
+        """The RID of the layer this down-track should get (None without simulcast)."""
+        forwarder = self.forwarder
+        if forwarder is None or not forwarder.layers:
+            return None
+        return forwarder.layers[forwarder.wanted(self)].rid  # type: ignore[attr-defined]
+
+    def _reselect(self) -> None:
+        forwarder = self.forwarder
+        if forwarder is not None and forwarder.layers:
+            forwarder.reselect(self)  # type: ignore[attr-defined]
 
     def close(self) -> None:
         self.bind(None)
@@ -190,8 +238,8 @@ class DownTrack:
         elif isinstance(packet, RtcpPsfbPacket):
             if packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
                 self.stats.plis += 1
-                if self.forwarder is not None and not self.paused:
-                    self.forwarder.request_keyframe()
+                if self.feed is not None and not self.paused:
+                    self.feed.request_keyframe()
             elif packet.fmt == RTCP_PSFB_APP:
                 try:
                     bitrate, ssrcs = unpack_remb_fci(packet.fci)
@@ -214,7 +262,7 @@ class DownTrack:
 
     def retransmit(self, lost: list[int]) -> None:
         """Answer a NACK from the forwarder's history, within the current epoch."""
-        forwarder = self.forwarder
+        forwarder = self.feed
         writer = self.writer
         if forwarder is None or writer is None or writer.rtp is None or self.waiting_keyframe:
             return
@@ -248,7 +296,7 @@ class DownTrack:
 
     def sender_report(self) -> RtcpSrPacket | None:
         """An SR for this stream, keeping the publisher's NTP/RTP mapping (lip sync)."""
-        forwarder = self.forwarder
+        forwarder = self.feed
         ts_offset = self.munger.ts_offset
         if self.munger.last_ts is None or forwarder is None:
             return None

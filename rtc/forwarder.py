@@ -33,7 +33,7 @@ from rtc.aiortc_internals import (
 )
 from rtc.bandwidth import RembAggregator
 from rtc.downtrack import DownTrack
-from rtc.keyframes import KeyframeRequester, keyframe_detector
+from rtc.keyframes import KeyframeRequester, keyframe_detector, vp8_keyframe_size
 from rtc.stats import InboundStats
 
 logger = logging.getLogger(__name__)
@@ -74,6 +74,7 @@ class Forwarder:
         clock_rate: int,
         keyframe_min_interval: float,
         remb: RembAggregator | None,
+        rid: str | None = None,
     ) -> None:
         self.publisher_id = publisher_id
         self.track_id = track_id
@@ -85,6 +86,14 @@ class Forwarder:
         self.clock_rate = clock_rate
         self.muted = False
         self.closed = False
+        #: simulcast: the RID of the layer this forwarder carries (None: not a layer)
+        self.rid = rid
+        #: simulcast: the layers, lowest first (empty for a plain track; see rtc/simulcast.py)
+        self.layers: list[Forwarder] = []
+        #: simulcast layer: picture size learnt from its keyframes (VP8), if any
+        self.resolution: tuple[int, int] | None = None
+        #: simulcast layer: down-tracks switching to this layer at its next keyframe
+        self._switching: list[DownTrack] = []
         self.downtracks: set[DownTrack] = set()
         self._active: list[DownTrack] = []
         self._is_keyframe = keyframe_detector(codec_name)
@@ -138,10 +147,15 @@ class Forwarder:
 
     def add_downtrack(self, downtrack: DownTrack) -> None:
         self.downtracks.add(downtrack)
+        downtrack.feed = self
         self.refresh()
 
     def remove_downtrack(self, downtrack: DownTrack) -> None:
         self.downtracks.discard(downtrack)
+        if downtrack in self._switching:
+            self._switching.remove(downtrack)
+        if downtrack.feed is self:
+            downtrack.feed = None
         self.refresh()
 
     def refresh(self) -> None:
@@ -198,6 +212,7 @@ class Forwarder:
         self._missing.clear()
         for dt in list(self.downtracks):
             dt.bind(None)
+        self._switching.clear()
         self._active = []
         self._taps.clear()
 
@@ -244,6 +259,8 @@ class Forwarder:
             keyframe = self._is_keyframe(payload)
             if keyframe:
                 self.keyframes.keyframe_seen()
+                if self.rid is not None:
+                    self._layer_keyframe(payload)
             self._history[fseq & _HISTORY_MASK] = (fseq, ts, marker, payload, 0)
             level = 0
         else:
@@ -271,6 +288,39 @@ class Forwarder:
         if marker and self._pausing:
             self._pausing.clear()
             self.refresh()
+
+    def _layer_keyframe(self, payload: bytes) -> None:
+        """Simulcast layer: a keyframe starts; down-tracks waiting for it switch here."""
+        if self.codec_name == "VP8":
+            size = vp8_keyframe_size(payload)
+            if size is not None:
+                self.resolution = size
+        if not self._switching:
+            return
+        for dt in self._switching:
+            old = dt.feed
+            if old is not None and old is not self:
+                old.downtracks.discard(dt)
+                if dt in old._pausing:
+                    old._pausing.remove(dt)
+                old.refresh()
+                dt.munger.layer_changed(old.last_arrival)
+            self.downtracks.add(dt)
+            dt.feed = self
+            dt.waiting_keyframe = True
+            dt.layer_switches += 1
+        self._switching.clear()
+        self.refresh()
+
+    def switch_at_keyframe(self, downtrack: DownTrack) -> None:
+        """Simulcast layer: move `downtrack` here at this layer's next keyframe (asked for)."""
+        if downtrack not in self._switching:
+            self._switching.append(downtrack)
+        self.request_keyframe()
+
+    def cancel_switch(self, downtrack: DownTrack) -> None:
+        if downtrack in self._switching:
+            self._switching.remove(downtrack)
 
     def _tail(self, ext_id: int, payload: bytes, level: int) -> tuple[int, bytes]:
         """First header byte and what follows the fixed header, for one extension id."""
@@ -417,7 +467,7 @@ class Forwarder:
         if (
             self.kind == "video"
             and now - self.keyframes.last_sent > KEYFRAME_RETRY
-            and any(dt.waiting_keyframe for dt in self._active)
+            and (self._switching or any(dt.waiting_keyframe for dt in self._active))
         ):
             self.keyframes.request()
 

@@ -39,6 +39,33 @@ def is_vp8_keyframe_start(payload: bytes) -> bool:
     return not payload[i] & 0x01  # VP8 frame tag: P bit 0 means keyframe
 
 
+def vp8_keyframe_size(payload: bytes) -> tuple[int, int] | None:
+    """(width, height) from the first packet of a VP8 keyframe (RFC 6386 §9.1), or None."""
+    n = len(payload)
+    if n < 1:
+        return None
+    i = 1
+    if payload[0] & 0x80:
+        if n < 2:
+            return None
+        x = payload[1]
+        i = 2
+        if x & 0x80:
+            if n <= i:
+                return None
+            i += 2 if payload[i] & 0x80 else 1
+        if x & 0x40:
+            i += 1
+        if x & 0x30:
+            i += 1
+    # 3-byte frame tag, start code 9d 01 2a, then 14-bit width and height (little endian)
+    if n < i + 10 or payload[i + 3 : i + 6] != b"\x9d\x01\x2a":
+        return None
+    width = (payload[i + 6] | (payload[i + 7] << 8)) & 0x3FFF
+    height = (payload[i + 8] | (payload[i + 9] << 8)) & 0x3FFF
+    return (width, height) if width and height else None
+
+
 _H264_KEY_NALS = frozenset((5, 7))  # IDR slice, SPS
 
 

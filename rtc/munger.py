@@ -49,6 +49,16 @@ class Munger:
         self._switched_source = self._started
         self._last_time = time.monotonic()
 
+    def layer_changed(self, last_arrival: float) -> None:
+        """The next epoch comes from another simulcast layer of the same track.
+
+        Layers are separate RTP streams (own sequence numbers, own timestamp origin): the
+        sequence numbers go on from ours, the timestamps from our last one advanced by the time
+        since the old layer's last packet (`last_arrival`, monotonic seconds).
+        """
+        self._switched_source = self._started
+        self._last_time = min(last_arrival, time.monotonic())
+
     def start_epoch(self, seq: int, ts: int) -> None:
         """Start an epoch at this packet: contiguous sequence numbers, sane timestamps."""
         self.seq_offset = (self.next_seq - seq) & 0xFFFF

@@ -150,6 +150,7 @@ class Peer:
                 raise RtcError(BAD_SDP, f"offer rejected: {exc}") from exc
             self.guard_ice()
             self._intercept_new_transceivers()
+            simulcast = self.publisher.accept_simulcast(offer_sdp)
             self.publisher.narrow_codecs()
             try:
                 answer = await self.pc.createAnswer()
@@ -160,7 +161,7 @@ class Peer:
                 raise
             self.publisher.remember_codecs()
             added, removed = self.publisher.sync()
-            local = self._as_sent(self.pc.localDescription.sdp)
+            local = self._as_sent(self.pc.localDescription.sdp, simulcast)
         return local, added, removed
 
     def _refuse_ice_restart(self, description: sdp.SessionDescription) -> None:
@@ -201,13 +202,14 @@ class Peer:
             self.schedule_offer(notify=False)  # the ack says `renegotiate`
         return str(description)
 
-    def _as_sent(self, local_sdp: str) -> str:
-        """Our description as the client gets it: rejected m-sections in JSEP form."""
-        if not self.rejected:
-            return local_sdp
-        description = sdp.parse(local_sdp)
-        sdp.reject(description, self.rejected)
-        return str(description)
+    def _as_sent(self, local_sdp: str, simulcast: Mapping[str, list[str]]) -> str:
+        """Our description as the client gets it: rejected m-sections in JSEP form, the
+        simulcast layers we receive (aiortc writes no `a=rid`/`a=simulcast`)."""
+        if self.rejected:
+            description = sdp.parse(local_sdp)
+            sdp.reject(description, self.rejected)
+            local_sdp = str(description)
+        return sdp.add_simulcast(local_sdp, simulcast)
 
     def _refuse_out_of_order(self) -> None:
         if self.closed:

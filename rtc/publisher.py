@@ -9,6 +9,7 @@ on later server offers.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from aiortc import (
     RTCDtlsTransport,
@@ -19,11 +20,13 @@ from aiortc import (
 from aiortc.rtcrtpparameters import RTCRtpReceiveParameters, RTCRtpSendParameters
 
 from rtc import aiortc_internals as internals
+from rtc import sdp
 from rtc.bandwidth import RembAggregator
 from rtc.config import RtcConfig
 from rtc.errors import BAD_SDP, RtcError
 from rtc.forwarder import Forwarder
 from rtc.sdp import codec_key
+from rtc.simulcast import MAX_LAYERS, MAX_RID_LENGTH, LayersCallback, SimulcastForwarder
 
 SOURCES = ("camera", "screen", "audio")
 
@@ -110,6 +113,12 @@ class Publisher:
         self._ingress: dict[str, Ingress] = {}
         #: codecs (with the client's payload types) agreed for each published m-line
         self.agreed_codecs: dict[str, list[RTCRtpCodecParameters]] = {}
+        #: simulcast layers (RIDs, lowest first) accepted per published m-line
+        self.simulcast: dict[str, list[str]] = {}
+        #: why a client's simulcast offer was answered with one layer, per mid (diagnostics)
+        self.simulcast_refused: dict[str, str] = {}
+        #: called when a simulcast track's consumed layers change (set by the SFU)
+        self.on_layers: LayersCallback | None = None
 
     def _client_mlines(self) -> list[RTCRtpTransceiver]:
         return [t for t in self.pc.getTransceivers() if not self._is_server_mline(t)]
@@ -133,6 +142,31 @@ class Publisher:
         internals.intercept_sender(
             transceiver.sender, no_rtcp(internals.sender_ssrc(transceiver.sender))
         )
+
+    def accept_simulcast(self, offer_sdp: str) -> dict[str, list[str]]:
+        """After the client's offer is applied: the m-lines of this offer whose layers we
+        receive (what the answer says; an m-line whose offer no longer has simulcast is
+        answered without, and goes on with the layers that still come).
+
+        Camera video only: a screen share stays one layer (its text must stay sharp, and
+        a viewer that cannot take it gets it slower, not blurred; see docs/rtc.md). The
+        layers of an m-line are fixed by its first offer (a published track keeps them)."""
+        offered, refused = sdp.simulcast_offer(offer_sdp, MAX_LAYERS, MAX_RID_LENGTH)
+        self.simulcast_refused.update(refused)
+        if not self.config.simulcast:
+            return {}
+        for transceiver in self._client_mlines():
+            mid = transceiver.mid or ""
+            rids = offered.get(mid)
+            if not rids or mid in self.simulcast or transceiver.kind != "video":
+                continue
+            if mid in self.forwarders:
+                continue  # already published with one layer: it stays so
+            if self._source_of(transceiver) == "screen":
+                self.simulcast_refused[mid] = "screen shares are sent as one layer"
+                continue
+            self.simulcast[mid] = rids
+        return {mid: rids for mid, rids in self.simulcast.items() if mid in offered}
 
     def narrow_codecs(self) -> None:
         """Accept one codec (and its RTX) per published m-line: the one every subscriber gets."""
@@ -221,6 +255,7 @@ class Publisher:
         mid = transceiver.mid or ""
         source = self._source_of(transceiver)
         remb = None
+        rids = self.simulcast.get(mid)
         if transceiver.kind == "video":
             ceiling = (
                 self.config.max_screen_bitrate
@@ -228,18 +263,26 @@ class Publisher:
                 else self.config.max_camera_bitrate
             )
             remb = RembAggregator(self.config.remb_mode, ceiling)
-        forwarder = Forwarder(
-            publisher_id=self.participant_id,
-            track_id=f"{self.participant_id}:{mid}",
-            mid=mid,
-            kind=transceiver.kind,
-            source=source,
-            codec_name=codec.name,
-            codec_parameters=dict(codec.parameters),
-            clock_rate=codec.clockRate,
-            keyframe_min_interval=self.config.keyframe_min_interval,
-            remb=remb,
-        )
+        common: dict[str, Any] = {
+            "publisher_id": self.participant_id,
+            "track_id": f"{self.participant_id}:{mid}",
+            "mid": mid,
+            "kind": transceiver.kind,
+            "source": source,
+            "codec_name": codec.name,
+            "codec_parameters": dict(codec.parameters),
+            "clock_rate": codec.clockRate,
+            "keyframe_min_interval": self.config.keyframe_min_interval,
+            "remb": remb,
+        }
+        forwarder: Forwarder
+        if rids and transceiver.kind == "video" and source != "screen":
+            forwarder = SimulcastForwarder(
+                rids=rids, simulcast_bitrate=self.config.max_simulcast_bitrate, **common
+            )
+            forwarder.on_layers = self.on_layers
+        else:
+            forwarder = Forwarder(**common)
         binding = self._ingress.get(mid)
         if binding is not None:
             forwarder.attach_publisher(*binding)

@@ -222,3 +222,91 @@ def capability_for(
         if capability.name.upper() == wanted[0]:
             return capability
     return None
+
+
+# --- simulcast (RFC 8853 / RFC 8851): aiortc's parser drops these lines, so raw text here ---
+
+RID_URI = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
+REPAIRED_RID_URI = "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id"
+_RID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
+
+
+def _sections(text: str) -> list[list[str]]:
+    """Session part, then one list of lines per m-section."""
+    sections: list[list[str]] = [[]]
+    for line in text.splitlines():
+        if line.startswith("m="):
+            sections.append([])
+        sections[-1].append(line)
+    return sections
+
+
+def _mid_of(section: list[str]) -> str | None:
+    return next((line[6:].strip() for line in section if line.startswith("a=mid:")), None)
+
+
+def simulcast_offer(
+    text: str, max_layers: int, max_rid_length: int
+) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """The layers a client offers to send per video m-line: ({mid: [rid, ...]}, {mid: why
+    refused}). A section whose simulcast cannot be accepted (a RID not declared with
+    `a=rid:... send`, a bad RID, more than `max_layers`, no RID header extension) is refused
+    and gets an answer without simulcast: the client then sends its first encoding only."""
+    accepted: dict[str, list[str]] = {}
+    refused: dict[str, str] = {}
+    for section in _sections(text)[1:]:
+        if not section[0].startswith("m=video") or section[0].split()[1:2] == ["0"]:
+            continue
+        mid = _mid_of(section)
+        simulcast = [line for line in section if line.startswith("a=simulcast:")]
+        if mid is None or not simulcast:
+            continue
+        declared = set()
+        for line in section:
+            if line.startswith("a=rid:"):
+                parts = line[6:].split()
+                if len(parts) >= 2 and parts[1] == "send":
+                    declared.add(parts[0])
+        words = simulcast[0][len("a=simulcast:") :].split()
+        rids: list[str] = []
+        why = ""
+        if len(words) < 2 or words[0] != "send":
+            why = "a=simulcast must offer to send"
+        else:
+            for alternative in words[1].split(";"):
+                rid = alternative.split(",")[0].lstrip("~")
+                if not rid or len(rid) > max_rid_length or not set(rid) <= _RID_CHARS:
+                    why = f"bad RID {rid!r}"
+                elif rid not in declared:
+                    why = f"RID {rid!r} is not declared with a=rid:{rid} send"
+                elif rid in rids:
+                    why = f"RID {rid!r} listed twice"
+                rids.append(rid)
+        if not why and len(rids) > max_layers:
+            why = f"{len(rids)} layers offered, at most {max_layers}"
+        if not why and not any(RID_URI in line for line in section if line.startswith("a=extmap")):
+            why = "the RID header extension (sdes:rtp-stream-id) is not offered"
+        if why:
+            refused[mid] = why
+        elif len(rids) > 1:
+            accepted[mid] = rids
+    return accepted, refused
+
+
+def add_simulcast(text: str, rids_by_mid: Mapping[str, Sequence[str]]) -> str:
+    """Our description (answer or offer) with `a=rid:... recv` and `a=simulcast:recv` on the
+    m-lines whose layers we receive (aiortc writes neither)."""
+    if not rids_by_mid:
+        return text
+    sections = _sections(text)
+    for section in sections[1:]:
+        rids = rids_by_mid.get(_mid_of(section) or "")
+        if (
+            not rids
+            or section[0].split()[1:2] == ["0"]
+            or any(line.startswith("a=simulcast:") for line in section)
+        ):
+            continue
+        section.extend(f"a=rid:{rid} recv" for rid in rids)
+        section.append("a=simulcast:recv " + ";".join(rids))
+    return "\r\n".join(line for section in sections for line in section) + "\r\n"

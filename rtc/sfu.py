@@ -164,6 +164,15 @@ class Room(RoomView):
                     "kind": dt.kind,
                     "paused": dt.paused,
                     **dt.stats.report(dt.clock_rate),
+                    **(
+                        {
+                            "layer": dt.layer,
+                            "target_layer": dt.target,
+                            "switches": dt.layer_switches,
+                        }
+                        if dt.forwarder is not None and dt.forwarder.layers
+                        else {}
+                    ),
                 }
             )
         return {
@@ -187,8 +196,11 @@ class Sfu:
         self._where: dict[str, Room] = {}
         self._policy = AddressPolicy(config.allowed_addresses, config.allowed_networks)
         self._retired = SfuTotals()  # the counts of tracks and peers that ended
+        self._pending_emits: set[asyncio.Task[None]] = set()
         apply_gathering_policy(config)
         internals.quiet_connect_after_close()
+        internals.receive_rid_extensions()
+        internals.route_unknown_ssrc_by_mid()
 
     # --- membership -------------------------------------------------------------------------
 
@@ -209,6 +221,7 @@ class Sfu:
             self._policy,
             self._peer_state_changed,
         )
+        peer.publisher.on_layers = self._layers_changed
         room.peers[participant_id] = peer
         self._where[participant_id] = room
         if any(True for _ in room.forwarders()):
@@ -364,6 +377,34 @@ class Sfu:
         """Send it again, starting with a fresh keyframe."""
         self._subscription(subscriber_id, track_id).downtrack.set_paused(False)
 
+    async def set_layout(
+        self, subscriber_id: str, tiles: Mapping[str, Mapping[str, Any]]
+    ) -> list[str]:
+        """The subscriber's tiles: {track_id: {width, height, visible?}} in device pixels.
+
+        A simulcast track gets the smallest layer that fills its tile; `visible: false`
+        pauses like `pause`, `true` resumes. Tracks this subscriber does not receive (any
+        more) are skipped; returns the track ids applied."""
+        _, peer = self._lookup(subscriber_id)
+        applied = []
+        for track_id, tile in tiles.items():
+            slot = peer.subscriptions.get(track_id)
+            if slot is None:
+                continue
+            dt = slot.downtrack
+            width, height = tile.get("width"), tile.get("height")
+            if isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0:
+                dt.set_view(min(width, 16384), min(height, 16384))
+            visible = tile.get("visible")
+            if isinstance(visible, bool):
+                dt.set_paused(not visible)
+            applied.append(track_id)
+        return applied
+
+    async def set_max_layer(self, subscriber_id: str, track_id: str, layer: int | None) -> None:
+        """Bandwidth budget of one subscription: no simulcast layer above index `layer`."""
+        self._subscription(subscriber_id, track_id).downtrack.set_max_layer(layer)
+
     async def force_mute(self, participant_id: str, muted: bool = True) -> None:
         """Stop (or restart) forwarding this participant's audio to everyone."""
         room, peer = self._lookup(participant_id)
@@ -453,6 +494,18 @@ class Sfu:
         if slot is None:
             raise RtcError(UNKNOWN_TRACK, f"{subscriber_id} does not receive {track_id!r}")
         return slot
+
+    def _layers_changed(self, forwarder: Forwarder, rids: list[str]) -> None:
+        """Dynacast: tell a simulcast publisher which layers somebody receives."""
+        room = self._where.get(forwarder.publisher_id)
+        if room is None or forwarder.closed:
+            return
+        payload = {"track_id": forwarder.track_id, "mid": forwarder.mid, "active": rids}
+        task = asyncio.get_running_loop().create_task(
+            room.emit(forwarder.publisher_id, "rtc:layers", payload)
+        )
+        self._pending_emits.add(task)
+        task.add_done_callback(self._pending_emits.discard)
 
     async def _emit(
         self, room_id: str, target: str | None, event: str, payload: dict[str, Any]

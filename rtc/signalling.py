@@ -402,6 +402,17 @@ class TrackIn(Payload):
     track_id: str = Field(min_length=1, max_length=128)
 
 
+class TileIn(Payload):
+    track_id: str = Field(min_length=1, max_length=128)
+    width: int = Field(ge=0, le=16384)
+    height: int = Field(ge=0, le=16384)
+    visible: bool | None = None
+
+
+class LayoutIn(Payload):
+    tiles: list[TileIn] = Field(max_length=64)
+
+
 class SnapshotIn(Payload):
     participant_id: str = Field(min_length=1, max_length=128)
     source: Literal["camera", "screen"] = "camera"
@@ -500,6 +511,19 @@ def setup(app: web.Application) -> Signalling:
     async def pause(live: Live, conn: Conn, body: TrackIn) -> dict[str, Any]:
         room_id, pid = _ids(conn)
         return await sig.call(room_id, pid, "pause", {"track_id": body.track_id})
+
+    @live.event("rtc:layout", LayoutIn)
+    async def layout(live: Live, conn: Conn, body: LayoutIn) -> dict[str, Any]:
+        """Rendered size (device pixels) and visibility of each tile: a simulcast track gets
+        the layer that fits; `visible: false` pauses it as `rtc:pause` does."""
+        _, pid = _ids(conn)
+        tiles = {
+            t.track_id: {"width": t.width, "height": t.height, "visible": t.visible}
+            for t in body.tiles
+        }
+        with _refused():
+            applied = await sig.sfu.set_layout(pid, tiles)
+        return {"applied": applied}
 
     @live.event("rtc:resume", TrackIn)
     async def resume(live: Live, conn: Conn, body: TrackIn) -> dict[str, Any]:

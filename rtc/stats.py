@@ -165,6 +165,8 @@ class SfuTotals:
         self.counts = dict.fromkeys(self.FIELDS, 0)
 
     def add_forwarder(self, f: Any) -> None:
+        for layer in getattr(f, "layers", ()):  # simulcast: the layers hold the counts
+            self.add_forwarder(layer)
         c = self.counts
         c["received_packets"] += f.stats.packets
         c["received_bytes"] += f.stats.bytes

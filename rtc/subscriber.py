@@ -187,11 +187,12 @@ class Subscriber:
         """Our pending offer as the client gets it: aiortc writes its local description
         again from its own state (ports from its candidates), rejected m-lines included."""
         text = self.pc.localDescription.sdp
-        if not self.rejected:
-            return text
-        description = sdp.parse(text)
-        sdp.reject(description, self.rejected)
-        return str(description)
+        if self.rejected:
+            description = sdp.parse(text)
+            sdp.reject(description, self.rejected)
+            text = str(description)
+        # the layers of published simulcast m-lines, or the client would drop to one layer
+        return sdp.add_simulcast(text, self._publisher.simulcast)
 
     def _offer_event(self, offer_sdp: str, tracks: list[dict[str, Any]]) -> dict[str, Any]:
         return {

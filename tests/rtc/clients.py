@@ -138,6 +138,9 @@ class Received:
     undecodable: int = 0
     #: monotonic time of each decoded frame (freeze measurements)
     times: list[float] = field(default_factory=list)
+    #: size of the last decoded frame (simulcast layers), and frames decoded in all
+    last_size: tuple[int, int] | None = None
+    frames: int = 0
 
 
 class Client:
@@ -441,6 +444,8 @@ async def read_video(track: MediaStreamTrack, received: Received) -> None:
             now = time.monotonic()
             if received.first_frame_at is None:
                 received.first_frame_at = now
+            received.last_size = (frame.width, frame.height)  # type: ignore[union-attr]
+            received.frames += 1
             gray = frame.to_ndarray(format="gray")  # type: ignore[union-attr]
             decoded = decode_bars(gray) if gray.shape == (HEIGHT, WIDTH) else None
             if decoded is None:

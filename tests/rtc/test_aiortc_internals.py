@@ -224,3 +224,24 @@ def test_fast_unprotect_matches_pylibsrtp_and_drops_what_it_refuses() -> None:
     tampered = bytearray(sender.protect(struct.pack("!BBHII", 0x80, 96, 9, 1000, 42) + b"x" * 50))
     tampered[-1] ^= 1
     assert unprotect(bytes(tampered)) is None  # not authentic
+def test_simulcast_hooks_exist() -> None:
+    """RID extensions in aiortc's table and parser; the router we extend by MID."""
+    from aiortc.codecs import HEADER_EXTENSIONS
+    from aiortc.rtp import HeaderExtensions, HeaderExtensionsMap
+
+    assert isinstance(HEADER_EXTENSIONS["video"], list)
+    assert {"rtp_stream_id", "repaired_rtp_stream_id", "mid"} <= set(
+        HeaderExtensions.__dataclass_fields__
+    )
+    assert "rtp-stream-id" in inspect.getsource(HeaderExtensionsMap.configure)
+    assert params(RtpRouter.route_rtp) == ["self", "packet"]
+    router = RtpRouter()
+    assert router.mid_table == {} and router.ssrc_table == {}
+    # idempotent, and what it adds is answered: the RID URIs are in the table
+    aiortc_internals.receive_rid_extensions()
+    aiortc_internals.receive_rid_extensions()
+    uris = [e.uri for e in HEADER_EXTENSIONS["video"]]
+    assert uris.count("urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id") == 1
+    aiortc_internals.route_unknown_ssrc_by_mid()
+    aiortc_internals.route_unknown_ssrc_by_mid()
+    assert getattr(RtpRouter.route_rtp, "_consilium_mid", False)

@@ -334,6 +334,22 @@ async def test_bad_input_gets_error_acks_and_the_call_goes_on(
     assert bad_port["error"]["code"] == "bad_candidate"
     snap = await expert.sock.call("rtc:snapshot", {"participant_id": "someone-else"})
     assert snap["error"]["code"] == "participant_not_found"
+    # tile sizes (simulcast layer choice): malformed refused, unknown tracks skipped
+    bad_layout = await expert.sock.call("rtc:layout", {"tiles": "big"})
+    assert bad_layout["error"]["code"] == "invalid_payload"
+    huge = await expert.sock.call(
+        "rtc:layout", {"tiles": [{"track_id": "x", "width": 10**9, "height": 1}]}
+    )
+    assert huge["error"]["code"] == "invalid_payload"
+    skipped = await expert.sock.ok(
+        "rtc:layout", {"tiles": [{"track_id": "nobody:camera", "width": 160, "height": 90}]}
+    )
+    assert skipped["applied"] == []
+    camera_track = expert.labels[expert.mids_for(host.id, "camera")[-1]]["track_id"]
+    applied = await expert.sock.ok(
+        "rtc:layout", {"tiles": [{"track_id": camera_track, "width": 160, "height": 90}]}
+    )
+    assert applied["applied"] == [camera_track]
     again = await expert.sock.ok("rtc:join")  # a second join starts over with a fresh connection
     assert again["participant_id"] == expert.id
     assert expert.sock.sio.connected

@@ -296,10 +296,13 @@ export function RoomPage({ roomId, session }) {
   const hiddenTiles = useRef(new Set()); // tiles nobody sees: no picture expected there
   const vis = useMemo(
     () =>
-      new VisibilityTracker((key, visible) => {
-        hiddenTiles.current[visible ? "delete" : "add"](key);
-        pauses.setHidden(key, !visible);
-      }),
+      new VisibilityTracker(
+        (key, visible) => {
+          hiddenTiles.current[visible ? "delete" : "add"](key);
+          pauses.setHidden(key, !visible);
+        },
+        { onResize: (key, width, height) => pauses.setSize(key, width, height) },
+      ),
     [client],
   );
   useEffect(() => () => vis.destroy(), [vis]);

@@ -64,6 +64,27 @@ export class MediaSession extends Emitter {
     link.on("rtc:state", (d) => this.#onServerState(d));
     // the room's media node was lost: its media is placed on another node; start it over there
     link.on("rtc:moved", () => this.#wanted && this.#pc && this.#lost("media moved to another node"));
+    link.on("rtc:layers", (d) => this.#onLayers(d));
+  }
+
+  /** Dynacast: the server says which simulcast layers of our camera somebody receives;
+   * the others are not encoded (`active: false`) until someone needs them again. */
+  async #onLayers(d) {
+    const pc = this.#pc;
+    if (!pc || !d || !Array.isArray(d.active)) return;
+    const transceiver = pc.getTransceivers().find((t) => t.mid === d.mid);
+    if (!transceiver || !transceiver.sender) return;
+    const params = transceiver.sender.getParameters();
+    if (!params.encodings || params.encodings.length < 2) return;
+    let changed = false;
+    for (const encoding of params.encodings) {
+      const active = d.active.includes(encoding.rid);
+      if (encoding.rid && encoding.active !== active) {
+        encoding.active = active;
+        changed = true;
+      }
+    }
+    if (changed) await transceiver.sender.setParameters(params).catch(() => {});
   }
 
   /** start() was called and the media is to be kept up. */
@@ -180,7 +201,7 @@ export class MediaSession extends Emitter {
     await this.#enqueue(pc, () => {
       const live = this.#localTracks.filter((tr) => tr.readyState === "live");
       const stream = new MediaStream(live);
-      for (const track of live) pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
+      for (const track of live) pc.addTransceiver(track, publishInit(track, stream));
       if (this.#screen && this.#screen.track.readyState === "live") {
         this.#screenTransceiver = pc.addTransceiver(this.#screen.track, { direction: "sendonly", streams: [this.#screen.stream] });
       }
@@ -453,4 +474,19 @@ export class MediaSession extends Emitter {
       this.#link.call("participant:update", state).catch(() => {});
     });
   }
+}
+
+/** Simulcast layers of the camera: a quarter, half and full resolution, told apart by RID
+ * (the SFU forwards to each viewer the one that fits its tile and its link). Exported for
+ * tests. Screen shares and audio go as one encoding. */
+export const CAMERA_LAYERS = [
+  { rid: "q", scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+  { rid: "h", scaleResolutionDownBy: 2, maxBitrate: 500_000 },
+  { rid: "f", scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
+];
+
+function publishInit(track, stream) {
+  const init = { direction: "sendonly", streams: [stream] };
+  if (track.kind === "video") init.sendEncodings = CAMERA_LAYERS.map((l) => ({ ...l }));
+  return init;
 }

@@ -3,7 +3,11 @@
 // again from a fresh keyframe). Which tiles are hidden comes from the VisibilityTracker
 // (visibility.js); which track ids the server sends, from its latest offer. No DOM.
 //
-// Public surface: setHidden(key, hidden), setTracks(tracks), reset(), sync().
+// Tile sizes (device pixels) go to the server as rtc:layout {tiles: [{track_id, width,
+// height}]}: a simulcast camera is then sent in the layer that fits the tile.
+//
+// Public surface: setHidden(key, hidden), setSize(key, width, height), setTracks(tracks),
+// reset(), sync().
 import { trackTileKey } from "./tiles.js";
 
 export class PauseSync {
@@ -15,6 +19,9 @@ export class PauseSync {
   #epoch = 0; // bumped by reset(): a pause sent for the previous connection is not recorded
   #syncing = false;
   #again = false;
+  #sizes = new Map(); // tile key → [width, height] in device pixels
+  #sent = new Map(); // track_id → "WxH" last sent with rtc:layout
+  #layoutTimer = null;
 
   /** `call(event, data)` sends with acknowledgement (LiveRoom.call); `ready()` says whether
    * there is a media connection, in the room, to pause tracks on. */
@@ -30,6 +37,34 @@ export class PauseSync {
     return this.sync();
   }
 
+  /** The tile `key` is rendered at width × height device pixels. */
+  setSize(key, width, height) {
+    this.#sizes.set(key, [width, height]);
+    clearTimeout(this.#layoutTimer);
+    this.#layoutTimer = setTimeout(() => this.sendLayout(), 150); // one call per resize burst
+  }
+
+  /** rtc:layout for the video tracks whose tile size changed since last sent. */
+  async sendLayout() {
+    if (!this.#ready()) return;
+    const tiles = [];
+    for (const info of this.#tracks) {
+      if (info.kind !== "video" || !info.track_id) continue;
+      const size = this.#sizes.get(trackTileKey(info));
+      if (!size || !size[0] || !size[1]) continue;
+      const text = `${size[0]}x${size[1]}`;
+      if (this.#sent.get(info.track_id) === text) continue;
+      tiles.push({ track_id: info.track_id, width: size[0], height: size[1] });
+      this.#sent.set(info.track_id, text);
+    }
+    if (!tiles.length) return;
+    try {
+      await this.#call("rtc:layout", { tiles });
+    } catch {
+      for (const tile of tiles) this.#sent.delete(tile.track_id); // sent again next time
+    }
+  }
+
   /** A server offer's list of what it sends (each video's `paused` as the server has it). */
   setTracks(tracks) {
     this.#tracks = [...new Map(tracks.map((tr) => [tr.mid, tr])).values()];
@@ -40,6 +75,7 @@ export class PauseSync {
   reset() {
     this.#tracks = [];
     this.#paused = new Map();
+    this.#sent = new Map();
     this.#epoch++;
   }
 
@@ -71,6 +107,7 @@ export class PauseSync {
           this.#paused.set(info.track_id, want);
         }
       } while (this.#again);
+      await this.sendLayout(); // new track ids (server offer, new connection) get their size
     } finally {
       this.#syncing = false;
     }

@@ -22,9 +22,19 @@ export class VisibilityTracker {
   #io;
   #refresh;
 
-  /** onChange(key, visible) is called when a tile's settled visibility changes. */
-  constructor(onChange, { hideDelay = 1500 } = {}) {
+  #onResize;
+  #ro;
+
+  /** onChange(key, visible) is called when a tile's settled visibility changes;
+   * onResize(key, width, height) with a tile's rendered size in device pixels (the SFU
+   * sends a simulcast camera's layer that fits it: rtc:layout). */
+  constructor(onChange, { hideDelay = 1500, onResize = null } = {}) {
     this.#onChange = onChange;
+    this.#onResize = onResize;
+    this.#ro =
+      onResize && typeof ResizeObserver === "function"
+        ? new ResizeObserver((entries) => this.#resized(entries))
+        : null;
     this.#hideDelay = hideDelay;
     this.#tiles = new Map(); // key -> {el, intersecting, reported: true|false|undefined, timer}
     this.#io =
@@ -50,6 +60,10 @@ export class VisibilityTracker {
     this.#tiles.set(key, tile);
     if (this.#io) this.#io.observe(el);
     else this.#update(key);
+    if (this.#ro) {
+      if (old && old.el !== el) this.#ro.unobserve(old.el);
+      this.#ro.observe(el);
+    }
     return () => this.unobserve(key, el);
   }
 
@@ -57,6 +71,7 @@ export class VisibilityTracker {
     const tile = this.#tiles.get(key);
     if (!tile || tile.el !== el) return; // already replaced by the tile's new element
     if (this.#io) this.#io.unobserve(el);
+    if (this.#ro) this.#ro.unobserve(el);
     clearTimeout(tile.timer);
     this.#tiles.delete(key);
   }
@@ -78,6 +93,17 @@ export class VisibilityTracker {
           tile.intersecting = entry.isIntersecting;
           this.#update(key);
         }
+      }
+    }
+  }
+
+  #resized(entries) {
+    const dpr = window.devicePixelRatio || 1;
+    for (const entry of entries) {
+      for (const [key, tile] of this.#tiles) {
+        if (tile.el !== entry.target) continue;
+        const box = entry.contentRect;
+        this.#onResize(key, Math.round(box.width * dpr), Math.round(box.height * dpr));
       }
     }
   }
@@ -119,6 +145,7 @@ export class VisibilityTracker {
 
   destroy() {
     if (this.#io) this.#io.disconnect();
+    if (this.#ro) this.#ro.disconnect();
     for (const tile of this.#tiles.values()) clearTimeout(tile.timer);
     this.#tiles.clear();
     document.removeEventListener("visibilitychange", this.#refresh);
