@@ -21,6 +21,7 @@ import ipaddress
 import logging
 import os
 import socket
+import struct
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -306,7 +307,7 @@ def fast_rtp_input(dtls: RTCDtlsTransport) -> bool:
         if len(data) > 12 and 127 < data[0] < 192 and not 191 < data[1] < 209:
             try:
                 packet = parse(unprotect(data), extensions_map)
-            except (pylibsrtp.Error, ValueError):
+            except (pylibsrtp.Error, ValueError, struct.error):  # a malformed extension too
                 return
             on_rtp = getattr(route(packet), "on_rtp", None)
             if on_rtp is not None:
