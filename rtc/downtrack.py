@@ -39,8 +39,10 @@ _pack_header = _HEADER.pack
 #: sequence number (the forwarder's tail brings the other elements, padding and the payload)
 _HEADER_TWCC = struct.Struct("!BBHIIHHBH")
 _pack_header_twcc = _HEADER_TWCC.pack
-#: a video track whose allowance stays under this share of its bitrate is paused
+#: a video track whose allowance stays under this share of its bitrate is paused (while the
+#: subscriber's link loses at least PAUSE_LOSS of its packets)
 PAUSE_MARGIN = 0.8
+PAUSE_LOSS = 0.02
 #: a track paused for its subscriber's budget is tried again after this long (doubling, at
 #: most PAUSE_BACKOFF_MAX, while it gets paused again soon after each try), seconds
 PAUSE_BACKOFF = 4.0
@@ -331,11 +333,15 @@ class DownTrack:
 
     # --- the subscriber's budget ------------------------------------------------------------
 
-    def set_allowance(self, allowed: int | None, bitrate: int, now: float) -> None:
+    def set_allowance(
+        self, allowed: int | None, bitrate: int, now: float, congested: bool = True
+    ) -> None:
         """What the subscriber's budget allows this track now (None: no estimate), against
-        what its stream takes (`bitrate`). Video that does not fit is paused after two
-        readings in a row (a single drop of the estimate is not enough); it is tried again
-        when it fits or after a back-off (the server does not probe: resuming is the probe)."""
+        what its stream takes (`bitrate`). Video that does not fit while the link shows loss
+        (`congested`) is paused after two readings in a row (a single drop of the estimate
+        is not enough, and a delay-based drop alone never pauses: a busy receiver reads as
+        a growing queue); it is tried again when it fits or after a back-off (the server
+        does not probe: resuming is the probe)."""
         self.allowed_bitrate = allowed
         self.allowed_at = now
         if self.kind != "video":
@@ -350,7 +356,7 @@ class DownTrack:
                 self._resumed_at = now
                 self.set_budget_paused(False)
             return
-        if bitrate and allowed < bitrate * PAUSE_MARGIN and not self.client_paused:
+        if bitrate and allowed < bitrate * PAUSE_MARGIN and congested and not self.client_paused:
             self._low_allowance += 1
             if self._low_allowance >= 2:
                 self._low_allowance = 0

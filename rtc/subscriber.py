@@ -22,7 +22,7 @@ from aiortc.rtcrtpparameters import RTCRtpSendParameters
 from rtc import aiortc_internals as internals
 from rtc import sdp
 from rtc.bandwidth import TrackDemand, TransportCc, allocate, remb_budget, transport_cc_packets
-from rtc.downtrack import ABS_SEND_TIME_URI, AUDIO_LEVEL_URI, DownTrack
+from rtc.downtrack import ABS_SEND_TIME_URI, AUDIO_LEVEL_URI, PAUSE_LOSS, DownTrack
 from rtc.errors import OFFER_FAILED, RtcError
 from rtc.forwarder import Forwarder
 from rtc.publisher import Publisher, PublisherSink, WriterFor
@@ -244,7 +244,7 @@ class Subscriber:
 
         The estimate comes from transport-cc feedback when the client negotiated it, else from
         its REMB. Each down-track gets its `allowed_bitrate`; a video that does not fit is
-        paused (`DownTrack.set_allowance`), audio never is.
+        paused (`DownTrack.set_allowance`) while the link loses packets, audio never is.
         """
         downtracks = [
             slot.downtrack
@@ -281,10 +281,28 @@ class Subscriber:
             for dt in downtracks
         ]
         allowed = allocate(budget, demands)
+        # only a link that loses packets gets videos paused (see DownTrack.set_allowance)
+        if source == "transport-cc":
+            loss = self.transport_cc.estimator.loss
+        else:
+            loss = max((dt.stats.fraction_lost / 256 for dt in downtracks), default=0.0)
+        congested = loss >= PAUSE_LOSS
         for demand in demands:
             track = demand.key
             assert isinstance(track, DownTrack)
-            track.set_allowance(allowed[track], demand.bitrate, now)
+            was_paused = track.budget_paused
+            track.set_allowance(allowed[track], demand.bitrate, now, congested)
+            if track.budget_paused != was_paused:
+                logger.info(
+                    "%s: video %s %s for the budget (%s %d bit/s, allowed %d, stream %d)",
+                    self.participant_id,
+                    track.forwarder.track_id if track.forwarder else "?",
+                    "paused" if track.budget_paused else "resumed",
+                    source,
+                    budget,
+                    allowed[track],
+                    demand.bitrate,
+                )
 
     def bandwidth_report(self) -> dict[str, Any]:
         """The subscriber's link as the server sees it (stats, `rtc:stats`, the tile)."""

@@ -350,6 +350,11 @@ def test_a_video_that_does_not_fit_is_paused_then_tried_again() -> None:
     downtrack.set_paused(True)
     downtrack.set_allowance(None, 0, 13.0)
     assert downtrack.paused and downtrack.client_paused
+    # a drop of the estimate without loss (a busy receiver, not a full queue) pauses nothing
+    calm = DownTrack("s", "video", ssrc=3)
+    for t in range(5):
+        calm.set_allowance(300_000, 1_000_000, float(t), congested=False)
+    assert not calm.budget_paused and calm.allowed_bitrate == 300_000
     audio = DownTrack("s", "audio", ssrc=2)
     for t in range(5):
         audio.set_allowance(1_000, 40_000, float(t))
