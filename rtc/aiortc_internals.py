@@ -24,6 +24,7 @@ import logging
 import os
 import random
 import socket
+import struct
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -104,6 +105,7 @@ __all__ = [
     "rtcp_ssrc",
     "sender_ssrc",
     "set_negotiated_codecs",
+    "tap_rtcp",
     "unpack_remb_fci",
 ]
 
@@ -313,7 +315,7 @@ def fast_rtp_input(dtls: RTCDtlsTransport) -> bool:
                 return
             try:
                 packet = parse(clear, extensions_map)
-            except ValueError:
+            except (ValueError, struct.error):  # a malformed extension too
                 return
             on_rtp = getattr(route(packet), "on_rtp", None)
             if on_rtp is not None:
@@ -329,6 +331,28 @@ def fast_rtp_input(dtls: RTCDtlsTransport) -> bool:
     setattr(protocol, "datagram_received", datagram_received)  # noqa: B010
     setattr(protocol, "_consilium_fast_input", True)  # noqa: B010
     return True
+
+
+def tap_rtcp(dtls: RTCDtlsTransport, tap: Callable[[bytes], None]) -> None:
+    """Show every clear-text RTCP datagram of this transport to `tap` before aiortc parses it.
+
+    aiortc's RTCP parser reads transport-cc feedback (RTPFB FMT 15) as if it were a NACK and
+    keeps nothing of it: the raw datagram is the only place its content exists. One tap per
+    transport (a second call replaces the first).
+    """
+    original = getattr(dtls, "_consilium_rtcp_original", None)
+    if original is None:
+        original = dtls._handle_rtcp_data
+        setattr(dtls, "_consilium_rtcp_original", original)  # noqa: B010
+
+    async def handle_rtcp_data(data: bytes) -> None:
+        try:
+            tap(data)
+        except Exception:  # feedback must never stop RTCP routing
+            logger.exception("RTCP tap failed")
+        await original(data)
+
+    setattr(dtls, "_handle_rtcp_data", handle_rtcp_data)  # noqa: B010
 
 
 def uses_fast_rtp_input(dtls: RTCDtlsTransport) -> bool:

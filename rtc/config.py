@@ -36,8 +36,10 @@ class RtcConfig:
     udp_ports: tuple[int, int] | None = None
     #: minimum interval between two keyframe requests sent to one publisher track, seconds.
     keyframe_min_interval: float = 0.3
-    #: REMB aggregation over a track's subscribers: "min" or "median".
-    remb_mode: str = "min"
+    #: what a publisher track is told over its subscribers' allowances (docs/rtc.md,
+    #: "Bandwidth per subscriber"): "max" serves the best-placed subscriber (weaker ones get
+    #: the video paused, or a lower simulcast layer); "min" the weakest, "median" the typical.
+    remb_mode: str = "max"
     #: ceilings sent to publishers, bits per second.
     max_camera_bitrate: int = 1_500_000
     max_screen_bitrate: int = 2_500_000

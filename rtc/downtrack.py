@@ -30,10 +30,23 @@ from rtc.munger import Munger
 from rtc.stats import OutboundStats
 
 if TYPE_CHECKING:
+    from rtc.bandwidth import TransportCc
     from rtc.forwarder import Forwarder
 
 _HEADER = struct.Struct("!BBHII")
 _pack_header = _HEADER.pack
+#: RTP header, then a one-byte-header extension block that starts with the transport-wide
+#: sequence number (the forwarder's tail brings the other elements, padding and the payload)
+_HEADER_TWCC = struct.Struct("!BBHIIHHBH")
+_pack_header_twcc = _HEADER_TWCC.pack
+#: a video track whose allowance stays under this share of its bitrate is paused (while the
+#: subscriber's link loses at least PAUSE_LOSS of its packets)
+PAUSE_MARGIN = 0.8
+PAUSE_LOSS = 0.02
+#: a track paused for its subscriber's budget is tried again after this long (doubling, at
+#: most PAUSE_BACKOFF_MAX, while it gets paused again soon after each try), seconds
+PAUSE_BACKOFF = 4.0
+PAUSE_BACKOFF_MAX = 32.0
 ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 AUDIO_LEVEL_URI = "urn:ietf:params:rtp-hdrext:ssrc-audio-level"
 NTP_EPOCH_OFFSET = 2208988800
@@ -79,6 +92,12 @@ class DownTrack:
         self.codec_name = ""
         self.clock_rate = 90000 if kind == "video" else 48000
         self.ext_id = 0  # abs-send-time (video) or audio-level (audio) extension id
+        #: which extension block the forwarder builds for us: ext_id, plus 0x100 when the
+        #: subscriber negotiated transport-cc (we then write its sequence number first)
+        self.tail_key = 0
+        self.transport_cc: TransportCc | None = None
+        self._twcc_byte = 0
+        self._twcc_words = 1
         self._marker_pt = (0, 0x80)
         #: sequence number / timestamp rewriting
         self.munger = Munger(self.clock_rate)
@@ -87,6 +106,18 @@ class DownTrack:
         self._sr_time = 0.0
         self.remb: tuple[int, float] | None = None
         self.stats = OutboundStats()
+        #: the client hid the tile (`set_paused`); `paused` is that or the budget's pause
+        self.client_paused = False
+        #: paused because the subscriber's budget cannot carry this video (`set_budget_paused`)
+        self.budget_paused = False
+        #: what the subscriber's budget allows this track, bits per second (None: no estimate
+        #: yet) and when it was computed; a simulcast layer choice reads it
+        self.allowed_bitrate: int | None = None
+        self.allowed_at = 0.0
+        self._low_allowance = 0
+        self._retry_at = 0.0
+        self._backoff = PAUSE_BACKOFF
+        self._resumed_at = float("-inf")
 
     # --- wiring -----------------------------------------------------------------------------
 
@@ -98,6 +129,19 @@ class DownTrack:
         self.munger.clock_rate = clock_rate
         self.ext_id = ext_id
         self._marker_pt = (payload_type, 0x80 | payload_type)
+        self._set_tail_key()
+
+    def set_transport_cc(self, transport_cc: TransportCc | None, ext_id: int) -> None:
+        """Write the transport-wide sequence number (extension `ext_id`, 0: none) on every
+        packet, numbered by the subscriber connection's `transport_cc`."""
+        self.transport_cc = transport_cc if ext_id else None
+        self._twcc_byte = (ext_id << 4) | 1
+        self._set_tail_key()
+
+    def _set_tail_key(self) -> None:
+        twcc = self.transport_cc is not None
+        self.tail_key = self.ext_id | (0x100 if twcc else 0)
+        self._twcc_words = 2 if self.ext_id else 1
 
     def bind(self, forwarder: Forwarder | None) -> None:
         """Attach to a published track (or detach with None); the stream continues."""
@@ -112,6 +156,11 @@ class DownTrack:
         # another track: its tile size and its congestion history are not this one's
         self.view = None
         self.bandwidth_cap = None
+        # a new source starts with no budget verdict
+        self.budget_paused = False
+        self.allowed_bitrate = None
+        self._low_allowance = 0
+        self._backoff = PAUSE_BACKOFF
         if forwarder is not None:
             # starts on the next `set_ready`, i.e. once the subscriber accepted the offer that
             # carries this source: a keyframe sent before that could be thrown away
@@ -135,6 +184,16 @@ class DownTrack:
         forwarder.refresh()
 
     def set_paused(self, paused: bool) -> None:
+        """The client's pause (hidden tile) or resume; the budget may keep it paused."""
+        self.client_paused = paused
+        self._apply_pause(paused or self.budget_paused)
+
+    def set_budget_paused(self, paused: bool) -> None:
+        """Pause a video the subscriber's link cannot carry, or resume it (from a keyframe)."""
+        self.budget_paused = paused
+        self._apply_pause(paused or self.client_paused)
+
+    def _apply_pause(self, paused: bool) -> None:
         """Pause (takes effect after the frame in flight) or resume (from a keyframe)."""
         if paused == self.paused:
             return
@@ -210,7 +269,24 @@ class DownTrack:
         munger = self.munger  # its arithmetic inlined: one call less per packet
         out_seq = (seq + munger.seq_offset) & 0xFFFF
         out_ts = (ts + munger.ts_offset) & 0xFFFFFFFF
-        data = _pack_header(b0, self._marker_pt[marker], out_seq, out_ts, self.ssrc) + tail
+        transport_cc = self.transport_cc
+        if transport_cc is None:
+            data = _pack_header(b0, self._marker_pt[marker], out_seq, out_ts, self.ssrc) + tail
+        else:
+            data = (
+                _pack_header_twcc(
+                    b0,
+                    self._marker_pt[marker],
+                    out_seq,
+                    out_ts,
+                    self.ssrc,
+                    0xBEDE,
+                    self._twcc_words,
+                    self._twcc_byte,
+                    transport_cc.next(19 + len(tail)),
+                )
+                + tail
+            )
         self.writer.rtp(data)  # type: ignore[union-attr, misc]  # active implies bound
         stats = self.stats
         stats.packets += 1
@@ -282,15 +358,71 @@ class DownTrack:
             # the subscriber would wait on the hole until its buffer gives up: a keyframe now
             forwarder.request_keyframe()
 
-    def header(self, seq: int, ts: int, marker: int, b0: int) -> bytes:
-        """Our RTP header for a forwarder packet (used for retransmissions)."""
-        return _pack_header(
+    def packet(self, seq: int, ts: int, marker: int, b0: int, tail: bytes) -> bytes:
+        """A forwarder packet as we send it again (retransmissions), `tail` built for our
+        `tail_key`."""
+        out_seq = self.munger.out_seq(seq)
+        out_ts = self.munger.out_ts(ts)
+        transport_cc = self.transport_cc
+        if transport_cc is None:
+            return _pack_header(b0, self._marker_pt[marker], out_seq, out_ts, self.ssrc) + tail
+        header = _pack_header_twcc(
             b0,
             self._marker_pt[marker],
-            self.munger.out_seq(seq),
-            self.munger.out_ts(ts),
+            out_seq,
+            out_ts,
             self.ssrc,
+            0xBEDE,
+            self._twcc_words,
+            self._twcc_byte,
+            transport_cc.next(19 + len(tail)),
         )
+        return header + tail
+
+    # --- the subscriber's budget ------------------------------------------------------------
+
+    def set_allowance(
+        self, allowed: int | None, bitrate: int, now: float, congested: bool = True
+    ) -> None:
+        """What the subscriber's budget allows this track now (None: no estimate), against
+        what its stream takes (`bitrate`). Video that does not fit while the link shows loss
+        (`congested`) is paused after two readings in a row (a single drop of the estimate
+        is not enough, and a delay-based drop alone never pauses: a busy receiver reads as
+        a growing queue); it is tried again when it fits or after a back-off (the server
+        does not probe: resuming is the probe)."""
+        self.allowed_bitrate = allowed
+        self.allowed_at = now
+        if self.kind != "video":
+            return
+        if allowed is None:
+            self._low_allowance = 0
+            if self.budget_paused:
+                self.set_budget_paused(False)
+            return
+        if self.budget_paused:
+            if allowed >= bitrate or now >= self._retry_at:
+                self._resumed_at = now
+                self.set_budget_paused(False)
+            return
+        if bitrate and allowed < bitrate * PAUSE_MARGIN and congested and not self.client_paused:
+            self._low_allowance += 1
+            if self._low_allowance >= 2:
+                self._low_allowance = 0
+                # paused again soon after a try: wait longer before the next one
+                recent = now - self._resumed_at < 2 * self._backoff
+                backoff = min(self._backoff * 2, PAUSE_BACKOFF_MAX)
+                self._backoff = backoff if recent else PAUSE_BACKOFF
+                self._retry_at = now + self._backoff
+                self.set_budget_paused(True)
+        else:
+            self._low_allowance = 0
+
+    def publisher_figure(self) -> tuple[int, float] | None:
+        """What this subscriber tells the track's publisher: the allowance when the budget is
+        known, else its own REMB."""
+        if self.allowed_bitrate is not None:
+            return self.allowed_bitrate, self.allowed_at
+        return self.remb
 
     # --- reports we send --------------------------------------------------------------------
 

@@ -34,7 +34,7 @@ from rtc.aiortc_internals import (
 from rtc.bandwidth import RembAggregator
 from rtc.downtrack import DownTrack
 from rtc.keyframes import KeyframeRequester, keyframe_detector, vp8_keyframe_size
-from rtc.stats import InboundStats
+from rtc.stats import BitrateMeter, InboundStats
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,7 @@ HISTORY_SIZE = 512  # packets kept per video track for NACK answers (~4 s at 1 M
 _HISTORY_MASK = HISTORY_SIZE - 1
 _EXT_ABS = struct.Struct("!HHI")  # one-byte-header block holding abs-send-time
 _EXT_LEVEL = struct.Struct("!HHBBH")  # one-byte-header block holding the audio level
+_ABS_ELEMENT = struct.Struct("!I")  # abs-send-time element, to follow a transport-cc one
 #: how long a down-track may wait for its keyframe before we ask again, seconds.
 KEYFRAME_RETRY = 0.8
 #: NACKs to the publisher: first retry after NACK_RETRY s, then NACK_BACKOFF times longer
@@ -110,6 +111,9 @@ class Forwarder:
         self._rtx_payload_type = -1
         self._dropped = 0  # padding-only packets not forwarded (sequence numbers closed up)
         self.stats = InboundStats(clock_rate)
+        #: the stream's bitrate over the last RTCP interval (read by subscribers' budgets)
+        self.bitrate = 0
+        self._bitrate_meter = BitrateMeter()
         self.sender_report: tuple[int, int] | None = None  # publisher (ntp, rtp timestamp)
         self._sr_lsr = 0
         self._sr_received = 0.0
@@ -280,10 +284,10 @@ class Forwarder:
             return
         tails: dict[int, tuple[int, bytes]] = {}
         for dt in active:
-            ext_id = dt.ext_id
-            entry = tails.get(ext_id)
+            key = dt.tail_key
+            entry = tails.get(key)
             if entry is None:
-                entry = tails[ext_id] = self._tail(ext_id, payload, level)
+                entry = tails[key] = self._tail(key, payload, level)
             dt.write(fseq, ts, marker, entry[0], entry[1], keyframe)
         if marker and self._pausing:
             self._pausing.clear()
@@ -322,8 +326,21 @@ class Forwarder:
         if downtrack in self._switching:
             self._switching.remove(downtrack)
 
-    def _tail(self, ext_id: int, payload: bytes, level: int) -> tuple[int, bytes]:
-        """First header byte and what follows the fixed header, for one extension id."""
+    def _tail(self, key: int, payload: bytes, level: int) -> tuple[int, bytes]:
+        """First header byte and what follows the fixed header, for one down-track
+        `tail_key`: an extension id, plus 0x100 when the down-track writes a transport-cc
+        element (then the block header and that element are the down-track's, and the tail
+        holds the other element, the padding to 32 bits and the payload)."""
+        ext_id = key & 0xFF
+        if key & 0x100:
+            if not ext_id:
+                return 0x90, b"\x00" + payload
+            if self.kind == "video":
+                abs_send_time = int(time.time() * 262144) & 0xFFFFFF
+                return 0x90, _ABS_ELEMENT.pack(
+                    (ext_id << 28) | (2 << 24) | abs_send_time
+                ) + b"\x00" + payload
+            return 0x90, bytes((ext_id << 4, level, 0, 0, 0)) + payload
         if not ext_id:
             return 0x80, payload
         if self.kind == "video":
@@ -341,8 +358,8 @@ class Forwarder:
         if entry is None or entry[0] != fseq:
             return None
         _, ts, marker, payload, level = entry
-        b0, tail = self._tail(downtrack.ext_id, payload, level)
-        return downtrack.header(fseq, ts, marker, b0) + tail
+        b0, tail = self._tail(downtrack.tail_key, payload, level)
+        return downtrack.packet(fseq, ts, marker, b0, tail)
 
     async def _handle_rtcp_packet(self, packet: AnyRtcpPacket) -> None:
         if isinstance(packet, RtcpSrPacket) and packet.ssrc == self.media_ssrc:
@@ -428,6 +445,7 @@ class Forwarder:
 
     def tick(self, now: float) -> None:
         """Once a second: receiver report and REMB to the publisher, keyframe retries."""
+        self.bitrate = self._bitrate_meter.update(self.stats.bytes)
         writer = self.writer
         if writer is None or writer.rtcp is None or not self.media_ssrc or self.stats.packets == 0:
             return
@@ -452,8 +470,11 @@ class Forwarder:
             )
         ]
         if self.remb is not None:
-            estimates = [dt.remb for dt in self.downtracks if dt.remb is not None and not dt.paused]
-            bitrate = self.remb.aggregate(estimates)
+            # each subscriber's allowance for this track (its REMB while it has no budget);
+            # a track paused for the budget still counts: if every subscriber is too weak,
+            # the publisher comes down to what the best of them can take
+            figures = (dt.publisher_figure() for dt in self.downtracks if not dt.client_paused)
+            bitrate = self.remb.aggregate(f for f in figures if f is not None)
             if bitrate is not None:
                 packets.append(
                     RtcpPsfbPacket(

@@ -154,6 +154,7 @@ class Peer:
             self.publisher.narrow_codecs()
             try:
                 answer = await self.pc.createAnswer()
+                answer.sdp = self.subscriber.shape_answer(answer.sdp, description)
                 await self.pc.setLocalDescription(answer)
             except Exception as exc:
                 if self.closed:  # removed meanwhile: aiortc refuses a closed connection
@@ -297,6 +298,7 @@ class Peer:
                 )
             except Exception as exc:
                 raise RtcError(BAD_SDP, f"answer rejected: {exc}") from exc
+            self.subscriber.answered(description)
             self.guard_ice()
 
     # --- ICE --------------------------------------------------------------------------------

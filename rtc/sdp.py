@@ -13,8 +13,10 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from aiortc import RTCRtpCodecCapability, RTCRtpCodecParameters, RTCRtpSender
+from aiortc.rtcrtpparameters import RTCRtcpFeedback, RTCRtpHeaderExtensionParameters
 
 from rtc.aiortc_internals import SessionDescription
+from rtc.bandwidth import TRANSPORT_CC_URI
 from rtc.config import RtcConfig
 from rtc.errors import BAD_SDP, NO_SUPPORTED_CODEC, TOO_MANY_TRACKS, RtcError
 
@@ -310,3 +312,53 @@ def add_simulcast(text: str, rids_by_mid: Mapping[str, Sequence[str]]) -> str:
         section.extend(f"a=rid:{rid} recv" for rid in rids)
         section.append("a=simulcast:recv " + ";".join(rids))
     return "\r\n".join(line for section in sections for line in section) + "\r\n"
+
+
+def offer_transport_cc(description: SessionDescription, mids: Collection[str]) -> None:
+    """Offer transport-wide congestion control on the server's m-lines (`mids`): the
+    extension the server writes on every packet it sends, and `a=rtcp-fb:<pt> transport-cc`
+    so the client sends feedback. A client that does not know it (aiortc) leaves it out of
+    its answer, and the server then numbers nothing for it (REMB stays its feedback)."""
+    for media in description.media:
+        if media.rtp.muxId not in mids or media.port == 0:
+            continue
+        _add_transport_cc(media, _TWCC_DEFAULT_ID)
+
+
+def answer_transport_cc(
+    answer: SessionDescription, offer: SessionDescription, mids: Collection[str]
+) -> None:
+    """Keep transport-cc in the server's answer on its own m-lines (`mids`) where the client's
+    offer has it (aiortc's answer drops extensions it does not know)."""
+    offered = transport_cc_ids(offer)
+    for media in answer.media:
+        ext_id = offered.get(media.rtp.muxId or "")
+        if ext_id and media.rtp.muxId in mids and media.port != 0:
+            _add_transport_cc(media, ext_id)
+
+
+def transport_cc_ids(description: SessionDescription) -> dict[str, int]:
+    """mid → transport-cc extension id, for the m-lines of `description` that carry it."""
+    ids = {}
+    for media in description.media:
+        if media.port == 0:
+            continue
+        for extension in media.rtp.headerExtensions:
+            if extension.uri == TRANSPORT_CC_URI:
+                ids[media.rtp.muxId or ""] = extension.id
+    return ids
+
+
+_TWCC_DEFAULT_ID = 5
+
+
+def _add_transport_cc(media: Any, ext_id: int) -> None:
+    if not any(e.uri == TRANSPORT_CC_URI for e in media.rtp.headerExtensions):
+        media.rtp.headerExtensions.append(
+            RTCRtpHeaderExtensionParameters(id=ext_id, uri=TRANSPORT_CC_URI)
+        )
+    for codec in media.rtp.codecs:
+        if codec.name.lower() in ("rtx", "red", "ulpfec"):
+            continue
+        if not any(f.type == "transport-cc" for f in codec.rtcpFeedback):
+            codec.rtcpFeedback.append(RTCRtcpFeedback(type="transport-cc"))

@@ -116,6 +116,7 @@ class Room(RoomView):
                         for forwarder in list(peer.published.values()):
                             forwarder.tick(now)
                         peer.send_reports()
+                        peer.subscriber.allocate_budget(self.speaker.current, now)
                         if config.stats_interval and not stats_due:
                             parts[pid] = self._peer_stats(peer)
                 turn = (turn + 1) % RTCP_SLICES
@@ -163,6 +164,8 @@ class Room(RoomView):
                     "track_id": track_id,
                     "kind": dt.kind,
                     "paused": dt.paused,
+                    "paused_for_budget": dt.budget_paused,
+                    "allowed_bitrate": dt.allowed_bitrate,
                     **dt.stats.report(dt.clock_rate),
                     **(
                         {
@@ -177,6 +180,7 @@ class Room(RoomView):
             )
         return {
             "state": peer.pc.connectionState,
+            "bandwidth": peer.subscriber.bandwidth_report(),
             "published": [f.report() for f in peer.published.values()],
             "subscribed": subscribed,
         }

@@ -565,7 +565,8 @@ def setup(app: web.Application) -> Signalling:
         errors=[403, 404],
     )
     async def room_stats(request: web.Request) -> StatsOut:
-        """Media quality per participant and track (packets, bytes, loss, jitter, RTT, bitrate).
+        """Media quality per participant and track (packets, bytes, loss, jitter, RTT, bitrate),
+        and the server's estimate of each participant's link (`bandwidth`).
 
         Reserved to the room's current participants.
         """

@@ -21,7 +21,8 @@ from aiortc.rtcrtpparameters import RTCRtpSendParameters
 
 from rtc import aiortc_internals as internals
 from rtc import sdp
-from rtc.downtrack import ABS_SEND_TIME_URI, AUDIO_LEVEL_URI, DownTrack
+from rtc.bandwidth import TrackDemand, TransportCc, allocate, remb_budget, transport_cc_packets
+from rtc.downtrack import ABS_SEND_TIME_URI, AUDIO_LEVEL_URI, PAUSE_LOSS, DownTrack
 from rtc.errors import OFFER_FAILED, RtcError
 from rtc.forwarder import Forwarder
 from rtc.publisher import Publisher, PublisherSink, WriterFor
@@ -97,6 +98,12 @@ class Subscriber:
         self._transceivers: set[int] = set()
         self._offer_needed = False
         self._notice_task: asyncio.Task[None] | None = None
+        #: transport-wide sequence numbers and the estimate from the client's feedback
+        self.transport_cc = TransportCc()
+        self._tapped: set[int] = set()
+        #: the latest budget (bits per second) and where it came from
+        self.budget: int | None = None
+        self.budget_source: str | None = None
 
     def owns(self, transceiver: RTCRtpTransceiver) -> bool:
         """Whether this m-line was created by the server (one of our slots)."""
@@ -179,6 +186,12 @@ class Subscriber:
         description = sdp.parse(offer_sdp)
         sdp.pin_codecs(description, self._publisher.agreed_codecs)
         self._publisher.restore_codecs()
+        # our m-lines, known by their SSRC (a new one has no mid before this offer is set)
+        ours = {slot.downtrack.ssrc for slot in self.slots}
+        sdp.offer_transport_cc(
+            description,
+            {m.rtp.muxId for m in description.media if m.ssrc and m.ssrc[0].ssrc in ours},
+        )
         self._extmap.rewrite(description)
         sdp.reject(description, self.rejected)
         return str(description)
@@ -200,6 +213,117 @@ class Subscriber:
             "type": "offer",
             "tracks": tracks,
             "connection_id": self.connection_id,
+        }
+
+    def answered(self, description: sdp.SessionDescription) -> None:
+        """The client's answer to our offer (or its offer) is applied: write transport-cc on
+        the m-lines where it accepted it."""
+        ids = sdp.transport_cc_ids(description)
+        for slot in self.slots:
+            ext_id = ids.get(slot.transceiver.mid or "", 0)
+            slot.downtrack.set_transport_cc(self.transport_cc, ext_id)
+
+    def shape_answer(self, answer_sdp: str, offer: sdp.SessionDescription) -> str:
+        """The server's answer to a client offer, keeping transport-cc on our m-lines."""
+        mids = self.mids()
+        if not sdp.transport_cc_ids(offer).keys() & mids:
+            self.answered(offer)
+            return answer_sdp
+        description = sdp.parse(answer_sdp)
+        sdp.answer_transport_cc(description, offer, mids)
+        self.answered(offer)
+        return str(description)
+
+    def _on_rtcp(self, data: bytes) -> None:
+        for packet in transport_cc_packets(data):
+            self.transport_cc.on_feedback(packet)
+
+    # --- the budget --------------------------------------------------------------------------
+
+    def allocate_budget(self, speaker: str | None, now: float) -> None:
+        """Once a second: this subscriber's estimate split across its down-tracks.
+
+        The estimate comes from transport-cc feedback when the client negotiated it, else from
+        its REMB. Each down-track gets its `allowed_bitrate`; a video that does not fit is
+        paused (`DownTrack.set_allowance`) while the link loses packets, audio never is.
+        """
+        downtracks = [
+            slot.downtrack
+            for slot in self.subscriptions.values()
+            if slot.downtrack.forwarder is not None and not slot.downtrack.client_paused
+        ]
+        budget: int | None = None
+        source: str | None = None
+        if any(dt.transport_cc is not None for dt in downtracks):
+            budget = self.transport_cc.estimate
+            source = "transport-cc" if budget is not None else None
+        if budget is None:
+            flowing = [dt.remb for dt in downtracks if dt.kind == "video" and not dt.budget_paused]
+            remb = remb_budget(flowing, now)
+            if remb is not None:
+                audio = 0
+                for dt in downtracks:
+                    if dt.kind == "audio" and dt.forwarder is not None:
+                        audio += dt.forwarder.bitrate
+                budget, source = remb + audio, "remb"
+        self.budget, self.budget_source = budget, source
+        if budget is None:
+            for dt in downtracks:
+                dt.set_allowance(None, 0, now)
+            return
+        demands = [
+            TrackDemand(
+                key=dt,
+                kind=dt.kind,
+                source=dt.forwarder.source,  # type: ignore[union-attr]
+                bitrate=dt.forwarder.bitrate,  # type: ignore[union-attr]
+                speaking=dt.forwarder.publisher_id == speaker,  # type: ignore[union-attr]
+            )
+            for dt in downtracks
+        ]
+        allowed = allocate(budget, demands)
+        # only a link that loses packets gets videos paused (see DownTrack.set_allowance)
+        if source == "transport-cc":
+            loss = self.transport_cc.estimator.loss
+        else:
+            loss = max((dt.stats.fraction_lost / 256 for dt in downtracks), default=0.0)
+        congested = loss >= PAUSE_LOSS
+        for demand in demands:
+            track = demand.key
+            assert isinstance(track, DownTrack)
+            was_paused = track.budget_paused
+            track.set_allowance(allowed[track], demand.bitrate, now, congested)
+            if track.budget_paused != was_paused:
+                logger.info(
+                    "%s: video %s %s for the budget (%s %d bit/s, allowed %d, stream %d)",
+                    self.participant_id,
+                    track.forwarder.track_id if track.forwarder else "?",
+                    "paused" if track.budget_paused else "resumed",
+                    source,
+                    budget,
+                    allowed[track],
+                    demand.bitrate,
+                )
+
+    def bandwidth_report(self) -> dict[str, Any]:
+        """The subscriber's link as the server sees it (stats, `rtc:stats`, the tile)."""
+        estimator = self.transport_cc.estimator
+        twcc = self.budget_source == "transport-cc"
+        rtts = [
+            s.downtrack.stats.rtt
+            for s in self.subscriptions.values()
+            if s.downtrack.stats.rtt is not None
+        ]
+        losses = [s.downtrack.stats.fraction_lost / 256 for s in self.subscriptions.values()]
+        return {
+            "estimate": self.budget,
+            "source": self.budget_source,
+            "loss": round(estimator.loss, 4) if twcc else round(max(losses, default=0.0), 4),
+            "rtt_ms": round(1000 * sum(rtts) / len(rtts), 1) if rtts else None,
+            "delay_state": estimator.state if twcc else None,
+            "paused_for_budget": sum(
+                1 for s in self.subscriptions.values() if s.downtrack.budget_paused
+            ),
         }
 
     # --- slots ------------------------------------------------------------------------------
@@ -290,6 +414,9 @@ class Subscriber:
         self, downtrack: DownTrack
     ) -> Callable[[RTCRtpSendParameters, RTCDtlsTransport], internals.RtcpSource]:
         def on_send(parameters: RTCRtpSendParameters, transport: RTCDtlsTransport) -> DownTrack:
+            if id(transport) not in self._tapped:
+                self._tapped.add(id(transport))
+                internals.tap_rtcp(transport, self._on_rtcp)
             codec = parameters.codecs[0]
             wanted = ABS_SEND_TIME_URI if downtrack.kind == "video" else AUDIO_LEVEL_URI
             ext_id = next((e.id for e in parameters.headerExtensions if e.uri == wanted), 0)

@@ -52,6 +52,9 @@ def test_dtls_transport_internals_exist() -> None:
     assert params(RTCDtlsTransport._unregister_rtp_receiver) == ["self", "receiver"]
     assert params(RTCDtlsTransport._unregister_rtp_sender) == ["self", "sender"]
     assert params(RTCDtlsTransport._handle_rtp_data) == ["self", "data", "arrival_time_ms"]
+    # tap_rtcp: clear-text RTCP datagrams go through this one coroutine, called on the instance
+    assert params(RTCDtlsTransport._handle_rtcp_data) == ["self", "data"]
+    assert "await self._handle_rtcp_data(data)" in inspect.getsource(RTCDtlsTransport._recv_next)
     init = inspect.getsource(RTCDtlsTransport.__init__)
     assert "self._tx_srtp" in init and "self._rx_srtp" in init
     assert "self._rtp_router = RtpRouter()" in init

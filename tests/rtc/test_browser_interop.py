@@ -392,3 +392,92 @@ async def test_chromium_stops_transceivers_and_the_call_goes_on(
         finally:
             with contextlib.suppress(Exception):
                 await browser.close()
+
+
+async def test_chromium_sends_transport_cc_feedback_and_the_server_estimates_its_link(
+    interop: tuple[Sfu, BrowserBridge, dict[str, Client], str],
+) -> None:
+    """Issue 15, item 3: the server offers transport-cc on the m-lines it sends, writes the
+    transport-wide sequence number on every packet, and Chromium's real feedback (RTPFB
+    FMT 15) parses and gives a plausible estimate of Chromium's link; the aiortc participant,
+    which does not negotiate it, gets no numbers and goes on decoding (REMB is its feedback)."""
+    from playwright.async_api import async_playwright
+
+    from rtc.bandwidth import parse_transport_cc
+    from rtc.sdp import parse, transport_cc_ids
+
+    sfu, bridge, clients, url = interop
+    alice = Client(sfu, "room-1", "alice")
+    clients["alice"] = alice
+    await alice.join()
+    await alice.publish()
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--use-fake-device-for-media-stream",
+                "--use-fake-ui-for-media-stream",
+                "--allow-loopback-in-peer-connection",
+                "--disable-features=WebRtcHideLocalIpsWithMdns",
+                "--no-sandbox",
+            ],
+        )
+        try:
+            page = await browser.new_page()
+            await page.goto(url)
+            assert await page.evaluate("window.start()")
+            await wait_for(lambda: sfu.peer("browser").subscriber.subscriptions, 15)
+            subscriber = sfu.peer("browser").subscriber
+            feedback: list[bytes] = []
+            on_feedback = subscriber.transport_cc.on_feedback
+
+            def record(packet: bytes) -> None:
+                feedback.append(packet)
+                on_feedback(packet)
+
+            subscriber.transport_cc.on_feedback = record  # type: ignore[method-assign]
+
+            # Chromium accepted it in its answer, on every m-line the server sends
+            answer = sfu.peer("browser").pc.remoteDescription.sdp
+            ids = transport_cc_ids(parse(answer))
+            assert set(ids) >= subscriber.mids() and len(set(ids.values())) == 1
+            downtracks = [s.downtrack for s in subscriber.subscriptions.values()]
+            assert all(dt.transport_cc is not None for dt in downtracks)
+            # the aiortc participant did not negotiate it: nothing numbered for it
+            alice_downtracks = [
+                s.downtrack for s in sfu.peer("alice").subscriber.subscriptions.values()
+            ]
+            assert all(dt.transport_cc is None for dt in alice_downtracks)
+
+            await wait_for(lambda: len(feedback) >= 20, 15)
+            sent = subscriber.transport_cc._seq
+            for packet in feedback[:20]:
+                _, arrivals = parse_transport_cc(packet)
+                assert arrivals
+                assert all(0 <= seq < sent + 10 for seq, _ in arrivals)
+                received = [at for _, at in arrivals if at is not None]
+                assert received == sorted(received) or max(received) - min(received) < 1.0
+            # the estimate: non-zero, above what the link carries now, not absurd
+            await wait_for(lambda: subscriber.budget_source == "transport-cc", 15)
+            estimator = subscriber.transport_cc.estimator
+            assert estimator.acked_bitrate is not None
+            estimate = subscriber.budget
+            assert estimate is not None
+            assert 0.8 * estimator.acked_bitrate <= estimate <= 10_000_000
+            assert estimate >= 150_000
+            report = sfu.stats("room-1")["participants"]["browser"]["bandwidth"]
+            print("chromium link:", report, "received bit/s:", estimator.acked_bitrate)
+            assert report["source"] == "transport-cc" and report["estimate"] == estimate
+            # nothing paused on a loopback link, and both sides still decode
+            assert not any(dt.budget_paused for dt in downtracks)
+            frames = await page.evaluate("window.inbound()")
+            assert any(s["frames"] > 0 for k, s in frames.items() if k.endswith(":video"))
+            await wait_for(lambda: alice.mids_for("browser", "camera"), 10)
+            received_frames = alice.received_from("browser")
+            await wait_for(
+                lambda: received_frames.undecodable + len(received_frames.counters) > 20, 10
+            )
+            assert bridge.errors == [] and alice.errors == []
+        finally:
+            with contextlib.suppress(Exception):
+                await browser.close()

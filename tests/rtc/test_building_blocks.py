@@ -9,7 +9,6 @@ import hmac
 import struct
 
 from rtc.aiortc_internals import RtpPacket
-from rtc.bandwidth import RembAggregator
 from rtc.config import RtcConfig
 from rtc.downtrack import DownTrack
 from rtc.forwarder import Forwarder
@@ -81,17 +80,6 @@ async def test_keyframe_requests_are_coalesced_and_rate_limited() -> None:
     assert len(sent) == 2
     assert requester.requests == 11
     requester.close()
-
-
-def test_remb_aggregation() -> None:
-    now = [100.0]
-    low = RembAggregator("min", ceiling=2_000_000, clock=lambda: now[0])
-    assert low.aggregate([]) is None
-    estimates = [(900_000, 99.0), (300_000, 99.5), (5_000_000, 99.9), (50_000, 90.0)]
-    assert low.aggregate(estimates) == 300_000  # the 10 s old one is ignored
-    median = RembAggregator("median", ceiling=2_000_000, clock=lambda: now[0])
-    assert median.aggregate(estimates) == 900_000
-    assert median.aggregate([(9_000_000, 100.0)]) == 2_000_000  # ceiling
 
 
 def test_speaker_detection_is_debounced() -> None:

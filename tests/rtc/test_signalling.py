@@ -201,7 +201,24 @@ async def test_three_participants_exchange_decoded_media_over_socketio(call: Any
     assert {t["kind"] for t in entry["published"]} == {"audio", "video"}
     assert entry["subscribed"]
     assert any(t.get("packets", 0) > 0 for t in entry["published"]), entry["published"]
-    await host.sock.wait_for("rtc:stats", timeout=4)
+    # and the server's estimate of each participant's link (aiortc clients: from their REMB)
+    estimates: dict[str, Any] = {}
+
+    async def link_estimated() -> bool:
+        r = await host_api.get(f"/api/v1/rooms/{room['id']}/stats")
+        estimates.update((await r.json())["participants"][clients[1].id]["bandwidth"])
+        return estimates["estimate"] is not None
+
+    await wait_for(link_estimated, 15, interval=0.5)
+    assert estimates["source"] == "remb" and estimates["estimate"] >= 100_000, estimates
+    assert {"loss", "rtt_ms", "paused_for_budget"} <= estimates.keys()
+    pushed = await host.sock.wait_for(
+        "rtc:stats",
+        lambda d: bool(d["participants"].get(clients[1].id, {}).get("subscribed")),
+        timeout=8,
+    )
+    assert "bandwidth" in pushed["participants"][clients[1].id]
+    assert "allowed_bitrate" in pushed["participants"][clients[1].id]["subscribed"][0]
     # snapshot of a participant's camera, filed as a room capture
     ack = await host.sock.ok("rtc:snapshot", {"participant_id": clients[1].id})
     from PIL import Image

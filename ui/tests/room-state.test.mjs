@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { callTiles, initialState, mergeMessages, qualityOf, roomReducer } from "../static/js/room/state.js";
+import { callTiles, initialState, mergeMessages, networkOf, qualityOf, roomReducer } from "../static/js/room/state.js";
 
 const ME = "u-me";
 const track = (kind, id) => ({ kind, id });
@@ -214,6 +214,23 @@ test("network quality from rtc:stats", () => {
   assert.equal(qualityOf({ state: "connecting", subscribed: [] }), "poor");
   const s = run([{ type: "stats", participants: { "p-b": { state: "connected", subscribed: [] }, "p-c": null } }]);
   assert.deepEqual(s.quality, { "p-b": "good", "p-c": null });
+});
+
+test("network quality from the server's estimate of the participant's link", () => {
+  const link = (bandwidth) => ({ state: "connected", subscribed: [{ loss: 0, rtt_ms: 20 }], bandwidth });
+  const ok = { estimate: 2_500_000, source: "transport-cc", loss: 0, rtt_ms: 30, paused_for_budget: 0 };
+  assert.equal(qualityOf(link(ok)), "good");
+  assert.equal(qualityOf(link({ ...ok, estimate: 600_000 })), "fair");
+  assert.equal(qualityOf(link({ ...ok, estimate: 200_000 })), "poor");
+  assert.equal(qualityOf(link({ ...ok, loss: 0.05 })), "fair"); // transport-cc loss, not only RR
+  assert.equal(qualityOf(link({ ...ok, rtt_ms: 450 })), "poor");
+  assert.equal(qualityOf(link({ ...ok, paused_for_budget: 1 })), "poor"); // a video had to be paused
+  assert.equal(qualityOf(link({ ...ok, estimate: null, source: null })), "good"); // no estimate yet
+  assert.deepEqual(networkOf(link(ok)), { estimate: 2_500_000, loss: 0, rtt_ms: 30, paused: 0 });
+  assert.equal(networkOf({ state: "connected", subscribed: [] }), null);
+  const s = run([{ type: "stats", participants: { "p-b": link({ ...ok, estimate: 200_000 }) } }]);
+  assert.equal(s.quality["p-b"], "poor");
+  assert.equal(s.network["p-b"].estimate, 200_000);
 });
 
 test("dialogs, panels, the chat recipient, the screenshot, the connection banner", () => {

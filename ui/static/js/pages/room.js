@@ -4,7 +4,7 @@
 // lobby with admit/refuse and an arrival sound, network quality, leave (red phone).
 import { api } from "../api.js";
 import { Alert, Dialog, errorMessage, initials, toast, useTitle } from "../components.js";
-import { formatTime, t } from "../i18n.js";
+import { currentLang, formatTime, t } from "../i18n.js";
 import { Icon } from "../icons.js";
 import { html, useEffect, useMemo, useReducer, useRef, useState } from "../lib.js";
 import { chime, listDevices, loadDeviceChoice, openMedia, stopStream } from "../media.js";
@@ -24,9 +24,23 @@ function Video({ stream, muted, label, className }) {
   return html`<video ref=${ref} class=${className} autoplay playsinline muted=${muted} aria-label=${label}></video>`;
 }
 
-function NetBars({ quality }) {
+/** The server's figures for a link, in words: « débit estimé 1,2 Mbit/s, pertes 0,5 %, aller-retour 40 ms ». */
+function netFigures(net) {
+  if (!net || net.estimate == null) return "";
+  const lang = currentLang();
+  const mbit = net.estimate >= 1e6;
+  const rate = (net.estimate / (mbit ? 1e6 : 1e3)).toLocaleString(lang, { maximumFractionDigits: mbit ? 1 : 0 });
+  const loss = ((net.loss || 0) * 100).toLocaleString(lang, { maximumFractionDigits: 1 });
+  const rtt = net.rtt_ms == null ? "–" : String(Math.round(net.rtt_ms));
+  const text = t("room.net_figures", { rate: `${rate} ${mbit ? "Mbit/s" : "kbit/s"}`, loss, rtt });
+  return net.paused > 0 ? `${text} ${t("room.net_paused", { count: net.paused })}` : text;
+}
+
+function NetBars({ quality, net }) {
   if (!quality) return null;
-  const bars = html`<span class=${`net q-${quality}`} role="img" aria-label=${t(`room.net_${quality}`)} title=${t(`room.net_${quality}`)}><i></i><i></i><i></i></span>`;
+  const figures = netFigures(net);
+  const label = figures ? `${t(`room.net_${quality}`)} (${figures})` : t(`room.net_${quality}`);
+  const bars = html`<span class=${`net q-${quality}`} role="img" aria-label=${label} title=${label}><i></i><i></i><i></i></span>`;
   // Nothing decoded for seconds: said in words too, the bars alone are too discreet.
   return quality === "none" ? html`${bars}<span class="net-none" aria-hidden="true">${t("room.net_none_short")}</span>` : bars;
 }
@@ -39,7 +53,7 @@ function captureFrame(video) {
   return new Promise((resolve) => canvas.toBlob(resolve, "image/png"));
 }
 
-function Tile({ tileId, p, stream, local, screen, speaking, quality, onShot, onPip, vis }) {
+function Tile({ tileId, p, stream, local, screen, speaking, quality, net, onShot, onPip, vis }) {
   const ref = useRef(null);
   // A remote tile nobody sees gets its video paused on the server (see room/visibility.js),
   // under its key from room/tiles.js.
@@ -51,7 +65,7 @@ function Tile({ tileId, p, stream, local, screen, speaking, quality, onShot, onP
     ${!hasVideo && html`<div class="placeholder"><span class="avatar">${initials(p.name)}</span></div>`}
     <div class="name">
       ${p.media && !screen && !p.media.audio && html`<${Icon} name="micOff" label=${t("room.muted")} />`}
-      <span>${name}</span><${NetBars} quality=${quality} />
+      <span>${name}</span><${NetBars} quality=${quality} net=${net} />
     </div>
     ${hasVideo && html`<div class="tile-tools">
       <button type="button" class="btn btn-sm btn-icon" aria-label=${t("room.screenshot_of", { name })} onClick=${() => onShot(ref.current.querySelector("video"), name)}><${Icon} name="camera" /></button>
@@ -312,7 +326,7 @@ export function RoomPage({ roomId, session }) {
   // The event handlers below are subscribed once: they read the current state here.
   const current = useRef(state);
   current.current = state;
-  const { phase, phaseError, room, me, role, participants, lobby, messages, conn, unread, panel, layout, local, screen, speaker, quality, devices, choice, mediaError, rtcNote, dialogs, shot, chatTo } = state;
+  const { phase, phaseError, room, me, role, participants, lobby, messages, conn, unread, panel, layout, local, screen, speaker, quality, network, devices, choice, mediaError, rtcNote, dialogs, shot, chatTo } = state;
   const remote = useRemoteStreams(state.remote);
   // An RCP's room: the agenda and the dossier shown now (room:join state, then rcp:current).
   const [rcp, setRcp] = useState(null);
@@ -565,7 +579,7 @@ export function RoomPage({ roomId, session }) {
   // --- the call ---
   const { meP, others, featured, rest } = callTiles(state, { name: session.name, streamOf: (key) => remote[key] });
   const renderTile = (x) => html`<${Tile} key=${x.key} tileId=${x.key} p=${x.p} stream=${x.stream} local=${x.local} screen=${x.screen}
-    speaking=${speaker && speaker === x.p.participant_id && !x.screen} quality=${x.local ? quality[x.p.participant_id] : worse(quality[x.p.participant_id], received[x.p.participant_id])} onShot=${takeShot} onPip=${pip} vis=${vis} />`;
+    speaking=${speaker && speaker === x.p.participant_id && !x.screen} quality=${x.local ? quality[x.p.participant_id] : worse(quality[x.p.participant_id], received[x.p.participant_id])} net=${network[x.p.participant_id]} onShot=${takeShot} onPip=${pip} vis=${vis} />`;
   const gridRef = (el) => el && el.style.setProperty("--cols", String(Math.min(4, Math.ceil(Math.sqrt(rest.length))) || 1));
 
   return html`<div class=${`room layout-${layout}`} data-connection=${conn}>
@@ -573,7 +587,7 @@ export function RoomPage({ roomId, session }) {
       <span class="brand-mark" aria-hidden="true"></span>
       <span class="title">${room && room.title}</span>
       <span class="badge badge-live">${t("room.live")}</span>
-      <${NetBars} quality=${quality[me]} />
+      <${NetBars} quality=${quality[me]} net=${network[me]} />
       <span class="spacer grow"></span>
       ${isHost && lobby.length > 0 && html`<button type="button" class="btn btn-sm lobby-alert" onClick=${() => setPanel("people")}>
         <${Icon} name="bell" />${t("room.lobby_waiting", { count: lobby.length })}</button>`}

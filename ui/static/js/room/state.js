@@ -30,6 +30,7 @@ export function initialState({ userId = null, choice = {} } = {}) {
     remote: {}, // tile key → [MediaStreamTrack]
     speaker: null,
     quality: {}, // participant id → good | fair | poor
+    network: {}, // participant id → the server's figures for their link (networkOf)
     devices: { cameras: [], microphones: [] },
     choice: { camOn: true, micOn: true, ...choice }, // and cameraId, microphoneId
     mediaError: null,
@@ -49,14 +50,36 @@ export function mergeMessages(xs, incoming) {
 
 const QUALITY_ORDER = { good: 0, fair: 1, poor: 2 };
 
-/** One participant's network quality from their rtc:stats report. */
+/** The server's figures for one participant's link (rtc:stats `bandwidth`): the bandwidth it
+ * estimates from the participant's congestion feedback (transport-cc, or REMB), the loss and
+ * the round trip of what it sends them, and how many of their videos it had to pause because
+ * the link could not carry them. Null when the server has no figure yet. */
+export function networkOf(report) {
+  const bw = report && report.bandwidth;
+  if (!bw) return null;
+  return { estimate: bw.estimate ?? null, loss: bw.loss ?? null, rtt_ms: bw.rtt_ms ?? null, paused: bw.paused_for_budget || 0 };
+}
+
+/** Estimates (bit/s) under which a link is « faible » / « moyen » (a 360p camera needs ~500 kbit/s). */
+const POOR_ESTIMATE = 300000;
+const FAIR_ESTIMATE = 800000;
+
+/** One participant's network quality from their rtc:stats report: the server's estimate of
+ * their link, the loss and RTT it sees (from their receiver reports), videos paused for them. */
 export function qualityOf(report) {
   if (!report) return null;
+  const grade = (loss, rtt) => (loss > 0.08 || rtt > 400 ? "poor" : loss > 0.02 || rtt > 150 ? "fair" : "good");
   let worst = "good";
-  for (const s of report.subscribed || []) {
-    const q = s.loss > 0.08 || (s.rtt_ms || 0) > 400 ? "poor" : s.loss > 0.02 || (s.rtt_ms || 0) > 150 ? "fair" : "good";
+  const bump = (q) => {
     if (QUALITY_ORDER[q] > QUALITY_ORDER[worst]) worst = q;
+  };
+  const net = networkOf(report);
+  if (net) {
+    bump(grade(net.loss || 0, net.rtt_ms || 0));
+    if (net.paused > 0) bump("poor");
+    if (net.estimate != null) bump(net.estimate < POOR_ESTIMATE ? "poor" : net.estimate < FAIR_ESTIMATE ? "fair" : "good");
   }
+  for (const s of report.subscribed || []) bump(grade(s.loss || 0, s.rtt_ms || 0));
   if (report.state && report.state !== "connected") worst = "poor";
   return worst;
 }
@@ -124,8 +147,12 @@ export function roomReducer(state, action) {
       return { ...state, speaker: action.participant_id };
     case "stats": {
       const quality = {};
-      for (const [pid, rep] of Object.entries(action.participants || {})) quality[pid] = qualityOf(rep);
-      return { ...state, quality };
+      const network = {};
+      for (const [pid, rep] of Object.entries(action.participants || {})) {
+        quality[pid] = qualityOf(rep);
+        network[pid] = networkOf(rep);
+      }
+      return { ...state, quality, network };
     }
 
     // --- chat
