@@ -31,6 +31,9 @@ class RtcConfig:
     #: "10.20.0.0/16"). Private, loopback, link-local, multicast, reserved and documentation
     #: addresses are refused unless listed here or in `allowed_addresses`.
     allowed_networks: tuple[str, ...] = ()
+    #: seconds an ICE restart (a client offer with new ICE credentials) may take to nominate
+    #: a new candidate pair before the connection is given up (`failed`).
+    ice_restart_timeout: float = 30.0
     #: minimum interval between two keyframe requests sent to one publisher track, seconds.
     keyframe_min_interval: float = 0.3
     #: REMB aggregation over a track's subscribers: "min" or "median".
