@@ -50,6 +50,8 @@ if TYPE_CHECKING:
 __all__ = ["MAX_SDP_LENGTH", "ExtmapRegistry", "Peer", "RoomView", "Slot"]
 
 MAX_CANDIDATES = 100
+#: at most this many video packets per down-track are sent again after an ICE restart
+RESEND_AFTER_RESTART = 256
 
 
 class Peer:
@@ -83,6 +85,8 @@ class Peer:
         self._candidates = 0
         #: the ICE restarts of this connection (made at the first client offer that restarts)
         self.ice_restart: internals.IceRestart | None = None
+        #: down-track id -> its next sequence number when the ICE restart began
+        self._restart_marks: dict[int, int] = {}
         #: mids the client rejected (port 0) in its latest description
         self.rejected: set[str] = set()
         self.publisher = Publisher(
@@ -224,6 +228,10 @@ class Peer:
         except ConnectionError as exc:
             raise RtcError(CLOSED, f"the ICE connection is closed: {exc}") from exc
         self._candidates = 0  # the client trickles a new set
+        if not self._restart_marks:  # a restart of a restart keeps the first marks
+            self._restart_marks = {
+                id(slot.downtrack): slot.downtrack.munger.next_seq for slot in self.subscriber.slots
+            }
 
     def _ice_selected(self) -> None:
         """A restarted ICE nominated a new pair: the fast paths move to its socket. What was
@@ -234,6 +242,18 @@ class Peer:
             if writer.bind():
                 internals.fast_rtp_input(writer.dtls)
         self._refresh_all()
+        # The video sent during the restart went to the previous path, which may be dead:
+        # sent again on the new one (a receiver drops what it already has). aiortc clients
+        # NACK a hole once only, and a browser would otherwise wait for its NACKs' round trip.
+        marks, self._restart_marks = self._restart_marks, {}
+        for slot in self.subscriber.slots:
+            downtrack = slot.downtrack
+            start = marks.get(id(downtrack))
+            if start is None or downtrack.kind != "video" or downtrack.forwarder is None:
+                continue
+            count = (downtrack.munger.next_seq - start) & 0xFFFF
+            if 0 < count <= RESEND_AFTER_RESTART:
+                downtrack.retransmit([(start + i) & 0xFFFF for i in range(count)])
 
     def _accept_rejected(self, description: sdp.SessionDescription, text: str) -> str:
         """Rejected m-sections (a stopped transceiver): what aiortc is given instead, and the
