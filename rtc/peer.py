@@ -242,17 +242,25 @@ class Peer:
             if writer.bind():
                 internals.fast_rtp_input(writer.dtls)
         self._refresh_all()
-        # The video sent during the restart went to the previous path, which may be dead:
-        # sent again on the new one (a receiver drops what it already has). aiortc clients
-        # NACK a hole once only, and a browser would otherwise wait for its NACKs' round trip.
+        # The video sent since the subscriber's last receiver report (or since the restart
+        # began) may have gone to a dead path: sent again on the new one (a receiver drops
+        # what it already has). aiortc clients NACK a hole once only, and a browser would
+        # otherwise wait for its NACKs' round trip. Too much of it: a keyframe instead.
         marks, self._restart_marks = self._restart_marks, {}
         for slot in self.subscriber.slots:
             downtrack = slot.downtrack
             start = marks.get(id(downtrack))
             if start is None or downtrack.kind != "video" or downtrack.forwarder is None:
                 continue
-            count = (downtrack.munger.next_seq - start) & 0xFFFF
-            if 0 < count <= RESEND_AFTER_RESTART:
+            end = downtrack.munger.next_seq
+            if downtrack.highest_received is not None:
+                reported = (downtrack.highest_received + 1) & 0xFFFF
+                if (end - reported) & 0xFFFF > (end - start) & 0xFFFF:
+                    start = reported  # older than the mark: the report is the better bound
+            count = (end - start) & 0xFFFF
+            if count > RESEND_AFTER_RESTART:
+                downtrack.forwarder.request_keyframe()
+            elif count:
                 downtrack.retransmit([(start + i) & 0xFFFF for i in range(count)])
 
     def _accept_rejected(self, description: sdp.SessionDescription, text: str) -> str:
