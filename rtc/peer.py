@@ -234,9 +234,8 @@ class Peer:
             }
 
     def _ice_selected(self) -> None:
-        """A restarted ICE nominated a new pair: the fast paths move to its socket. What was
-        sent on the dead path meanwhile is asked again by NACKs (from the forwarders'
-        history), or by a keyframe request when it is too old."""
+        """A restarted ICE nominated a new pair: the fast paths move to its socket, and the
+        video that may have gone to the dead path is sent again (below)."""
         for writer in self._writers.values():
             writer.unbind()
             if writer.bind():
