@@ -478,9 +478,14 @@ async def test_chromium_restarts_ice_and_video_is_decoded_again(
             await wait_for(lambda: _more(frames, seen + 15), 60)
             decoded = time.monotonic() - started
             await wait_for(lambda: alice_frames() > alice_seen + 15, 60)
+            assert before_pair is not None
+
+            async def new_pair_selected() -> bool:
+                now = await page.evaluate("window.selectedPair()")
+                return bool(now and now["remote"] != before_pair["remote"])
+
+            await wait_for(new_pair_selected, 30)
             after_pair = await page.evaluate("window.selectedPair()")
-            assert after_pair is not None and before_pair is not None
-            assert after_pair["remote"] != before_pair["remote"], (before_pair, after_pair)
             transport = aiortc_internals.ice_transport(server.pc)
             assert transport is not None
             assert (
@@ -581,8 +586,15 @@ async def test_chromium_whose_path_broke_gets_video_back_after_restart_ice(
                 await wait_for(lambda: _more(frames, back_from + 1), 60)
                 first = time.monotonic() - started
                 await wait_for(lambda: _more(frames, back_from + 15), 60)
+
+                async def new_pair_selected() -> bool:
+                    now = await page.evaluate("window.selectedPair()")
+                    return bool(now and now["local"] != pair["local"])
+
+                # Chromium may report its selected pair a moment after the media moved
+                await wait_for(new_pair_selected, 30)
                 after = await page.evaluate("window.selectedPair()")
-            assert after["local"] != pair["local"], (pair, after)
+            assert after["state"] in ("connected", "completed"), after
             assert server is sfu.peer("browser") and server.pc.connectionState == "connected"
             assert not bridge.errors, bridge.errors
             print(
