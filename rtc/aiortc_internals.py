@@ -23,15 +23,19 @@ import ipaddress
 import logging
 import os
 import random
+import secrets
 import socket
 import struct
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+import aioice
 import aioice.ice
+import aioice.stun
 from aiortc import (
     RTCDtlsTransport,
+    RTCIceTransport,
     RTCPeerConnection,
     RTCRtpCodecParameters,
     RTCRtpReceiver,
@@ -75,6 +79,7 @@ __all__ = [
     "RTCP_PSFB_PLI",
     "RTCP_RTPFB_NACK",
     "AnyRtcpPacket",
+    "IceRestart",
     "RtcpByePacket",
     "RtcpPsfbPacket",
     "RtcpReceiverInfo",
@@ -93,16 +98,20 @@ __all__ = [
     "enlarge_socket_buffers",
     "guard_ice_connection",
     "ice_connections",
+    "ice_restart_supported",
+    "ice_transport",
     "intercept_receiver",
     "intercept_sender",
     "negotiated_codecs",
     "pack_remb_fci",
     "receive_rid_extensions",
     "refused_by_guard",
+    "remote_ice_ufrag",
     "restrict_host_addresses",
     "restrict_udp_ports",
     "route_unknown_ssrc_by_mid",
     "rtcp_ssrc",
+    "selected_pair",
     "sender_ssrc",
     "set_negotiated_codecs",
     "tap_rtcp",
@@ -242,7 +251,7 @@ class TransportWriter:
         dtls = self._dtls
         if dtls.state != "connected" or dtls._tx_srtp is None:
             return False
-        pair = dtls.transport._connection._nominated.get(1)
+        pair = selected_pair(dtls.transport._connection)
         if pair is None:
             return False
         transport = pair.protocol.transport
@@ -277,6 +286,10 @@ class TransportWriter:
         self.rtcp = write_rtcp
         return True
 
+    @property
+    def dtls(self) -> RTCDtlsTransport:
+        return self._dtls
+
     def unbind(self) -> None:
         self.rtp = None
         self.rtcp = None
@@ -294,7 +307,7 @@ def fast_rtp_input(dtls: RTCDtlsTransport) -> bool:
     synchronous `on_rtp(packet, arrival_ms)`; STUN, DTLS and SRTCP keep aiortc's path.
     Sinks without `on_rtp` get nothing (the SFU registers no decoding receiver anyway).
     """
-    pair = dtls.transport._connection._nominated.get(1)
+    pair = selected_pair(dtls.transport._connection)
     if pair is None or dtls._rx_srtp is None:
         return False
     protocol = pair.protocol
@@ -357,7 +370,7 @@ def tap_rtcp(dtls: RTCDtlsTransport, tap: Callable[[bytes], None]) -> None:
 
 def uses_fast_rtp_input(dtls: RTCDtlsTransport) -> bool:
     """Whether `fast_rtp_input` is in place on this transport's socket (for tests)."""
-    pair = dtls.transport._connection._nominated.get(1)
+    pair = selected_pair(dtls.transport._connection)
     return pair is not None and bool(getattr(pair.protocol, "_consilium_fast_input", False))
 
 
@@ -632,3 +645,265 @@ def quiet_connect_after_close() -> None:
 
     connect._consilium_quiet = True  # type: ignore[attr-defined]
     RTCPeerConnection._RTCPeerConnection__connect = connect  # type: ignore[attr-defined]
+
+
+# --- ICE restart ----------------------------------------------------------------------------
+
+#: the aioice and aiortc versions whose private ICE state :class:`IceRestart` resets
+ICE_RESTART_VERSIONS = {"aioice": "0.13.", "aiortc": "1.16."}
+
+_ICE_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+
+
+def _ice_string(length: int) -> str:
+    return "".join(secrets.choice(_ICE_CHARS) for _ in range(length))
+
+
+def ice_restart_supported() -> bool:
+    """Whether the installed aioice/aiortc are the versions :class:`IceRestart` was written
+    against (it resets their private state: an upgrade must be read first)."""
+    import aiortc
+
+    return aioice.__version__.startswith(ICE_RESTART_VERSIONS["aioice"]) and str(
+        aiortc.__version__
+    ).startswith(ICE_RESTART_VERSIONS["aiortc"])
+
+
+def ice_transport(pc: Any) -> RTCIceTransport | None:
+    """The ICE transport of a max-bundle peer connection (None before the first m-line)."""
+    for transceiver in pc.getTransceivers():
+        transport = getattr(transceiver.receiver.transport, "transport", None)
+        if transport is not None:
+            return transport
+    return None
+
+
+def remote_ice_ufrag(pc: Any) -> str | None:
+    """The ufrag the ICE agent checks the peer's requests against (None: not known yet)."""
+    transport = ice_transport(pc)
+    if transport is None:
+        return None
+    return transport._connection.remote_username
+
+
+def selected_pair(connection: aioice.ice.Connection) -> Any:
+    """The candidate pair carrying data: the nominated one, or during an ICE restart the
+    previous one until a new pair is nominated."""
+    pair = connection._nominated.get(1)
+    if pair is None:
+        restart = getattr(connection, "_consilium_restart", None)
+        if restart is not None:
+            pair = restart.previous
+    return pair
+
+
+class IceRestart:
+    """ICE restart on the same `RTCIceTransport`, under the same DTLS and SRTP session.
+
+    aiortc starts its ICE transport once (`RTCIceTransport.start` returns at once after the
+    first call) and aioice's `Connection.connect` runs once. A restart keeps the aioice
+    `Connection` object (the DTLS transport reads and writes through it) and resets what
+    ICE negotiates inside it:
+
+    1. :meth:`prepare` (before the description that carries the new credentials is made or
+       applied): checks and consent stop; the nominated pair becomes `previous`, which still
+       carries media (and answers the peer's consent checks under the old credentials) until
+       a new pair is nominated; new local ufrag/pwd; remote candidates and the check list
+       are emptied; candidates are gathered again on new sockets (the old ones stay open
+       until the switch). aiortc writes the new credentials and candidates into the next
+       description it makes (`getLocalParameters`, `getLocalCandidates`).
+    2. :meth:`start` (once the peer's new credentials are known and its candidates added):
+       `connect()` runs again. When a pair is nominated, `on_selected` is called (the SFU
+       rebinds its fast paths to the new socket) and the old sockets close. A restart that
+       fails or times out closes the connection (as a failed consent check does): the
+       transport goes `failed`.
+
+    DTLS reads with `RTCIceTransport._recv` and writes with `_send`, which aiortc binds to
+    the connection's `recv`/`send`; those refuse to work while no pair is nominated, so they
+    are replaced by versions that use :func:`selected_pair`. A new restart while one is
+    still connecting supersedes it.
+    """
+
+    def __init__(
+        self,
+        transport: RTCIceTransport,
+        on_selected: Callable[[], None] | None = None,
+        timeout: float = 30.0,
+    ) -> None:
+        if not ice_restart_supported():
+            raise RuntimeError("ICE restart was written for aioice 0.13 / aiortc 1.16")
+        self.transport = transport
+        self.connection: aioice.ice.Connection = transport._connection
+        self.on_selected = on_selected
+        self.timeout = timeout
+        #: the pair that carried media before the restart, until a new one is nominated
+        self.previous: Any = None
+        self._previous_local: tuple[str, str] | None = None
+        self._retired: list[Any] = []
+        self._task: asyncio.Task[bool] | None = None
+        #: completed restarts, and the seconds the last one took from prepare to nomination
+        self.count = 0
+        self.last_duration: float | None = None
+        self._prepared_at = 0.0
+        self._install()
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    @property
+    def local_parameters(self) -> tuple[str, str]:
+        return self.connection.local_username, self.connection.local_password
+
+    def _install(self) -> None:
+        connection = self.connection
+        if getattr(connection, "_consilium_restart", None) is not None:
+            raise RuntimeError("an IceRestart is already installed on this connection")
+        setattr(connection, "_consilium_restart", self)  # noqa: B010
+        queue = connection._queue
+
+        async def send(data: bytes) -> None:
+            pair = selected_pair(connection)
+            if pair is None:
+                raise ConnectionError("Cannot send data, not connected")
+            if pair.protocol.transport.is_closing():
+                return  # the previous path's socket is gone: dropped until a pair is nominated
+            await pair.protocol.send_data(data, pair.remote_addr)
+
+        async def recv() -> bytes:
+            if selected_pair(connection) is None:
+                raise ConnectionError("Cannot receive data, not connected")
+            result = await queue.get()
+            if result is None:
+                raise ConnectionError("Connection lost while receiving data")
+            return result[0]
+
+        self.transport._send = send
+        self.transport._recv = recv
+
+        request_received = connection.request_received
+
+        def answer_previous(message: Any, addr: tuple[Any, ...], protocol: Any) -> None:
+            """Consent checks on the previous pair, under the previous credentials."""
+            previous, local = self.previous, self._previous_local
+            if (
+                previous is not None
+                and local is not None
+                and (addr[0], addr[1]) == (previous.remote_addr)
+            ):
+                username = str(message.attributes.get("USERNAME", ""))
+                if username.partition(":")[0] == local[0]:
+                    if message.check_message_integrity(local[1].encode("utf8")):
+                        response = aioice.stun.Message(
+                            message_method=aioice.stun.Method.BINDING,
+                            message_class=aioice.stun.Class.RESPONSE,
+                            transaction_id=message.transaction_id,
+                        )
+                        response.attributes["XOR-MAPPED-ADDRESS"] = (addr[0], addr[1])
+                        response.add_message_integrity(local[1].encode("utf8"))
+                        protocol.send_stun(response, (addr[0], addr[1]))
+                    return
+            request_received(message, addr, protocol)
+
+        setattr(connection, "request_received", answer_previous)  # noqa: B010
+
+    async def prepare(self) -> tuple[str, str]:
+        """Stop the current ICE negotiation, take new local credentials, gather again.
+
+        Returns the new (ufrag, pwd). Media keeps flowing on the previous pair meanwhile.
+        """
+        connection = self.connection
+        if connection._closing or self.transport.state == "closed":
+            raise ConnectionError("the ICE connection is closed")
+        if connection._components != {1}:
+            raise ConnectionError("ICE restart needs one component (rtcp-mux)")
+        await self._stop_task()
+        consent = connection._query_consent_task
+        connection._query_consent_task = None
+        checks = [p.task for p in connection._check_list if p.task is not None]
+        for task in [consent, *checks]:
+            if task is not None and not task.done():
+                task.cancel()
+        pending = [t for t in [consent, *checks] if t is not None]
+        if pending:
+            await asyncio.wait(pending)
+        nominated = connection._nominated.get(1)
+        if nominated is not None:
+            # a restart of a restart keeps the pair that last carried media
+            self.previous = nominated
+            self._previous_local = (connection.local_username, connection.local_password)
+        connection._nominated.clear()
+        connection._nominating.clear()
+        self._retired.extend(connection._protocols)
+        connection._protocols = []
+        connection._check_list = []
+        connection._check_list_done = False
+        connection._check_list_state = asyncio.Queue()
+        connection._early_checks.clear()
+        connection._early_checks_done = False
+        connection._remote_candidates = []
+        connection._remote_candidates_end = False
+        connection.remote_username = None
+        connection.remote_password = None
+        self.transport.iceGatherer._remote_candidates_end = False
+        connection._local_username = _ice_string(8)
+        connection._local_password = _ice_string(24)
+        addresses: list[str] = []
+        if connection._transport_policy == aioice.ice.TransportPolicy.ALL:
+            addresses = aioice.ice.get_host_addresses(
+                use_ipv4=connection._use_ipv4, use_ipv6=connection._use_ipv6
+            )
+        connection._local_candidates = await connection.get_component_candidates(
+            component=1, addresses=addresses
+        )
+        self._prepared_at = time.monotonic()
+        return self.local_parameters
+
+    def start(self, username: str, password: str, ice_lite: bool = False) -> asyncio.Task[bool]:
+        """Check and nominate a new pair with the peer's new credentials (after its
+        candidates from the description were added; trickled ones may follow)."""
+        connection = self.connection
+        connection.remote_username = username
+        connection.remote_password = password
+        connection.remote_is_lite = ice_lite
+        self._task = asyncio.create_task(self._connect())
+        return self._task
+
+    async def _connect(self) -> bool:
+        connection = self.connection
+        try:
+            await asyncio.wait_for(connection.connect(), self.timeout)
+        except (TimeoutError, ConnectionError):
+            logger.info("ICE restart failed: closing the ICE connection")
+            await connection.close()
+            await self._close_retired()
+            return False
+        self.last_duration = time.monotonic() - self._prepared_at
+        self.count += 1
+        self.previous = None
+        self._previous_local = None
+        await self._close_retired()
+        if self.on_selected is not None:
+            self.on_selected()
+        return True
+
+    async def _close_retired(self) -> None:
+        keep = {id(p.protocol) for p in self.connection._nominated.values()}
+        retired, self._retired = self._retired, []
+        for protocol in retired:
+            if id(protocol) in keep:
+                self.connection._protocols.append(protocol)
+                continue
+            with contextlib.suppress(Exception):
+                await protocol.close()
+
+    async def _stop_task(self) -> None:
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def close(self) -> None:
+        await self._stop_task()
+        await self._close_retired()

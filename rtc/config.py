@@ -34,6 +34,9 @@ class RtcConfig:
     #: UDP ports the server's ICE sockets bind in (inclusive), for the firewall; None: any
     #: free port. Each worker of ``serve --workers`` gets its own slice (core/workers.py).
     udp_ports: tuple[int, int] | None = None
+    #: seconds an ICE restart (a client offer with new ICE credentials) may take to nominate
+    #: a new candidate pair before the connection is given up (`failed`).
+    ice_restart_timeout: float = 30.0
     #: minimum interval between two keyframe requests sent to one publisher track, seconds.
     keyframe_min_interval: float = 0.3
     #: what a publisher track is told over its subscribers' allowances (docs/rtc.md,

@@ -105,6 +105,8 @@ class DownTrack:
         self._sr_lsr = 0
         self._sr_time = 0.0
         self.remb: tuple[int, float] | None = None
+        #: the highest sequence number the subscriber's last receiver report says it got
+        self.highest_received: int | None = None
         self.stats = OutboundStats()
         #: the client hid the tile (`set_paused`); `paused` is that or the budget's pause
         self.client_paused = False
@@ -301,6 +303,7 @@ class DownTrack:
         if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
             for report in packet.reports:
                 if report.ssrc == self.ssrc:
+                    self.highest_received = report.highest_sequence & 0xFFFF
                     self._on_report(
                         report.fraction_lost,
                         report.packets_lost,

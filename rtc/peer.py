@@ -50,6 +50,8 @@ if TYPE_CHECKING:
 __all__ = ["MAX_SDP_LENGTH", "ExtmapRegistry", "Peer", "RoomView", "Slot"]
 
 MAX_CANDIDATES = 100
+#: at most this many video packets per down-track are sent again after an ICE restart
+RESEND_AFTER_RESTART = 256
 
 
 class Peer:
@@ -81,6 +83,10 @@ class Peer:
         self._writers: dict[int, internals.TransportWriter] = {}
         self._negotiations: deque[float] = deque()
         self._candidates = 0
+        #: the ICE restarts of this connection (made at the first client offer that restarts)
+        self.ice_restart: internals.IceRestart | None = None
+        #: down-track id -> its next sequence number when the ICE restart began
+        self._restart_marks: dict[int, int] = {}
         #: mids the client rejected (port 0) in its latest description
         self.rejected: set[str] = set()
         self.publisher = Publisher(
@@ -137,7 +143,9 @@ class Peer:
             if self.closed:
                 raise RtcError(CLOSED, "the connection is closed")
             self._refuse_out_of_order()
-            self._refuse_ice_restart(description)
+            restart = self._ice_restart(description)
+            if restart is not None:
+                await self._prepare_ice_restart()
             offer_sdp = self._accept_rejected(description, offer_sdp)
             if sources:
                 self.set_sources(sources)
@@ -149,6 +157,8 @@ class Peer:
             except Exception as exc:  # aiortc raises ValueError, OperationError, ...
                 raise RtcError(BAD_SDP, f"offer rejected: {exc}") from exc
             self.guard_ice()
+            if restart is not None and self.ice_restart is not None:
+                self.ice_restart.start(*restart)
             self._intercept_new_transceivers()
             simulcast = self.publisher.accept_simulcast(offer_sdp)
             self.publisher.narrow_codecs()
@@ -165,28 +175,94 @@ class Peer:
             local = self._as_sent(self.pc.localDescription.sdp, simulcast)
         return local, added, removed
 
-    def _refuse_ice_restart(self, description: sdp.SessionDescription) -> None:
-        """New ICE credentials (`restartIce()`): aiortc starts its ICE transport once and
-        would keep checking with the old ones, breaking the connection. Refused before
-        anything changes: the client starts its media over instead (docs/rtc.md)."""
+    def _ice_restart(self, description: sdp.SessionDescription) -> tuple[str, str, bool] | None:
+        """The client's new ICE credentials if this offer restarts ICE (`restartIce()`).
+
+        JSEP: an offer whose ufrag/pwd differ from the current remote description's. Checked
+        before anything changes: one set of credentials for the bundle, and candidates in the
+        offer unless more are to be trickled (no `a=end-of-candidates`).
+        """
         previous = self.pc.remoteDescription
         if previous is None:
-            return
+            return None
+        live = [m.ice for m in description.media if m.port != 0 and m.ice is not None]
+        candidates = [
+            (m.ice_candidates, m.ice_candidates_complete)
+            for m in description.media
+            if m.port != 0 and m.ice is not None
+        ]
         before = {
             (m.ice.usernameFragment, m.ice.password)
             for m in sdp.parse(previous.sdp).media
             if m.port != 0 and m.ice is not None
         }
-        now = {
-            (m.ice.usernameFragment, m.ice.password)
-            for m in description.media
-            if m.port != 0 and m.ice is not None
-        }
-        if before and now and not now <= before:
+        now = {(ice.usernameFragment, ice.password) for ice in live}
+        if not before or not now or now <= before:
+            return None
+        if len(now) != 1:
+            raise RtcError(BAD_SDP, "an ICE restart needs one ufrag/pwd for the bundle")
+        if not internals.ice_restart_supported():
             raise RtcError(
                 ICE_RESTART_UNSUPPORTED,
-                "ICE restart is not supported: start the media over (rtc:join)",
+                "ICE restart is not supported by this server: start the media over (rtc:join)",
             )
+        if self.ice_restart is None and internals.ice_transport(self.pc) is None:
+            raise RtcError(WRONG_STATE, "no ICE transport to restart yet")
+        if all(complete and not found for found, complete in candidates):
+            raise RtcError(
+                BAD_SDP,
+                "an ICE restart offer needs candidates the server may use "
+                "(or trickle them: leave out a=end-of-candidates)",
+            )
+        ((ufrag, pwd),) = now
+        assert ufrag is not None and pwd is not None  # checked by check_client_description
+        return ufrag, pwd, bool(live[0].iceLite)
+
+    async def _prepare_ice_restart(self) -> None:
+        if self.ice_restart is None:
+            transport = internals.ice_transport(self.pc)
+            assert transport is not None  # checked in _ice_restart
+            self.ice_restart = internals.IceRestart(
+                transport, self._ice_selected, timeout=self.config.ice_restart_timeout
+            )
+        try:
+            await self.ice_restart.prepare()
+        except ConnectionError as exc:
+            raise RtcError(CLOSED, f"the ICE connection is closed: {exc}") from exc
+        self._candidates = 0  # the client trickles a new set
+        if not self._restart_marks:  # a restart of a restart keeps the first marks
+            self._restart_marks = {
+                id(slot.downtrack): slot.downtrack.munger.next_seq for slot in self.subscriber.slots
+            }
+
+    def _ice_selected(self) -> None:
+        """A restarted ICE nominated a new pair: the fast paths move to its socket, and the
+        video that may have gone to the dead path is sent again (below)."""
+        for writer in self._writers.values():
+            writer.unbind()
+            if writer.bind():
+                internals.fast_rtp_input(writer.dtls)
+        self._refresh_all()
+        # The video sent since the subscriber's last receiver report (or since the restart
+        # began) may have gone to a dead path: sent again on the new one (a receiver drops
+        # what it already has). aiortc clients NACK a hole once only, and a browser would
+        # otherwise wait for its NACKs' round trip. Too much of it: a keyframe instead.
+        marks, self._restart_marks = self._restart_marks, {}
+        for slot in self.subscriber.slots:
+            downtrack = slot.downtrack
+            start = marks.get(id(downtrack))
+            if start is None or downtrack.kind != "video" or downtrack.forwarder is None:
+                continue
+            end = downtrack.munger.next_seq
+            if downtrack.highest_received is not None:
+                reported = (downtrack.highest_received + 1) & 0xFFFF
+                if (end - reported) & 0xFFFF > (end - start) & 0xFFFF:
+                    start = reported  # older than the mark: the report is the better bound
+            count = (end - start) & 0xFFFF
+            if count > RESEND_AFTER_RESTART:
+                downtrack.forwarder.request_keyframe()
+            elif count:
+                downtrack.retransmit([(start + i) & 0xFFFF for i in range(count)])
 
     def _accept_rejected(self, description: sdp.SessionDescription, text: str) -> str:
         """Rejected m-sections (a stopped transceiver): what aiortc is given instead, and the
@@ -316,6 +392,10 @@ class Peer:
         line = (candidate or {}).get("candidate") or ""
         if not line:
             return True  # end-of-candidates: aioice stops waiting when its checks end
+        ufrag = (candidate or {}).get("usernameFragment")
+        current = self._remote_ufrag()
+        if isinstance(ufrag, str) and ufrag and current is not None and ufrag != current:
+            return True  # a late candidate of the ICE generation before a restart: ignored
         self._candidates += 1
         if self._candidates > MAX_CANDIDATES:
             raise RtcError(RATE_LIMITED, "too many ICE candidates")
@@ -344,6 +424,9 @@ class Peer:
         except Exception as exc:
             raise RtcError(BAD_CANDIDATE, f"candidate rejected: {exc}") from exc
         return True
+
+    def _remote_ufrag(self) -> str | None:
+        return internals.remote_ice_ufrag(self.pc)
 
     # --- transport plumbing -----------------------------------------------------------------
 
@@ -385,4 +468,6 @@ class Peer:
         self.publisher.close()
         for writer in self._writers.values():
             writer.unbind()
+        if self.ice_restart is not None:
+            await self.ice_restart.close()
         await self.pc.close()

@@ -9,6 +9,7 @@ extension ids and published codecs adjusted, and serialised again.
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
@@ -21,6 +22,9 @@ from rtc.config import RtcConfig
 from rtc.errors import BAD_SDP, NO_SUPPORTED_CODEC, TOO_MANY_TRACKS, RtcError
 
 MAX_SDP_LENGTH = 64 * 1024
+#: RFC 8839 section 5.4: ice-ufrag is 4 to 256 ice-chars, ice-pwd 22 to 256
+_ICE_UFRAG = re.compile(r"[A-Za-z0-9+/]{4,256}")
+_ICE_PWD = re.compile(r"[A-Za-z0-9+/]{22,256}")
 #: one-byte RTP header extension ids (RFC 8285): 1 to 14
 _EXTENSION_IDS = range(1, 15)
 
@@ -75,6 +79,12 @@ def check_client_description(
             continue  # rejected: may come without ICE or DTLS lines (see accept_rejected)
         if media.ice is None or not media.ice.usernameFragment or not media.ice.password:
             raise RtcError(BAD_SDP, "ICE credentials are missing")
+        if not _ICE_UFRAG.fullmatch(media.ice.usernameFragment) or not _ICE_PWD.fullmatch(
+            media.ice.password
+        ):
+            raise RtcError(
+                BAD_SDP, "ICE ufrag must be 4 to 256 ice-chars and pwd 22 to 256 (RFC 8839)"
+            )
         if media.dtls is None or not media.dtls.fingerprints:
             raise RtcError(BAD_SDP, "DTLS fingerprint is missing")
         if media.kind not in ("audio", "video") or media.port == 0:

@@ -28,6 +28,7 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError
 
+from rtc import aiortc_internals
 from rtc.errors import RtcError
 from rtc.sfu import Sfu
 
@@ -173,6 +174,7 @@ class Client:
         self._tasks: list[asyncio.Task[Any]] = []
         self._pull_task: asyncio.Task[None] | None = None
         self._pull_again = False
+        self.ice_restart: aiortc_internals.IceRestart | None = None
         self.pc.on("track", self._on_track)
 
     # --- transport (overridden to signal over Socket.IO) ------------------------------------
@@ -257,6 +259,34 @@ class Client:
         answer = await self._signal(self._send_offer(self.pc.localDescription.sdp, sources))
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type="answer"))
         return answer  # type: ignore[no-any-return]
+
+    async def restart_ice(self, *, lose_old_path: bool = False) -> asyncio.Task[bool]:
+        """What a browser's `restartIce()` does, on this aiortc client: new ICE credentials
+        and new sockets (new local ports), offered in one negotiation; returns the task that
+        ends when a new pair is nominated (True) or the restart failed (False).
+
+        `lose_old_path`: the old sockets close first, as when the network the client was on
+        goes away (Wi-Fi to 4G): nothing reaches the old address any more.
+        """
+        async with self.lock:
+            if self.ice_restart is None:
+                transport = aiortc_internals.ice_transport(self.pc)
+                assert transport is not None
+                self.ice_restart = aiortc_internals.IceRestart(transport)
+            restart = self.ice_restart
+            old = restart.previous or restart.connection._nominated.get(1)
+            await restart.prepare()
+            if lose_old_path and old is not None:
+                old.protocol.transport.close()
+            answer = await self._offer()
+            ice = next(
+                m.ice
+                for m in aiortc_internals.SessionDescription.parse(answer["sdp"]).media
+                if m.ice is not None
+            )
+            task = restart.start(ice.usernameFragment, ice.password, ice.iceLite)
+        self._after(answer)
+        return task
 
     def _after(self, ack: dict[str, Any]) -> None:
         if ack.get("renegotiate"):
@@ -354,6 +384,8 @@ class Client:
         raise KeyError(mid)
 
     async def close(self) -> None:
+        if self.ice_restart is not None:
+            await self.ice_restart.close()
         for task in self._tasks:
             task.cancel()
         for track in self.tracks.values():

@@ -227,6 +227,8 @@ def test_fast_unprotect_matches_pylibsrtp_and_drops_what_it_refuses() -> None:
     tampered = bytearray(sender.protect(struct.pack("!BBHII", 0x80, 96, 9, 1000, 42) + b"x" * 50))
     tampered[-1] ^= 1
     assert unprotect(bytes(tampered)) is None  # not authentic
+
+
 def test_simulcast_hooks_exist() -> None:
     """RID extensions in aiortc's table and parser; the router we extend by MID."""
     from aiortc.codecs import HEADER_EXTENSIONS
@@ -248,3 +250,64 @@ def test_simulcast_hooks_exist() -> None:
     aiortc_internals.route_unknown_ssrc_by_mid()
     aiortc_internals.route_unknown_ssrc_by_mid()
     assert getattr(RtpRouter.route_rtp, "_consilium_mid", False)
+
+
+def test_ice_restart_internals_exist() -> None:
+    """What `IceRestart` resets inside aioice's Connection and relies on in aiortc."""
+    assert aiortc_internals.ice_restart_supported()
+    init = inspect.getsource(aioice.ice.Connection.__init__)
+    for name in (
+        "self._check_list",
+        "self._check_list_done",
+        "self._check_list_state",
+        "self._components",
+        "self._early_checks",
+        "self._early_checks_done",
+        "self._local_candidates",
+        "self._local_password",
+        "self._local_username",
+        "self._nominated",
+        "self._nominating",
+        "self._protocols",
+        "self._query_consent_task",
+        "self._queue",
+        "self._remote_candidates",
+        "self._remote_candidates_end",
+        "self._transport_policy",
+        "self._use_ipv4",
+        "self._use_ipv6",
+    ):
+        assert name in init, name
+    assert params(aioice.ice.Connection.get_component_candidates) == [
+        "self",
+        "component",
+        "addresses",
+        "timeout",
+    ]
+    connect = inspect.getsource(aioice.ice.Connection.connect)
+    assert "self._early_checks_done = True" in connect
+    assert "self._query_consent_task = asyncio.create_task" in connect
+    assert "for remote_candidate in self._remote_candidates" in connect
+    # nomination writes the pair into _nominated; completion counts _nominated
+    assert "self._nominated[pair.component] = pair" in inspect.getsource(
+        aioice.ice.Connection.check_complete
+    )
+    assert "len(self._nominated) == len(self._components)" in inspect.getsource(
+        aioice.ice.Connection._check_list_maybe_complete
+    )
+    assert "self.receiver.request_received(message, addr, self)" in inspect.getsource(
+        aioice.ice.StunProtocol.datagram_received
+    )
+    # DTLS reads and writes through the ICE transport's _recv/_send, bound at construction
+    ice_init = inspect.getsource(RTCIceTransport.__init__)
+    assert "self._recv = self._connection.recv" in ice_init
+    assert "self._send = self._connection.send" in ice_init
+    dtls = inspect.getsource(RTCDtlsTransport)
+    assert "await self.transport._recv()" in dtls and "await self.transport._send(" in dtls
+    # start() runs once; remote candidates are refused after end-of-candidates
+    assert "if self.__start is not None" in inspect.getsource(RTCIceTransport.start)
+    assert "_remote_candidates_end" in inspect.getsource(RTCIceTransport.addRemoteCandidate)
+    # descriptions take the credentials and candidates from the connection
+    describe = inspect.getsource(rtcpeerconnection.add_transport_description)
+    assert "iceGatherer.getLocalParameters()" in describe
+    assert "iceGatherer.getLocalCandidates()" in describe

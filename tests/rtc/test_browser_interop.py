@@ -113,6 +113,30 @@ window.publishAgain = async (kind) => {
   await offerNow();
   return {mid: t.mid, mlines: pc.localDescription.sdp.split('\\r\\nm=').length - 1};
 };
+// ICE restart on the same connection: new ICE credentials in our own offer
+window.restartIce = async () => {
+  const before = pc.remoteDescription.sdp.match(/a=ice-ufrag:(\\S+)/)[1];
+  await (queue = queue.then(async () => {
+    pc.restartIce();
+    await pc.setLocalDescription();
+    const answer = await call('offer', {sdp: pc.localDescription.sdp});
+    await pc.setRemoteDescription({type: 'answer', sdp: answer.sdp});
+    if (answer.renegotiate) pull();
+  }));
+  return {before, after: pc.remoteDescription.sdp.match(/a=ice-ufrag:(\\S+)/)[1],
+          ice: pc.iceConnectionState};
+};
+window.selectedPair = async () => {
+  let out = null; const stats = await pc.getStats();
+  stats.forEach(s => {
+    if (s.type === 'transport' && s.selectedCandidatePairId) {
+      const pair = stats.get(s.selectedCandidatePairId);
+      const local = stats.get(pair.localCandidateId), remote = stats.get(pair.remoteCandidateId);
+      out = {local: local.port, remote: remote.port, state: pc.iceConnectionState};
+    }
+  });
+  return out;
+};
 window.mlines = () => pc.localDescription.sdp.split('\\r\\nm=').length - 1;
 window.inbound = async () => {
   const out = {};
@@ -481,3 +505,191 @@ async def test_chromium_sends_transport_cc_feedback_and_the_server_estimates_its
         finally:
             with contextlib.suppress(Exception):
                 await browser.close()
+
+
+async def test_chromium_restarts_ice_and_video_is_decoded_again(
+    interop: tuple[Sfu, BrowserBridge, dict[str, Client], str],
+) -> None:
+    """`pc.restartIce()` in Chromium: the server answers with new ICE credentials and new
+    sockets on the same connection, a new pair is selected, and the video goes on."""
+    import time
+
+    from playwright.async_api import async_playwright
+
+    from rtc import aiortc_internals
+
+    sfu, bridge, clients, url = interop
+    alice = Client(sfu, "room-1", "alice")
+    clients["alice"] = alice
+    await alice.join()
+    await alice.publish()
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--use-fake-device-for-media-stream",
+                "--use-fake-ui-for-media-stream",
+                "--allow-loopback-in-peer-connection",
+                "--disable-features=WebRtcHideLocalIpsWithMdns",
+                "--no-sandbox",
+            ],
+        )
+        try:
+            page = await browser.new_page()
+            await page.goto(url)
+            assert await page.evaluate("window.start()")
+
+            async def frames() -> int:
+                stats = await page.evaluate("window.inbound()")
+                return max([s["frames"] for k, s in stats.items() if k.endswith(":video")] or [0])
+
+            await wait_for(lambda: _more(frames, 20), 60)
+            await wait_for(lambda: alice.mids_for("browser", "camera"), 30)
+            received = alice.received_from("browser")
+
+            def alice_frames() -> int:
+                # Chromium's fake camera carries no bar code: count decoded frames instead
+                return received.undecodable + len(received.counters)
+
+            await wait_for(lambda: alice_frames() > 10, 60)
+            before_pair = await page.evaluate("window.selectedPair()")
+            server = sfu.peer("browser")
+            seen = await frames()
+            alice_seen = alice_frames()
+
+            started = time.monotonic()
+            result = await page.evaluate("window.restartIce()")
+            assert result["before"] != result["after"], result  # new server credentials
+            await wait_for(
+                lambda: server.ice_restart is not None and server.ice_restart.count == 1, 30
+            )
+            nominated = time.monotonic() - started
+            await wait_for(lambda: _more(frames, seen + 15), 60)
+            decoded = time.monotonic() - started
+            await wait_for(lambda: alice_frames() > alice_seen + 15, 60)
+            assert before_pair is not None
+
+            async def new_pair_selected() -> bool:
+                now = await page.evaluate("window.selectedPair()")
+                return bool(now and now["remote"] != before_pair["remote"])
+
+            await wait_for(new_pair_selected, 30)
+            after_pair = await page.evaluate("window.selectedPair()")
+            transport = aiortc_internals.ice_transport(server.pc)
+            assert transport is not None
+            assert (
+                aiortc_internals.selected_pair(transport._connection).local_addr[1]
+                == (after_pair["remote"])
+            )
+            assert server.connection_id == sfu.peer("browser").connection_id
+            assert server.pc.connectionState == "connected"
+            assert not bridge.errors, bridge.errors
+            print(
+                f"\nChromium restartIce(): new pair nominated on the server after "
+                f"{nominated * 1000:.0f} ms, 15 more frames decoded after {decoded * 1000:.0f} ms"
+            )
+        finally:
+            await browser.close()
+
+
+async def _more(frames: Any, than: int) -> bool:
+    return bool(await frames() >= than)
+
+
+@contextlib.contextmanager
+def _dropped_udp_port(port: int) -> Any:
+    """Drop every loopback datagram to or from `port` (Chromium's old ICE socket), as when
+    the network it was on goes away: a table of its own, removed afterwards."""
+    import shutil
+    import subprocess
+
+    if os.geteuid() != 0 or shutil.which("nft") is None:
+        pytest.skip("needs root and nft to cut a path")
+    table = f"consilium_icerestart_{os.getpid()}"
+    rules = (
+        f"add table inet {table}\n"
+        f"add chain inet {table} c {{ type filter hook input priority 0; }}\n"
+        f"add rule inet {table} c iif lo udp dport {port} drop\n"
+        f"add rule inet {table} c iif lo udp sport {port} drop\n"
+    )
+    subprocess.run(["nft", "-f", "-"], input=rules, text=True, check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["nft", "delete", "table", "inet", table], check=False)
+
+
+async def test_chromium_whose_path_broke_gets_video_back_after_restart_ice(
+    interop: tuple[Sfu, BrowserBridge, dict[str, Client], str],
+) -> None:
+    """Chromium's ICE socket stops passing anything (dropped on `lo`); `restartIce()`
+    gathers new sockets, the server restarts ICE on the same connection, video comes back."""
+    import time
+
+    from playwright.async_api import async_playwright
+
+    sfu, bridge, clients, url = interop
+    alice = Client(sfu, "room-1", "alice")
+    clients["alice"] = alice
+    await alice.join()
+    await alice.publish()
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--use-fake-device-for-media-stream",
+                "--use-fake-ui-for-media-stream",
+                "--allow-loopback-in-peer-connection",
+                "--disable-features=WebRtcHideLocalIpsWithMdns",
+                "--no-sandbox",
+            ],
+        )
+        try:
+            page = await browser.new_page()
+            await page.goto(url)
+            assert await page.evaluate("window.start()")
+
+            async def frames() -> int:
+                stats = await page.evaluate("window.inbound()")
+                return max([s["frames"] for k, s in stats.items() if k.endswith(":video")] or [0])
+
+            await wait_for(lambda: _more(frames, 20), 60)
+            pair = await page.evaluate("window.selectedPair()")
+            assert pair is not None
+            server = sfu.peer("browser")
+            with _dropped_udp_port(pair["local"]):
+                # the path is dead: no frame for a while
+                stalled = await frames()
+                cut = time.monotonic()
+                await wait_for(lambda: page.evaluate("pc.iceConnectionState !== 'connected'"), 60)
+                detected = time.monotonic() - cut
+                assert await frames() < stalled + 30
+                started = time.monotonic()
+                result = await page.evaluate("window.restartIce()")
+                assert result["before"] != result["after"], result
+                await wait_for(
+                    lambda: server.ice_restart is not None and server.ice_restart.count == 1, 30
+                )
+                nominated = time.monotonic() - started
+                back_from = await frames()
+                await wait_for(lambda: _more(frames, back_from + 1), 60)
+                first = time.monotonic() - started
+                await wait_for(lambda: _more(frames, back_from + 15), 60)
+
+                async def new_pair_selected() -> bool:
+                    now = await page.evaluate("window.selectedPair()")
+                    return bool(now and now["local"] != pair["local"])
+
+                # Chromium may report its selected pair a moment after the media moved
+                await wait_for(new_pair_selected, 30)
+                after = await page.evaluate("window.selectedPair()")
+            assert after["state"] in ("connected", "completed"), after
+            assert server is sfu.peer("browser") and server.pc.connectionState == "connected"
+            assert not bridge.errors, bridge.errors
+            print(
+                f"\nChromium path cut: browser saw it after {detected * 1000:.0f} ms; after "
+                f"restartIce(): server nominated a new pair {nominated * 1000:.0f} ms, first "
+                f"frame decoded again {first * 1000:.0f} ms"
+            )
+        finally:
+            await browser.close()

@@ -7,6 +7,10 @@
 // passes, without the direct candidates' checks timing out first. A relay-only connection
 // that fails too goes back to "all" (the relay itself may be what is down).
 //
+// An ICE restart on the same connection (media-session.js, when a connection that worked
+// loses its path) changes nothing here: that connection was connected, so it keeps its policy
+// if it is replaced later; only connections that never connected switch.
+//
 // Used by media-session.js: `new RTCPeerConnection(ice.configuration(servers))`, then
 // `ice.watch(pc)`.
 

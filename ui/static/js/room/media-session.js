@@ -26,8 +26,11 @@ import { LiveError } from "./common.js";
 import { Emitter } from "./emitter.js";
 import { IceFallback } from "./ice-fallback.js";
 
-/** A peer connection "disconnected" this long is treated as failed. */
-const PC_DISCONNECTED_MS = 5000;
+/** A peer connection "disconnected" this long gets an ICE restart (a Wi-Fi hiccup may heal
+ * by itself before). */
+const PC_DISCONNECTED_MS = 2000;
+/** An ICE restart whose media is not back after this long gives way to a full restart. */
+const ICE_RESTART_TIMEOUT_MS = 8000;
 /** A new peer connection that is not connected after this long is started again. */
 const PC_CONNECT_TIMEOUT_MS = 15000;
 
@@ -55,6 +58,8 @@ export class MediaSession extends Emitter {
   #early = null; // rtc:renegotiate for the connection whose rtc:join answer is on the way
   #pcTimer = null;
   #watchdog = null;
+  #everConnected = null; // the pc that has been connected at least once
+  #iceRestart = null; // {pc, started, timer} while an ICE restart is under way
   #ice = new IceFallback(); // direct first, relay-only after a connection that never connected
 
   constructor(link) {
@@ -148,6 +153,8 @@ export class MediaSession extends Emitter {
     this.#negotiating = Promise.resolve();
     clearTimeout(this.#pcTimer);
     clearTimeout(this.#watchdog);
+    if (this.#iceRestart) clearTimeout(this.#iceRestart.timer);
+    this.#iceRestart = null;
     this.fire("dropped");
     if (pc) {
       pc.onicecandidate = null;
@@ -192,6 +199,7 @@ export class MediaSession extends Emitter {
       this.fire("track", { track: e.track, mid, ...(this.#midInfo.get(mid) || {}) });
     };
     pc.addEventListener("connectionstatechange", () => this.#onPcState(pc));
+    pc.addEventListener("iceconnectionstatechange", () => this.#onPcState(pc));
     const early = this.#early;
     this.#early = null;
     // Others already publish: pull the server's offer and answer it first (its m-lines come
@@ -214,23 +222,71 @@ export class MediaSession extends Emitter {
     return info;
   }
 
+  /** connectionstatechange and iceconnectionstatechange: an ICE path that broke (a Wi-Fi to
+   * 4G switch, a new address) gets an ICE restart on the same connection first. */
   #onPcState(pc) {
     if (pc !== this.#pc) return;
     const state = pc.connectionState;
+    const ice = pc.iceConnectionState;
     this.fire("pc-state", state);
     clearTimeout(this.#pcTimer);
-    if (state === "connected") {
+    if (state === "connected" && (ice === "connected" || ice === "completed")) {
       clearTimeout(this.#watchdog);
+      this.#everConnected = pc;
+      const restart = this.#iceRestart;
+      if (restart && restart.pc === pc) {
+        clearTimeout(restart.timer);
+        this.#iceRestart = null;
+        const ms = Date.now() - restart.started;
+        console.info(`room media: ICE restart: connected again after ${ms} ms`);
+        this.fire("ice-restarted", { ms });
+      }
       if (this.#down) {
         this.#down = false;
         this.fire("down", false);
       }
-    } else if (state === "failed") {
-      this.#lost("peer connection failed");
-    } else if (state === "disconnected") {
-      // ICE may come back by itself within a few seconds (a Wi-Fi hiccup)
-      this.#pcTimer = setTimeout(() => pc === this.#pc && pc.connectionState === "disconnected" && this.#lost("peer connection disconnected"), PC_DISCONNECTED_MS);
+    } else if (state === "failed" || ice === "failed") {
+      this.#recoverIce(pc, "peer connection failed");
+    } else if (state === "disconnected" || ice === "disconnected") {
+      // ICE may come back by itself within a moment (a Wi-Fi hiccup)
+      this.#pcTimer = setTimeout(() => {
+        if (pc === this.#pc && (pc.connectionState === "disconnected" || pc.iceConnectionState === "disconnected")) {
+          this.#recoverIce(pc, "peer connection disconnected");
+        }
+      }, PC_DISCONNECTED_MS);
     }
+  }
+
+  /** The ICE path of a connection that worked broke: restart ICE on the same connection
+   * (pc.restartIce() and our own offer, which carries new ICE credentials; the server
+   * answers with its new ones and DTLS goes on). If the media is not back within
+   * ICE_RESTART_TIMEOUT_MS, or the server refuses, start the media over. A connection that
+   * never connected is started over at once (so IceFallback may switch to the relay). */
+  #recoverIce(pc, reason) {
+    if (pc !== this.#pc || !this.#wanted || this.#link.ended) return;
+    if (this.#everConnected !== pc || typeof pc.restartIce !== "function") return this.#lost(reason);
+    if (this.#iceRestart) return; // one is under way: its timer decides
+    if (!this.#link.inRoom) return; // the socket is down too: resync() restarts ICE once back
+    console.info("room media: ICE restart:", reason);
+    this.#down = true;
+    this.fire("down", true);
+    const restart = { pc, started: Date.now(), timer: null };
+    restart.timer = setTimeout(() => {
+      if (this.#iceRestart !== restart) return;
+      this.#iceRestart = null;
+      if (pc === this.#pc) this.#lost(`ICE restart: media not back after ${ICE_RESTART_TIMEOUT_MS} ms`);
+    }, ICE_RESTART_TIMEOUT_MS);
+    this.#iceRestart = restart;
+    this.#enqueue(pc, () => {
+      pc.restartIce();
+      return this.#offerOnce(pc);
+    }).catch((e) => {
+      if (this.#iceRestart !== restart || pc !== this.#pc) return;
+      clearTimeout(restart.timer);
+      this.#iceRestart = null;
+      // lost with the socket: the server may have applied it or not, only a fresh start is sure
+      this.#lost(`ICE restart refused: ${(e && (e.code || e.name)) || "error"}`);
+    });
   }
 
   /** The server's side of our connection failed or was closed (removed after the grace
@@ -246,8 +302,8 @@ export class MediaSession extends Emitter {
     this.restart(reason);
   }
 
-  /** Start the media over: a new peer connection and rtc:join (aiortc cannot do an ICE
-   * restart, so there is no cheaper way), retried with a growing delay while in the room.
+  /** Start the media over: a new peer connection and rtc:join (what an ICE restart that did
+   * not bring the media back falls back to), retried with a growing delay while in the room.
    * Without the socket it waits for the rejoin, which calls resync() and so this again. */
   restart(reason) {
     this.#down = true;
@@ -303,6 +359,9 @@ export class MediaSession extends Emitter {
       return;
     }
     if (st.renegotiate) this.#pull(pc);
+    // the network changed under the socket and the media alike: the media's ICE path too
+    const ice = pc.iceConnectionState;
+    if (ice === "disconnected" || ice === "failed" || pc.connectionState === "failed") this.#recoverIce(pc, "rejoined");
   }
 
   /** Run `fn` after the negotiations already queued for `pc`, whatever their outcome: one
