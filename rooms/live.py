@@ -171,6 +171,8 @@ class NodeBus:
         self.prefix = prefix + "live:node:"
         self.everyone = prefix + "live:nodes"
         self.node = node
+        #: set while this node's channels are subscribed (replies to its requests can arrive)
+        self.subscribed = asyncio.Event()
 
     async def send(self, node: str, message: dict[str, Any]) -> int:
         """Publish to ``node``; the number of nodes that received it (0: that node is gone)."""
@@ -188,6 +190,7 @@ class NodeBus:
             pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self.prefix + self.node, self.everyone)
+                self.subscribed.set()
                 while True:
                     msg = await pubsub.get_message(timeout=1.0)
                     if msg is None or msg.get("type") != "message":
@@ -199,6 +202,7 @@ class NodeBus:
                     except Exception:
                         log.exception("node message failed")
             except (OSError, RedisError) as e:
+                self.subscribed.clear()
                 log.warning("node bus: %s; subscribing again", e)
                 await asyncio.sleep(1.0)
             finally:
@@ -660,13 +664,17 @@ def setup(app: web.Application) -> Live:
     app[LIVE] = live
 
     async def lifespan(app: web.Application) -> Any:
+        if live.bus is not None:
+            live.spawn(live.bus.listen(live._on_node_message))
+            # a previous process's participants leave through the hooks, which reach their
+            # rooms' media nodes over the bus (rooms/placement.py): their replies come here
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(live.bus.subscribed.wait(), 5)
         await live.watch.forget_previous_life()  # before the port opens: no connection yet
         live.spawn(live.watch_sessions())
         live.spawn(live.watch.run())
         if live.placement is not None:
             live.spawn(live.placement.run())
-        if live.bus is not None:
-            live.spawn(live.bus.listen(live._on_node_message))
         yield
         await live.shutdown()
 

@@ -5,8 +5,9 @@ With Redis:
 
 - Every node announces itself as a media node: ``media:load:<node>`` holds its load (JSON:
   ``score``, published ``tracks``, forwarded packets per second ``pps``, ``cpu`` as a
-  fraction of one core, media ``rooms``) and expires after ``CONSILIUM_NODE_TTL_SECONDS``
-  (6 s) unless renewed, every second; ``media:nodes`` lists them.
+  fraction of one core averaged over a few seconds, media ``rooms``) and expires after
+  ``CONSILIUM_NODE_TTL_SECONDS`` (6 s) unless renewed, every second; ``media:nodes`` lists
+  them.
 - ``media:rooms`` maps a room to its media node. :meth:`Placement.place` (one Lua script, so
   atomic: no two nodes claim one room) keeps the owner, or places the room on the live node
   of lowest score, where score = announced load + rooms already placed there. The asking node
@@ -48,6 +49,11 @@ if TYPE_CHECKING:
     from rooms.live import Live
 
 log = logging.getLogger(__name__)
+
+#: weight of the last second in the announced CPU figure (a moving average)
+CPU_SMOOTHING = 0.3
+#: the part of a core a node uses without media; only CPU above it weighs in the score
+CPU_IDLE = 0.2
 
 #: ticks in a row an owner's bus channel must have no subscriber before it is taken for dead
 SILENT_TICKS = 3
@@ -139,6 +145,7 @@ class Placement:
         self._expired: dict[str, float] = {}
         self.retired = False  # stopping: announces nothing more
         self._cpu = (time.monotonic(), time.process_time())
+        self._cpu_avg = 0.0
         self._idle: set[str] = set()
 
     # -- announcing -----------------------------------------------------------------------
@@ -148,9 +155,19 @@ class Placement:
         then, cpu_then = self._cpu
         self._cpu = (now, cpu)
         used = (cpu - cpu_then) / (now - then) if now > then else 0.0
-        load = {"tracks": 0.0, "pps": 0.0, "rooms": 0.0, **self.load(), "cpu": round(used, 3)}
-        # one room placed weighs 1 (added by the script); a busy core weighs 2
-        load["score"] = round(load["tracks"] * 0.05 + load["pps"] / 20000 + 2 * load["cpu"], 3)
+        # smoothed over a few seconds: a burst (a login's password hash, start-up) is no load
+        self._cpu_avg += CPU_SMOOTHING * (used - self._cpu_avg)
+        load = {
+            "tracks": 0.0,
+            "pps": 0.0,
+            "rooms": 0.0,
+            **self.load(),
+            "cpu": round(self._cpu_avg, 3),
+        }
+        # one room placed weighs 1 (added by the script); a busy core weighs 2, counted above
+        # CPU_IDLE (what a node's own heartbeats, API and chat use without any media)
+        busy = max(0.0, load["cpu"] - CPU_IDLE)
+        load["score"] = round(load["tracks"] * 0.05 + load["pps"] / 20000 + 2 * busy, 3)
         return load
 
     async def announce(self) -> None:

@@ -34,6 +34,7 @@ from tests.conftest import PG_URL, REDIS_URL, SECRET, free_port, need
 from tests.rtc.clients import wait_decoded, wait_for
 from tests.rtc.test_signalling import SockClient
 from tests.support.live import Sock
+from tests.support.media_nodes import MovingPeer, all_decode, loopback_peers
 from tests.support.nodes import Browser
 from tests.support.pg import pg_admin, scratch_name, url_of
 from tests.ui.conftest import Pages
@@ -372,9 +373,9 @@ async def test_two_workers_share_the_port_chat_across_them_restart_and_drain(tmp
 async def media_on_one_worker(
     srv: Server, host: Browser, h: Sock, joined: dict[str, Any], rid: str
 ) -> None:
-    """Two aiortc participants on worker 1 (the media of a room stays on one node until
-    rooms are placed on media nodes, docs/deployment.md) publish and decode each other's video; the
-    server's ICE candidates use worker 1's half of CONSILIUM_RTC_UDP_PORTS."""
+    """Two aiortc participants on worker 1 publish and decode each other's video; the room's
+    media runs on the worker it was placed on (rooms/placement.py: worker 1 unless it is the
+    busier) and the server's ICE candidates use that worker's half of CONSILIUM_RTC_UDP_PORTS."""
     status, _ = await host.call(
         "POST",
         srv.url + f"/api/v1/rooms/{rid}/members",
@@ -386,8 +387,9 @@ async def media_on_one_worker(
     aiortc_internals.restrict_host_addresses(["127.0.0.1"])
     clients = [SockClient(h, joined["participant_id"]), SockClient(other, second["participant_id"])]
     try:
-        for client in clients:
-            await client.join()
+        media = {(await client.join())["media_node"] for client in clients}
+        assert len(media) == 1, media
+        low, high = _udp_slice(srv, media.pop())
         first, last = clients
         await first.publish()
         await wait_for(lambda: last.mids_for(first.id, "camera") and not last.lock.locked(), 60)
@@ -402,7 +404,7 @@ async def media_on_one_worker(
                 for line in remote.sdp.splitlines()
                 if line.startswith("a=candidate:")
             ]
-            assert ports and all(41000 <= p <= 41499 for p in ports), ports
+            assert ports and all(low <= p <= high for p in ports), ports
     finally:
         for client in clients:
             await client.close()
@@ -488,3 +490,113 @@ async def test_the_web_client_chats_across_two_workers_over_websocket(tmp_path, 
             assert pages.errors == []
         finally:
             await pages.close()
+
+
+# -- rooms' media over two workers (rooms/placement.py) -----------------------------------
+
+
+def _udp_slice(srv: Server, node: str) -> tuple[int, int]:
+    """The UDP ports of worker ``node`` ("…-w1"), from its own environment."""
+    env = srv.worker_env(srv.worker_pids()[int(node.rsplit("-w", 1)[1])])
+    low, high = env["CONSILIUM_RTC_UDP_PORTS"].split("-")
+    return int(low), int(high)
+
+
+def _server_ports(peer: MovingPeer) -> list[int]:
+    """The ports of the server's ICE candidates this participant's peer connection got."""
+    remote = peer.client.pc.remoteDescription
+    assert remote is not None
+    return [
+        int(line.split()[5]) for line in remote.sdp.splitlines() if line.startswith("a=candidate:")
+    ]
+
+
+async def _own_sock(srv: Server, who: Browser, index: int) -> Sock:
+    """A live connection of ``who`` to worker ``index`` through that worker's own port
+    (CONSILIUM_WORKER_PORT_BASE + index): the kernel does not choose."""
+    base = int(srv.worker_env(srv.worker_pids()[index])["CONSILIUM_WORKER_PORT_BASE"])
+    sock = await Sock(f"http://127.0.0.1:{base + index}", who.cookie).connect()
+    srv.socks.append(sock)
+    assert await srv.node_of(sock) == f"w{index}"
+    return sock
+
+
+async def _room(srv: Server, host: Browser, title: str, *members: str) -> str:
+    status, room = await host.call(
+        "POST", srv.url + "/api/v1/rooms", json={"kind": "estaff", "title": title}
+    )
+    assert status == 201, room
+    for who in members:
+        status, body = await host.call(
+            "POST",
+            srv.url + f"/api/v1/rooms/{room['id']}/members",
+            json={"user_id": str(srv.users[who].id), "role": "participant"},
+        )
+        assert status == 201, body
+    return str(room["id"])
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+@pytest.mark.media
+@pytest.mark.slow
+async def test_rooms_spread_over_two_workers_and_a_call_across_them_has_its_media_on_one(
+    tmp_path,
+):
+    """Issue #14: two workers on one machine, rooms spread over both (placement by load, every
+    first media join through worker 1), and a room whose participants reached different
+    workers still has its media on one: both decode each other, both peer connections use
+    that worker's UDP ports."""
+    async with workers_server(tmp_path) as srv:
+        port = srv.url.rsplit(":", 1)[1]
+        w = {i: f"127.0.0.1:{port}-w{i}" for i in (1, 2)}
+        host = await srv.browser("requester")
+        peers: list[MovingPeer] = []
+        with loopback_peers():
+            try:
+                # Four rooms, each entered and its media joined through worker 1 only.
+                spread: dict[str, str] = {}
+                for n in range(4):
+                    rid = await _room(srv, host, f"Salle {n + 1}")
+                    sock = await _own_sock(srv, host, 1)
+                    joined = await sock.ok("room:join", {"room_id": rid})
+                    peer = MovingPeer("requester", sock, joined["participant_id"])
+                    peers.append(peer)
+                    await peer.start()  # rtc:join (placed) and a camera and a microphone
+                    spread[rid] = peer.media_nodes[-1]
+                assert set(spread.values()) == set(w.values()), spread
+                assert await placements_of(srv) == spread
+
+                # One room, one participant on each worker: its media on exactly one of them.
+                rid = await _room(srv, host, "Appel entre deux workers", "expert")
+                a_sock = await _own_sock(srv, host, 1)
+                b_sock = await _own_sock(srv, await srv.browser("expert"), 2)
+                a_joined = await a_sock.ok("room:join", {"room_id": rid})
+                b_joined = await b_sock.ok("room:join", {"room_id": rid})
+                pair = [
+                    MovingPeer("requester", a_sock, a_joined["participant_id"]),
+                    MovingPeer("expert", b_sock, b_joined["participant_id"]),
+                ]
+                peers += pair
+                for peer in pair:
+                    await peer.start()
+                await all_decode(pair, frames=10)
+                media = {peer.media_nodes[-1] for peer in pair}
+                assert len(media) == 1, media
+                (node,) = media
+                assert node in w.values()
+                assert (await placements_of(srv))[rid] == node
+                low, high = _udp_slice(srv, node)
+                for peer in pair:
+                    ports = _server_ports(peer)
+                    assert ports and all(low <= p <= high for p in ports), (node, ports)
+                assert not any(p.moved for p in peers)  # nothing was placed twice
+            finally:
+                for peer in peers:
+                    await peer.close()
+
+
+async def placements_of(srv: Server) -> dict[str, str]:
+    """Room → media node (``<prefix>media:rooms`` in Redis)."""
+    raw = await srv.redis.hgetall(srv.prefix + "media:rooms")
+    return {k.decode(): v.decode() for k, v in raw.items()}
