@@ -172,6 +172,10 @@ async def test_chromium_sends_three_layers_and_each_viewer_gets_its_own(
             assert [entry["rid"] for entry in layers["layers"]] == ["q", "h", "f"]
             carol_sub = next(s for s in report["carol"]["subscribed"] if s["track_id"] == track_id)
             assert carol_sub["layer"] == "f" and carol_sub["switches"] >= 1
+            # the layer received, with its size, beside the link's figures
+            assert carol_sub["publisher_id"] == "browser" and carol_sub["source"] == "camera"
+            assert (carol_sub["layer_width"], carol_sub["layer_height"]) == top
+            assert report["carol"]["bandwidth"]["layers"].get("f") == 1
             print("layers:", [(e["rid"], e["width"], e["bitrate"]) for e in layers["layers"]])
 
             # a server offer to Chromium (bob publishes): it keeps its three layers
