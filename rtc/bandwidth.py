@@ -416,6 +416,9 @@ class TrackDemand:
     bitrate: int  # what its stream (or chosen layer) takes now, bits per second
     speaking: bool = False  # its publisher is the active speaker
     max_bitrate: int | None = None  # never allow more than this
+    #: simulcast: the bitrates of the layers it may take (lowest first, up to what its tile
+    #: wants); it takes the highest that fits. Empty: one stream of `bitrate`.
+    layers: tuple[int, ...] = ()
 
 
 def priority(track: TrackDemand) -> int:
@@ -434,9 +437,10 @@ def allocate(budget: int, tracks: Sequence[TrackDemand]) -> dict[Hashable, int]:
 
     Each track, in priority order (input order within a priority), is allowed what the tracks
     before it left; a track that fits takes its `bitrate` from what is left, a video track
-    that does not fit takes nothing (the caller pauses it, or picks a lower simulcast layer
-    that fits its allowance and reports that layer's bitrate next time). Audio always takes
-    its bitrate.
+    that does not fit takes nothing (the caller may pause it). A simulcast track (`layers`)
+    takes the bitrate of the highest layer that fits its allowance (the layer its down-track
+    then chooses, `DownTrack.set_allowance`), nothing if even the lowest does not fit. Audio
+    always takes its bitrate.
     """
     allowed: dict[Hashable, int] = {}
     remaining = max(0, budget)
@@ -447,6 +451,9 @@ def allocate(budget: int, tracks: Sequence[TrackDemand]) -> dict[Hashable, int]:
         if track.kind == "audio":
             allowance = max(allowance, track.bitrate)
             remaining = max(0, remaining - track.bitrate)
+        elif track.layers:
+            fitting = [rate for rate in track.layers if rate <= allowance]
+            remaining -= fitting[-1] if fitting else 0
         elif track.bitrate <= allowance:
             remaining -= track.bitrate
         allowed[track.key] = allowance

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from rtc.aiortc_internals import (
@@ -40,11 +41,13 @@ _pack_header = _HEADER.pack
 _HEADER_TWCC = struct.Struct("!BBHIIHHBH")
 _pack_header_twcc = _HEADER_TWCC.pack
 #: a video track whose allowance stays under this share of its bitrate is paused (while the
-#: subscriber's link loses at least PAUSE_LOSS of its packets)
+#: subscriber's link loses at least PAUSE_LOSS of its packets); a simulcast layer at or below
+#: the one received keeps fitting down to this share of its bitrate
 PAUSE_MARGIN = 0.8
 PAUSE_LOSS = 0.02
-#: a track paused for its subscriber's budget is tried again after this long (doubling, at
-#: most PAUSE_BACKOFF_MAX, while it gets paused again soon after each try), seconds
+#: a track paused for its subscriber's budget, or held on a lower simulcast layer, is tried
+#: again (resumed, or one layer up) after this long (doubling, at most PAUSE_BACKOFF_MAX,
+#: while it comes back down soon after each try), seconds
 PAUSE_BACKOFF = 4.0
 PAUSE_BACKOFF_MAX = 32.0
 ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
@@ -74,9 +77,12 @@ class DownTrack:
         self.max_layer: int | None = None
         self.view: tuple[int, int] | None = None
         self.layer_switches = 0
-        #: simulcast: (highest layer index, until monotonic time, hold seconds) after a REMB
-        #: showed congestion
-        self.bandwidth_cap: tuple[int, float, float] | None = None
+        #: simulcast: the highest layer index the subscriber's budget allows (None: no
+        #: verdict yet); paused for the budget when not even the lowest fits (`set_allowance`)
+        self.budget_layer: int | None = None
+        #: simulcast: a layer above what the allowance covers is being tried (the server does
+        #: not probe: taking the layer is the probe); only loss ends the try early
+        self.trying_layer = False
         self.writer: TransportWriter | None = None
         #: the subscriber's m-line is negotiated and its transport connected.
         self.ready = False
@@ -157,7 +163,8 @@ class DownTrack:
         self.remb = None
         # another track: its tile size and its congestion history are not this one's
         self.view = None
-        self.bandwidth_cap = None
+        self.budget_layer = None
+        self.trying_layer = False
         # a new source starts with no budget verdict
         self.budget_paused = False
         self.allowed_bitrate = None
@@ -240,6 +247,12 @@ class DownTrack:
         """The RID of the simulcast layer forwarded now (None without simulcast)."""
         feed = self.feed
         return feed.rid if feed is not None else None
+
+    @property
+    def layer_size(self) -> tuple[int, int] | None:
+        """The picture size of the layer forwarded now, once a keyframe told it."""
+        feed = self.feed
+        return feed.resolution if feed is not None and feed.rid else None
 
     @property
     def target(self) -> str | None:
@@ -385,22 +398,36 @@ class DownTrack:
     # --- the subscriber's budget ------------------------------------------------------------
 
     def set_allowance(
-        self, allowed: int | None, bitrate: int, now: float, congested: bool = True
+        self,
+        allowed: int | None,
+        bitrate: int,
+        now: float,
+        congested: bool = True,
+        layers: Sequence[int] = (),
     ) -> None:
         """What the subscriber's budget allows this track now (None: no estimate), against
-        what its stream takes (`bitrate`). Video that does not fit while the link shows loss
-        (`congested`) is paused after two readings in a row (a single drop of the estimate
-        is not enough, and a delay-based drop alone never pauses: a busy receiver reads as
-        a growing queue); it is tried again when it fits or after a back-off (the server
-        does not probe: resuming is the probe)."""
+        what its stream takes (`bitrate`), or, for a simulcast track, against the bitrates of
+        the layers its tile wants (`layers`, lowest first: `_allow_layers`).
+
+        Video that does not fit while the link shows loss (`congested`) is paused after two
+        readings in a row (a single drop of the estimate is not enough, and a delay-based drop
+        alone never pauses: a busy receiver reads as a growing queue); it is tried again when
+        it fits or after a back-off (the server does not probe: resuming is the probe)."""
         self.allowed_bitrate = allowed
         self.allowed_at = now
         if self.kind != "video":
             return
         if allowed is None:
             self._low_allowance = 0
+            self.trying_layer = False
+            lifted, self.budget_layer = self.budget_layer is not None, None
             if self.budget_paused:
                 self.set_budget_paused(False)
+            elif lifted:
+                self._reselect()
+            return
+        if layers:
+            self._allow_layers(allowed, layers, now, congested)
             return
         if self.budget_paused:
             if allowed >= bitrate or now >= self._retry_at:
@@ -411,14 +438,80 @@ class DownTrack:
             self._low_allowance += 1
             if self._low_allowance >= 2:
                 self._low_allowance = 0
-                # paused again soon after a try: wait longer before the next one
-                recent = now - self._resumed_at < 2 * self._backoff
-                backoff = min(self._backoff * 2, PAUSE_BACKOFF_MAX)
-                self._backoff = backoff if recent else PAUSE_BACKOFF
-                self._retry_at = now + self._backoff
+                self._back_off(now)
                 self.set_budget_paused(True)
         else:
             self._low_allowance = 0
+
+    def _back_off(self, now: float) -> None:
+        """Came back down (paused, or a lower layer): when is the next try. Back down soon
+        after the last try: wait twice as long as before; else the first back-off again."""
+        recent = now - self._resumed_at < 2 * self._backoff
+        backoff = min(self._backoff * 2, PAUSE_BACKOFF_MAX)
+        self._backoff = backoff if recent else PAUSE_BACKOFF
+        self._retry_at = now + self._backoff
+
+    def _allow_layers(
+        self, allowed: int, layers: Sequence[int], now: float, congested: bool
+    ) -> None:
+        """Simulcast: take the highest layer whose bitrate fits the allowance (layers at or
+        below the one received keep fitting down to PAUSE_MARGIN of theirs); pause only when
+        not even the lowest fits, with the same conditions as a single stream.
+
+        Going up: at once when the allowance covers a higher layer, else one layer up once
+        the back-off is over (a try: kept until loss shows, or the allowance covers it).
+        Going down: at once when the allowance does not cover the layer received (a try
+        only on loss); down soon after a try doubles the back-off."""
+        top = len(layers) - 1
+        if self.budget_paused:
+            level = -1
+        elif self.budget_layer is None:
+            level = top
+        else:
+            level = min(self.budget_layer, top)
+        fit = -1
+        for i, rate in enumerate(layers):
+            if rate * (PAUSE_MARGIN if i <= level else 1.0) <= allowed:
+                fit = i
+        if fit >= level:
+            self._low_allowance = 0
+            if fit > level:
+                self.trying_layer = False
+                self._set_level(fit)
+            elif self.trying_layer:
+                self.trying_layer = False  # the allowance covers the layer tried
+            elif level < top and now >= self._retry_at and not self.client_paused:
+                self.trying_layer = level >= 0
+                self._resumed_at = now
+                self._set_level(level + 1)
+            return
+        # the layer received does not fit
+        if self.trying_layer and not congested:
+            return  # a try ends early only on loss
+        self.trying_layer = False
+        lower = max(fit, 0)
+        if lower < level:
+            self._back_off(now)
+            self._set_level(lower)
+        if fit < 0 and congested and not self.client_paused:
+            self._low_allowance += 1
+            if self._low_allowance >= 2:
+                self._low_allowance = 0
+                self._back_off(now)
+                self._set_level(-1)
+        else:
+            self._low_allowance = 0
+
+    def _set_level(self, level: int) -> None:
+        """Simulcast: the budget's verdict, a layer index or -1 (paused for the budget)."""
+        if level < 0:
+            self.set_budget_paused(True)
+            return
+        self.budget_layer = level
+        if self.budget_paused:
+            self.set_budget_paused(False)  # resumes on the chosen layer
+        else:
+            self._reselect()
 
     def publisher_figure(self) -> tuple[int, float] | None:
         """What this subscriber tells the track's publisher: the allowance when the budget is

@@ -163,6 +163,8 @@ class Room(RoomView):
                 {
                     "track_id": track_id,
                     "kind": dt.kind,
+                    "publisher_id": dt.forwarder.publisher_id if dt.forwarder else None,
+                    "source": dt.forwarder.source if dt.forwarder else None,
                     "paused": dt.paused,
                     "paused_for_budget": dt.budget_paused,
                     "allowed_bitrate": dt.allowed_bitrate,
@@ -170,7 +172,10 @@ class Room(RoomView):
                     **(
                         {
                             "layer": dt.layer,
+                            "layer_width": size[0] if (size := dt.layer_size) else None,
+                            "layer_height": size[1] if size else None,
                             "target_layer": dt.target,
+                            "budget_layer": dt.budget_layer,
                             "switches": dt.layer_switches,
                         }
                         if dt.forwarder is not None and dt.forwarder.layers

@@ -8,10 +8,12 @@ a plain :class:`~rtc.forwarder.Forwarder` with its own history, statistics, NACK
 requester and sender reports. A packet reaches its layer by SSRC, learnt from the RID the first
 time the SSRC is seen.
 
-Each down-track is written by one layer (`downtrack.feed`). Its wanted layer follows its
-bandwidth cap (`set_max_layer`), its subscriber's REMB against the layers' measured bitrates,
-and its tile size (`set_view`); a change registers the down-track on the new layer, which moves
-it at its next keyframe (a PLI on that layer's SSRC asks for one). The munger keeps sequence
+Each down-track is written by one layer (`downtrack.feed`). Its wanted layer is the highest its
+tile size (`set_view`) and an explicit cap (`set_max_layer`) let through (`ceiling`), lowered
+to the layer its subscriber's budget chose (`DownTrack.budget_layer`: the allocation of the
+subscriber's bandwidth estimate against `layer_rates`, see `DownTrack.set_allowance`); a
+change registers the down-track on the new layer, which moves it at its next keyframe (a PLI
+on that layer's SSRC asks for one). The munger keeps sequence
 numbers and timestamps continuous across the switch. A layer that sends nothing for
 `LAYER_TIMEOUT` is not chosen (the next lower one that lives is); the layers wanted by somebody
 are reported to the publisher (`on_layers`, "dynacast") so that it stops encoding the others.
@@ -19,7 +21,6 @@ are reported to the publisher (`on_layers`, "dynacast") so that it stops encodin
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -37,12 +38,9 @@ from rtc.stats import BitrateMeter
 
 #: a layer with no packet for this long is not forwarded (seconds)
 LAYER_TIMEOUT = 1.0
-#: a subscriber whose REMB is below this share of its layer's bitrate goes one layer down
-REMB_CONGESTED = 0.9
-#: ... for this long (seconds) before its wanted layer is tried again; doubled (up to
-#: REMB_HOLD_MAX) each time the layer tried again congests at once
-REMB_HOLD = 10.0
-REMB_HOLD_MAX = 80.0
+#: what each layer is assumed to take (bit/s) until it was measured: the web client's
+#: `maxBitrate` of q, h and f (the top ones when there are fewer layers)
+NOMINAL_RATES = (150_000, 500_000, 1_500_000)
 #: at most this many layers (and RIDs of at most this length, RFC 8851 allows 255)
 MAX_LAYERS = 3
 MAX_RID_LENGTH = 16
@@ -67,6 +65,8 @@ class SimulcastForwarder(Forwarder):
         self.simulcast_bitrate = simulcast_bitrate
         #: each layer's bitrate over the last tick (bit/s)
         self.rates = [0] * len(self.layers)
+        #: each layer's last non-zero measured bitrate (a layer dynacast stopped keeps it)
+        self._known = list(NOMINAL_RATES[-len(self.layers) :]) if self.layers else []
         self._meters = [BitrateMeter() for _ in self.layers]
         #: packets whose SSRC and RID match no layer (dropped)
         self.unrouted = 0
@@ -206,22 +206,35 @@ class SimulcastForwarder(Forwarder):
             for i, layer in enumerate(self.layers)
         ]
 
-    def wanted(self, downtrack: DownTrack) -> int:
-        """The layer index this down-track should get, all limits applied."""
+    def ceiling(self, downtrack: DownTrack) -> int:
+        """The highest layer index the tile (and an explicit `set_max_layer`) lets through:
+        the smallest layer at least as large as the tile, whatever the budget."""
         top = len(self.layers) - 1
-        wanted = top
+        ceiling = top
         if downtrack.max_layer is not None:
-            wanted = min(wanted, downtrack.max_layer)
+            ceiling = min(ceiling, downtrack.max_layer)
         if downtrack.view is not None:
             width, height = downtrack.view
             fits = next(
                 (i for i, (w, h) in enumerate(self.sizes()) if w >= width and h >= height), top
             )
-            wanted = min(wanted, fits)
-        cap = downtrack.bandwidth_cap
-        if cap is not None and time.monotonic() < cap[1]:
-            wanted = min(wanted, cap[0])
-        return wanted
+            ceiling = min(ceiling, fits)
+        return ceiling
+
+    def layer_rates(self) -> list[int]:
+        """Each layer's bitrate as the allocation sees it: measured over the last second
+        while it flows, else the last figure measured, else the nominal one."""
+        return [
+            rate if rate and layer in self._live else self._known[i]
+            for i, (layer, rate) in enumerate(zip(self.layers, self.rates, strict=True))
+        ]
+
+    def wanted(self, downtrack: DownTrack) -> int:
+        """The layer index this down-track should get, all limits applied."""
+        wanted = self.ceiling(downtrack)
+        if downtrack.budget_layer is not None:
+            wanted = min(wanted, downtrack.budget_layer)
+        return max(0, wanted)
 
     def _choose(self, downtrack: DownTrack) -> Forwarder:
         """The live layer closest to the wanted one (at or below it, else the lowest alive)."""
@@ -280,34 +293,13 @@ class SimulcastForwarder(Forwarder):
             layer.tick(now)
         for i, layer in enumerate(self.layers):
             self.rates[i] = self._meters[i].update(layer.stats.bytes)
-        self._check_remb(now)
+            if self.rates[i] and layer in self._live:
+                self._known[i] = self.rates[i]
         quiet = {layer for layer in self._live if now - layer.last_arrival > LAYER_TIMEOUT}
         if quiet:
             self._live -= quiet
         self._reselect_all()
         self._send_remb()
-
-    def _check_remb(self, now: float) -> None:
-        """A subscriber whose REMB is below the bitrate of the layer it gets is congested:
-        one layer down, held for `REMB_HOLD` s (longer after each failed try), then the
-        wanted layer is tried again.
-
-        (A receiver's REMB follows what it receives, at most ~1.5 times that, so it cannot
-        tell whether a higher layer would fit: it only ever lowers the choice.)"""
-        for downtrack in self.downtracks:
-            remb = downtrack.remb
-            feed = downtrack.feed
-            if remb is None or now - remb[1] > 3.0 or feed is None or feed not in self.layers:
-                continue
-            index = self.layers.index(feed)
-            rate = self.rates[index]
-            if index > 0 and rate and remb[0] < rate * REMB_CONGESTED:
-                hold = REMB_HOLD
-                cap = downtrack.bandwidth_cap
-                if cap is not None and now - cap[1] < REMB_HOLD:
-                    # the layer tried again after the hold did not fit either: wait longer
-                    hold = min(cap[2] * 2, REMB_HOLD_MAX)
-                downtrack.bandwidth_cap = (index - 1, now + hold, hold)
 
     def _send_remb(self) -> None:
         """The publisher may spend up to `simulcast_bitrate` on its layers: subscribers that

@@ -26,6 +26,7 @@ from rtc.downtrack import ABS_SEND_TIME_URI, AUDIO_LEVEL_URI, PAUSE_LOSS, DownTr
 from rtc.errors import OFFER_FAILED, RtcError
 from rtc.forwarder import Forwarder
 from rtc.publisher import Publisher, PublisherSink, WriterFor
+from rtc.simulcast import SimulcastForwarder
 
 logger = logging.getLogger(__name__)
 
@@ -271,16 +272,7 @@ class Subscriber:
             for dt in downtracks:
                 dt.set_allowance(None, 0, now)
             return
-        demands = [
-            TrackDemand(
-                key=dt,
-                kind=dt.kind,
-                source=dt.forwarder.source,  # type: ignore[union-attr]
-                bitrate=dt.forwarder.bitrate,  # type: ignore[union-attr]
-                speaking=dt.forwarder.publisher_id == speaker,  # type: ignore[union-attr]
-            )
-            for dt in downtracks
-        ]
+        demands = [self._demand(dt, speaker) for dt in downtracks]
         allowed = allocate(budget, demands)
         # only a link that loses packets gets videos paused (see DownTrack.set_allowance)
         if source == "transport-cc":
@@ -292,7 +284,7 @@ class Subscriber:
             track = demand.key
             assert isinstance(track, DownTrack)
             was_paused = track.budget_paused
-            track.set_allowance(allowed[track], demand.bitrate, now, congested)
+            track.set_allowance(allowed[track], demand.bitrate, now, congested, demand.layers)
             if track.budget_paused != was_paused:
                 logger.info(
                     "%s: video %s %s for the budget (%s %d bit/s, allowed %d, stream %d)",
@@ -304,6 +296,29 @@ class Subscriber:
                     allowed[track],
                     demand.bitrate,
                 )
+
+    @staticmethod
+    def _demand(dt: DownTrack, speaker: str | None) -> TrackDemand:
+        """A down-track as the allocation sees it; a simulcast one with the bitrates of the
+        layers its tile wants (`bitrate`: the layer it gets now)."""
+        forwarder = dt.forwarder
+        assert forwarder is not None
+        bitrate = forwarder.bitrate
+        layers: tuple[int, ...] = ()
+        if isinstance(forwarder, SimulcastForwarder) and dt.kind == "video":
+            rates = forwarder.layer_rates()
+            layers = tuple(rates[: forwarder.ceiling(dt) + 1])
+            feed = dt.feed
+            if feed is not None and feed in forwarder.layers:
+                bitrate = rates[forwarder.layers.index(feed)]
+        return TrackDemand(
+            key=dt,
+            kind=dt.kind,
+            source=forwarder.source,
+            bitrate=bitrate,
+            speaking=forwarder.publisher_id == speaker,
+            layers=layers,
+        )
 
     def bandwidth_report(self) -> dict[str, Any]:
         """The subscriber's link as the server sees it (stats, `rtc:stats`, the tile)."""
@@ -324,7 +339,17 @@ class Subscriber:
             "paused_for_budget": sum(
                 1 for s in self.subscriptions.values() if s.downtrack.budget_paused
             ),
+            "layers": self._layers_received(),
         }
+
+    def _layers_received(self) -> dict[str, int]:
+        """How many simulcast videos this participant receives on each layer (by RID)."""
+        counts: dict[str, int] = {}
+        for slot in self.subscriptions.values():
+            dt = slot.downtrack
+            if dt.feed is not None and dt.feed.rid and not dt.paused:
+                counts[dt.feed.rid] = counts.get(dt.feed.rid, 0) + 1
+        return counts
 
     # --- slots ------------------------------------------------------------------------------
 

@@ -172,6 +172,10 @@ async def test_chromium_sends_three_layers_and_each_viewer_gets_its_own(
             assert [entry["rid"] for entry in layers["layers"]] == ["q", "h", "f"]
             carol_sub = next(s for s in report["carol"]["subscribed"] if s["track_id"] == track_id)
             assert carol_sub["layer"] == "f" and carol_sub["switches"] >= 1
+            # the layer received, with its size, beside the link's figures
+            assert carol_sub["publisher_id"] == "browser" and carol_sub["source"] == "camera"
+            assert (carol_sub["layer_width"], carol_sub["layer_height"]) == top
+            assert report["carol"]["bandwidth"]["layers"].get("f") == 1
             print("layers:", [(e["rid"], e["width"], e["bitrate"]) for e in layers["layers"]])
 
             # a server offer to Chromium (bob publishes): it keeps its three layers
@@ -363,10 +367,13 @@ async def test_a_viewer_capped_at_400_kbits_gets_a_lower_layer_and_keeps_decodin
 
                 await wait_for(decoding, 60, interval=0.25)
                 started = time.monotonic()
-                await wait_for(lambda: dt.layer in ("q", "h") and dt.bandwidth_cap, 60, 0.1)
+                await wait_for(
+                    lambda: dt.layer in ("q", "h") and dt.budget_layer in (0, 1), 60, 0.1
+                )
                 print(
                     f"\ncapped viewer: down to layer {dt.layer} after "
-                    f"{time.monotonic() - started:.1f} s (REMB {dt.remb}, layer rates "
+                    f"{time.monotonic() - started:.1f} s (allowed {dt.allowed_bitrate}, "
+                    f"{sfu.peer('viewer').subscriber.budget_source}, layer rates "
                     f"{dict(zip('qhf', camera.rates, strict=True))})"
                 )
                 # and it keeps decoding on the lower layer
@@ -376,7 +383,7 @@ async def test_a_viewer_capped_at_400_kbits_gets_a_lower_layer_and_keeps_decodin
                     return await frames() > seen + 60
 
                 await wait_for(more, 60, interval=0.25)
-                # after the hold it tries the top layer again and comes back down (REMB)
+                # after the back-off it tries a higher layer again and comes back down
                 await wait_for(lambda: dt.layer in ("q", "h"), 60, 0.1)
                 print(f"capped viewer decodes on {dt.layer}: {await frames()} frames in all")
                 assert bridges["viewer"].errors == [] and bridges["browser"].errors == []

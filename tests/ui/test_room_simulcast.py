@@ -48,4 +48,12 @@ async def test_the_room_client_publishes_layers_and_reports_its_tiles(
         f"\nphone tile {downtrack.view} -> layer {downtrack.layer}; layers "
         f"{[(e['rid'], e['width'], e['height'], e['bitrate']) for e in entry['layers']]}"
     )
+    # the expert's tile on the host's page says which picture of that camera arrives
+    label = c.host.locator('.net[aria-label*="image reçue"]').first
+    await label.wait_for(state="attached", timeout=90_000)
+    print("host's label of the expert's tile:", await label.get_attribute("aria-label"))
+    mine = sfu.stats(str(c.room_id))["participants"][c.host_pid]
+    sub = next(s for s in mine["subscribed"] if s.get("layer"))
+    assert sub["publisher_id"] == c.expert_pid and sub["source"] == "camera"
+    assert mine["bandwidth"]["layers"] or sub["paused"]
     assert not pages.errors, pages.errors

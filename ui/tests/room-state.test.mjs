@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { callTiles, initialState, mergeMessages, networkOf, qualityOf, roomReducer } from "../static/js/room/state.js";
+import { callTiles, initialState, layerOf, mergeMessages, networkOf, qualityOf, roomReducer } from "../static/js/room/state.js";
 
 const ME = "u-me";
 const track = (kind, id) => ({ kind, id });
@@ -231,6 +231,20 @@ test("network quality from the server's estimate of the participant's link", () 
   const s = run([{ type: "stats", participants: { "p-b": link({ ...ok, estimate: 200_000 }) } }]);
   assert.equal(s.quality["p-b"], "poor");
   assert.equal(s.network["p-b"].estimate, 200_000);
+});
+
+test("the layer of a participant's camera this client receives, on their tile", () => {
+  const ok = { estimate: 2_500_000, source: "transport-cc", loss: 0, rtt_ms: 30, paused_for_budget: 0 };
+  const cam = { track_id: "t1", kind: "video", source: "camera", publisher_id: "p-b", layer: "h", layer_width: 640, layer_height: 360, paused_for_budget: false };
+  const mine = { state: "connected", bandwidth: ok, subscribed: [{ track_id: "a1", kind: "audio", source: "audio", publisher_id: "p-b" }, cam] };
+  assert.deepEqual(layerOf(mine, "p-b"), { rid: "h", width: 640, height: 360, paused: false });
+  assert.equal(layerOf(mine, "p-c"), null);
+  assert.equal(layerOf({ subscribed: [{ ...cam, layer: undefined }] }, "p-b"), null); // one stream: no layer
+  let s = run([{ type: "joined", ack: joinedAck() }]);
+  s = roomReducer(s, { type: "stats", participants: { "p-me": mine, "p-b": { state: "connected", subscribed: [], bandwidth: ok } } });
+  assert.deepEqual(s.network["p-b"].layer, { rid: "h", width: 640, height: 360, paused: false });
+  assert.equal(s.network["p-me"].layer, undefined); // my own tile: nothing received from myself
+  assert.equal(s.network["p-b"].estimate, 2_500_000);
 });
 
 test("dialogs, panels, the chat recipient, the screenshot, the connection banner", () => {

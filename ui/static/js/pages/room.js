@@ -24,7 +24,8 @@ function Video({ stream, muted, label, className }) {
   return html`<video ref=${ref} class=${className} autoplay playsinline muted=${muted} aria-label=${label}></video>`;
 }
 
-/** The server's figures for a link, in words: « débit estimé 1,2 Mbit/s, pertes 0,5 %, aller-retour 40 ms ». */
+/** The server's figures for a link, in words: « débit estimé 1,2 Mbit/s, pertes 0,5 %, aller-retour 40 ms,
+ * image reçue 640×360 » (the layer of this participant's camera that we receive, simulcast only). */
 function netFigures(net) {
   if (!net || net.estimate == null) return "";
   const lang = currentLang();
@@ -32,7 +33,12 @@ function netFigures(net) {
   const rate = (net.estimate / (mbit ? 1e6 : 1e3)).toLocaleString(lang, { maximumFractionDigits: mbit ? 1 : 0 });
   const loss = ((net.loss || 0) * 100).toLocaleString(lang, { maximumFractionDigits: 1 });
   const rtt = net.rtt_ms == null ? "–" : String(Math.round(net.rtt_ms));
-  const text = t("room.net_figures", { rate: `${rate} ${mbit ? "Mbit/s" : "kbit/s"}`, loss, rtt });
+  let text = t("room.net_figures", { rate: `${rate} ${mbit ? "Mbit/s" : "kbit/s"}`, loss, rtt });
+  const layer = net.layer;
+  if (layer && !layer.paused) {
+    const size = layer.width && layer.height ? `${layer.width}×${layer.height}` : t(`room.net_layer_${layer.rid}`);
+    text = `${text}, ${t("room.net_layer", { layer: size })}`;
+  }
   return net.paused > 0 ? `${text} ${t("room.net_paused", { count: net.paused })}` : text;
 }
 

@@ -60,6 +60,15 @@ export function networkOf(report) {
   return { estimate: bw.estimate ?? null, loss: bw.loss ?? null, rtt_ms: bw.rtt_ms ?? null, paused: bw.paused_for_budget || 0 };
 }
 
+/** The simulcast layer of participant `pid`'s camera that this client receives, from this
+ * client's own rtc:stats report (`mine`): { rid: "q" | "h" | "f", width, height, paused }, or
+ * null when it is not received as layers (one stream, or not subscribed). */
+export function layerOf(mine, pid) {
+  const sub = ((mine && mine.subscribed) || []).find((s) => s.publisher_id === pid && s.kind === "video" && s.source === "camera" && s.layer);
+  if (!sub) return null;
+  return { rid: sub.layer, width: sub.layer_width ?? null, height: sub.layer_height ?? null, paused: !!sub.paused_for_budget };
+}
+
 /** Estimates (bit/s) under which a link is « faible » / « moyen » (a 360p camera needs ~500 kbit/s). */
 const POOR_ESTIMATE = 300000;
 const FAIR_ESTIMATE = 800000;
@@ -148,9 +157,12 @@ export function roomReducer(state, action) {
     case "stats": {
       const quality = {};
       const network = {};
+      const mine = (action.participants || {})[state.me];
       for (const [pid, rep] of Object.entries(action.participants || {})) {
         quality[pid] = qualityOf(rep);
-        network[pid] = networkOf(rep);
+        const net = networkOf(rep);
+        // on their tile: their link's figures, and the layer of their camera this client gets
+        network[pid] = net && pid !== state.me ? { ...net, layer: layerOf(mine, pid) } : net;
       }
       return { ...state, quality, network };
     }
