@@ -65,7 +65,7 @@ async def test_two_practitioners_in_a_dossier_room(pages, app, users, tmp_path):
     await send.get_by_role("radio", name=re.compile(re.escape(capture))).check()
     await shot(host, "room-send-from-dossier", full_page=False)
     await send.get_by_role("button", name="Envoyer", exact=True).click()
-    await host.get_by_text(f"Document « {capture} » envoyé.").wait_for()
+    await host.get_by_text(f"Document « {capture} » envoyé.").wait_for(timeout=180_000)
     await expert.get_by_role("button", name=re.compile("^Discussion")).click()
     link = expert.get_by_role("link", name=capture)
     await link.wait_for()

@@ -109,7 +109,7 @@ async def test_plan_remind_enter_then_write_sign_and_send_the_report(
     await send.get_by_role("button", name="Depuis mon ordinateur").click()
     await send.locator("#send-file").set_input_files(str(photo))
     await send.get_by_role("button", name="Envoyer", exact=True).click()
-    await page.get_by_text("Document « photo-plaie.png » envoyé.").wait_for()
+    await page.get_by_text("Document « photo-plaie.png » envoyé.").wait_for(timeout=180_000)
 
     # Back on the dossier: the call's files under its date, not in « Images ».
     await page.goto(f"/app/dossiers/{dossier_id}")
