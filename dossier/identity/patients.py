@@ -14,7 +14,7 @@ import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from rapidfuzz import fuzz
 from sqlalchemy import ColumnElement, Select, and_, case, false, func, literal, or_, select
@@ -35,6 +35,8 @@ from dossier.permissions import identity_holders, visible_patients
 
 __all__ = ["ins_key", "ins_with_key", "validate_ins"]  # re-exported for older callers
 
+_S = TypeVar("_S", bound=Select[*tuple[Any, ...]])
+
 # A candidate below this rate is not shown; at or above this one it counts as a look-alike.
 SHOW_FROM = 70.0
 SIMILAR_FROM = 85.0
@@ -52,7 +54,7 @@ def fold_for_matching(text: str) -> str:
     return " ".join(re.sub(r"[^a-z0-9]+", " ", ascii_.lower()).split())
 
 
-def search_text_of(p: Patient) -> str:
+def search_text_of(p: Scored) -> str:
     parts = [p.birth_name, p.used_name, p.first_name, p.first_names, p.used_first_name]
     return " ".join(dict.fromkeys(fold_for_matching(" ".join(parts)).split()))
 
@@ -111,7 +113,33 @@ def _token_score(q: str, candidates: list[str]) -> float:
     return best
 
 
-def match_rate(p: Patient, c: Criteria) -> float:
+class Scored(Protocol):
+    """What :func:`match_rate` reads of an identity: a :class:`Patient`, or a row of the
+    search's light query (the names, birth date, sex and identifiers only)."""
+
+    @property
+    def birth_name(self) -> str: ...
+    @property
+    def used_name(self) -> str: ...
+    @property
+    def first_name(self) -> str: ...
+    @property
+    def first_names(self) -> str: ...
+    @property
+    def used_first_name(self) -> str: ...
+    @property
+    def birth_date(self) -> date: ...
+    @property
+    def sex(self) -> Sex: ...
+    @property
+    def ins(self) -> str | None: ...
+    @property
+    def ipp(self) -> str | None: ...
+    @property
+    def search_text(self) -> str: ...
+
+
+def match_rate(p: Scored, c: Criteria) -> float:
     """How well an identity answers the criteria, 0–100 ("Taux de corresp.")."""
     scores: list[float] = []
     if c.ins:
@@ -226,7 +254,7 @@ def _trigrams(word: str) -> list[str]:
     return [word[i : i + 3] for i in range(len(word) - 2)]
 
 
-def _prefilter(dialect: str, stmt: Select[Any], c: Criteria) -> Select[Any]:
+def _prefilter(dialect: str, stmt: _S, c: Criteria) -> _S:
     """Narrow ``stmt`` to the identities that can reach :data:`SHOW_FROM`, in the database.
 
     A candidate has a birth date close to the one asked for (:func:`_near_dates`), or names
@@ -241,7 +269,16 @@ def _prefilter(dialect: str, stmt: Select[Any], c: Criteria) -> Select[Any]:
     dates = _near_dates(c.birth_date) if c.birth_date else []
     on_date = Patient.birth_date.in_(dates) if dates else false()
     if dialect == "postgresql":
-        named = [Patient.search_text.op("%>")(w) for w in words]
+        # A three-letter word (often the start of a name) would match by word similarity
+        # any name sharing its first two letters ("mar" ~ "michel" 0.5), at a high cost
+        # in rechecks: its letters must appear in order instead ("den" in "delon", which
+        # match_rate scores 75), a cheap filter on the rows the other words pick.
+        named = [
+            Patient.search_text.like("%" + "%".join(w) + "%")
+            if len(w) == 3
+            else Patient.search_text.op("%>")(w)
+            for w in words
+        ]
         rank: ColumnElement[float] = literal(1.0)
         if dates:
             rank = case((Patient.birth_date == dates[0], 3.0), (on_date, 2.0), else_=1.0)
@@ -262,12 +299,27 @@ def _prefilter(dialect: str, stmt: Select[Any], c: Criteria) -> Select[Any]:
     return stmt.where(or_(on_date, *pieces))
 
 
+SCORED_COLUMNS = (
+    Patient.id,
+    Patient.birth_name,
+    Patient.used_name,
+    Patient.first_name,
+    Patient.first_names,
+    Patient.used_first_name,
+    Patient.birth_date,
+    Patient.sex,
+    Patient.ins,
+    Patient.ipp,
+    Patient.search_text,
+)
+
+
 async def search(
     session: AsyncSession, principal: Principal, c: Criteria, *, limit: int = 25
 ) -> list[tuple[Patient, float]]:
     """Identities the principal may see, best match first: the database picks the
     candidates (:func:`_prefilter`) among the visible ones, :func:`match_rate` ranks them."""
-    stmt = select(Patient).where(visible_patients(principal))
+    stmt = select(*SCORED_COLUMNS).where(visible_patients(principal))
     if c.ins:
         stmt = stmt.where(Patient.ins == c.ins)
     if c.ipp:
@@ -281,11 +333,19 @@ async def search(
                 )
             )
         stmt = _prefilter(dialect, stmt, c)
-    rows = (await session.execute(stmt)).scalars().all()
+    # Score light rows (no ORM objects for the hundreds of candidates), then load the
+    # identities shown.
+    rows = (await session.execute(stmt)).all()
     scored = [(p, match_rate(p, c)) for p in rows]
     found = [(p, r) for p, r in scored if r >= SHOW_FROM]
     found.sort(key=lambda pr: (-pr[1], pr[0].birth_name, pr[0].first_name))
-    return found[:limit]
+    found = found[:limit]
+    if not found:
+        return []
+    ids = [p.id for p, _ in found]
+    loaded = (await session.execute(select(Patient).where(Patient.id.in_(ids)))).scalars().all()
+    by_id = {p.id: p for p in loaded}
+    return [(by_id[p.id], r) for p, r in found if p.id in by_id]
 
 
 # -- creation ---------------------------------------------------------------------------
