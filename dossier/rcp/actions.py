@@ -25,7 +25,6 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-import icalendar
 from aiohttp import web
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -39,6 +38,7 @@ from core.notify import Attachment, DeliveryError, Email
 from core.paris_time import paris_spelled_out
 from core.principal import Principal
 from dossier import permissions
+from dossier.calendar_entry import calendar_entry
 from dossier.documents.store import add_document
 from dossier.models import (
     Dossier,
@@ -183,36 +183,23 @@ async def _participant_of(
 def ics_of(
     app: web.Application, m: RcpMeeting, lead: User | None, people: list[User], *, cancel: bool
 ) -> bytes:
-    cal = icalendar.Calendar()
-    cal.add("prodid", "-//Consilium//RCP//FR")
-    cal.add("version", "2.0")
-    cal.add("method", "CANCEL" if cancel else "REQUEST")
-    ev = icalendar.Event()
-    ev.add("uid", f"rcp-{m.id}@consilium")
-    ev.add("dtstamp", utcnow())
-    ev.add("dtstart", m.scheduled_at)
-    ev.add("dtend", m.scheduled_at + timedelta(minutes=m.duration_minutes))
-    ev.add("sequence", m.sequence)
-    ev.add("summary", f"RCP — {m.title}")
-    ev.add(
-        "description",
-        f"Réunion de concertation pluridisciplinaire « {m.title} ».\n"
-        f"Ordre du jour : {_meeting_url(app, m.id)}\nSalle : {_room_url(app, m.room_id)}",
+    return calendar_entry(
+        prodid="-//Consilium//RCP//FR",
+        uid=f"rcp-{m.id}@consilium",
+        start=m.scheduled_at,
+        minutes=m.duration_minutes,
+        sequence=m.sequence,
+        summary=f"RCP — {m.title}",
+        description=(
+            f"Réunion de concertation pluridisciplinaire « {m.title} ».\n"
+            f"Ordre du jour : {_meeting_url(app, m.id)}\nSalle : {_room_url(app, m.room_id)}"
+        ),
+        location=_room_url(app, m.room_id),
+        url=_meeting_url(app, m.id),
+        organizer=lead,
+        attendees=people,
+        cancel=cancel,
     )
-    ev.add("location", _room_url(app, m.room_id))
-    ev.add("url", _meeting_url(app, m.id))
-    ev.add("status", "CANCELLED" if cancel else "CONFIRMED")
-    if lead is not None:
-        org = icalendar.vCalAddress(f"mailto:{lead.email}")
-        org.params["cn"] = icalendar.vText(lead.display_name)
-        ev.add("organizer", org)
-    for u in people:
-        att = icalendar.vCalAddress(f"mailto:{u.email}")
-        att.params["cn"] = icalendar.vText(u.display_name)
-        att.params["role"] = icalendar.vText("REQ-PARTICIPANT")
-        ev.add("attendee", att, encode=False)
-    cal.add_component(ev)
-    return cal.to_ical()
 
 
 async def _tell(

@@ -17,7 +17,6 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 
-import icalendar
 from aiohttp import web
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,6 +29,7 @@ from core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from core.notify import Attachment, DeliveryError, Email
 from core.paris_time import paris_datetime, paris_spelled_out
 from core.principal import Principal
+from dossier.calendar_entry import calendar_entry
 from dossier.models import (
     Dossier,
     Teleconsultation,
@@ -149,36 +149,23 @@ def ics_of(
 ) -> bytes:
     """The calendar entry professionals get: same UID for the whole life of the appointment,
     SEQUENCE raised by each change, METHOD:CANCEL when it is called off."""
-    cal = icalendar.Calendar()
-    cal.add("prodid", "-//Consilium//Téléconsultation//FR")
-    cal.add("version", "2.0")
-    cal.add("method", "CANCEL" if cancel else "REQUEST")
-    ev = icalendar.Event()
-    ev.add("uid", f"teleconsultation-{tc.id}@consilium")
-    ev.add("dtstamp", utcnow())
-    ev.add("dtstart", tc.scheduled_at)
-    ev.add("dtend", tc.scheduled_at + timedelta(minutes=tc.duration_minutes))
-    ev.add("sequence", tc.sequence)
-    ev.add("summary", f"Téléconsultation — dossier n° {number}")
-    ev.add(
-        "description",
-        f"Téléconsultation du dossier n° {number}.\n"
-        f"Dossier : {_app_url(app, tc.dossier_id)}\nSalle : {_room_url(app, tc.room_id)}",
+    return calendar_entry(
+        prodid="-//Consilium//Téléconsultation//FR",
+        uid=f"teleconsultation-{tc.id}@consilium",
+        start=tc.scheduled_at,
+        minutes=tc.duration_minutes,
+        sequence=tc.sequence,
+        summary=f"Téléconsultation — dossier n° {number}",
+        description=(
+            f"Téléconsultation du dossier n° {number}.\n"
+            f"Dossier : {_app_url(app, tc.dossier_id)}\nSalle : {_room_url(app, tc.room_id)}"
+        ),
+        location=_room_url(app, tc.room_id),
+        url=_room_url(app, tc.room_id),
+        organizer=organizer,
+        attendees=attendees,
+        cancel=cancel,
     )
-    ev.add("location", _room_url(app, tc.room_id))
-    ev.add("url", _room_url(app, tc.room_id))
-    ev.add("status", "CANCELLED" if cancel else "CONFIRMED")
-    if organizer is not None:
-        org = icalendar.vCalAddress(f"mailto:{organizer.email}")
-        org.params["cn"] = icalendar.vText(organizer.display_name)
-        ev.add("organizer", org)
-    for u in attendees:
-        att = icalendar.vCalAddress(f"mailto:{u.email}")
-        att.params["cn"] = icalendar.vText(u.display_name)
-        att.params["role"] = icalendar.vText("REQ-PARTICIPANT")
-        ev.add("attendee", att, encode=False)
-    cal.add_component(ev)
-    return cal.to_ical()
 
 
 async def _tell_professionals(
