@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import html
-import io
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from core.paris_time import paris_datetime
 from dossier.report import signing
-from dossier.report.pdf import _CSS, _kv
+from dossier.report.pdf import _kv, paginate
 
 
 @dataclass
@@ -61,45 +60,13 @@ def render_html(f: FicheData) -> str:
 
 
 def render_pdf(f: FicheData) -> bytes:
-    import pymupdf
-
-    page_rect = pymupdf.paper_rect("a4")
-    content = pymupdf.Rect(50, 70, page_rect.width - 50, page_rect.height - 60)
-    story = pymupdf.Story(html=render_html(f), user_css=_CSS)
-    buf = io.BytesIO()
-    writer = pymupdf.DocumentWriter(buf)
-    more = True
-    while more:
-        dev = writer.begin_page(page_rect)
-        more, _ = story.place(content)
-        story.draw(dev)
-        writer.end_page()
-    writer.close()
-    doc = pymupdf.open(stream=buf.getvalue(), filetype="pdf")
-    header = f"Consilium — Fiche RCP — Dossier n° {f.number} — {f.patient_file_name}"
-    for i in range(doc.page_count):
-        page = doc[i]
-        page.insert_text((50, 44), header, fontsize=8, fontname="helv", color=(0.3, 0.35, 0.4))
-        page.insert_text(
-            (50, page.rect.height - 32),
-            f"Dossier n° {f.number} — document confidentiel (secret médical) — page "
-            f"{i + 1} / {doc.page_count}",
-            fontsize=7,
-            fontname="helv",
-            color=(0.4, 0.45, 0.5),
-        )
-    doc.set_metadata(
-        {
-            "title": f"Fiche RCP — {f.patient_file_name}",
-            "author": "Consilium",
-            "subject": f"Dossier n° {f.number}",
-            "creator": "Consilium",
-            "producer": "Consilium (pymupdf)",
-        }
+    return paginate(
+        render_html(f),
+        header=f"Consilium — Fiche RCP — Dossier n° {f.number} — {f.patient_file_name}",
+        number=f.number,
+        title=f"Fiche RCP — {f.patient_file_name}",
+        subject=f"Dossier n° {f.number}",
     )
-    out = doc.tobytes(garbage=3, deflate=True)
-    doc.close()
-    return bytes(out)
 
 
 def filename(f: FicheData) -> str:
